@@ -1,0 +1,183 @@
+"""The data contracts of tickwise, defined once.
+
+Every record kind is a numpy structured dtype (what kernels see, one field per
+column); its Arrow schema is derived from that dtype, never written twice. The
+integer constants below are shared by kernels and Python as plain numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+
+# --- enums shared with kernels -------------------------------------------------------------
+
+SIDE_BUY: Final = 1
+SIDE_SELL: Final = -1
+
+ORD_LIMIT: Final = 0
+ORD_MARKET: Final = 1
+
+TIF_GTC: Final = 0
+TIF_IOC: Final = 1
+
+STATUS_NEW: Final = 0
+STATUS_ACKED: Final = 1
+STATUS_PARTIAL: Final = 2
+STATUS_FILLED: Final = 3
+STATUS_CANCELLED: Final = 4
+STATUS_REJECTED: Final = 5
+
+REASON_NONE: Final = 0
+
+LIQ_MAKER: Final = 0
+LIQ_TAKER: Final = 1
+
+# Book-delta flags (bits of the `flags` column).
+BOOK_F_LAST: Final = 1  # last delta of one update: the book is consistent after it
+BOOK_F_SNAPSHOT: Final = 2  # part of a full snapshot of one instrument's book
+BOOK_F_CLEAR: Final = 4  # clear the instrument's book before applying this delta
+
+# --- record dtypes --------------------------------------------------------------------------
+
+QUOTE_DTYPE: Final = np.dtype(
+    [
+        ("ts_event", "<i8"),
+        ("ts_recv", "<i8"),
+        ("instrument", "<u4"),
+        ("seq", "<u8"),
+        ("bid_px", "<f8"),
+        ("ask_px", "<f8"),
+        ("bid_sz", "<f8"),
+        ("ask_sz", "<f8"),
+    ]
+)
+
+TRADE_DTYPE: Final = np.dtype(
+    [
+        ("ts_event", "<i8"),
+        ("ts_recv", "<i8"),
+        ("instrument", "<u4"),
+        ("seq", "<u8"),
+        ("px", "<f8"),
+        ("sz", "<f8"),
+        ("side", "i1"),
+    ]
+)
+
+# ts_event of a bar is its close time: the moment the bar is known, so a replay
+# can never see a bar before it has ended.
+BAR_DTYPE: Final = np.dtype(
+    [
+        ("ts_event", "<i8"),
+        ("instrument", "<u4"),
+        ("open", "<f8"),
+        ("high", "<f8"),
+        ("low", "<f8"),
+        ("close", "<f8"),
+        ("volume", "<f8"),
+    ]
+)
+
+BOOK_DTYPE: Final = np.dtype(
+    [
+        ("ts_event", "<i8"),
+        ("ts_recv", "<i8"),
+        ("instrument", "<u4"),
+        ("seq", "<u8"),
+        ("side", "i1"),
+        ("px", "<f8"),
+        ("sz", "<f8"),
+        ("flags", "u1"),
+    ]
+)
+
+ORDER_DTYPE: Final = np.dtype(
+    [
+        ("id", "<u8"),
+        ("ts", "<i8"),
+        ("instrument", "<u4"),
+        ("side", "i1"),
+        ("price", "<f8"),
+        ("qty", "<f8"),
+        ("order_type", "i1"),
+        ("tif", "i1"),
+        ("status", "i1"),
+        ("reason", "<i2"),
+    ]
+)
+
+FILL_DTYPE: Final = np.dtype(
+    [
+        ("order_id", "<u8"),
+        ("ts", "<i8"),
+        ("instrument", "<u4"),
+        ("side", "i1"),
+        ("price", "<f8"),
+        ("qty", "<f8"),
+        ("fee", "<f8"),
+        ("liquidity", "i1"),
+    ]
+)
+
+INSTRUMENT_DTYPE: Final = np.dtype(
+    [("id", "<u4"), ("tick_size", "<f8"), ("lot_size", "<f8")]
+)
+
+# --- market-data kinds ----------------------------------------------------------------------
+
+MARKET_DTYPES: Final[dict[str, np.dtype]] = {
+    "quotes": QUOTE_DTYPE,
+    "trades": TRADE_DTYPE,
+    "bars": BAR_DTYPE,
+    "book": BOOK_DTYPE,
+}
+KINDS: Final = tuple(MARKET_DTYPES)
+
+# The deterministic global order of market data: time, then instrument, then sequence.
+SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    kind: tuple(k for k in ("ts_event", "instrument", "seq") if k in dtype.names)
+    for kind, dtype in MARKET_DTYPES.items()
+}
+
+# Parquet/Arrow schema metadata keys carried by every tickwise file.
+META_KIND: Final = b"tickwise.kind"
+META_INSTRUMENTS: Final = b"tickwise.instruments"
+
+_ARROW_TYPES: Final = {
+    np.dtype("<i8"): pa.int64(),
+    np.dtype("<u8"): pa.uint64(),
+    np.dtype("<u4"): pa.uint32(),
+    np.dtype("<i2"): pa.int16(),
+    np.dtype("i1"): pa.int8(),
+    np.dtype("u1"): pa.uint8(),
+    np.dtype("<f8"): pa.float64(),
+}
+
+
+def arrow_schema(dtype: np.dtype, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    """The Arrow schema mirroring a record dtype: same names, same order, no nulls."""
+    fields = [
+        pa.field(name, _ARROW_TYPES[dtype.fields[name][0]], nullable=False)
+        for name in dtype.names
+    ]
+    return pa.schema(fields, metadata=metadata)
+
+
+def market_schema(kind: str) -> pa.Schema:
+    """The Arrow schema of one market-data kind (quotes, trades, bars, book)."""
+    return arrow_schema(market_dtype(kind))
+
+
+def market_dtype(kind: str) -> np.dtype:
+    """The numpy record dtype of one market-data kind; a clear error for an unknown kind."""
+    try:
+        return MARKET_DTYPES[kind]
+    except KeyError:
+        raise ValueError(f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)}") from None
+
+
+ORDER_SCHEMA: Final = arrow_schema(ORDER_DTYPE)
+FILL_SCHEMA: Final = arrow_schema(FILL_DTYPE)
