@@ -122,9 +122,7 @@ FILL_DTYPE: Final = np.dtype(
     ]
 )
 
-INSTRUMENT_DTYPE: Final = np.dtype(
-    [("id", "<u4"), ("tick_size", "<f8"), ("lot_size", "<f8")]
-)
+INSTRUMENT_DTYPE: Final = np.dtype([("id", "<u4"), ("tick_size", "<f8"), ("lot_size", "<f8")])
 
 # --- market-data kinds ----------------------------------------------------------------------
 
@@ -160,8 +158,7 @@ _ARROW_TYPES: Final = {
 def arrow_schema(dtype: np.dtype, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
     """The Arrow schema mirroring a record dtype: same names, same order, no nulls."""
     fields = [
-        pa.field(name, _ARROW_TYPES[dtype.fields[name][0]], nullable=False)
-        for name in dtype.names
+        pa.field(name, _ARROW_TYPES[dtype.fields[name][0]], nullable=False) for name in dtype.names
     ]
     return pa.schema(fields, metadata=metadata)
 
@@ -176,7 +173,9 @@ def market_dtype(kind: str) -> np.dtype:
     try:
         return MARKET_DTYPES[kind]
     except KeyError:
-        raise ValueError(f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)}") from None
+        raise ValueError(
+            f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)}"
+        ) from None
 
 
 ORDER_SCHEMA: Final = arrow_schema(ORDER_DTYPE)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from tickwise.engine.errors import DataError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import KINDS, META_INSTRUMENTS, META_KIND, market_dtype, market_schema
@@ -104,7 +103,11 @@ class History:
         check_schema(pf.schema_arrow, file_kind, str(p), partition)
         instruments = Instruments.from_json(meta[META_INSTRUMENTS], str(p))
         ts_min, ts_max = _ts_range(pf)
-        return HistoryFile(p, pf.metadata.num_rows, ts_min, ts_max, partition), file_kind, instruments
+        return (
+            HistoryFile(p, pf.metadata.num_rows, ts_min, ts_max, partition),
+            file_kind,
+            instruments,
+        )
 
     @property
     def ts_range(self) -> tuple[int | None, int | None]:
@@ -122,7 +125,10 @@ class History:
         assert self.instruments is not None
         order = sorted(
             range(len(self.files)),
-            key=lambda i: (self.files[i].ts_min if self.files[i].ts_min is not None else -(2**63), i),
+            key=lambda i: (
+                self.files[i].ts_min if self.files[i].ts_min is not None else -(2**63),
+                i,
+            ),
         )
         streams = deque(
             _FileStream(self.files[i], i, self.kind, self.instruments, batch_size) for i in order
@@ -216,7 +222,8 @@ class _FileStream:
             scalar = pa.scalar(int(value), type=field.type)
         except (ValueError, pa.ArrowException):
             raise DataError(
-                f"{self.info.path}: partition key {field.name}={value!r} is not a valid {field.type}"
+                f"{self.info.path}: partition key {field.name}={value!r} "
+                f"is not a valid {field.type}"
             ) from None
         return pa.repeat(scalar, rows)
 
@@ -225,7 +232,7 @@ class _FileStream:
         return int(self.ts[n]), int(self.inst[n]), int(self.seq[n]) if self.seq is not None else 0
 
     def count_upto(self, key: tuple[int, int, int]) -> int:
-        """Unread rows whose (ts_event, instrument, seq) is at most `key` (a prefix: rows are sorted)."""
+        """How many unread rows have (ts_event, instrument, seq) <= `key` (rows are sorted)."""
         ts = self.ts[self.pos :]
         lo = int(np.searchsorted(ts, key[0], side="left"))
         hi = int(np.searchsorted(ts, key[0], side="right"))
@@ -280,8 +287,10 @@ def _merge(pending: deque[_FileStream], kind: str) -> Iterator[pa.RecordBatch]:
         merged = pa.concat_batches([p for _, p in pieces])
         cols = columns(merged)
         source = np.repeat([i for i, _ in pieces], [p.num_rows for _, p in pieces])
-        keys = (source, cols["seq"], cols["instrument"], cols["ts_event"]) if has_seq else (
-            source, cols["instrument"], cols["ts_event"]
+        keys = (
+            (source, cols["seq"], cols["instrument"], cols["ts_event"])
+            if has_seq
+            else (source, cols["instrument"], cols["ts_event"])
         )
         yield merged.take(pa.array(np.lexsort(keys)))
 

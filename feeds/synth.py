@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.schemas import BOOK_F_LAST, KINDS, market_dtype, market_schema
@@ -35,8 +34,13 @@ _KIND_CODE = {"quotes": sk.K_QUOTES, "trades": sk.K_TRADES, "bars": sk.K_BARS, "
 _COLUMN_SOURCE = {
     "quotes": {"bid_px": ("f", 0), "ask_px": ("f", 1), "bid_sz": ("f", 2), "ask_sz": ("f", 3)},
     "trades": {"px": ("f", 0), "sz": ("f", 1), "side": ("i", sk.O_SIDE)},
-    "bars": {"open": ("f", 0), "high": ("f", 1), "low": ("f", 2), "close": ("f", 3),
-             "volume": ("f", 4)},  # fmt: skip
+    "bars": {
+        "open": ("f", 0),
+        "high": ("f", 1),
+        "low": ("f", 2),
+        "close": ("f", 3),
+        "volume": ("f", 4),
+    },
     "book": {"side": ("i", sk.O_SIDE), "px": ("f", 0), "sz": ("f", 1), "flags": ("i", sk.O_FLAGS)},
 }
 _COMMON_SOURCE = {
@@ -95,11 +99,15 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise TickwiseError(f"--kind {self.kind!r} is unknown; choose one of {', '.join(KINDS)}")
+            raise TickwiseError(
+                f"--kind {self.kind!r} is unknown; choose one of {', '.join(KINDS)}"
+            )
         if self.rows < 1:
             raise TickwiseError(f"--rows must be at least 1, got {self.rows}")
         if not 1 <= self.instruments <= 10_000:
-            raise TickwiseError(f"--instruments must be between 1 and 10000, got {self.instruments}")
+            raise TickwiseError(
+                f"--instruments must be between 1 and 10000, got {self.instruments}"
+            )
         if not 0 <= self.seed < 2**63:
             raise TickwiseError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
         if not (math.isfinite(self.rate) and 0 < self.rate <= 1e8):
@@ -108,6 +116,12 @@ class SynthConfig:
             raise TickwiseError("start must be timezone-aware (UTC)")
         for ep in self.episodes:
             _check_episode(ep, self.instruments)
+
+
+def default_rate(kind: str) -> float:
+    """Market events per second when none is given: 1000, or 50 for bars (a bar needs a
+    minute of market, so a slower market makes a long bar history quickly)."""
+    return 50.0 if kind == "bars" else 1_000.0
 
 
 def _check_episode(ep: Episode, n_instruments: int) -> None:
@@ -134,9 +148,7 @@ def make_instruments(n: int) -> Instruments:
     """
     ticks = (0.01, 0.01, 0.05, 0.25)
     lots = (1.0, 100.0, 1.0, 1.0)
-    return Instruments(
-        Instrument(i, f"SYN{i}", ticks[i % 4], lots[i % 4]) for i in range(n)
-    )
+    return Instruments(Instrument(i, f"SYN{i}", ticks[i % 4], lots[i % 4]) for i in range(n))
 
 
 class Market:
@@ -179,9 +191,17 @@ class Market:
         self.scratch_sz = np.zeros(sk.LEVELS, dtype=np.float64)
         self.crash, self.quiet = _episode_arrays(config.episodes, start_ns)
         sk.init_books_nb(
-            start_ns, self.rng, self.inst_i, self.inst_f, self.book_px, self.book_sz,
-            self.scratch_px, self.scratch_sz, self.cfg, self.crash,
-        )  # fmt: skip
+            start_ns,
+            self.rng,
+            self.inst_i,
+            self.inst_f,
+            self.book_px,
+            self.book_sz,
+            self.scratch_px,
+            self.scratch_sz,
+            self.cfg,
+            self.crash,
+        )
         worst = 2 * sk.LEVELS * n + 4 * sk.LEVELS + 2 * n + 8
         self._cap = max(CHUNK_ROWS, 2 * worst)
         self._out_i = np.zeros((sk.N_OUT_I, self._cap), dtype=np.int64)
@@ -189,15 +209,27 @@ class Market:
         self._schema = market_schema(config.kind)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Record batches of the configured kind, `config.rows` rows in all (book: whole updates)."""
+        """Batches of the configured kind, `config.rows` rows in all (book: whole updates)."""
         kind = self.config.kind
         left = self.config.rows
         while left > 0:
             n = sk.simulate_nb(
-                _KIND_CODE[kind], left, self._out_i, self._out_f, self.rng, self.clock, self.cfg,
-                self.inst_i, self.inst_f, self.book_px, self.book_sz, self.scratch_px,
-                self.scratch_sz, self.crash, self.quiet,
-            )  # fmt: skip
+                _KIND_CODE[kind],
+                left,
+                self._out_i,
+                self._out_f,
+                self.rng,
+                self.clock,
+                self.cfg,
+                self.inst_i,
+                self.inst_f,
+                self.book_px,
+                self.book_sz,
+                self.scratch_px,
+                self.scratch_sz,
+                self.crash,
+                self.quiet,
+            )
             if n < left:
                 yield self._batch(n)
                 left -= n
@@ -237,8 +269,11 @@ def _episode_arrays(episodes: tuple[Episode, ...], start_ns: int) -> tuple[np.nd
     quiet = np.zeros((len(quiets), 3), dtype=np.int64)
     for row, e in zip(quiet, quiets, strict=True):
         begin = start_ns + round(e.at_s * 1e9)
-        row[:] = (begin, begin + round(e.seconds * 1e9),
-                  sk.QUIET_GAP if isinstance(e, FeedGap) else sk.QUIET_STALE)  # fmt: skip
+        row[:] = (
+            begin,
+            begin + round(e.seconds * 1e9),
+            sk.QUIET_GAP if isinstance(e, FeedGap) else sk.QUIET_STALE,
+        )
     return crash, quiet
 
 
@@ -285,8 +320,8 @@ def synth(
 
 
 def parse_episode(text: str) -> Episode:
-    """Parse a command-line episode: `crash:at=600,drop_pct=8,down_s=30,recover_s=120[,instrument=0]`,
-    `gap:at=900,seconds=2` or `stale:at=1200,seconds=10`.
+    """Parse a command-line episode such as `gap:at=900,seconds=2`, `stale:at=1200,seconds=10`
+    or `crash:at=600,drop_pct=8,down_s=30,recover_s=120[,instrument=0]`.
     """
     name, _, rest = text.partition(":")
     kinds: dict[str, type] = {"crash": FlashCrash, "gap": FeedGap, "stale": StaleFeed}

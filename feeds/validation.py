@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
-
 from tickwise.engine.errors import DataError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import market_dtype, market_schema
@@ -61,7 +60,8 @@ class Validator:
     """Checks one stream of `kind` rows, batch after batch, against the data contract.
 
     `where(row)` turns a 0-based row number of the stream into the place named
-    in errors ("row 12", "line 14").
+    in errors ("row 12", "line 14"). `require_sorted=False` accepts instruments
+    interleaved in any order (each instrument's rows must still be in order).
     """
 
     def __init__(
@@ -70,12 +70,15 @@ class Validator:
         instruments: Instruments,
         source: str,
         where: Callable[[int], str] = lambda row: f"row {row}",
+        *,
+        require_sorted: bool = True,
     ) -> None:
         self.kind = kind
         self.instruments = instruments
         self.source = source
         self.where = where
         self.rows = 0
+        self._sorted = require_sorted
         self._has_seq = "seq" in market_dtype(kind).names
         self._known = instruments.known_mask()
         n = self._known.size
@@ -92,9 +95,18 @@ class Validator:
         seq = cols["seq"] if self._has_seq else _EMPTY_SEQ
         ts, inst = cols["ts_event"], cols["instrument"]
         o_fault, o_row, _ = vk.check_order_nb(
-            ts, inst, seq, self._has_seq, self._known,
-            self._last_ts, self._last_seq, self._seen, self._prev, self._prev_seq,
-        )  # fmt: skip
+            ts,
+            inst,
+            seq,
+            self._has_seq,
+            self._sorted,
+            self._known,
+            self._last_ts,
+            self._last_seq,
+            self._seen,
+            self._prev,
+            self._prev_seq,
+        )
         if v_fault == vk.FAULT_NONE and o_fault == vk.FAULT_NONE:
             self.rows += ts.size
             return
@@ -122,16 +134,19 @@ class Validator:
     def _order_message(self, fault: int, row: int, cols: Mapping[str, np.ndarray]) -> str:
         # The kernel stops before updating its state for the faulty row, so the state
         # still describes the rows before it: exactly what the message quotes.
-        last_ts, last_seq, prev, prev_seq = self._last_ts, self._last_seq, self._prev, self._prev_seq[0]
+        last_ts, last_seq, prev, prev_seq = (
+            self._last_ts,
+            self._last_seq,
+            self._prev,
+            self._prev_seq[0],
+        )
         k = int(cols["instrument"][row])
         t = int(cols["ts_event"][row])
         if fault == vk.FAULT_UNKNOWN_INSTRUMENT:
             ids = ", ".join(str(i.id) for i in self.instruments)
             return f"instrument id {k} is not in the instruments table (known ids: {ids})"
         if fault == vk.FAULT_TS_BACKWARDS:
-            return (
-                f"ts_event goes backwards for {self._name(k)}: {t} after {int(last_ts[k])}"
-            )
+            return f"ts_event goes backwards for {self._name(k)}: {t} after {int(last_ts[k])}"
         if fault == vk.FAULT_DUP_BAR:
             return f"duplicate bar for {self._name(k)} at ts_event {t}"
         s = int(cols["seq"][row]) if self._has_seq else 0
@@ -151,12 +166,12 @@ class Validator:
     def _value_message(self, fault: int, row: int, col: int, cols: Mapping[str, np.ndarray]) -> str:
         names = VALUE_COLUMNS[self.kind]
         if fault == vk.FAULT_CROSSED:
-            return (
-                f"crossed quote: bid_px {cols['bid_px'][row]!r} > ask_px {cols['ask_px'][row]!r}"
-            )
+            return f"crossed quote: bid_px {cols['bid_px'][row]!r} > ask_px {cols['ask_px'][row]!r}"
         if fault == vk.FAULT_BAR_RANGE:
             o, h, lo, c = (float(cols[n][row]) for n in ("open", "high", "low", "close"))
-            return f"bar high/low do not enclose open/close: open {o}, high {h}, low {lo}, close {c}"
+            return (
+                f"bar high/low do not enclose open/close: open {o}, high {h}, low {lo}, close {c}"
+            )
         name = names[col]
         value = cols[name][row]
         if fault == vk.FAULT_BAD_SIDE:

@@ -28,12 +28,14 @@ OK = (FAULT_NONE, -1, -1)
 
 
 @njit(cache=True)
-def check_order_nb(ts, inst, seq, has_seq, known, last_ts, last_seq, seen, prev, prev_seq):
+def check_order_nb(ts, inst, seq, has_seq, sorted_, known, last_ts, last_seq, seen, prev, prev_seq):
     """Check instrument ids and the (ts_event, instrument, seq) order; update the order state.
 
     `prev` is int64[3] = (has previous row, its ts_event, its instrument) and
     `prev_seq` uint64[1] its seq. Without a seq column (bars) pass an empty
     `seq` and `has_seq=False`: then ts_event must strictly increase per instrument.
+    With `sorted_=False` only the per-instrument order is checked (rows of
+    different instruments may interleave in any order, as in a CSV to import).
     """
     for i in range(ts.size):
         k = inst[i]
@@ -51,7 +53,7 @@ def check_order_nb(ts, inst, seq, has_seq, known, last_ts, last_seq, seen, prev,
                     return FAULT_SEQ_BACKWARDS, i, -1
             elif t == last_ts[k]:
                 return FAULT_DUP_BAR, i, -1
-        if prev[0] == 1:
+        if sorted_ and prev[0] == 1:
             pt = prev[1]
             pk = prev[2]
             if t < pt or (t == pt and (k < pk or (k == pk and s < prev_seq[0]))):

@@ -1,0 +1,39 @@
+# make demo | make test | make bench — each creates .venv (Python 3.11) on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := demo-data
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tickwise needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tickwise data synth --kind quotes --rows 2000000 --instruments 4 --seed 7 \
+		--inject crash:at=900,drop_pct=8,down_s=30,recover_s=120 --inject gap:at=1200,seconds=2 \
+		--out $(DEMO)/quotes.parquet --overwrite
+	$(BIN)/tickwise data inspect $(DEMO)/quotes.parquet
+	$(BIN)/tickwise data synth --kind book --rows 1000000 --instruments 3 --seed 7 --partition \
+		--out $(DEMO)/book --overwrite
+	$(BIN)/tickwise data inspect $(DEMO)/book
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	@mkdir -p bench-results
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only \
+		--benchmark-json=bench-results/pytest-benchmark.json
+
+clean:
+	rm -rf $(VENV) $(DEMO) bench-results .pytest_cache .ruff_cache .hypothesis .benchmarks

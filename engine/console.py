@@ -1,0 +1,59 @@
+"""What people see: progress bars and tables on the terminal, times and rates in plain units."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (only on a terminal); yields `advance(n)`."""
+    if not stderr.is_terminal:
+        yield lambda n: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def fmt_ns(ts: int | None, digits: int = 6) -> str:
+    """An epoch-nanosecond timestamp as UTC text, with `digits` decimals of the second."""
+    if ts is None:
+        return "-"
+    seconds, ns = divmod(ts, 1_000_000_000)
+    when = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    fraction = f"{ns:09d}"[:digits]
+    return f"{when:%Y-%m-%d %H:%M:%S}" + (f".{fraction}" if digits else "")
+
+
+def fmt_rate(count: int, seconds: float, unit: str) -> str:
+    """`count` per second with an SI prefix, e.g. '12.3 M rows/s'."""
+    if seconds <= 0:
+        return f"- {unit}/s"
+    rate = count / seconds
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if rate >= factor:
+            return f"{rate / factor:.2f} {prefix} {unit}/s"
+    return f"{rate:.1f} {unit}/s"
