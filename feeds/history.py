@@ -9,8 +9,10 @@ flat in the size of the history.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +179,7 @@ class _FileStream:
         self.ts_min = info.ts_min if info.ts_min is not None else -(2**63)
         self._batch_size = batch_size
         self._instruments = instruments
-        self._iter: Iterator[pa.RecordBatch] | None = None
+        self._iter: Generator[pa.RecordBatch, None, None] | None = None
         self._schema = market_schema(kind)
         self._has_seq = "seq" in market_dtype(kind).names
         self.validator = Validator(kind, instruments, str(info.path))
@@ -187,7 +189,13 @@ class _FileStream:
     def open(self) -> None:
         pf = pq.ParquetFile(self.info.path)
         names = [n for n in self._schema.names if pf.schema_arrow.get_field_index(n) >= 0]
-        self._iter = pf.iter_batches(batch_size=self._batch_size, columns=names)
+        self._iter = _read_ahead(
+            lambda: pf.iter_batches(batch_size=self._batch_size, columns=names), depth=2
+        )
+
+    def close(self) -> None:
+        if self._iter is not None:
+            self._iter.close()
 
     def fill(self) -> bool:
         """Make sure a current batch with unread rows exists; False when the file is done."""
@@ -261,9 +269,21 @@ def _merge(pending: deque[_FileStream], kind: str) -> Iterator[pa.RecordBatch]:
     buffered key" of the open files: no row still unread can sort before those.
     """
     active: list[_FileStream] = []
+    try:
+        yield from _merge_open(pending, active, kind)
+    finally:
+        for stream in active:
+            stream.close()
+
+
+def _merge_open(
+    pending: deque[_FileStream], active: list[_FileStream], kind: str
+) -> Iterator[pa.RecordBatch]:
     has_seq = "seq" in market_dtype(kind).names
     while True:
-        active = [s for s in active if s.fill()]
+        for stream in [s for s in active if not s.fill()]:
+            stream.close()
+            active.remove(stream)
         if pending and (not active or pending[0].ts_min <= min(int(s.ts[-1]) for s in active)):
             stream = pending.popleft()
             stream.open()
@@ -318,3 +338,54 @@ def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Record
                 held, rows = [], 0
     if held:
         yield pa.concat_batches(held)
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def _read_ahead(produce: Callable[[], Iterator], depth: int) -> Generator:
+    """Iterate `produce()` in a background thread, up to `depth` items ahead.
+
+    Parquet decoding releases the GIL, so the next batch decodes while the
+    caller validates and uses the current one. Errors re-raise in the caller;
+    closing the generator stops the thread.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in produce():
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(_Failure(exc))
+
+    thread = threading.Thread(target=run, name="tickwise-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -78,12 +78,26 @@ def _bad_size(x):
     return not (x >= 0.0 and x < np.inf)
 
 
+# Each value check first runs a branch-free pass that the compiler vectorises (the
+# common case: nothing wrong), and only looks for the first bad row when there is one.
+
+
 @njit(cache=True)
 def check_quotes_nb(bid_px, ask_px, bid_sz, ask_sz):
     """Prices positive and finite, sizes non-negative and finite, bid not above ask.
 
     Columns are numbered in the order of the arguments.
     """
+    bad = False
+    for i in range(bid_px.size):
+        b, a = bid_px[i], ask_px[i]
+        bad |= (
+            (_bad_price(b) | _bad_price(a))
+            | (_bad_size(bid_sz[i]) | _bad_size(ask_sz[i]))
+            | (b > a)
+        )
+    if not bad:
+        return OK
     for i in range(bid_px.size):
         if _bad_price(bid_px[i]):
             return FAULT_BAD_PRICE, i, 0
@@ -101,6 +115,11 @@ def check_quotes_nb(bid_px, ask_px, bid_sz, ask_sz):
 @njit(cache=True)
 def check_trades_nb(px, sz, side):
     """Price positive and finite, size positive and finite, side +1 or -1."""
+    bad = False
+    for i in range(px.size):
+        bad |= _bad_price(px[i]) | _bad_size(sz[i]) | (sz[i] == 0.0) | (side[i] * side[i] != 1)
+    if not bad:
+        return OK
     for i in range(px.size):
         if _bad_price(px[i]):
             return FAULT_BAD_PRICE, i, 0
@@ -135,6 +154,11 @@ def check_bars_nb(open_, high, low, close, volume):
 @njit(cache=True)
 def check_book_nb(side, px, sz):
     """Side +1 or -1, price positive and finite, size non-negative (0 removes the level)."""
+    bad = False
+    for i in range(px.size):
+        bad |= (side[i] * side[i] != 1) | _bad_price(px[i]) | _bad_size(sz[i])
+    if not bad:
+        return OK
     for i in range(px.size):
         if side[i] != 1 and side[i] != -1:
             return FAULT_BAD_SIDE, i, 0
