@@ -142,14 +142,14 @@ def _parse_start(text: str | None) -> dt.datetime | None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from tickwise.feeds.synth import SynthConfig, default_rate, parse_episode, synth
+    from tickwise.feeds.synth import SynthConfig, parse_episode, synth
 
     config = SynthConfig(
         kind=args.kind,
         rows=args.rows,
         instruments=args.instruments,
         seed=args.seed,
-        rate=args.rate if args.rate is not None else default_rate(args.kind),
+        rate=args.rate,
         episodes=tuple(parse_episode(e) for e in args.inject),
         **({"start": start} if (start := _parse_start(args.start)) else {}),
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from tickwise.engine.errors import DataError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import KINDS, META_INSTRUMENTS, META_KIND, market_dtype, market_schema

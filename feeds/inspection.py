@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from tickwise.engine.errors import DataError
 
 from .history import DEFAULT_BATCH_ROWS, columns, open_history

@@ -17,6 +17,7 @@ from types import TracebackType
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import META_INSTRUMENTS, META_KIND, market_schema

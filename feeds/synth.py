@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.schemas import BOOK_F_LAST, KINDS, market_dtype, market_schema
@@ -94,7 +95,7 @@ class SynthConfig:
     instruments: int = 4
     seed: int = 0
     start: dt.datetime = DEFAULT_START
-    rate: float = 1_000.0  # market events per second, all instruments together
+    rate: float | None = None  # market events per second, all instruments; None: default_rate
     episodes: tuple[Episode, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -110,12 +111,18 @@ class SynthConfig:
             )
         if not 0 <= self.seed < 2**63:
             raise TickwiseError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
-        if not (math.isfinite(self.rate) and 0 < self.rate <= 1e8):
-            raise TickwiseError(f"--rate must be in (0, 1e8] events/s, got {self.rate}")
+        rate = self.event_rate
+        if not (math.isfinite(rate) and 0 < rate <= 1e8):
+            raise TickwiseError(f"--rate must be in (0, 1e8] events/s, got {rate}")
         if self.start.tzinfo is None:
             raise TickwiseError("start must be timezone-aware (UTC)")
         for ep in self.episodes:
             _check_episode(ep, self.instruments)
+
+    @property
+    def event_rate(self) -> float:
+        """Market events per second, all instruments together."""
+        return self.rate if self.rate is not None else default_rate(self.kind)
 
 
 def default_rate(kind: str) -> float:
@@ -167,7 +174,7 @@ class Market:
         self.clock[sk.C_MINUTE] = start_ns // sk.MINUTE_NS
         self.clock[sk.C_SNAP] = 1
         self.cfg = np.zeros(sk.N_CFG, dtype=np.float64)
-        self.cfg[sk.G_RATE] = config.rate
+        self.cfg[sk.G_RATE] = config.event_rate
         self.cfg[sk.G_P_TRADE] = 0.3
         self.cfg[sk.G_OPEN_S] = SESSION_OPEN_S
         self.cfg[sk.G_CLOSE_S] = SESSION_CLOSE_S

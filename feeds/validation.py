@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
+
 from tickwise.engine.errors import DataError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import market_dtype, market_schema
@@ -166,7 +167,8 @@ class Validator:
     def _value_message(self, fault: int, row: int, col: int, cols: Mapping[str, np.ndarray]) -> str:
         names = VALUE_COLUMNS[self.kind]
         if fault == vk.FAULT_CROSSED:
-            return f"crossed quote: bid_px {cols['bid_px'][row]!r} > ask_px {cols['ask_px'][row]!r}"
+            bid, ask = float(cols["bid_px"][row]), float(cols["ask_px"][row])
+            return f"crossed quote: bid_px {bid} > ask_px {ask}"
         if fault == vk.FAULT_BAR_RANGE:
             o, h, lo, c = (float(cols[n][row]) for n in ("open", "high", "low", "close"))
             return (
