@@ -1,0 +1,140 @@
+"""CSV import: validated like replay, sorted into the global order, all or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tickwise.engine.errors import DataError, TickwiseError
+from tickwise.feeds.history import open_history
+from tickwise.feeds.importer import import_history
+
+from ..conftest import table_of
+
+GOOD = """ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz
+2024-01-02T14:30:00.000000100Z,MSFT,370.10,370.12,3,4
+2024-01-02T14:30:00.000000200Z,MSFT,370.11,370.12,1,4
+2024-01-02T14:30:00.000000050Z,AAPL,185.20,185.21,2,2
+2024-01-02T14:30:00.000000300Z,AAPL,185.21,185.23,5,6
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "in.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_import_sorts_maps_symbols_and_fills_defaults(tmp_path: Path) -> None:
+    src = write(tmp_path, GOOD)
+    result = import_history(src, "quotes", tmp_path / "out.parquet", tick_size=0.01)
+    assert result.rows == 4
+    history = open_history(result.path)
+    assert history.instruments.symbols() == ["AAPL", "MSFT"]
+    t = table_of(history.batches(3))
+    assert t.column("ts_event").to_pylist() == [
+        1704205800000000050,
+        1704205800000000100,
+        1704205800000000200,
+        1704205800000000300,
+    ]
+    assert t.column("instrument").to_pylist() == [0, 1, 1, 0]
+    assert t.column("seq").to_pylist() == [1, 1, 2, 2]  # per instrument, in file order
+    assert t.column("ts_recv").to_pylist() == t.column("ts_event").to_pylist()
+
+
+def test_instrument_file_sets_ids_ticks_and_lots(tmp_path: Path) -> None:
+    table = write(
+        tmp_path,
+        "symbol,tick_size,lot_size,id\nMSFT,0.01,100,7\nAAPL,0.01,1,3\n",
+        "instruments.csv",
+    )
+    result = import_history(
+        write(tmp_path, GOOD), "quotes", tmp_path / "o.parquet", instruments_file=table
+    )
+    inst = open_history(result.path).instruments
+    assert inst.by_symbol("MSFT").id == 7
+    assert inst.by_symbol("MSFT").lot_size == 100
+    assert inst.by_symbol("AAPL").id == 3
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda rows: rows.__setitem__(3, rows[3].replace("185.20", "nan")),
+            "line 4: bid_px is NaN",
+        ),
+        (
+            lambda rows: rows.__setitem__(2, rows[2].replace("370.11", "abc")),
+            "line 3: bid_px is 'abc'; expected Float64",
+        ),
+        (
+            lambda rows: rows.__setitem__(2, rows[2].replace("370.11,370.12", "370.13,370.12")),
+            "line 3: crossed quote: bid_px 370.13 > ask_px 370.12",
+        ),
+        (
+            lambda rows: rows.__setitem__(2, rows[2].replace(".000000200Z", ".000000010Z")),
+            "line 3: ts_event goes backwards for instrument 1 (MSFT)",
+        ),
+        (
+            lambda rows: rows.__setitem__(4, rows[4].replace(",5,6", ",5,")),
+            "line 5: ask_sz is empty",
+        ),
+        (
+            lambda rows: rows.__setitem__(1, rows[1].replace("2024-01-02T", "yesterday ")),
+            "line 2: ts_event is 'yesterday",
+        ),
+    ],
+)
+def test_bad_csv_names_the_line_and_writes_nothing(tmp_path: Path, edit, message: str) -> None:
+    rows = GOOD.splitlines()
+    edit(rows)
+    src = write(tmp_path, "\n".join(rows) + "\n")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(DataError) as err:
+        import_history(src, "quotes", out)
+    assert str(err.value).startswith(f"{src}: ")
+    assert message in str(err.value)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_failed_import_keeps_the_existing_output(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    import_history(write(tmp_path, GOOD), "quotes", out)
+    before = out.read_bytes()
+    bad = write(tmp_path, GOOD.replace("185.20", "-1"), "bad.csv")
+    with pytest.raises(DataError, match="bid_px is -1.0"):
+        import_history(bad, "quotes", out, overwrite=True)
+    assert out.read_bytes() == before
+
+
+def test_missing_columns_are_listed(tmp_path: Path) -> None:
+    src = write(tmp_path, "ts_event,symbol,bid_px\n1,A,1.0\n")
+    with pytest.raises(DataError, match=r"missing columns \['ask_px', 'bid_sz', 'ask_sz'\]"):
+        import_history(src, "quotes", tmp_path / "o.parquet")
+
+
+def test_trades_with_integer_ids_and_ns_times(tmp_path: Path) -> None:
+    src = write(
+        tmp_path,
+        "ts_event,ts_recv,instrument,seq,px,sz,side\n"
+        "10,12,0,1,5.5,2,1\n11,13,2,1,7.25,1,-1\n12,15,0,2,5.6,3,-1\n",
+    )
+    result = import_history(src, "trades", tmp_path / "t.parquet")
+    history = open_history(result.path)
+    assert [i.id for i in history.instruments] == [0, 2]
+    t = table_of(history.batches(10))
+    np.testing.assert_array_equal(t.column("side").to_numpy(), [1, -1, -1])
+    assert pq.read_schema(result.path).field("side").type == "int8"
+
+
+def test_import_refuses_to_overwrite_without_the_flag(tmp_path: Path) -> None:
+    out = tmp_path / "o.parquet"
+    import_history(write(tmp_path, GOOD), "quotes", out)
+    with pytest.raises(TickwiseError, match="already exists; pass --overwrite"):
+        import_history(write(tmp_path, GOOD), "quotes", out)
