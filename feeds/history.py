@@ -63,8 +63,14 @@ class History:
             raise DataError(f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)}")
         if not self.path.exists():
             raise DataError(f"{self.path}: no such file or directory")
-        paths = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
-        paths = [p for p in paths if not any(part.startswith(".") for part in p.parts[-2:])]
+        paths = [self.path]
+        if self.path.is_dir():
+            # Hidden entries (a writer's temporary files) are not part of the history.
+            paths = [
+                p
+                for p in sorted(self.path.rglob("*.parquet"))
+                if not any(part.startswith(".") for part in p.relative_to(self.path).parts)
+            ]
         if not paths:
             raise DataError(f"{self.path}: no .parquet files found")
         self.kind: str = kind or ""
@@ -188,7 +194,9 @@ class _FileStream:
         self.pos = 0
 
     def open(self) -> None:
-        pf = pq.ParquetFile(self.info.path)
+        # pyarrow's default pre-buffering reads whole column chunks of the file ahead
+        # and keeps them: memory would grow with the file. Off, it stays flat.
+        pf = pq.ParquetFile(self.info.path, pre_buffer=False)
         names = [n for n in self._schema.names if pf.schema_arrow.get_field_index(n) >= 0]
         self._iter = _read_ahead(
             lambda: pf.iter_batches(batch_size=self._batch_size, columns=names), depth=2

@@ -158,3 +158,16 @@ def test_fault_row_is_the_same_whatever_the_batch_size(
     with pytest.raises(DataError, match=f"row {row}: bid_sz is NaN"):
         for _ in open_history(bad).batches(batch_size):
             pass
+
+
+def test_hidden_files_in_a_directory_are_skipped_but_a_hidden_folder_is_fine(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    root = tmp_path / ".cache" / "hist"
+    root.mkdir(parents=True)
+    (root / "q.parquet").write_bytes(quotes_file.read_bytes())
+    (root / ".q.parquet.tmp-123").mkdir()
+    (root / ".q.parquet.tmp-123" / "junk.parquet").write_text("half-written")
+    (root / ".partial.parquet").write_text("half-written")
+    assert len(open_history(root).files) == 1
+    assert open_history(root / "q.parquet").rows == 20_000
