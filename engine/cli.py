@@ -187,8 +187,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         schema.add_row(name, type_)
     stdout.print(schema)
     table = Table(title="instruments", title_justify="left")
-    for col in ("id", "symbol", "tick", "lot", "rows", "first (UTC)", "last (UTC)"):
-        table.add_column(col, justify="right" if col in ("id", "rows") else "left")
+    for col in ("id", "symbol", "tick", "lot", "rows", "low", "high", "first (UTC)", "last (UTC)"):
+        right = col in ("id", "rows", "low", "high")
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
     for i in report.instruments:
         table.add_row(
             str(i.id),
@@ -196,6 +197,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             f"{i.tick_size:g}",
             f"{i.lot_size:g}",
             f"{i.rows:,}",
+            "-" if i.px_low is None else f"{i.px_low:g}",
+            "-" if i.px_high is None else f"{i.px_high:g}",
             fmt_ns(i.ts_first),
             fmt_ns(i.ts_last),
         )

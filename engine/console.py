@@ -18,6 +18,8 @@ from rich.progress import (
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if not stdout.is_terminal:
+    stdout.width = 140  # logs and pipes: wide tables rather than wrapped cells
 
 
 @contextmanager

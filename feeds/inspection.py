@@ -25,6 +25,17 @@ class InstrumentStats:
     rows: int
     ts_first: int | None
     ts_last: int | None
+    px_low: float | None  # lowest price seen (bid, trade, bar low or book level)
+    px_high: float | None  # highest price seen (ask, trade, bar high or book level)
+
+
+# The columns whose minimum and maximum give an instrument's price range, per kind.
+PRICE_RANGE_COLUMNS = {
+    "quotes": ("bid_px", "ask_px"),
+    "trades": ("px", "px"),
+    "bars": ("low", "high"),
+    "book": ("px", "px"),
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ def inspect_history(
     counts = np.zeros(size, dtype=np.int64)
     first = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+    low = np.full(size, np.inf)
+    high = np.full(size, -np.inf)
+    low_col, high_col = PRICE_RANGE_COLUMNS[history.kind]
     fault = None
     checked = 0
     try:
@@ -80,6 +94,8 @@ def inspect_history(
             counts += np.bincount(inst, minlength=size)
             np.minimum.at(first, inst, ts)
             np.maximum.at(last, inst, ts)
+            np.minimum.at(low, inst, cols[low_col])
+            np.maximum.at(high, inst, cols[high_col])
             checked += batch.num_rows
             if on_rows:
                 on_rows(batch.num_rows)
@@ -94,6 +110,8 @@ def inspect_history(
             int(counts[i.id]),
             int(first[i.id]) if counts[i.id] else None,
             int(last[i.id]) if counts[i.id] else None,
+            float(low[i.id]) if counts[i.id] else None,
+            float(high[i.id]) if counts[i.id] else None,
         )
         for i in instruments
     ]

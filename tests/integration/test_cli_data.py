@@ -51,6 +51,8 @@ def test_synth_then_inspect_reports_a_valid_history(tmp_path: Path) -> None:
     assert report["rows"] == 50_000
     assert report["kind"] == "quotes"
     assert sum(i["rows"] for i in report["instruments"]) == 50_000
+    for inst in report["instruments"]:
+        assert 0 < inst["px_low"] < inst["px_high"]
     assert report["ts_first"] < report["ts_last"]
     assert ["bid_px", "double"] in report["schema"]
 
