@@ -218,16 +218,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from tickwise.feeds.importer import import_history
 
-    result = import_history(
-        args.source,
-        args.kind,
-        args.out,
-        instruments_file=args.instruments,
-        tick_size=args.tick_size,
-        lot_size=args.lot_size,
-        partition=args.partition,
-        overwrite=args.overwrite,
-    )
+    with progress(f"import {args.source.name}", None):
+        result = import_history(
+            args.source,
+            args.kind,
+            args.out,
+            instruments_file=args.instruments,
+            tick_size=args.tick_size,
+            lot_size=args.lot_size,
+            partition=args.partition,
+            overwrite=args.overwrite,
+        )
     stdout.print(
         f"imported {result.rows:,} {result.kind} rows for {len(result.instruments)} instruments "
         f"to {result.path}: {result.wall_s:.2f} s wall clock",

@@ -198,19 +198,10 @@ class Market:
         self.scratch_sz = np.zeros(sk.LEVELS, dtype=np.float64)
         self.crash, self.quiet = _episode_arrays(config.episodes, start_ns)
         sk.init_books_nb(
-            start_ns,
-            self.rng,
-            self.inst_i,
-            self.inst_f,
-            self.book_px,
-            self.book_sz,
-            self.scratch_px,
-            self.scratch_sz,
-            self.cfg,
-            self.crash,
-        )
-        worst = 2 * sk.LEVELS * n + 4 * sk.LEVELS + 2 * n + 8
-        self._cap = max(CHUNK_ROWS, 2 * worst)
+            start_ns, self.rng, self.inst_i, self.inst_f, self.book_px, self.book_sz,
+            self.scratch_px, self.scratch_sz, self.cfg, self.crash,
+        )  # fmt: skip
+        self._cap = max(CHUNK_ROWS, 2 * sk.max_rows_per_step(n))
         self._out_i = np.zeros((sk.N_OUT_I, self._cap), dtype=np.int64)
         self._out_f = np.zeros((sk.N_OUT_F, self._cap), dtype=np.float64)
         self._schema = market_schema(config.kind)
@@ -221,22 +212,10 @@ class Market:
         left = self.config.rows
         while left > 0:
             n = sk.simulate_nb(
-                _KIND_CODE[kind],
-                left,
-                self._out_i,
-                self._out_f,
-                self.rng,
-                self.clock,
-                self.cfg,
-                self.inst_i,
-                self.inst_f,
-                self.book_px,
-                self.book_sz,
-                self.scratch_px,
-                self.scratch_sz,
-                self.crash,
-                self.quiet,
-            )
+                _KIND_CODE[kind], left, self._out_i, self._out_f, self.rng, self.clock, self.cfg,
+                self.inst_i, self.inst_f, self.book_px, self.book_sz, self.scratch_px,
+                self.scratch_sz, self.crash, self.quiet,
+            )  # fmt: skip
             if n < left:
                 yield self._batch(n)
                 left -= n

@@ -435,6 +435,12 @@ def _centre(i, t, rng, inst_i, inst_f, cfg, crash):
 
 
 @njit(cache=True)
+def max_rows_per_step(n_instruments):
+    """The most rows one step of `simulate_nb` can write (a snapshot of every book)."""
+    return 2 * LEVELS * n_instruments + 4 * LEVELS + 2 * n_instruments + 8
+
+
+@njit(cache=True)
 def init_books_nb(t, rng, inst_i, inst_f, book_px, book_sz, scratch_px, scratch_sz, cfg, crash):
     """Build every instrument's opening book at time t (nothing is emitted)."""
     out_i = np.zeros((N_OUT_I, 1), dtype=np.int64)
@@ -507,7 +513,7 @@ def simulate_nb(
     """
     n_inst = inst_i.shape[0]
     cap = out_i.shape[1]
-    worst = 2 * LEVELS * n_inst + 4 * LEVELS + 2 * n_inst + 8  # most rows one step can write
+    worst = max_rows_per_step(n_inst)
     n = 0
     while n + worst <= cap and n < rows_left:
         t = _advance_clock(clock[C_T], rng, cfg)
@@ -550,44 +556,11 @@ def simulate_nb(
             bsz0, asz0 = book_sz[i, 0, 0], book_sz[i, 1, 0]
             first = n
             emit = kind == K_BOOK
-            n = _recentre_side(
-                i,
-                0,
-                bid,
-                rng,
-                inst_i,
-                inst_f,
-                book_px,
-                book_sz,
-                scratch_px,
-                scratch_sz,
-                emit,
-                out_i,
-                out_f,
-                n,
-                q,
-                t,
-                recv,
-            )
-            n = _recentre_side(
-                i,
-                1,
-                ask,
-                rng,
-                inst_i,
-                inst_f,
-                book_px,
-                book_sz,
-                scratch_px,
-                scratch_sz,
-                emit,
-                out_i,
-                out_f,
-                n,
-                q,
-                t,
-                recv,
-            )
+            for side in range(2):
+                n = _recentre_side(
+                    i, side, bid if side == 0 else ask, rng, inst_i, inst_f, book_px, book_sz,
+                    scratch_px, scratch_sz, emit, out_i, out_f, n, q, t, recv,
+                )  # fmt: skip
             if emit:
                 _mark_last(out_i, n, first)
             moved = (
