@@ -247,23 +247,10 @@ def _quote_row(out_i, out_f, n, inst_i, book_px, book_sz, i, quiet, ts, recv):
     seq = _next_seq(inst_i, i, quiet)
     if seq < 0:
         return n
-    tc = inst_i[i, I_TICK_CENTS]
-    return _put(
-        out_i,
-        out_f,
-        n,
-        ts,
-        recv,
-        i,
-        seq,
-        0,
-        0,
-        _price(book_px[i, 0, 0], tc),
-        _price(book_px[i, 1, 0], tc),
-        book_sz[i, 0, 0],
-        book_sz[i, 1, 0],
-        0.0,
-    )
+    bid = _price(book_px[i, 0, 0], inst_i[i, I_TICK_CENTS])
+    ask = _price(book_px[i, 1, 0], inst_i[i, I_TICK_CENTS])
+    return _put(out_i, out_f, n, ts, recv, i, seq, 0, 0, bid, ask, book_sz[i, 0, 0],
+                book_sz[i, 1, 0], 0.0)  # fmt: skip
 
 
 @njit(cache=True)
@@ -275,24 +262,9 @@ def _mark_last(out_i, n, first):
 
 @njit(cache=True)
 def _recentre_side(
-    i,
-    side,
-    new_top,
-    rng,
-    inst_i,
-    inst_f,
-    book_px,
-    book_sz,
-    scratch_px,
-    scratch_sz,
-    emit,
-    out_i,
-    out_f,
-    n,
-    quiet,
-    ts,
-    recv,
-):
+    i, side, new_top, rng, inst_i, inst_f, book_px, book_sz, scratch_px, scratch_sz, emit, out_i,
+    out_f, n, quiet, ts, recv,
+):  # fmt: skip
     """Move one side of instrument i's book to a new best price; emit the deltas (if `emit`).
 
     Levels that stay keep their size, new levels get a fresh size, and the best
@@ -323,36 +295,16 @@ def _recentre_side(
             k = (new_top - book_px[i, side, j]) * s
             if not (0 <= k < new_n):
                 n = _delta(
-                    out_i,
-                    out_f,
-                    n,
-                    inst_i,
-                    i,
-                    quiet,
-                    ts,
-                    recv,
-                    side_val,
-                    book_px[i, side, j],
-                    0.0,
-                    0,
-                )
+                    out_i, out_f, n, inst_i, i, quiet, ts, recv, side_val, book_px[i, side, j],
+                    0.0, 0,
+                )  # fmt: skip
         for k in range(new_n):  # levels that are new or changed size
             j = (old_top - scratch_px[k]) * s
             if not (0 <= j < old_n) or book_sz[i, side, j] != scratch_sz[k]:
                 n = _delta(
-                    out_i,
-                    out_f,
-                    n,
-                    inst_i,
-                    i,
-                    quiet,
-                    ts,
-                    recv,
-                    side_val,
-                    scratch_px[k],
-                    scratch_sz[k],
-                    0,
-                )
+                    out_i, out_f, n, inst_i, i, quiet, ts, recv, side_val, scratch_px[k],
+                    scratch_sz[k], 0,
+                )  # fmt: skip
     for k in range(new_n):
         book_px[i, side, k] = scratch_px[k]
         book_sz[i, side, k] = scratch_sz[k]
@@ -374,19 +326,9 @@ def _snapshot(out_i, out_f, n, kind, inst_i, book_px, book_sz, ts, recv):
                 n_col = I_N_BID if side == 0 else I_N_ASK
                 for k in range(inst_i[i, n_col]):
                     n = _delta(
-                        out_i,
-                        out_f,
-                        n,
-                        inst_i,
-                        i,
-                        QUIET_NONE,
-                        ts,
-                        recv,
-                        side_val,
-                        book_px[i, side, k],
-                        book_sz[i, side, k],
-                        flags,
-                    )
+                        out_i, out_f, n, inst_i, i, QUIET_NONE, ts, recv, side_val,
+                        book_px[i, side, k], book_sz[i, side, k], flags,
+                    )  # fmt: skip
                     flags = BOOK_F_SNAPSHOT
             _mark_last(out_i, n, first)
     return n
@@ -402,21 +344,9 @@ def _flush_bars(out_i, out_f, n, kind, inst_i, inst_f, minute, quiet):
         inst_i[i, I_BAR_HAS] = 0
         if kind == K_BARS and quiet == QUIET_NONE:
             n = _put(
-                out_i,
-                out_f,
-                n,
-                ts,
-                ts,
-                i,
-                0,
-                0,
-                0,
-                inst_f[i, F_BAR_O],
-                inst_f[i, F_BAR_H],
-                inst_f[i, F_BAR_L],
-                inst_f[i, F_BAR_C],
-                inst_f[i, F_BAR_V],
-            )
+                out_i, out_f, n, ts, ts, i, 0, 0, 0, inst_f[i, F_BAR_O], inst_f[i, F_BAR_H],
+                inst_f[i, F_BAR_L], inst_f[i, F_BAR_C], inst_f[i, F_BAR_V],
+            )  # fmt: skip
     return n
 
 
@@ -450,64 +380,18 @@ def init_books_nb(t, rng, inst_i, inst_f, book_px, book_sz, scratch_px, scratch_
         bid, ask = _centre(i, t, rng, inst_i, inst_f, cfg, crash)
         book_px[i, 0, 0] = bid
         book_px[i, 1, 0] = ask
-        _recentre_side(
-            i,
-            0,
-            bid,
-            rng,
-            inst_i,
-            inst_f,
-            book_px,
-            book_sz,
-            scratch_px,
-            scratch_sz,
-            False,
-            out_i,
-            out_f,
-            0,
-            QUIET_NONE,
-            t,
-            t,
-        )
-        _recentre_side(
-            i,
-            1,
-            ask,
-            rng,
-            inst_i,
-            inst_f,
-            book_px,
-            book_sz,
-            scratch_px,
-            scratch_sz,
-            False,
-            out_i,
-            out_f,
-            0,
-            QUIET_NONE,
-            t,
-            t,
-        )
+        for side in range(2):
+            _recentre_side(
+                i, side, bid if side == 0 else ask, rng, inst_i, inst_f, book_px, book_sz,
+                scratch_px, scratch_sz, False, out_i, out_f, 0, QUIET_NONE, t, t,
+            )  # fmt: skip
 
 
 @njit(cache=True)
 def simulate_nb(
-    kind,
-    rows_left,
-    out_i,
-    out_f,
-    rng,
-    clock,
-    cfg,
-    inst_i,
-    inst_f,
-    book_px,
-    book_sz,
-    scratch_px,
-    scratch_sz,
-    crash,
-    quiet,
-):
+    kind, rows_left, out_i, out_f, rng, clock, cfg, inst_i, inst_f, book_px, book_sz, scratch_px,
+    scratch_sz, crash, quiet,
+):  # fmt: skip
     """Run the market until the output buffer cannot hold another event or `rows_left` rows
     are written; return the rows written. Resumable: all state is in the arrays.
     """
@@ -523,15 +407,9 @@ def simulate_nb(
         minute = t // MINUTE_NS
         if minute != clock[C_MINUTE]:
             n = _flush_bars(
-                out_i,
-                out_f,
-                n,
-                kind,
-                inst_i,
-                inst_f,
-                clock[C_MINUTE],
+                out_i, out_f, n, kind, inst_i, inst_f, clock[C_MINUTE],
                 _quiet_state((clock[C_MINUTE] + 1) * MINUTE_NS, quiet),
-            )
+            )  # fmt: skip
             clock[C_MINUTE] = minute
         if q != QUIET_NONE:
             clock[C_SNAP] = 1
@@ -613,17 +491,7 @@ def _trade(out_i, out_f, n, kind, i, side, t, recv, q, rng, inst_i, inst_f, book
     elif kind == K_BOOK:
         size = left if left > 0.0 else 0.0
         n = _delta(
-            out_i,
-            out_f,
-            n,
-            inst_i,
-            i,
-            q,
-            t,
-            recv,
-            1 if book_side == 0 else -1,
-            ticks,
-            size,
+            out_i, out_f, n, inst_i, i, q, t, recv, 1 if book_side == 0 else -1, ticks, size,
             BOOK_F_LAST,
-        )
+        )  # fmt: skip
     return n

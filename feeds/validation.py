@@ -96,18 +96,9 @@ class Validator:
         seq = cols["seq"] if self._has_seq else _EMPTY_SEQ
         ts, inst = cols["ts_event"], cols["instrument"]
         o_fault, o_row, _ = vk.check_order_nb(
-            ts,
-            inst,
-            seq,
-            self._has_seq,
-            self._sorted,
-            self._known,
-            self._last_ts,
-            self._last_seq,
-            self._seen,
-            self._prev,
-            self._prev_seq,
-        )
+            ts, inst, seq, self._has_seq, self._sorted, self._known, self._last_ts,
+            self._last_seq, self._seen, self._prev, self._prev_seq,
+        )  # fmt: skip
         if v_fault == vk.FAULT_NONE and o_fault == vk.FAULT_NONE:
             self.rows += ts.size
             return
