@@ -73,21 +73,17 @@ class History:
             ]
         if not paths:
             raise DataError(f"{self.path}: no .parquet files found")
-        self.kind: str = kind or ""
-        self.instruments: Instruments | None = None
+        described = [self._describe(p) for p in paths]
+        _, first_kind, first_instruments = described[0]
+        self.kind: str = kind or first_kind
+        self.instruments: Instruments = first_instruments
         self.files: list[HistoryFile] = []
-        first_source = ""
-        for p in paths:
-            info, file_kind, instruments = self._describe(p)
-            if not self.kind:
-                self.kind = file_kind
+        for info, file_kind, instruments in described:
             if file_kind != self.kind:
-                raise DataError(f"{p}: holds {file_kind}, not {self.kind}")
-            if self.instruments is None:
-                self.instruments, first_source = instruments, str(p)
-            elif instruments != self.instruments:
+                raise DataError(f"{info.path}: holds {file_kind}, not {self.kind}")
+            if instruments != self.instruments:
                 raise DataError(
-                    f"{p}: its instruments table differs from the one in {first_source}; "
+                    f"{info.path}: its instruments table differs from the one in {paths[0]}; "
                     "all files of a history must share one table"
                 )
             self.files.append(info)
@@ -131,7 +127,6 @@ class History:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        assert self.instruments is not None
         order = sorted(
             range(len(self.files)),
             key=lambda i: (

@@ -77,7 +77,6 @@ def inspect_history(
     began = time.perf_counter()
     history = open_history(path)
     instruments = history.instruments
-    assert instruments is not None
     size = instruments.known_mask().size
     counts = np.zeros(size, dtype=np.int64)
     first = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +160,26 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert done.returncode == 0
     assert "example:" in done.stdout
     assert "tickwise " + " ".join(command) in done.stdout
+
+
+def test_ctrl_c_during_synth_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "big.parquet"
+    proc = subprocess.Popen(
+        [TICKWISE, "data", "synth", "--rows", "50000000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.startswith(".big.parquet.tmp") for p in tmp_path.iterdir()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "synth never started writing"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted; nothing half-written was kept" in err
+    assert list(tmp_path.iterdir()) == []

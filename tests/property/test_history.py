@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -171,3 +172,24 @@ def test_hidden_files_in_a_directory_are_skipped_but_a_hidden_folder_is_fine(
     (root / ".partial.parquet").write_text("half-written")
     assert len(open_history(root).files) == 1
     assert open_history(root / "q.parquet").rows == 20_000
+
+
+def test_hive_keys_stand_in_for_columns_the_files_lack(tmp_path: Path, quotes_file: Path) -> None:
+    """Files written by other tools often keep the partition key only in the path."""
+    whole = pq.read_table(quotes_file)
+    root = tmp_path / "hive"
+    for inst in range(4):
+        part = whole.filter(pc.equal(whole.column("instrument"), inst))
+        folder = root / f"instrument={inst}"
+        folder.mkdir(parents=True)
+        pq.write_table(part.drop_columns(["instrument"]), folder / "data.parquet")
+    merged = table_of(open_history(root).batches(5_000))
+    assert merged.equals(whole.combine_chunks().cast(merged.schema))
+
+
+def test_a_bad_partition_key_is_named(tmp_path: Path, quotes_file: Path) -> None:
+    folder = tmp_path / "hive" / "instrument=abc"
+    folder.mkdir(parents=True)
+    pq.write_table(pq.read_table(quotes_file).drop_columns(["instrument"]), folder / "d.parquet")
+    with pytest.raises(DataError, match="partition key instrument='abc' is not a valid uint32"):
+        next(open_history(tmp_path / "hive").batches(100))

@@ -196,3 +196,18 @@ def test_fault_in_a_hive_partition_names_that_file(tmp_path: Path) -> None:
     pq.write_table(table.cast(market_schema("quotes").with_metadata(table.schema.metadata)), victim)
     with pytest.raises(DataError, match=f"{victim}: row 5: bid_px is NaN"):
         read_all(root, batch_size=100)
+
+
+def test_files_of_one_history_must_share_kind_and_instruments(tmp_path: Path) -> None:
+    from ..conftest import make_synth
+
+    make_synth(tmp_path / "a" / "q.parquet", kind="quotes", rows=100, instruments=2, seed=1)
+    make_synth(tmp_path / "a" / "r.parquet", kind="quotes", rows=100, instruments=3, seed=1)
+    with pytest.raises(
+        DataError, match=r"r.parquet: its instruments table differs from .*q.parquet"
+    ):
+        open_history(tmp_path / "a")
+    make_synth(tmp_path / "b" / "q.parquet", kind="quotes", rows=100, instruments=2, seed=1)
+    make_synth(tmp_path / "b" / "t.parquet", kind="trades", rows=100, instruments=2, seed=1)
+    with pytest.raises(DataError, match="t.parquet: holds trades, not quotes"):
+        open_history(tmp_path / "b")
