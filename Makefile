@@ -32,7 +32,7 @@ test: lint
 
 bench: $(STAMP)
 	@mkdir -p bench-results
-	$(BIN)/python -m pytest -q benchmarks --benchmark-only \
+	$(BIN)/python -m pytest -q -s benchmarks --benchmark-only \
 		--benchmark-json=bench-results/pytest-benchmark.json
 
 clean:
