@@ -245,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TickwiseError as exc:
         stderr.print(f"tickwise: error: {exc}", markup=False)
         return EXIT_ERROR
+    except OSError as exc:  # the file system said no: permissions, a full disk, a bad path
+        stderr.print(f"tickwise: error: {exc}", markup=False)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         stderr.print("tickwise: interrupted; nothing half-written was kept", markup=False)
         return EXIT_INTERRUPTED

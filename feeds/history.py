@@ -155,10 +155,9 @@ def _partition_keys(relative: Path) -> dict[str, str]:
 
 
 def _ts_range(pf: pq.ParquetFile) -> tuple[int | None, int | None]:
-    idx = pf.schema_arrow.get_field_index("ts_event")
-    if idx < 0 or pf.metadata.num_row_groups == 0:
+    col = pf.schema_arrow.get_field_index("ts_event")
+    if col < 0 or pf.metadata.num_row_groups == 0:
         return None, None
-    col = pf.schema.to_arrow_schema().get_field_index("ts_event")
     lo, hi = [], []
     for g in range(pf.metadata.num_row_groups):
         stats = pf.metadata.row_group(g).column(col).statistics
@@ -177,10 +176,8 @@ class _FileStream:
     ) -> None:
         self.info = info
         self.index = index
-        self.kind = kind
         self.ts_min = info.ts_min if info.ts_min is not None else -(2**63)
         self._batch_size = batch_size
-        self._instruments = instruments
         self._iter: Generator[pa.RecordBatch, None, None] | None = None
         self._schema = market_schema(kind)
         self._has_seq = "seq" in market_dtype(kind).names

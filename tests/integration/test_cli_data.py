@@ -183,3 +183,12 @@ def test_ctrl_c_during_synth_leaves_nothing_behind(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert "interrupted; nothing half-written was kept" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_output_path_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = run("data", "synth", "--rows", "10", "--out", str(blocker / "q.parquet"))
+    assert done.returncode == 1
+    assert "Not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
