@@ -68,7 +68,7 @@ class HistoryWriter:
         self.partition = partition
         self.schema = tickwise_schema(kind, instruments)
         self.rows = 0
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(out.parent)
         self._tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         _remove(self._tmp)
         self._writers: dict[tuple[int, int], pq.ParquetWriter] = {}
@@ -153,6 +153,13 @@ class HistoryWriter:
             self.close()
         else:
             self.abort()
+
+
+def _make_folder(folder: Path) -> None:
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise TickwiseError(f"cannot write into {folder}: {parent} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _remove(path: Path) -> None:

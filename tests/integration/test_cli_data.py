@@ -190,5 +190,5 @@ def test_an_unwritable_output_path_is_one_line(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     done = run("data", "synth", "--rows", "10", "--out", str(blocker / "q.parquet"))
     assert done.returncode == 1
-    assert "Not a directory" in done.stderr
+    assert f"{blocker} is a file, not a folder" in done.stderr
     assert "Traceback" not in done.stderr
