@@ -7,6 +7,7 @@ integer constants below are shared by kernels and Python as plain numbers.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Final
 
 import numpy as np
@@ -30,7 +31,15 @@ STATUS_FILLED: Final = 3
 STATUS_CANCELLED: Final = 4
 STATUS_REJECTED: Final = 5
 
+# Reject reasons (the `reason` column of orders). The risk gate adds its own.
 REASON_NONE: Final = 0
+REASON_BAD_QTY: Final = 1  # quantity not positive, not finite or not a whole number of lots
+REASON_BAD_PRICE: Final = 2  # limit price not positive, not finite or off the tick grid
+REASON_UNKNOWN_INSTRUMENT: Final = 3
+REASON_BOOK_FULL: Final = 4  # the open-order table is full
+REASON_UNKNOWN_ORDER: Final = 5  # cancel of an order that is not open
+REASON_NO_LIQUIDITY: Final = 6  # market order with no opposite quote
+REASON_LOG_FULL: Final = 7  # the batch's order log is full (a strategy flooding orders)
 
 LIQ_MAKER: Final = 0
 LIQ_TAKER: Final = 1
@@ -124,6 +133,48 @@ FILL_DTYPE: Final = np.dtype(
 
 INSTRUMENT_DTYPE: Final = np.dtype([("id", "<u4"), ("tick_size", "<f8"), ("lot_size", "<f8")])
 
+# --- engine state (kernels' records; one row per instrument or per order) ------------------
+
+# The market as the engine last saw it, per instrument (NaN until first seen).
+MARKET_DTYPE: Final = np.dtype(
+    [
+        ("ts", "<i8"),  # ts_event of the last event of this instrument
+        ("bid_px", "<f8"),
+        ("ask_px", "<f8"),
+        ("bid_sz", "<f8"),
+        ("ask_sz", "<f8"),
+        ("last_px", "<f8"),  # last trade price (bar close on bar data)
+        ("last_sz", "<f8"),
+    ]
+)
+
+# Position accounting per instrument, exact under partial fills and flips.
+POSITION_DTYPE: Final = np.dtype(
+    [
+        ("qty", "<f8"),  # signed: + long, - short
+        ("avg_px", "<f8"),  # average entry price of the open position (0 when flat)
+        ("realized", "<f8"),  # realised PnL, before fees
+        ("fees", "<f8"),  # fees paid (positive is a cost)
+        ("traded", "<f8"),  # quantity traded, both sides
+    ]
+)
+
+# An order as the engine tracks it while it is open: the order plus what has filled.
+OPEN_ORDER_DTYPE: Final = np.dtype(
+    [
+        ("id", "<u8"),
+        ("ts", "<i8"),
+        ("instrument", "<u4"),
+        ("side", "i1"),
+        ("price", "<f8"),
+        ("qty", "<f8"),
+        ("filled", "<f8"),
+        ("order_type", "i1"),
+        ("tif", "i1"),
+        ("status", "i1"),
+    ]
+)
+
 # --- market-data kinds ----------------------------------------------------------------------
 
 MARKET_DTYPES: Final[dict[str, np.dtype]] = {
@@ -180,3 +231,13 @@ def market_dtype(kind: str) -> np.dtype:
 
 ORDER_SCHEMA: Final = arrow_schema(ORDER_DTYPE)
 FILL_SCHEMA: Final = arrow_schema(FILL_DTYPE)
+
+# --- what strategy callbacks receive --------------------------------------------------------
+# One immutable tuple per event, built inside compiled code (no allocation), with the
+# same fields as the record dtype: `q.bid_px`, `t.side`, `f.price`.
+
+Quote = namedtuple("Quote", QUOTE_DTYPE.names)
+Trade = namedtuple("Trade", TRADE_DTYPE.names)
+Bar = namedtuple("Bar", BAR_DTYPE.names)
+BookDelta = namedtuple("BookDelta", BOOK_DTYPE.names)
+Fill = namedtuple("Fill", FILL_DTYPE.names)

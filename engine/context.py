@@ -1,0 +1,97 @@
+"""The engine state a compiled loop works on, and what a strategy callback receives as `ctx`.
+
+`Ctx` is a tuple of preallocated numpy arrays: the market per instrument, its
+order books, positions, the open-order table and the batch's out-buffers of
+order events and fills. Strategies never touch these arrays directly; they
+use the functions of `engine.orders`, `engine.market` and `engine.portfolio`.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from .instruments import Instruments
+from .schemas import (
+    FILL_DTYPE,
+    INSTRUMENT_DTYPE,
+    MARKET_DTYPE,
+    OPEN_ORDER_DTYPE,
+    ORDER_DTYPE,
+    POSITION_DTYPE,
+)
+
+BOOK_DEPTH = 16  # price levels kept per side of each instrument's book
+
+# Slots of `ctx.clock` (int64).
+CLK_NOW = 0  # ts_event of the event being processed (ns)
+CLK_NEXT_ID = 1  # next order id
+CLK_N_ORDER_LOG = 2  # rows used in ctx.order_log this batch
+CLK_N_FILL_LOG = 3  # rows used in ctx.fill_log this batch
+CLK_N_OPEN = 4  # rows used in ctx.open_orders
+CLK_EVENTS = 5  # events processed since the session began
+N_CLOCK = 6
+
+# Slots of `ctx.config` (float64).
+CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
+CFG_TAKER_FEE_BPS = 1  # fee on aggressive fills
+N_CONFIG = 2
+
+Ctx = namedtuple(
+    "Ctx",
+    [
+        "clock",
+        "config",
+        "instruments",  # INSTRUMENT_DTYPE, indexed by instrument id (tick 0: unknown id)
+        "market",  # MARKET_DTYPE, indexed by instrument id
+        "book_px",  # float64[instrument, side (0 bid, 1 ask), level]
+        "book_sz",
+        "book_n",  # int64[instrument, side]: live levels
+        "portfolio",  # POSITION_DTYPE, indexed by instrument id
+        "open_orders",  # OPEN_ORDER_DTYPE, first clock[CLK_N_OPEN] rows live
+        "order_log",  # ORDER_DTYPE: this batch's new orders, cancels and rejects
+        "fill_log",  # FILL_DTYPE: this batch's fills
+    ],
+)
+
+
+def new_context(
+    instruments: Instruments,
+    *,
+    max_open_orders: int = 1_024,
+    log_capacity: int = 1 << 16,
+    maker_fee_bps: float = 0.0,
+    taker_fee_bps: float = 0.0,
+) -> Ctx:
+    """Fresh state for a session over `instruments`: flat, no orders, nothing seen yet."""
+    size = instruments.known_mask().size
+    table = np.zeros(size, dtype=INSTRUMENT_DTYPE)
+    for inst in instruments:
+        table[inst.id] = (inst.id, inst.tick_size, inst.lot_size)
+    market = np.zeros(size, dtype=MARKET_DTYPE)
+    for name in ("bid_px", "ask_px", "bid_sz", "ask_sz", "last_px", "last_sz"):
+        market[name] = np.nan
+    clock = np.zeros(N_CLOCK, dtype=np.int64)
+    clock[CLK_NEXT_ID] = 1
+    config = np.zeros(N_CONFIG, dtype=np.float64)
+    config[CFG_MAKER_FEE_BPS] = maker_fee_bps
+    config[CFG_TAKER_FEE_BPS] = taker_fee_bps
+    return Ctx(
+        clock=clock,
+        config=config,
+        instruments=table,
+        market=market,
+        book_px=np.full((size, 2, BOOK_DEPTH), np.nan),
+        book_sz=np.zeros((size, 2, BOOK_DEPTH)),
+        book_n=np.zeros((size, 2), dtype=np.int64),
+        portfolio=np.zeros(size, dtype=POSITION_DTYPE),
+        open_orders=np.zeros(max_open_orders, dtype=OPEN_ORDER_DTYPE),
+        order_log=np.zeros(log_capacity, dtype=ORDER_DTYPE),
+        fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
+    )
+
+
+def copy_context(ctx: Ctx) -> Ctx:
+    """A deep copy (for warm-up runs that must not touch the real state)."""
+    return Ctx(*(a.copy() for a in ctx))

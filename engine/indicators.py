@@ -1,0 +1,75 @@
+"""Rolling-window indicators for strategy kernels: mean and standard deviation in O(1) per update.
+
+A window is one row per instrument of a float array laid out as
+[count, sum, sum of squares, x_0 … x_{w-1}] (declare it in a strategy's state
+with `Rolling(window)`). Sums are updated incrementally and recomputed
+exactly each time the ring wraps, so rounding never drifts and the result
+depends only on the values pushed, never on how batches were cut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tickwise.engine.jit import kernel
+
+_COUNT = 0
+_SUM = 1
+_SUMSQ = 2
+HEADER = 3  # slots before the values
+
+
+@kernel
+def rolling_push(win, i, x):
+    """Append `x` to row i's window, dropping the oldest value once it is full."""
+    w = win.shape[1] - HEADER
+    n = np.int64(win[i, _COUNT])
+    k = n % w
+    slot = HEADER + k
+    if n >= w:
+        old = win[i, slot]
+        win[i, _SUM] -= old
+        win[i, _SUMSQ] -= old * old
+    win[i, slot] = x
+    win[i, _COUNT] = n + 1
+    if k == w - 1:  # the ring wrapped: recompute the sums exactly
+        s = 0.0
+        sq = 0.0
+        for j in range(HEADER, HEADER + w):
+            v = win[i, j]
+            s += v
+            sq += v * v
+        win[i, _SUM] = s
+        win[i, _SUMSQ] = sq
+    else:
+        win[i, _SUM] += x
+        win[i, _SUMSQ] += x * x
+
+
+@kernel
+def rolling_count(win, i):
+    """How many values the window holds (at most its size)."""
+    return min(np.int64(win[i, _COUNT]), win.shape[1] - HEADER)
+
+
+@kernel
+def rolling_full(win, i):
+    """True once the window holds as many values as its size."""
+    return win[i, _COUNT] >= win.shape[1] - HEADER
+
+
+@kernel
+def rolling_mean(win, i):
+    """Mean of the values held (NaN when empty)."""
+    m = rolling_count(win, i)
+    return win[i, _SUM] / m if m > 0 else np.nan
+
+
+@kernel
+def rolling_std(win, i):
+    """Population standard deviation of the values held (NaN when empty)."""
+    m = rolling_count(win, i)
+    if m == 0:
+        return np.nan
+    mean = win[i, _SUM] / m
+    return np.sqrt(max(0.0, win[i, _SUMSQ] / m - mean * mean))

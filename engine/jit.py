@@ -1,0 +1,25 @@
+"""The decorator of per-event kernels: `@kernel` is `@njit(cache=True)` without reference counting.
+
+Numba counts references to arrays taken out of tuples (such as `ctx`) with
+atomic operations, and where branches keep it from pairing them up this costs
+tens of nanoseconds per call, more than the work of a whole event. Per-event
+code allocates nothing by design, so it can do without the runtime that
+counts: with it off, such code runs at the speed of a hand-written loop, and
+an allocation slipped into a kernel becomes a compile error instead of a
+slowdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from numba import njit
+
+# `_nrt` is Numba's switch for its reference-counting runtime (a long-standing option).
+KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False, "inline": "always"}
+
+
+def kernel(fn: Callable[..., Any]) -> Any:
+    """Compile `fn` as a per-event kernel."""
+    return njit(**KERNEL_OPTIONS)(fn)

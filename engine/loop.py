@@ -1,0 +1,137 @@
+"""The event loop: one compiled pass over a record batch, the same in backtests and live.
+
+Per event: update the market state, let the exchange step match resting
+orders (the backtest's simulated exchange; live, fills arrive from the
+gateway instead), tell the strategy of its fills, then hand it the event. Its
+orders pass the risk gate as it sends them (`engine.orders`) and land in the
+batch's order log, which Python sends and journals after the batch.
+
+This file is also a template: `engine.loops` writes a copy per strategy with
+the callback imports below pointing at the strategy's functions, so that
+Numba specialises and caches one loop per strategy. Everything else is
+shared, which is what makes a backtest and a live session run the same code.
+"""
+
+from __future__ import annotations
+
+from tickwise.backtest.matching import match_bar_nb, match_quote_nb, match_trade_nb
+from tickwise.engine.callbacks import ignore
+from tickwise.engine.context import CLK_EVENTS, CLK_N_FILL_LOG, CLK_N_ORDER_LOG, CLK_NOW
+from tickwise.engine.jit import kernel
+from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
+from tickwise.engine.schemas import BOOK_F_LAST, Bar, BookDelta, Fill, Quote, Trade
+
+# --- strategy callbacks: the lines `engine.loops` rewrites per strategy --------------------
+_on_quote = ignore  # callback: on_quote
+_on_trade = ignore  # callback: on_trade
+_on_bar = ignore  # callback: on_bar
+_on_book = ignore  # callback: on_book
+_on_fill = ignore  # callback: on_fill
+
+# Room kept in the order and fill logs for one event; the loop returns early (and
+# Python drains the logs) rather than let an event find them full.
+LOG_HEADROOM = 1_024
+
+
+# Kernels taking `ctx` read its arrays into locals first and avoid `and`/`or` across
+# array reads: Numba then keeps reference counting out of the per-event path.
+
+
+@kernel
+def _room_left(ctx):
+    clock = ctx.clock
+    orders = clock[CLK_N_ORDER_LOG] + LOG_HEADROOM <= ctx.order_log.size
+    fills = clock[CLK_N_FILL_LOG] + LOG_HEADROOM <= ctx.fill_log.size
+    return orders & fills
+
+
+@kernel
+def _begin_event(ctx, ts):
+    ctx.clock[CLK_NOW] = ts
+    ctx.clock[CLK_EVENTS] += 1
+
+
+@kernel
+def _notify_fills(ctx, st, p, first):
+    for r in range(first, ctx.clock[CLK_N_FILL_LOG]):
+        f = ctx.fill_log[r]
+        fill = Fill(f.order_id, f.ts, f.instrument, f.side, f.price, f.qty, f.fee, f.liquidity)
+        _on_fill(ctx, fill, st, p)
+
+
+@kernel
+def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq,
+               bid_px, ask_px, bid_sz, ask_sz):  # fmt: skip
+    """Process quotes from row `start`; return the row reached (the batch size when done)."""
+    for k in range(start, ts_event.size):
+        if not _room_left(ctx):
+            return k
+        i = instrument[k]
+        _begin_event(ctx, ts_event[k])
+        apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
+        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        match_quote_nb(ctx, i)
+        _notify_fills(ctx, st, p, first_fill)
+        if subscribed[i]:
+            q = Quote(ts_event[k], ts_recv[k], i, seq[k], bid_px[k], ask_px[k], bid_sz[k],
+                      ask_sz[k])  # fmt: skip
+            _on_quote(ctx, q, st, p)
+    return ts_event.size
+
+
+@kernel
+def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, px, sz, side):
+    """Process trades from row `start`; return the row reached."""
+    for k in range(start, ts_event.size):
+        if not _room_left(ctx):
+            return k
+        i = instrument[k]
+        _begin_event(ctx, ts_event[k])
+        apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
+        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        match_trade_nb(ctx, i, px[k], sz[k])
+        _notify_fills(ctx, st, p, first_fill)
+        if subscribed[i]:
+            _on_trade(ctx, Trade(ts_event[k], ts_recv[k], i, seq[k], px[k], sz[k], side[k]), st, p)
+    return ts_event.size
+
+
+@kernel
+def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, low, close,
+             volume):  # fmt: skip
+    """Process bars from row `start`; return the row reached."""
+    for k in range(start, ts_event.size):
+        if not _room_left(ctx):
+            return k
+        i = instrument[k]
+        _begin_event(ctx, ts_event[k])
+        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
+        apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
+        _notify_fills(ctx, st, p, first_fill)
+        if subscribed[i]:
+            b = Bar(ts_event[k], i, open_[k], high[k], low[k], close[k], volume[k])
+            _on_bar(ctx, b, st, p)
+    return ts_event.size
+
+
+@kernel
+def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, side, px, sz,
+             flags):  # fmt: skip
+    """Process L2 deltas from row `start`; matching and the strategy act once per whole
+    update (at the delta flagged last), when the book is consistent. Return the row reached."""
+    for k in range(start, ts_event.size):
+        if not _room_left(ctx):
+            return k
+        i = instrument[k]
+        _begin_event(ctx, ts_event[k])
+        apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
+        if not flags[k] & BOOK_F_LAST:
+            continue
+        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        match_quote_nb(ctx, i)
+        _notify_fills(ctx, st, p, first_fill)
+        if subscribed[i]:
+            d = BookDelta(ts_event[k], ts_recv[k], i, seq[k], side[k], px[k], sz[k], flags[k])
+            _on_book(ctx, d, st, p)
+    return ts_event.size

@@ -1,0 +1,162 @@
+"""Order kernels: what a strategy can do (submit, cancel) and ask about its own orders.
+
+Every action is written to `ctx.order_log` (new, cancelled, rejected) for
+Python to send and journal after the batch; nothing is allocated per order.
+An order that fails the risk gate is logged as rejected with its reason and
+its id is returned negated, so a strategy can tell (`if id < 0`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tickwise.engine.jit import kernel
+
+from .context import CLK_N_OPEN, CLK_N_ORDER_LOG, CLK_NEXT_ID, CLK_NOW
+from .risk import check_order_nb
+from .schemas import (
+    ORD_LIMIT,
+    ORD_MARKET,
+    REASON_BOOK_FULL,
+    REASON_NONE,
+    SIDE_BUY,
+    SIDE_SELL,
+    STATUS_CANCELLED,
+    STATUS_NEW,
+    STATUS_REJECTED,
+    TIF_GTC,
+    TIF_IOC,
+)
+
+
+@kernel
+def _log(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
+    n = ctx.clock[CLK_N_ORDER_LOG]
+    if n >= ctx.order_log.size:
+        return False
+    row = ctx.order_log[n]
+    row.id = oid
+    row.ts = ctx.clock[CLK_NOW]
+    row.instrument = i
+    row.side = side
+    row.price = price
+    row.qty = qty
+    row.order_type = order_type
+    row.tif = tif
+    row.status = status
+    row.reason = reason
+    ctx.clock[CLK_N_ORDER_LOG] = n + 1
+    return True
+
+
+@kernel
+def submit_nb(ctx, i, side, qty, price, order_type, tif):
+    """Send an order: its id (> 0) if it passed the risk gate, else minus its id."""
+    oid = ctx.clock[CLK_NEXT_ID]
+    ctx.clock[CLK_NEXT_ID] = oid + 1
+    reason = check_order_nb(ctx, i, side, qty, price, order_type)
+    n_open = ctx.clock[CLK_N_OPEN]
+    if reason == REASON_NONE and n_open >= ctx.open_orders.size:
+        reason = REASON_BOOK_FULL
+    if reason != REASON_NONE:
+        _log(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
+        return -oid
+    if not _log(ctx, oid, i, side, price, qty, order_type, tif, STATUS_NEW, REASON_NONE):
+        return -oid  # the batch log is full; the session reports it as an error
+    o = ctx.open_orders[n_open]
+    o.id = oid
+    o.ts = ctx.clock[CLK_NOW]
+    o.instrument = i
+    o.side = side
+    o.price = price
+    o.qty = qty
+    o.filled = 0.0
+    o.order_type = order_type
+    o.tif = tif
+    o.status = STATUS_NEW
+    ctx.clock[CLK_N_OPEN] = n_open + 1
+    return oid
+
+
+@kernel
+def buy(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
+    """Buy `qty`: a limit order at `price`, or a market order (IOC) when price is NaN."""
+    if price != price:
+        return submit_nb(ctx, instrument, SIDE_BUY, qty, price, ORD_MARKET, TIF_IOC)
+    return submit_nb(ctx, instrument, SIDE_BUY, qty, price, ORD_LIMIT, tif)
+
+
+@kernel
+def sell(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
+    """Sell `qty`: a limit order at `price`, or a market order (IOC) when price is NaN."""
+    if price != price:
+        return submit_nb(ctx, instrument, SIDE_SELL, qty, price, ORD_MARKET, TIF_IOC)
+    return submit_nb(ctx, instrument, SIDE_SELL, qty, price, ORD_LIMIT, tif)
+
+
+@kernel
+def remove_open_nb(ctx, k):
+    """Drop row k of the open-order table (the last row takes its place)."""
+    last = ctx.clock[CLK_N_OPEN] - 1
+    if k != last:
+        ctx.open_orders[k] = ctx.open_orders[last]
+    ctx.clock[CLK_N_OPEN] = last
+
+
+@kernel
+def cancel_row_nb(ctx, k):
+    """Cancel the open order in row k: logged, then removed from the table."""
+    o = ctx.open_orders[k]
+    _log(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type, o.tif,
+         STATUS_CANCELLED, REASON_NONE)  # fmt: skip
+    remove_open_nb(ctx, k)
+
+
+@kernel
+def cancel(ctx, order_id):
+    """Cancel one open order; False when it is not open (filled, cancelled or unknown)."""
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        if ctx.open_orders[k].id == order_id:
+            cancel_row_nb(ctx, k)
+            return True
+    return False
+
+
+@kernel
+def cancel_all(ctx, instrument=-1):
+    """Cancel every open order (of one instrument, or all with -1); how many were cancelled."""
+    cancelled = 0
+    k = ctx.clock[CLK_N_OPEN] - 1
+    while k >= 0:
+        if instrument < 0 or ctx.open_orders[k].instrument == instrument:
+            cancel_row_nb(ctx, k)
+            cancelled += 1
+        k -= 1
+    return cancelled
+
+
+@kernel
+def open_orders(ctx, instrument):
+    """How many orders of one instrument are open."""
+    count = 0
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        if ctx.open_orders[k].instrument == instrument:
+            count += 1
+    return count
+
+
+@kernel
+def working_qty(ctx, instrument, side):
+    """Unfilled quantity of the open orders of one instrument on one side (+1 buy, -1 sell)."""
+    total = 0.0
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        o = ctx.open_orders[k]
+        if o.instrument == instrument and o.side == side:
+            total += o.qty - o.filled
+    return total
+
+
+@kernel
+def now(ctx):
+    """The time of the event being processed (ns since the epoch)."""
+    return ctx.clock[CLK_NOW]

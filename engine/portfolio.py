@@ -1,0 +1,85 @@
+"""Portfolio kernels: positions, average prices and PnL per instrument, exact under partial
+fills and position flips.
+
+PnL of an instrument = realised + position x (mark - average price) - fees,
+where the mark is the mid (or the last trade when there are no quotes).
+Equivalently: the cash of all its fills plus the position marked at the mark.
+"""
+
+from __future__ import annotations
+
+from tickwise.engine.jit import kernel
+
+from .market import mid_price
+
+
+@kernel
+def apply_fill_nb(ctx, i, side, qty, px, fee):
+    """Book a fill of `qty` (> 0) at `px` on `side` (+1 buy, -1 sell) into instrument i."""
+    p = ctx.portfolio[i]
+    pos = p.qty
+    signed = side * qty
+    if pos == 0.0 or (pos > 0.0) == (side > 0):
+        new = pos + signed
+        p.avg_px = (p.avg_px * abs(pos) + px * qty) / abs(new)
+        p.qty = new
+    else:
+        closed = min(qty, abs(pos))
+        p.realized += closed * (px - p.avg_px) * (1.0 if pos > 0.0 else -1.0)
+        p.qty = pos + signed
+        if qty > closed:
+            p.avg_px = px  # flipped: the new position opened at this price
+        elif p.qty == 0.0:
+            p.avg_px = 0.0
+    p.fees += fee
+    p.traded += qty
+
+
+@kernel
+def position(ctx, i):
+    """Signed position of instrument i (+ long, - short)."""
+    return ctx.portfolio[i].qty
+
+
+@kernel
+def avg_price(ctx, i):
+    """Average entry price of the open position (0 when flat)."""
+    return ctx.portfolio[i].avg_px
+
+
+@kernel
+def realized_pnl(ctx, i):
+    """Realised PnL of instrument i, before fees."""
+    return ctx.portfolio[i].realized
+
+
+@kernel
+def unrealized_pnl(ctx, i):
+    """Open position marked to the mid (or last trade); 0 when flat or nothing to mark with."""
+    p = ctx.portfolio[i]
+    if p.qty == 0.0:
+        return 0.0
+    mark = mid_price(ctx, i)
+    if mark != mark:
+        return 0.0
+    return p.qty * (mark - p.avg_px)
+
+
+@kernel
+def fees_paid(ctx, i):
+    return ctx.portfolio[i].fees
+
+
+@kernel
+def pnl(ctx, i):
+    """Total PnL of instrument i: realised + unrealised - fees."""
+    return realized_pnl(ctx, i) + unrealized_pnl(ctx, i) - ctx.portfolio[i].fees
+
+
+@kernel
+def total_pnl(ctx):
+    """Total PnL over all instruments."""
+    total = 0.0
+    for i in range(ctx.portfolio.size):
+        total += pnl(ctx, i)
+    return total

@@ -1,0 +1,155 @@
+"""A session: one strategy, its parameters and state, and the engine context, fed batch by batch.
+
+Backtests feed it batches read from Parquet, live sessions batches decoded
+from the wire; either way each batch is one call of the same compiled loop,
+and what comes back is the batch's order events and fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .context import CLK_N_FILL_LOG, CLK_N_ORDER_LOG, Ctx, copy_context, new_context
+from .errors import TickwiseError
+from .instruments import Instruments
+from .loops import compiled_loop
+from .schemas import KINDS, market_dtype
+from .strategy import Strategy, StrategyError
+from .tuples import named
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch produced: order events (new, cancelled, rejected) and fills."""
+
+    events: int
+    orders: np.ndarray  # ORDER_DTYPE
+    fills: np.ndarray  # FILL_DTYPE
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A copy of everything a session's future depends on: engine context and strategy state."""
+
+    ctx: Ctx
+    state: dict[str, np.ndarray]
+
+
+class Session:
+    """Runs `strategy` over batches of market data for the given instruments."""
+
+    def __init__(
+        self,
+        strategy: type[Strategy],
+        instruments: Instruments,
+        params: Mapping[str, Any] | None = None,
+        **context_options: Any,
+    ) -> None:
+        strategy.validate()
+        self.strategy = strategy
+        self.instruments = instruments
+        self.params = strategy.resolve_params(params)
+        self.loop = compiled_loop(strategy)
+        self.ctx = new_context(instruments, **context_options)
+        size = self.ctx.market.size
+        self.state = strategy.new_state(size, self.params)
+        self._p = named("Params", list(self.params))(**self.params)
+        self._st = named("State", list(self.state))(**self.state)
+        self._subscribed = self._subscriptions(size)
+        self._runners = {
+            "quotes": self.loop.run_quotes,
+            "trades": self.loop.run_trades,
+            "bars": self.loop.run_bars,
+            "book": self.loop.run_book,
+        }
+
+    def _subscriptions(self, size: int) -> np.ndarray:
+        mask = self.instruments.known_mask()
+        wanted = self.strategy.instruments
+        if wanted is None:
+            return mask
+        chosen = np.zeros(size, dtype=np.bool_)
+        for item in wanted:
+            try:
+                inst = (
+                    self.instruments.by_symbol(item)
+                    if isinstance(item, str)
+                    else self.instruments[item]
+                )
+            except KeyError:
+                raise StrategyError(
+                    f"{self.strategy.name()} subscribes to instrument {item!r}, "
+                    f"which the data do not have ({', '.join(self.instruments.symbols())})"
+                ) from None
+            chosen[inst.id] = True
+        return chosen
+
+    def warm_up(self) -> None:
+        """Compile (or load from cache) the loop for every kind, on a throwaway copy of the
+        state, so that no event ever pays for compilation."""
+        ctx = copy_context(self.ctx)
+        st = type(self._st)(**{k: v.copy() for k, v in self.state.items()})
+        for kind in KINDS:
+            dtype = market_dtype(kind)
+            empty = [np.empty(0, dtype=dtype.fields[n][0]) for n in dtype.names]
+            for column in empty:  # batches arrive as read-only views of Arrow buffers
+                column.flags.writeable = False
+            self._runners[kind](ctx, st, self._p, self._subscribed, 0, *empty)
+
+    def on_batch(self, kind: str, batch: pa.RecordBatch | Mapping[str, np.ndarray]) -> BatchResult:
+        """Run the loop over one batch of `kind` rows (an Arrow batch or column arrays)."""
+        if kind not in self._runners:
+            raise TickwiseError(f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)}")
+        dtype = market_dtype(kind)
+        if isinstance(batch, pa.RecordBatch):
+            args = [batch.column(n).to_numpy(zero_copy_only=True) for n in dtype.names]
+        else:
+            args = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
+        run = self._runners[kind]
+        rows = len(args[0])
+        orders, fills = [], []
+        start = 0
+        while True:
+            start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
+            orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
+            fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
+            if start >= rows:
+                break
+        return BatchResult(
+            rows,
+            orders[0] if len(orders) == 1 else np.concatenate(orders),
+            fills[0] if len(fills) == 1 else np.concatenate(fills),
+        )
+
+    def _drain(self, log: np.ndarray, slot: int) -> np.ndarray:
+        n = int(self.ctx.clock[slot])
+        if n >= log.size:
+            raise StrategyError(
+                f"{self.strategy.name()} sent more than {log.size} orders or fills while "
+                "handling a single event; the session stopped rather than lose any"
+            )
+        self.ctx.clock[slot] = 0
+        return log[:n].copy()
+
+    def snapshot(self) -> Snapshot:
+        """Copy the session's state (restore it with `restore`)."""
+        return Snapshot(copy_context(self.ctx), {k: v.copy() for k, v in self.state.items()})
+
+    def restore(self, snap: Snapshot) -> None:
+        """Put back a snapshot: the session continues exactly as it would have from it."""
+        for live, saved in zip(self.ctx, snap.ctx, strict=True):
+            live[...] = saved
+        for name, arr in self.state.items():
+            arr[...] = snap.state[name]
+
+
+def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A contiguous read-only view of the right dtype: the loop is compiled for exactly that."""
+    view = np.ascontiguousarray(values, dtype=dtype).view()
+    view.flags.writeable = False
+    return view

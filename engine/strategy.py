@@ -1,0 +1,313 @@
+"""The strategy plugin contract: a small class naming parameters, state and compiled callbacks.
+
+A quant writes `@njit` callbacks at module level and a `Strategy` subclass
+that points at them; nothing in `engine/` changes to add one. Strategies are
+found by name through the entry-point group `tickwise.strategies`, or loaded
+from a file with `path/to/file.py:ClassName`, or from an import path
+`package.module:ClassName`.
+
+Callbacks take `(ctx, event, st, p)`: `ctx` is the engine (ask and act with
+the functions re-exported here), `event` the record (`q.bid_px`, `t.side`),
+`st` the strategy's state arrays by name, `p` its parameters by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import TickwiseError
+from .indicators import HEADER as ROLLING_HEADER
+from .indicators import (  # noqa: F401  (re-exported for strategies)
+    rolling_count,
+    rolling_full,
+    rolling_mean,
+    rolling_push,
+    rolling_std,
+)
+from .jit import kernel  # noqa: F401  (re-exported: the decorator for callbacks and helpers)
+from .market import (  # noqa: F401  (re-exported for strategies)
+    ask_size,
+    best_ask,
+    best_bid,
+    bid_size,
+    book_imbalance,
+    book_level,
+    book_levels,
+    last_price,
+    mid_price,
+)
+from .orders import buy, cancel, cancel_all, now, open_orders, sell, working_qty  # noqa: F401
+from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  # noqa: F401
+from .schemas import KINDS, SIDE_BUY, SIDE_SELL, TIF_GTC, TIF_IOC  # noqa: F401
+
+ENTRY_POINT_GROUP = "tickwise.strategies"
+CALLBACKS = ("on_quote", "on_trade", "on_bar", "on_book", "on_fill")
+_KIND_CALLBACK = {"quotes": "on_quote", "trades": "on_trade", "bars": "on_bar", "book": "on_book"}
+
+
+class StrategyError(TickwiseError):
+    """A strategy that cannot be found, loaded or configured as asked."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter: its default, optional inclusive bounds and what it means.
+
+    Its type (bool, int or float) is the default's type; a value given as text
+    (`--param k=v`) is converted to it.
+    """
+
+    default: float | int | bool
+    low: float | None = None
+    high: float | None = None
+    doc: str = ""
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def check(self, name: str, value: Any) -> float | int | bool:
+        """The value converted to the parameter's type, or a StrategyError saying why not."""
+        value = self._convert(name, value)
+        if self.type is not bool:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise StrategyError(f"parameter {name}={value} must be finite")
+            if self.low is not None and value < self.low:
+                raise StrategyError(f"parameter {name}={value} is below its minimum {self.low}")
+            if self.high is not None and value > self.high:
+                raise StrategyError(f"parameter {name}={value} is above its maximum {self.high}")
+        return value
+
+    def _convert(self, name: str, value: Any) -> float | int | bool:
+        kind = self.type
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                if kind is bool:
+                    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(text)
+                    return text.lower() in ("true", "1", "yes")
+                return kind(float(text)) if kind is float else int(text)
+            except ValueError:
+                raise StrategyError(
+                    f"parameter {name}={value!r} is not a valid {kind.__name__}"
+                ) from None
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int | np.integer) and not isinstance(value, bool):
+            return int(value)
+        if (
+            kind is float
+            and isinstance(value, int | float | np.number)
+            and not isinstance(value, bool)
+        ):
+            return float(value)
+        raise StrategyError(
+            f"parameter {name}={value!r} is a {type(value).__name__}, expected {kind.__name__}"
+        )
+
+
+@dataclass(frozen=True)
+class PerInstrument:
+    """State with one slot per instrument (or a row of `window` slots, for rolling values).
+
+    `window` is a number or the name of an int parameter that sizes it.
+    """
+
+    dtype: type = float
+    fill: float = 0.0
+    window: int | str | None = None
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A single value of state (a one-element array, so compiled code can update it)."""
+
+    dtype: type = float
+    fill: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rolling:
+    """A rolling window per instrument (or a single one, `per_instrument=False`) for the
+    `engine.indicators` functions; `window` is a number or the name of an int parameter."""
+
+    window: int | str
+    per_instrument: bool = True
+
+
+class Strategy:
+    """Base class of strategy plugins. Subclasses set the class attributes below."""
+
+    params: ClassVar[dict[str, Param]] = {}
+    state: ClassVar[dict[str, PerInstrument | Scalar | Rolling]] = {}
+    # Subscriptions: which record kinds the strategy is called on, and which instruments
+    # (ids or symbols; None for all). The market state of every instrument is kept anyway.
+    kinds: ClassVar[tuple[str, ...]] = ("quotes",)
+    instruments: ClassVar[tuple[int | str, ...] | None] = None
+    on_quote: ClassVar[Any] = None
+    on_trade: ClassVar[Any] = None
+    on_bar: ClassVar[Any] = None
+    on_book: ClassVar[Any] = None
+    on_fill: ClassVar[Any] = None
+
+    @classmethod
+    def name(cls) -> str:
+        """The registered name: the class name in snake case unless `strategy_name` is set."""
+        explicit = cls.__dict__.get("strategy_name")
+        return explicit or re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def callbacks(cls) -> dict[str, Any]:
+        """The compiled callbacks the class points at, by name (missing ones left out)."""
+        return {name: getattr(cls, name) for name in CALLBACKS if getattr(cls, name) is not None}
+
+    @classmethod
+    def validate(cls) -> None:
+        """Check the class itself: kinds known, a callback for each kind, state well formed."""
+        label = f"strategy {cls.__name__}"
+        unknown = [k for k in cls.kinds if k not in KINDS]
+        if unknown or not cls.kinds:
+            raise StrategyError(f"{label}: kinds {unknown or '()'} invalid; use {', '.join(KINDS)}")
+        for kind in cls.kinds:
+            if getattr(cls, _KIND_CALLBACK[kind]) is None:
+                raise StrategyError(
+                    f"{label} subscribes to {kind} but sets no {_KIND_CALLBACK[kind]}"
+                )
+        for name, spec in cls.state.items():
+            window = getattr(spec, "window", None)
+            if isinstance(window, str) and (
+                window not in cls.params or cls.params[window].type is not int
+            ):
+                raise StrategyError(f"{label}: state {name} window {window!r} is not an int param")
+
+    @classmethod
+    def resolve_params(cls, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with `overrides`, each checked; unknown names are refused."""
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(cls.params))
+        if unknown:
+            known = ", ".join(cls.params) or "none"
+            raise StrategyError(
+                f"{cls.name()} has no parameter {', '.join(unknown)}; its parameters: {known}"
+            )
+        params = {
+            name: spec.check(name, overrides.get(name, spec.default))
+            for name, spec in cls.params.items()
+        }
+        problem = cls.check_params(params)
+        if problem:
+            raise StrategyError(f"{cls.name()}: {problem}")
+        return params
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> str | None:
+        """Override to check parameters against each other; return what is wrong, or None."""
+        return None
+
+    @classmethod
+    def new_state(cls, n_instruments: int, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Fresh state arrays, sized for `n_instruments` ids."""
+        arrays = {}
+        for name, spec in cls.state.items():
+            window = getattr(spec, "window", None)
+            if isinstance(window, str):
+                window = params[window]
+            if window is not None and window < 1:
+                raise StrategyError(f"{cls.name()}: state {name} needs a window of at least 1")
+            if isinstance(spec, Rolling):
+                rows = n_instruments if spec.per_instrument else 1
+                arrays[name] = np.zeros((rows, int(window) + ROLLING_HEADER))
+                continue
+            if isinstance(spec, Scalar):
+                shape: tuple[int, ...] = (1,)
+            elif window is None:
+                shape = (n_instruments,)
+            else:
+                shape = (n_instruments, int(window))
+            arrays[name] = np.full(shape, spec.fill, dtype=spec.dtype)
+        return arrays
+
+
+# --- finding strategies -------------------------------------------------------------------
+
+
+def registered() -> dict[str, type[Strategy]]:
+    """Strategies registered through the `tickwise.strategies` entry-point group, by name."""
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not hide the others
+            raise StrategyError(f"strategy {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        found[ep.name] = cls
+    return dict(sorted(found.items()))
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """A strategy class from a registered name, `file.py:Class` or `package.module:Class`."""
+    if ":" not in spec:
+        table = registered()
+        if spec not in table:
+            raise StrategyError(
+                f"unknown strategy {spec!r}; registered: {', '.join(table) or 'none'} "
+                "(or give path/to/file.py:ClassName)"
+            )
+        cls = table[spec]
+    else:
+        where, _, class_name = spec.rpartition(":")
+        module = _load_file(Path(where)) if where.endswith(".py") else _import(where)
+        cls = getattr(module, class_name, None)
+        if cls is None:
+            raise StrategyError(f"{where} defines no {class_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise StrategyError(f"{spec} is not a tickwise Strategy subclass")
+    cls.validate()
+    return cls
+
+
+def _import(module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StrategyError(f"cannot import {module_name}: {exc}") from None
+
+
+def _load_file(path: Path) -> Any:
+    """Import a strategy file under a stable module name (so compiled code can be cached)."""
+    if not path.is_file():
+        raise StrategyError(f"{path}: no such strategy file")
+    path = path.resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"tickwise_user_{stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise StrategyError(f"{path}: failed to load: {type(exc).__name__}: {exc}") from exc
+    return module

@@ -1,0 +1,93 @@
+"""sma_cross: fast/slow simple-moving-average crossover on the quote mid or the bar close.
+
+Signals, exactly: the price is the mid `(bid_px + ask_px) / 2` of each quote
+(or the close of each bar). Each moving average is the mean of the last
+`fast` (or `slow`) prices, including the current one; nothing is decided until
+the slow window is full. A cross up is `fast > slow` after `fast <= slow` at
+the previous price of the same instrument; a cross down is `fast < slow`
+after `fast >= slow`. Equal averages are never a cross. On a cross up the
+target position is `+qty`; on a cross down `0`, or `-qty` with
+`long_short`. The difference between the target and the position (counting
+orders still working) is sent as a market order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tickwise.engine.strategy import (
+    SIDE_BUY,
+    SIDE_SELL,
+    Param,
+    PerInstrument,
+    Rolling,
+    Strategy,
+    buy,
+    kernel,
+    position,
+    rolling_full,
+    rolling_mean,
+    rolling_push,
+    sell,
+    working_qty,
+)
+
+
+@kernel
+def _step(ctx, i, price, st, p):
+    rolling_push(st.fast, i, price)
+    rolling_push(st.slow, i, price)
+    if not rolling_full(st.slow, i):
+        return
+    diff = rolling_mean(st.fast, i) - rolling_mean(st.slow, i)
+    prev = st.prev_diff[i]
+    st.prev_diff[i] = diff
+    if prev != prev:  # first full window: nothing to compare with yet
+        return
+    target = np.nan
+    if diff > 0.0 and prev <= 0.0:
+        target = p.qty
+    elif diff < 0.0 and prev >= 0.0:
+        target = -p.qty if p.long_short else 0.0
+    if target != target:
+        return
+    net = position(ctx, i) + working_qty(ctx, i, SIDE_BUY) - working_qty(ctx, i, SIDE_SELL)
+    if target > net:
+        buy(ctx, i, target - net)
+    elif target < net:
+        sell(ctx, i, net - target)
+
+
+@kernel
+def on_quote(ctx, q, st, p):
+    _step(ctx, q.instrument, 0.5 * (q.bid_px + q.ask_px), st, p)
+
+
+@kernel
+def on_bar(ctx, b, st, p):
+    _step(ctx, b.instrument, b.close, st, p)
+
+
+class SmaCross(Strategy):
+    """Fast/slow moving-average crossover on the quote mid or bar close; long/flat or long/short."""
+
+    params = {
+        "fast": Param(10, 1, 100_000, "prices in the fast average"),
+        "slow": Param(30, 2, 100_000, "prices in the slow average"),
+        "qty": Param(1.0, 0.0, None, "position size when in the market"),
+        "long_short": Param(False, doc="go short on a cross down instead of flat"),
+    }
+    state = {
+        "fast": Rolling("fast"),
+        "slow": Rolling("slow"),
+        "prev_diff": PerInstrument(float, fill=np.nan),
+    }
+    kinds = ("quotes", "bars")
+    on_quote = on_quote
+    on_bar = on_bar
+
+    @classmethod
+    def check_params(cls, params):
+        if params["fast"] >= params["slow"]:
+            return f"fast ({params['fast']}) must be shorter than slow ({params['slow']})"
+        return None

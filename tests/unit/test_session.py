@@ -1,0 +1,195 @@
+"""The compiled loop through a Session: strategies on hand-made events whose orders are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tickwise.engine.schemas import (
+    LIQ_MAKER,
+    LIQ_TAKER,
+    ORD_LIMIT,
+    ORD_MARKET,
+    REASON_BAD_PRICE,
+    REASON_BAD_QTY,
+    STATUS_CANCELLED,
+    STATUS_NEW,
+    STATUS_REJECTED,
+)
+from tickwise.engine.session import Session
+from tickwise.engine.strategy import StrategyError, load_strategy
+
+from ..conftest import simple_instruments
+
+T0 = 1_700_000_000_000_000_000
+
+
+def quotes(mids, instrument=0, spread=0.02, size=100.0, start=0):
+    """A quotes batch: one quote per mid, 1 ms apart, bid/ask around the mid."""
+    n = len(mids)
+    mids = np.asarray(mids, dtype=float)
+    return {
+        "ts_event": T0 + (start + np.arange(n)) * 1_000_000,
+        "ts_recv": T0 + (start + np.arange(n)) * 1_000_000 + 10,
+        "instrument": np.full(n, instrument, dtype=np.uint32),
+        "seq": start + np.arange(n, dtype=np.uint64) + 1,
+        "bid_px": np.round(mids - spread / 2, 2),
+        "ask_px": np.round(mids + spread / 2, 2),
+        "bid_sz": np.full(n, size),
+        "ask_sz": np.full(n, size),
+    }
+
+
+def session(name: str, **params) -> Session:
+    s = Session(load_strategy(name), simple_instruments(2), params)
+    s.warm_up()
+    return s
+
+
+def new_orders(result):
+    return result.orders[result.orders["status"] == STATUS_NEW]
+
+
+def test_sma_cross_buys_on_the_cross_up_and_sells_on_the_cross_down() -> None:
+    s = session("sma_cross", fast=2, slow=3, qty=5.0)
+    # mids: 10 10 10 | 11 (fast 10.5 > slow 10.33: cross up) 12 | 9 (fast 10.5 < slow 10.67: down)
+    r = s.on_batch("quotes", quotes([10, 10, 10, 11, 12, 9, 9]))
+    sent = new_orders(r)
+    assert sent["ts"].tolist() == [T0 + 3_000_000, T0 + 5_000_000]
+    assert sent["side"].tolist() == [1, -1]
+    assert sent["qty"].tolist() == [5.0, 5.0]
+    assert (sent["order_type"] == ORD_MARKET).all()
+    # Each market order fills at the next quote of the instrument, at its far side.
+    assert r.fills["ts"].tolist() == [T0 + 4_000_000, T0 + 6_000_000]
+    assert r.fills["price"].tolist() == [12.01, 8.99]
+    assert (r.fills["liquidity"] == LIQ_TAKER).all()
+    assert s.ctx.portfolio[0]["qty"] == 0.0
+    assert s.ctx.portfolio[0]["realized"] == pytest.approx(5 * (8.99 - 12.01))
+
+
+def test_sma_cross_long_short_reverses_through_zero() -> None:
+    s = session("sma_cross", fast=2, slow=3, qty=1.0, long_short=True)
+    r = s.on_batch("quotes", quotes([10, 10, 10, 11, 12, 9, 9]))
+    assert new_orders(r)["qty"].tolist() == [1.0, 2.0]  # to +1, then to -1
+    assert s.ctx.portfolio[0]["qty"] == -1.0
+
+
+def test_equal_averages_are_not_a_cross() -> None:
+    s = session("sma_cross", fast=2, slow=4)
+    r = s.on_batch("quotes", quotes([10, 10, 10, 10, 10, 10]))
+    assert r.orders.size == 0
+
+
+def test_mean_reversion_enters_below_the_band_and_exits_near_the_mean() -> None:
+    s = session("mean_reversion", window=4, entry_z=1.5, exit_z=0.1, qty=2.0, allow_short=False)
+    # Windows of 10s have no deviation (no signal) until the drop to 6.
+    mids = [10, 10, 10, 10, 10, 10, 6, 10, 10, 10]
+    r = s.on_batch("quotes", quotes(mids))
+    sent = new_orders(r)
+    # 7th mid (6): window 10 10 10 6: mean 9, std 1.732, z = -1.73 < -1.5 -> buy 2
+    assert sent["ts"].tolist()[0] == T0 + 6_000_000
+    assert sent["side"].tolist()[0] == 1
+    # 8th mid (10): window 10 10 6 10: mean 9, z = +0.58 > -0.1 -> close
+    assert sent["ts"].tolist()[1] == T0 + 7_000_000
+    assert sent["side"].tolist()[1] == -1
+    assert len(sent) == 2
+
+
+def test_orders_of_bad_size_or_price_are_rejected_with_their_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bad_orders.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, Param, kernel, buy, sell\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    if q.seq == 1:\n"
+        "        buy(ctx, q.instrument, 0.5)\n"  # half a lot
+        "        sell(ctx, q.instrument, 1.0, 10.005)\n"  # off the 0.01 tick grid
+        "        buy(ctx, q.instrument, 1.0, q.bid_px - 0.05)\n"  # fine: rests
+        "class BadOrders(Strategy):\n"
+        "    on_quote = on_quote\n"
+    )
+    s = Session(load_strategy(f"{path}:BadOrders"), simple_instruments(1))
+    r = s.on_batch("quotes", quotes([10.0, 10.0]))
+    assert r.orders["status"].tolist() == [STATUS_REJECTED, STATUS_REJECTED, STATUS_NEW]
+    assert r.orders["reason"].tolist()[:2] == [REASON_BAD_QTY, REASON_BAD_PRICE]
+    assert r.orders["order_type"].tolist()[2] == ORD_LIMIT
+    assert s.ctx.clock[4] == 1  # one order open, resting below the market
+
+
+def test_limit_order_rests_then_fills_as_maker_and_ioc_remainder_is_cancelled(tmp_path) -> None:
+    path = tmp_path / "limits.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, kernel, buy, TIF_IOC\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    if q.seq == 1:\n"
+        "        buy(ctx, q.instrument, 3.0, 9.95)\n"  # rests below the 10.01 ask
+        "        buy(ctx, q.instrument, 300.0, 10.5, TIF_IOC)\n"  # only 100 shown at the ask
+        "class Limits(Strategy):\n"
+        "    on_quote = on_quote\n"
+    )
+    s = Session(load_strategy(f"{path}:Limits"), simple_instruments(1))
+    r = s.on_batch("quotes", quotes([10.0, 10.0, 10.0, 9.90]))
+    assert r.fills["qty"].tolist() == [100.0, 3.0]
+    assert r.fills["price"].tolist() == [10.01, 9.95]
+    assert r.fills["liquidity"].tolist() == [LIQ_TAKER, LIQ_MAKER]
+    cancelled = r.orders[r.orders["status"] == STATUS_CANCELLED]
+    assert cancelled["qty"].tolist() == [200.0]  # the IOC's unfilled rest
+
+
+def test_warm_up_means_no_batch_compiles() -> None:
+    s = session("mean_reversion")
+    before = {k: len(f.signatures) for k, f in s._runners.items()}
+    s.on_batch("quotes", quotes(np.linspace(10, 11, 500)))
+    assert {k: len(f.signatures) for k, f in s._runners.items()} == before
+
+
+@pytest.mark.parametrize(
+    ("spec", "params", "message"),
+    [
+        ("mean_reversion", {"windw": 5}, "has no parameter windw; its parameters: window"),
+        ("mean_reversion", {"window": 1}, "window=1 is below its minimum 2"),
+        ("mean_reversion", {"window": "ten"}, "window='ten' is not a valid int"),
+        ("mean_reversion", {"qty": float("nan")}, "qty=nan must be finite"),
+        ("mean_reversion", {"allow_short": "maybe"}, "allow_short='maybe' is not a valid bool"),
+        ("mean_reversion", {"exit_z": 3.0}, "exit_z (3.0) must not exceed entry_z (2.0)"),
+        ("sma_cross", {"fast": 30, "slow": 10}, "fast (30) must be shorter than slow (10)"),
+    ],
+)
+def test_bad_parameters_are_refused_with_what_is_wrong(spec, params, message) -> None:
+    with pytest.raises(StrategyError) as err:
+        load_strategy(spec).resolve_params(params)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_strategy", "unknown strategy 'no_such_strategy'; registered: mean_reversion"),
+        ("/nowhere/x.py:X", "/nowhere/x.py: no such strategy file"),
+        ("tickwise.engine.schemas:Quote", "is not a tickwise Strategy subclass"),
+        ("tickwise.nothing_here:X", "cannot import tickwise.nothing_here"),
+    ],
+)
+def test_unloadable_strategies_say_why(spec: str, message: str) -> None:
+    with pytest.raises(StrategyError) as err:
+        load_strategy(spec)
+    assert message in str(err.value)
+
+
+def test_a_callback_must_be_a_top_level_function(tmp_path: Path) -> None:
+    path = tmp_path / "nested.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, kernel\n"
+        "def make():\n"
+        "    @kernel\n"
+        "    def on_quote(ctx, q, st, p):\n"
+        "        pass\n"
+        "    return on_quote\n"
+        "class Nested(Strategy):\n"
+        "    on_quote = make()\n"
+    )
+    with pytest.raises(StrategyError, match="must be an @njit function defined at the top level"):
+        Session(load_strategy(f"{path}:Nested"), simple_instruments(1))
