@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     imp.add_argument("--out", type=Path, required=True, help="output .parquet file or directory")
     imp.set_defaults(run=_cmd_import)
+
+    strategies = _subparser(
+        commands, "strategies", "registered strategies with their parameters and defaults",
+        "tickwise strategies --json",
+    )  # fmt: skip
+    strategies.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    strategies.set_defaults(run=_cmd_strategies)
     return parser
 
 
@@ -232,6 +239,44 @@ def _cmd_import(args: argparse.Namespace) -> int:
     stdout.print(
         f"imported {result.rows:,} {result.kind} rows for {len(result.instruments)} instruments "
         f"to {result.path}: {result.wall_s:.2f} s wall clock",
+        markup=False,
+    )
+    return 0
+
+
+def _cmd_strategies(args: argparse.Namespace) -> int:
+    from .strategy import registered
+
+    found = registered()
+    if args.json:
+        listing = {
+            name: {
+                "class": f"{cls.__module__}:{cls.__qualname__}",
+                "summary": cls.summary(),
+                "kinds": list(cls.kinds),
+                "params": {
+                    p: {"default": spec.default, "type": spec.type.__name__, "low": spec.low,
+                        "high": spec.high, "doc": spec.doc}
+                    for p, spec in cls.params.items()
+                },
+            }
+            for name, cls in found.items()
+        }  # fmt: skip
+        print(json.dumps(listing, indent=2))
+        return 0
+    for name, cls in found.items():
+        table = Table(title=f"[bold]{name}[/]: {cls.summary()} (data: {', '.join(cls.kinds)})",
+                      title_justify="left")  # fmt: skip
+        for col in ("parameter", "default", "range", "meaning"):
+            table.add_column(col)
+        for p, spec in cls.params.items():
+            low = "" if spec.low is None else f"{spec.low:g}"
+            high = "" if spec.high is None else f"{spec.high:g}"
+            span = "" if spec.type is bool else f"[{low or '-inf'}, {high or 'inf'}]"
+            table.add_row(p, str(spec.default), span, spec.doc)
+        stdout.print(table)
+    stdout.print(
+        "Commands take a strategy by these names, or your own as path/to/file.py:ClassName.",
         markup=False,
     )
     return 0

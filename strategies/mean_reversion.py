@@ -74,4 +74,6 @@ class MeanReversion(Strategy):
     def check_params(cls, params):
         if params["exit_z"] > params["entry_z"]:
             return f"exit_z ({params['exit_z']}) must not exceed entry_z ({params['entry_z']})"
+        if params["qty"] <= 0:
+            return f"qty must be positive, got {params['qty']}"
         return None

@@ -90,4 +90,6 @@ class SmaCross(Strategy):
     def check_params(cls, params):
         if params["fast"] >= params["slow"]:
             return f"fast ({params['fast']}) must be shorter than slow ({params['slow']})"
+        if params["qty"] <= 0:
+            return f"qty must be positive, got {params['qty']}"
         return None

@@ -192,3 +192,13 @@ def test_an_unwritable_output_path_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"{blocker} is a file, not a folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_strategies_lists_the_built_ins_with_parameters() -> None:
+    shown = run("strategies")
+    assert shown.returncode == 0, shown.stderr
+    for name in ("sma_cross", "mean_reversion"):
+        assert name in shown.stdout
+    listing = json.loads(run("strategies", "--json").stdout)
+    assert listing["mean_reversion"]["params"]["window"]["default"] == 100
+    assert listing["sma_cross"]["kinds"] == ["quotes", "bars"]
