@@ -155,3 +155,33 @@ def book_imbalance(ctx, i, levels):
         ask = m.ask_sz if m.ask_sz == m.ask_sz else 0.0
     total = bid + ask
     return (bid - ask) / total if total > 0.0 else 0.0
+
+
+@kernel
+def tick_size(ctx, i):
+    """The price tick of instrument i."""
+    return ctx.instruments[i].tick_size
+
+
+@kernel
+def lot_size(ctx, i):
+    """The quantity lot of instrument i."""
+    return ctx.instruments[i].lot_size
+
+
+@kernel
+def round_to_tick(ctx, i, price, direction):
+    """`price` on instrument i's tick grid: down (direction -1), up (+1) or nearest (0).
+
+    The result is the double nearest the decimal price, as in market data, so it
+    compares equal to quoted prices.
+    """
+    tick = ctx.instruments[i].tick_size
+    units = price / tick
+    if direction < 0:
+        units = np.floor(units + 1e-9)
+    elif direction > 0:
+        units = np.ceil(units - 1e-9)
+    else:
+        units = np.round(units)
+    return np.round(units * tick, 10)

@@ -136,6 +136,15 @@ def cancel_all(ctx, instrument=-1):
 
 
 @kernel
+def is_open(ctx, order_id):
+    """True while the order is working (not yet filled, cancelled or rejected)."""
+    for k in range(ctx.clock[CLK_N_OPEN]):  # noqa: SIM110 (a plain loop compiles; any() does not)
+        if ctx.open_orders[k].id == order_id:
+            return True
+    return False
+
+
+@kernel
 def open_orders(ctx, instrument):
     """How many orders of one instrument are open."""
     count = 0

@@ -46,9 +46,21 @@ from .market import (  # noqa: F401  (re-exported for strategies)
     book_level,
     book_levels,
     last_price,
+    lot_size,
     mid_price,
+    round_to_tick,
+    tick_size,
 )
-from .orders import buy, cancel, cancel_all, now, open_orders, sell, working_qty  # noqa: F401
+from .orders import (  # noqa: F401
+    buy,
+    cancel,
+    cancel_all,
+    is_open,
+    now,
+    open_orders,
+    sell,
+    working_qty,
+)
 from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  # noqa: F401
 from .schemas import KINDS, SIDE_BUY, SIDE_SELL, TIF_GTC, TIF_IOC  # noqa: F401
 

@@ -193,3 +193,75 @@ def test_a_callback_must_be_a_top_level_function(tmp_path: Path) -> None:
     )
     with pytest.raises(StrategyError, match="must be an @njit function defined at the top level"):
         Session(load_strategy(f"{path}:Nested"), simple_instruments(1))
+
+
+def quote_rows(rows, spread=0.02, sizes=(100.0, 100.0)):
+    """A quotes batch from (instrument, mid) pairs, 1 ms apart, seq per instrument."""
+    n = len(rows)
+    inst = np.array([r[0] for r in rows], dtype=np.uint32)
+    mids = np.array([r[1] for r in rows], dtype=float)
+    seq = np.zeros(n, dtype=np.uint64)
+    for k in range(n):
+        seq[k] = (inst[:k] == inst[k]).sum() + 1
+    return {
+        "ts_event": T0 + np.arange(n) * 1_000_000,
+        "ts_recv": T0 + np.arange(n) * 1_000_000,
+        "instrument": inst,
+        "seq": seq,
+        "bid_px": np.round(mids - spread / 2, 2),
+        "ask_px": np.round(mids + spread / 2, 2),
+        "bid_sz": np.full(n, sizes[0]),
+        "ask_sz": np.full(n, sizes[1]),
+    }
+
+
+def test_pairs_shorts_a_wide_spread_and_closes_it_when_it_comes_back() -> None:
+    s = session("pairs", leg_a=0, leg_b=1, beta=1.0, window=3, entry_z=1.0, exit_z=0.0, qty=2.0)
+    events = [(0, 10), (1, 10), (0, 10), (1, 10), (0, 13), (1, 10), (0, 10)]
+    r = s.on_batch("quotes", quote_rows(events))
+    sent = new_orders(r)
+    # 5th event: spreads 0 0 3 -> z = +1.41 > 1: short the spread (sell a, buy b).
+    # 7th event: spreads 3 3 0 -> z = -1.41 < 0: close both legs.
+    assert sent["ts"].tolist() == [T0 + 4_000_000] * 2 + [T0 + 6_000_000] * 2
+    assert sent["instrument"].tolist() == [0, 1, 0, 1]
+    assert sent["side"].tolist() == [-1, 1, 1, -1]
+    assert sent["qty"].tolist() == [2.0, 2.0, 2.0, 2.0]
+    # The opening orders filled at each leg's next quote; the closing ones are still working.
+    assert s.ctx.portfolio["qty"][:2].tolist() == [-2.0, 2.0]
+
+
+def test_obi_market_maker_quotes_both_sides_leaning_with_imbalance_and_inventory() -> None:
+    s = session("obi_market_maker", qty=1.0, half_spread_ticks=1, imbalance_ticks=2.0,
+                inventory_ticks=1.0, max_position=10.0, levels=1)  # fmt: skip
+    first = quote_rows([(0, 10.01)], sizes=(300.0, 100.0))  # imbalance +0.5: centre +1 tick
+    r1 = s.on_batch("quotes", first)
+    assert new_orders(r1)[["side", "price"]].tolist() == [(1, 10.01), (-1, 10.03)]
+    r2 = s.on_batch("quotes", {k: v.copy() for k, v in first.items()} | {"seq": np.array([2])})
+    assert r2.orders.size == 0  # nothing moved: quotes stay
+    third = quote_rows([(0, 10.0)])  # ask comes down to our bid: it fills as maker
+    third["seq"][:] = 3
+    third["ts_event"][:] = third["ts_recv"][:] = T0 + 2_000_000
+    r3 = s.on_batch("quotes", third)
+    assert r3.fills[["side", "price", "liquidity"]].tolist() == [(1, 10.01, LIQ_MAKER)]
+    # Long 1 of max 10 leans the centre down 0.1 tick: new bid 9.98, ask moved to 10.01.
+    assert r3.orders[["status", "side", "price"]].tolist() == [
+        (STATUS_NEW, 1, 9.98),
+        (STATUS_CANCELLED, -1, 10.03),
+        (STATUS_NEW, -1, 10.01),
+    ]
+
+
+def test_obi_market_maker_never_exceeds_its_inventory_limit(tmp_path) -> None:
+    from tickwise.feeds.history import open_history
+
+    from ..conftest import make_synth
+
+    # A slow market (2 events/s) wanders far enough in 30k quotes to fill many quotes.
+    path = make_synth(tmp_path / "q", kind="quotes", rows=30_000, instruments=1, seed=3, rate=2.0)
+    history = open_history(path)
+    params = {"max_position": 3.0, "qty": 1.0, "requote_ticks": 5}
+    s = Session(load_strategy("obi_market_maker"), history.instruments, params)
+    fills = np.concatenate([s.on_batch("quotes", b).fills for b in history.batches(4_096)])
+    assert len(fills) > 100
+    inventory = np.cumsum(fills["side"] * fills["qty"])
+    assert np.abs(inventory).max() == 3.0  # reaches the limit, never beyond
