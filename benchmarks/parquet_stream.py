@@ -23,23 +23,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tickwise.feeds.history import columns, open_history
-from tickwise.feeds.synth import SynthConfig, synth
+
+try:
+    from .data import quotes_file
+except ImportError:  # run as a script
+    from data import quotes_file  # type: ignore[no-redef]
 
 BATCH_ROWS = 65_536
-DATA_DIR = Path(__file__).resolve().parent / ".data"
-
-
-def quotes_file(rows: int, instruments: int = 8, seed: int = 1) -> Path:
-    """The benchmark's quotes history, made once and reused (the generator is deterministic)."""
-    path = DATA_DIR / f"quotes-{rows}-{instruments}-{seed}.parquet"
-    if not path.exists() or pq.read_metadata(path).num_rows != rows:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        synth(
-            SynthConfig(kind="quotes", rows=rows, instruments=instruments, seed=seed),
-            path,
-            overwrite=True,
-        )
-    return path
 
 
 def read_bare(path: Path, batch_size: int = BATCH_ROWS, pre_buffer: bool = True) -> int:
