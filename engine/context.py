@@ -31,7 +31,9 @@ CLK_N_ORDER_LOG = 2  # rows used in ctx.order_log this batch
 CLK_N_FILL_LOG = 3  # rows used in ctx.fill_log this batch
 CLK_N_OPEN = 4  # rows used in ctx.open_orders
 CLK_EVENTS = 5  # events processed since the session began
-N_CLOCK = 6
+CLK_TIMER_NS = 6  # the strategy's timer period (0: no timer)
+CLK_NEXT_TIMER = 7  # when the timer fires next (0: not yet armed)
+N_CLOCK = 8
 
 # Slots of `ctx.config` (float64).
 CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
@@ -63,6 +65,7 @@ def new_context(
     log_capacity: int = 1 << 16,
     maker_fee_bps: float = 0.0,
     taker_fee_bps: float = 0.0,
+    timer_ns: int = 0,
 ) -> Ctx:
     """Fresh state for a session over `instruments`: flat, no orders, nothing seen yet."""
     size = instruments.known_mask().size
@@ -74,6 +77,7 @@ def new_context(
         market[name] = np.nan
     clock = np.zeros(N_CLOCK, dtype=np.int64)
     clock[CLK_NEXT_ID] = 1
+    clock[CLK_TIMER_NS] = timer_ns
     config = np.zeros(N_CONFIG, dtype=np.float64)
     config[CFG_MAKER_FEE_BPS] = maker_fee_bps
     config[CFG_TAKER_FEE_BPS] = taker_fee_bps

@@ -1,8 +1,9 @@
 """The event loop: one compiled pass over a record batch, the same in backtests and live.
 
-Per event: update the market state, let the exchange step match resting
-orders (the backtest's simulated exchange; live, fills arrive from the
-gateway instead), tell the strategy of its fills, then hand it the event. Its
+Per event: fire the strategy's timer when due, update the market state, let
+the exchange step match resting orders (the backtest's simulated exchange;
+live, fills arrive from the gateway instead), tell the strategy of its fills,
+then hand it the event. Its
 orders pass the risk gate as it sends them (`engine.orders`) and land in the
 batch's order log, which Python sends and journals after the batch.
 
@@ -16,7 +17,14 @@ from __future__ import annotations
 
 from tickwise.backtest.matching import match_bar_nb, match_quote_nb, match_trade_nb
 from tickwise.engine.callbacks import ignore
-from tickwise.engine.context import CLK_EVENTS, CLK_N_FILL_LOG, CLK_N_ORDER_LOG, CLK_NOW
+from tickwise.engine.context import (
+    CLK_EVENTS,
+    CLK_N_FILL_LOG,
+    CLK_N_ORDER_LOG,
+    CLK_NEXT_TIMER,
+    CLK_NOW,
+    CLK_TIMER_NS,
+)
 from tickwise.engine.jit import kernel
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
 from tickwise.engine.schemas import BOOK_F_LAST, Bar, BookDelta, Fill, Quote, Trade
@@ -27,6 +35,7 @@ _on_trade = ignore  # callback: on_trade
 _on_bar = ignore  # callback: on_bar
 _on_book = ignore  # callback: on_book
 _on_fill = ignore  # callback: on_fill
+_on_timer = ignore  # callback: on_timer
 
 # Room kept in the order and fill logs for one event; the loop returns early (and
 # Python drains the logs) rather than let an event find them full.
@@ -46,9 +55,22 @@ def _room_left(ctx):
 
 
 @kernel
-def _begin_event(ctx, ts):
-    ctx.clock[CLK_NOW] = ts
-    ctx.clock[CLK_EVENTS] += 1
+def _begin_event(ctx, st, p, ts):
+    """Fire the strategy's timer if the event is past its next boundary, then move the clock.
+
+    The timer fires at multiples of its period, before the first event at or
+    after each; boundaries with no event in between coalesce into the latest one.
+    """
+    clock = ctx.clock
+    period = clock[CLK_TIMER_NS]
+    if period > 0 and ts >= clock[CLK_NEXT_TIMER]:
+        boundary = ts - ts % period
+        if clock[CLK_NEXT_TIMER] > 0:
+            clock[CLK_NOW] = boundary
+            _on_timer(ctx, boundary, st, p)
+        clock[CLK_NEXT_TIMER] = boundary + period
+    clock[CLK_NOW] = ts
+    clock[CLK_EVENTS] += 1
 
 
 @kernel
@@ -67,7 +89,7 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k])
         apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_quote_nb(ctx, i)
@@ -86,7 +108,7 @@ def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k])
         apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_trade_nb(ctx, i, px[k], sz[k])
@@ -104,7 +126,7 @@ def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, l
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
         apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
@@ -124,7 +146,7 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k])
         apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
         if not flags[k] & BOOK_F_LAST:
             continue

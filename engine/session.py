@@ -55,7 +55,9 @@ class Session:
         self.instruments = instruments
         self.params = strategy.resolve_params(params)
         self.loop = compiled_loop(strategy)
-        self.ctx = new_context(instruments, **context_options)
+        self.ctx = new_context(
+            instruments, timer_ns=strategy.timer_ns(self.params), **context_options
+        )
         size = self.ctx.market.size
         self.state = strategy.new_state(size, self.params)
         self._p = named("Params", list(self.params))(**self.params)

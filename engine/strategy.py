@@ -65,7 +65,7 @@ from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  #
 from .schemas import KINDS, SIDE_BUY, SIDE_SELL, TIF_GTC, TIF_IOC  # noqa: F401
 
 ENTRY_POINT_GROUP = "tickwise.strategies"
-CALLBACKS = ("on_quote", "on_trade", "on_bar", "on_book", "on_fill")
+CALLBACKS = ("on_quote", "on_trade", "on_bar", "on_book", "on_fill", "on_timer")
 _KIND_CALLBACK = {"quotes": "on_quote", "trades": "on_trade", "bars": "on_bar", "book": "on_book"}
 
 
@@ -174,6 +174,10 @@ class Strategy:
     on_bar: ClassVar[Any] = None
     on_book: ClassVar[Any] = None
     on_fill: ClassVar[Any] = None
+    # `on_timer(ctx, now, st, p)` runs every `timer_ms` of event time (a number, or the
+    # name of a parameter), before the first event at or after each multiple of it.
+    on_timer: ClassVar[Any] = None
+    timer_ms: ClassVar[float | str | None] = None
 
     @classmethod
     def name(cls) -> str:
@@ -203,6 +207,10 @@ class Strategy:
                 raise StrategyError(
                     f"{label} subscribes to {kind} but sets no {_KIND_CALLBACK[kind]}"
                 )
+        if (cls.on_timer is None) != (cls.timer_ms is None):
+            raise StrategyError(f"{label}: on_timer and timer_ms go together")
+        if isinstance(cls.timer_ms, str) and cls.timer_ms not in cls.params:
+            raise StrategyError(f"{label}: timer_ms {cls.timer_ms!r} is not a parameter")
         for name, spec in cls.state.items():
             window = getattr(spec, "window", None)
             if isinstance(window, str) and (
@@ -233,6 +241,16 @@ class Strategy:
     def check_params(cls, params: Mapping[str, Any]) -> str | None:
         """Override to check parameters against each other; return what is wrong, or None."""
         return None
+
+    @classmethod
+    def timer_ns(cls, params: Mapping[str, Any]) -> int:
+        """The timer period in nanoseconds (0 without a timer)."""
+        if cls.timer_ms is None:
+            return 0
+        ms = params[cls.timer_ms] if isinstance(cls.timer_ms, str) else cls.timer_ms
+        if not ms > 0:
+            raise StrategyError(f"{cls.name()}: timer_ms must be positive, got {ms}")
+        return round(ms * 1_000_000)
 
     @classmethod
     def new_state(cls, n_instruments: int, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -265,3 +265,48 @@ def test_obi_market_maker_never_exceeds_its_inventory_limit(tmp_path) -> None:
     assert len(fills) > 100
     inventory = np.cumsum(fills["side"] * fills["qty"])
     assert np.abs(inventory).max() == 3.0  # reaches the limit, never beyond
+
+
+def test_timer_fires_at_period_boundaries_before_the_event_and_coalesces_gaps(tmp_path) -> None:
+    path = tmp_path / "timed.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, Scalar, PerInstrument, kernel, now\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    pass\n"
+        "@kernel\n"
+        "def on_timer(ctx, t, st, p):\n"
+        "    n = st.calls[0]\n"
+        "    st.when[0, n] = t\n"
+        "    st.clock_seen[0, n] = now(ctx)\n"
+        "    st.calls[0] = n + 1\n"
+        "class Timed(Strategy):\n"
+        "    state = {'calls': Scalar(int), 'when': PerInstrument(int, window=8),\n"
+        "             'clock_seen': PerInstrument(int, window=8)}\n"
+        "    on_quote = on_quote\n"
+        "    on_timer = on_timer\n"
+        "    timer_ms = 10\n"
+    )
+    s = Session(load_strategy(f"{path}:Timed"), simple_instruments(1))
+    ms = 1_000_000
+    batch = quotes([10.0] * 5)
+    batch["ts_event"] = T0 + np.array([0, 5, 12, 35, 36]) * ms
+    s.on_batch("quotes", batch)
+    calls = int(s.state["calls"][0])
+    assert s.state["when"][0][:calls].tolist() == [T0 + 10 * ms, T0 + 30 * ms]
+    assert s.state["clock_seen"][0][:calls].tolist() == [T0 + 10 * ms, T0 + 30 * ms]
+
+
+def test_timer_needs_its_period() -> None:
+    from tickwise.engine.strategy import Strategy, kernel
+
+    @kernel
+    def cb(ctx, q, st, p):
+        pass
+
+    class NoPeriod(Strategy):
+        on_quote = cb
+        on_timer = cb
+
+    with pytest.raises(StrategyError, match="on_timer and timer_ms go together"):
+        NoPeriod.validate()
