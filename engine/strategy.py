@@ -64,6 +64,9 @@ from .orders import (  # noqa: F401
 from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  # noqa: F401
 from .schemas import KINDS, SIDE_BUY, SIDE_SELL, TIF_GTC, TIF_IOC  # noqa: F401
 
+GTC = TIF_GTC  # good till cancelled (the default for limit orders)
+IOC = TIF_IOC  # immediate or cancel: fill what can be filled now, cancel the rest
+
 ENTRY_POINT_GROUP = "tickwise.strategies"
 CALLBACKS = ("on_quote", "on_trade", "on_bar", "on_book", "on_fill", "on_timer")
 _KIND_CALLBACK = {"quotes": "on_quote", "trades": "on_trade", "bars": "on_bar", "book": "on_book"}

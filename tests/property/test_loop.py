@@ -86,3 +86,14 @@ def test_a_strategy_file_in_tmp_path_runs_like_a_built_in(tmp_path: Path, histor
             mine.on_batch("quotes", b).orders.tobytes()
             == theirs.on_batch("quotes", b).orders.tobytes()
         )
+
+
+def test_the_readme_example_strategy_loads_and_trades(tmp_path: Path, history) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = next(b for b in readme.split("```python")[1:] if "class Momentum" in b)
+    path = tmp_path / "momentum.py"
+    path.write_text(block.split("```")[0])
+    s = Session(load_strategy(f"{path}:Momentum"), history.instruments, {"band": 0.0001})
+    s.warm_up()
+    fills = np.concatenate([s.on_batch("quotes", b).fills for b in history.batches(8_192)])
+    assert len(fills) > 10
