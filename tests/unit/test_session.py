@@ -310,3 +310,44 @@ def test_timer_needs_its_period() -> None:
 
     with pytest.raises(StrategyError, match="on_timer and timer_ms go together"):
         NoPeriod.validate()
+
+
+def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> None:
+    path = tmp_path / "fills.py"
+    path.write_text(
+        "from tickwise.engine.strategy import (Strategy, Scalar, PerInstrument, kernel, buy,\n"
+        "    sell, cancel_all, open_orders)\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    if q.seq == 1:\n"
+        "        buy(ctx, 0, 2.0)\n"  # market: fills at the next quote
+        "        sell(ctx, 0, 1.0, 10.50)\n"  # rests above the market
+        "        sell(ctx, 0, 1.0, 10.60)\n"
+        "    if q.seq == 3:\n"
+        "        st.open_before[0] = open_orders(ctx, 0)\n"
+        "        st.cancelled[0] = cancel_all(ctx)\n"
+        "        st.open_after[0] = open_orders(ctx, 0)\n"
+        "@kernel\n"
+        "def on_fill(ctx, f, st, p):\n"
+        "    n = st.n[0]\n"
+        "    st.px[0, n] = f.price\n"
+        "    st.qty[0, n] = f.qty * f.side\n"
+        "    st.n[0] = n + 1\n"
+        "class Fills(Strategy):\n"
+        "    state = {'n': Scalar(int), 'px': PerInstrument(float, window=4),\n"
+        "             'qty': PerInstrument(float, window=4), 'open_before': Scalar(int),\n"
+        "             'cancelled': Scalar(int), 'open_after': Scalar(int)}\n"
+        "    on_quote = on_quote\n"
+        "    on_fill = on_fill\n"
+    )
+    s = Session(load_strategy(f"{path}:Fills"), simple_instruments(1))
+    r = s.on_batch("quotes", quotes([10.0, 10.2, 10.3]))
+    n = int(s.state["n"][0])
+    assert s.state["px"][0, :n].tolist() == r.fills["price"].tolist() == [10.21]
+    assert s.state["qty"][0, :n].tolist() == [2.0]
+    assert (s.state["open_before"][0], s.state["cancelled"][0], s.state["open_after"][0]) == (
+        2,
+        2,
+        0,
+    )
+    assert (r.orders["status"] == STATUS_CANCELLED).sum() == 2
