@@ -166,6 +166,28 @@ def working_qty(ctx, instrument, side):
 
 
 @kernel
+def net_position(ctx, instrument):
+    """The position once working orders fill: position + working buys - working sells."""
+    return (
+        ctx.portfolio[instrument].qty
+        + working_qty(ctx, instrument, SIDE_BUY)
+        - working_qty(ctx, instrument, SIDE_SELL)
+    )
+
+
+@kernel
+def trade_to(ctx, instrument, target):
+    """Send a market order for the difference between `target` and the net position;
+    its id, or 0 when there is nothing to do."""
+    net = net_position(ctx, instrument)
+    if target > net:
+        return buy(ctx, instrument, target - net)
+    if target < net:
+        return sell(ctx, instrument, net - target)
+    return 0
+
+
+@kernel
 def now(ctx):
     """The time of the event being processed (ns since the epoch)."""
     return ctx.clock[CLK_NOW]

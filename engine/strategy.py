@@ -56,9 +56,11 @@ from .orders import (  # noqa: F401
     cancel,
     cancel_all,
     is_open,
+    net_position,
     now,
     open_orders,
     sell,
+    trade_to,
     working_qty,
 )
 from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  # noqa: F401

@@ -13,20 +13,16 @@ counting orders still working.
 from __future__ import annotations
 
 from tickwise.engine.strategy import (
-    SIDE_BUY,
-    SIDE_SELL,
     Param,
     Rolling,
     Strategy,
-    buy,
     kernel,
-    position,
+    net_position,
     rolling_full,
     rolling_mean,
     rolling_push,
     rolling_std,
-    sell,
-    working_qty,
+    trade_to,
 )
 
 
@@ -41,7 +37,7 @@ def on_quote(ctx, q, st, p):
     if std <= 0.0:
         return
     z = (mid - rolling_mean(st.window, i)) / std
-    net = position(ctx, i) + working_qty(ctx, i, SIDE_BUY) - working_qty(ctx, i, SIDE_SELL)
+    net = net_position(ctx, i)
     target = net
     if net == 0.0:
         if z < -p.entry_z:
@@ -50,10 +46,7 @@ def on_quote(ctx, q, st, p):
             target = -p.qty
     elif (net > 0.0 and z > -p.exit_z) or (net < 0.0 and z < p.exit_z):
         target = 0.0
-    if target > net:
-        buy(ctx, i, target - net)
-    elif target < net:
-        sell(ctx, i, net - target)
+    trade_to(ctx, i, target)
 
 
 class MeanReversion(Strategy):

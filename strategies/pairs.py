@@ -16,33 +16,19 @@ from __future__ import annotations
 import numpy as np
 
 from tickwise.engine.strategy import (
-    SIDE_BUY,
-    SIDE_SELL,
     Param,
     Rolling,
     Scalar,
     Strategy,
-    buy,
     kernel,
     lot_size,
     mid_price,
-    position,
     rolling_full,
     rolling_mean,
     rolling_push,
     rolling_std,
-    sell,
-    working_qty,
+    trade_to,
 )
-
-
-@kernel
-def _to_target(ctx, i, target):
-    net = position(ctx, i) + working_qty(ctx, i, SIDE_BUY) - working_qty(ctx, i, SIDE_SELL)
-    if target > net:
-        buy(ctx, i, target - net)
-    elif target < net:
-        sell(ctx, i, net - target)
 
 
 @kernel
@@ -73,8 +59,8 @@ def on_quote(ctx, q, st, p):
     st.side[0] = side
     lot_b = lot_size(ctx, b)
     qty_b = np.round(p.beta * p.qty / lot_b) * lot_b
-    _to_target(ctx, a, side * p.qty)
-    _to_target(ctx, b, -side * qty_b)
+    trade_to(ctx, a, side * p.qty)
+    trade_to(ctx, b, -side * qty_b)
 
 
 class Pairs(Strategy):

@@ -16,20 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from tickwise.engine.strategy import (
-    SIDE_BUY,
-    SIDE_SELL,
     Param,
     PerInstrument,
     Rolling,
     Strategy,
-    buy,
     kernel,
-    position,
     rolling_full,
     rolling_mean,
     rolling_push,
-    sell,
-    working_qty,
+    trade_to,
 )
 
 
@@ -49,13 +44,8 @@ def _step(ctx, i, price, st, p):
         target = p.qty
     elif diff < 0.0 and prev >= 0.0:
         target = -p.qty if p.long_short else 0.0
-    if target != target:
-        return
-    net = position(ctx, i) + working_qty(ctx, i, SIDE_BUY) - working_qty(ctx, i, SIDE_SELL)
-    if target > net:
-        buy(ctx, i, target - net)
-    elif target < net:
-        sell(ctx, i, net - target)
+    if target == target:
+        trade_to(ctx, i, target)
 
 
 @kernel
