@@ -14,6 +14,7 @@ import numpy as np
 
 from .instruments import Instruments
 from .schemas import (
+    EQUITY_DTYPE,
     FILL_DTYPE,
     INSTRUMENT_DTYPE,
     MARKET_DTYPE,
@@ -33,7 +34,10 @@ CLK_N_OPEN = 4  # rows used in ctx.open_orders
 CLK_EVENTS = 5  # events processed since the session began
 CLK_TIMER_NS = 6  # the strategy's timer period (0: no timer)
 CLK_NEXT_TIMER = 7  # when the timer fires next (0: not yet armed)
-N_CLOCK = 8
+CLK_SAMPLE_NS = 8  # equity sampling step (0: no sampling)
+CLK_NEXT_SAMPLE = 9  # when equity is sampled next (0: not yet armed)
+CLK_N_EQUITY_LOG = 10  # rows used in ctx.equity_log this batch
+N_CLOCK = 11
 
 # Slots of `ctx.config` (float64).
 CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
@@ -54,6 +58,7 @@ Ctx = namedtuple(
         "open_orders",  # OPEN_ORDER_DTYPE, first clock[CLK_N_OPEN] rows live
         "order_log",  # ORDER_DTYPE: this batch's new orders, cancels and rejects
         "fill_log",  # FILL_DTYPE: this batch's fills
+        "equity_log",  # EQUITY_DTYPE: this batch's equity samples
     ],
 )
 
@@ -66,6 +71,7 @@ def new_context(
     maker_fee_bps: float = 0.0,
     taker_fee_bps: float = 0.0,
     timer_ns: int = 0,
+    sample_ns: int = 0,
 ) -> Ctx:
     """Fresh state for a session over `instruments`: flat, no orders, nothing seen yet."""
     size = instruments.known_mask().size
@@ -78,6 +84,7 @@ def new_context(
     clock = np.zeros(N_CLOCK, dtype=np.int64)
     clock[CLK_NEXT_ID] = 1
     clock[CLK_TIMER_NS] = timer_ns
+    clock[CLK_SAMPLE_NS] = sample_ns
     config = np.zeros(N_CONFIG, dtype=np.float64)
     config[CFG_MAKER_FEE_BPS] = maker_fee_bps
     config[CFG_TAKER_FEE_BPS] = taker_fee_bps
@@ -93,6 +100,7 @@ def new_context(
         open_orders=np.zeros(max_open_orders, dtype=OPEN_ORDER_DTYPE),
         order_log=np.zeros(log_capacity, dtype=ORDER_DTYPE),
         fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
+        equity_log=np.zeros(log_capacity, dtype=EQUITY_DTYPE),
     )
 
 

@@ -19,14 +19,18 @@ from tickwise.backtest.matching import match_bar_nb, match_quote_nb, match_trade
 from tickwise.engine.callbacks import ignore
 from tickwise.engine.context import (
     CLK_EVENTS,
+    CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
     CLK_N_ORDER_LOG,
+    CLK_NEXT_SAMPLE,
     CLK_NEXT_TIMER,
     CLK_NOW,
+    CLK_SAMPLE_NS,
     CLK_TIMER_NS,
 )
 from tickwise.engine.jit import kernel
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
+from tickwise.engine.portfolio import sample_equity_nb
 from tickwise.engine.schemas import BOOK_F_LAST, Bar, BookDelta, Fill, Quote, Trade
 
 # --- strategy callbacks: the lines `engine.loops` rewrites per strategy --------------------
@@ -51,17 +55,25 @@ def _room_left(ctx):
     clock = ctx.clock
     orders = clock[CLK_N_ORDER_LOG] + LOG_HEADROOM <= ctx.order_log.size
     fills = clock[CLK_N_FILL_LOG] + LOG_HEADROOM <= ctx.fill_log.size
-    return orders & fills
+    equity = clock[CLK_N_EQUITY_LOG] + LOG_HEADROOM <= ctx.equity_log.size
+    return orders & fills & equity
 
 
 @kernel
 def _begin_event(ctx, st, p, ts):
-    """Fire the strategy's timer if the event is past its next boundary, then move the clock.
+    """Sample equity and fire the strategy's timer if the event is past their next
+    boundaries, then move the clock.
 
     The timer fires at multiples of its period, before the first event at or
     after each; boundaries with no event in between coalesce into the latest one.
     """
     clock = ctx.clock
+    step = clock[CLK_SAMPLE_NS]
+    if step > 0 and ts >= clock[CLK_NEXT_SAMPLE]:
+        sample = ts - ts % step
+        if clock[CLK_NEXT_SAMPLE] > 0:
+            sample_equity_nb(ctx, sample)  # the curve as it stood at the step boundary
+        clock[CLK_NEXT_SAMPLE] = sample + step
     period = clock[CLK_TIMER_NS]
     if period > 0 and ts >= clock[CLK_NEXT_TIMER]:
         boundary = ts - ts % period

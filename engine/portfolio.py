@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tickwise.engine.jit import kernel
 
+from .context import CLK_N_EQUITY_LOG
 from .market import mid_price
 
 
@@ -83,3 +84,29 @@ def total_pnl(ctx):
     for i in range(ctx.portfolio.size):
         total += pnl(ctx, i)
     return total
+
+
+@kernel
+def sample_equity_nb(ctx, ts):
+    """Append one point of the equity curve at time ts to ctx.equity_log."""
+    n = ctx.clock[CLK_N_EQUITY_LOG]
+    realized = 0.0
+    unrealized = 0.0
+    fees = 0.0
+    gross = 0.0
+    for i in range(ctx.portfolio.size):
+        p = ctx.portfolio[i]
+        realized += p.realized
+        unrealized += unrealized_pnl(ctx, i)
+        fees += p.fees
+        if p.qty != 0.0:
+            mark = mid_price(ctx, i)
+            gross += abs(p.qty) * (mark if mark == mark else p.avg_px)
+    row = ctx.equity_log[n]
+    row.ts = ts
+    row.pnl = realized + unrealized - fees
+    row.realized = realized
+    row.unrealized = unrealized
+    row.fees = fees
+    row.gross_exposure = gross
+    ctx.clock[CLK_N_EQUITY_LOG] = n + 1

@@ -175,6 +175,18 @@ OPEN_ORDER_DTYPE: Final = np.dtype(
     ]
 )
 
+# One point of a session's equity curve (sampled at fixed steps of event time).
+EQUITY_DTYPE: Final = np.dtype(
+    [
+        ("ts", "<i8"),  # the sample's time: a multiple of the sampling step (ns)
+        ("pnl", "<f8"),  # realised + unrealised - fees, all instruments
+        ("realized", "<f8"),
+        ("unrealized", "<f8"),
+        ("fees", "<f8"),
+        ("gross_exposure", "<f8"),  # sum of |position| x mark
+    ]
+)
+
 # --- market-data kinds ----------------------------------------------------------------------
 
 MARKET_DTYPES: Final[dict[str, np.dtype]] = {
@@ -231,6 +243,7 @@ def market_dtype(kind: str) -> np.dtype:
 
 ORDER_SCHEMA: Final = arrow_schema(ORDER_DTYPE)
 FILL_SCHEMA: Final = arrow_schema(FILL_DTYPE)
+EQUITY_SCHEMA: Final = arrow_schema(EQUITY_DTYPE)
 
 # --- what strategy callbacks receive --------------------------------------------------------
 # One immutable tuple per event, built inside compiled code (no allocation), with the

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .context import CLK_N_FILL_LOG, CLK_N_ORDER_LOG, Ctx, copy_context, new_context
+from .context import (
+    CLK_N_EQUITY_LOG,
+    CLK_N_FILL_LOG,
+    CLK_N_ORDER_LOG,
+    Ctx,
+    copy_context,
+    new_context,
+)
 from .errors import TickwiseError
 from .instruments import Instruments
 from .loops import compiled_loop
@@ -30,6 +37,7 @@ class BatchResult:
     events: int
     orders: np.ndarray  # ORDER_DTYPE
     fills: np.ndarray  # FILL_DTYPE
+    equity: np.ndarray  # EQUITY_DTYPE
 
 
 @dataclass(frozen=True)
@@ -114,19 +122,16 @@ class Session:
             args = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
         run = self._runners[kind]
         rows = len(args[0])
-        orders, fills = [], []
+        orders, fills, equity = [], [], []
         start = 0
         while True:
             start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
             orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
             fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
+            equity.append(self._drain(self.ctx.equity_log, CLK_N_EQUITY_LOG))
             if start >= rows:
                 break
-        return BatchResult(
-            rows,
-            orders[0] if len(orders) == 1 else np.concatenate(orders),
-            fills[0] if len(fills) == 1 else np.concatenate(fills),
-        )
+        return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity))
 
     def _drain(self, log: np.ndarray, slot: int) -> np.ndarray:
         n = int(self.ctx.clock[slot])
@@ -155,3 +160,7 @@ def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     view = np.ascontiguousarray(values, dtype=dtype).view()
     view.flags.writeable = False
     return view
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

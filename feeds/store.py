@@ -68,9 +68,8 @@ class HistoryWriter:
         self.partition = partition
         self.schema = tickwise_schema(kind, instruments)
         self.rows = 0
-        _make_folder(out.parent)
-        self._tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        _remove(self._tmp)
+        make_folder(out.parent)
+        self._tmp = temporary_path(out)
         self._writers: dict[tuple[int, int], pq.ParquetWriter] = {}
         self._single: pq.ParquetWriter | None = None
         if partition:
@@ -123,13 +122,7 @@ class HistoryWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
-        if self.out.exists():
-            old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, old)
-            os.replace(self._tmp, self.out)
-            _remove(old)
-        else:
-            os.replace(self._tmp, self.out)
+        publish(self._tmp, self.out)
 
     def abort(self) -> None:
         """Drop everything written; whatever was at `out` before stays untouched."""
@@ -155,7 +148,31 @@ class HistoryWriter:
             self.abort()
 
 
-def _make_folder(folder: Path) -> None:
+def temporary_path(out: Path) -> Path:
+    """A hidden path beside `out` to build it in (removed first if a crash left one)."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    return tmp
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move a finished file or folder into place, replacing what was at `out`."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        _remove(old)
+    else:
+        os.replace(tmp, out)
+
+
+def discard(tmp: Path) -> None:
+    """Remove a temporary path (after a failure)."""
+    _remove(tmp)
+
+
+def make_folder(folder: Path) -> None:
+    """Create a folder and its parents; a clear error when a parent is a file."""
     for parent in (folder, *folder.parents):
         if parent.exists() and not parent.is_dir():
             raise TickwiseError(f"cannot write into {folder}: {parent} is a file, not a folder")

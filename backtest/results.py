@@ -1,0 +1,146 @@
+"""Backtest results: the summary, the run hash, and the files of a result directory.
+
+`run_hash` is a SHA-256 over the bytes of every order event and fill, so two
+runs agree exactly or not at all, and a regression shows as a changed hash.
+A result directory is written beside its target and renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tickwise import __version__
+from tickwise.engine.portfolio import total_pnl
+from tickwise.engine.schemas import (
+    EQUITY_SCHEMA,
+    FILL_SCHEMA,
+    ORDER_SCHEMA,
+    STATUS_NEW,
+    STATUS_REJECTED,
+)
+from tickwise.feeds.store import check_target, discard, make_folder, publish, temporary_path
+
+from .replay import Backtest
+
+# Sharpe is annualised as if the equity step repeated over 252 sessions of 6.5 hours.
+_TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
+
+
+def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
+    """SHA-256 of every order event and fill, in order."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(orders).tobytes())
+    h.update(np.ascontiguousarray(fills).tobytes())
+    return h.hexdigest()
+
+
+def round_trips(fills: np.ndarray) -> int:
+    """How many times a position went from flat to open and back to flat, per instrument."""
+    trips = 0
+    for inst in np.unique(fills["instrument"]):
+        mine = fills[fills["instrument"] == inst]
+        position = np.cumsum(mine["side"] * mine["qty"])
+        flat = np.isclose(position, 0.0, atol=1e-9)
+        trips += int(np.count_nonzero(flat))
+    return trips
+
+
+def max_drawdown(pnl: np.ndarray) -> float:
+    """The largest fall of PnL from a previous peak (a positive number; 0 if none)."""
+    if pnl.size == 0:
+        return 0.0
+    peaks = np.maximum.accumulate(np.maximum(pnl, 0.0))
+    return float(np.max(peaks - pnl))
+
+
+def sharpe(pnl: np.ndarray, step_s: float) -> float:
+    """Annualised Sharpe ratio of the PnL changes between equity samples (0 if undefined)."""
+    changes = np.diff(np.concatenate([[0.0], pnl]))
+    if changes.size < 2 or not np.std(changes) > 0:
+        return 0.0
+    per_year = _TRADING_SECONDS_PER_YEAR / step_s
+    return float(np.mean(changes) / np.std(changes) * math.sqrt(per_year))
+
+
+def data_fingerprint(bt: Backtest) -> dict[str, Any]:
+    """What data the run saw: path, kind, rows and a hash of every file's Parquet footer."""
+    h = hashlib.sha256()
+    for f in bt.history.files:
+        meta = pq.read_metadata(f.path)
+        h.update(str(f.path.relative_to(bt.history.path.parent)).encode())
+        h.update(json.dumps(meta.to_dict(), sort_keys=True, default=str).encode())
+    first, last = bt.history.ts_range
+    return {
+        "path": str(bt.history.path),
+        "kind": bt.history.kind,
+        "rows": bt.history.rows,
+        "files": len(bt.history.files),
+        "ts_first": first,
+        "ts_last": last,
+        "footer_sha256": h.hexdigest(),
+    }
+
+
+def summarize(bt: Backtest) -> dict[str, Any]:
+    """The numbers of `summary.json` (money in the instruments' price units)."""
+    portfolio = bt.session.ctx.portfolio
+    final = _final_pnl(bt)
+    curve = np.append(bt.equity["pnl"], final)
+    status = bt.orders["status"]
+    return {
+        "strategy": bt.strategy.name(),
+        "params": bt.params,
+        "config": {f: getattr(bt.config, f) for f in bt.config.__dataclass_fields__},
+        "data": data_fingerprint(bt),
+        "events": bt.events,
+        "orders": int(np.count_nonzero(status == STATUS_NEW)),
+        "fills": len(bt.fills),
+        "rejects": int(np.count_nonzero(status == STATUS_REJECTED)),
+        "pnl": final,
+        "fees": float(portfolio["fees"].sum()),
+        "sharpe": sharpe(curve, bt.config.equity_every_ms / 1000.0),
+        "max_drawdown": max_drawdown(curve),
+        "trades": round_trips(bt.fills),
+        "halted": False,
+        "halt_reason": None,
+        "run_hash": run_hash(bt.orders, bt.fills),
+        "events_per_sec": bt.events / bt.wall_s if bt.wall_s > 0 else 0.0,
+        "wall_s": bt.wall_s,
+        "warmup_s": bt.warmup_s,
+        "tickwise_version": __version__,
+    }
+
+
+def _final_pnl(bt: Backtest) -> float:
+    return float(total_pnl(bt.session.ctx))
+
+
+def _table(records: np.ndarray, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(records[n]) for n in schema.names], schema=schema)
+
+
+def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Write summary.json, orders.parquet, fills.parquet and equity.parquet into `out`."""
+    check_target(out, overwrite)
+    make_folder(out.parent)
+    summary = summarize(bt)
+    tmp = temporary_path(out)
+    try:
+        tmp.mkdir()
+        pq.write_table(_table(bt.orders, ORDER_SCHEMA), tmp / "orders.parquet")
+        pq.write_table(_table(bt.fills, FILL_SCHEMA), tmp / "fills.parquet")
+        pq.write_table(_table(bt.equity, EQUITY_SCHEMA), tmp / "equity.parquet")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        publish(tmp, out)
+    except BaseException:
+        discard(tmp)
+        raise
+    return summary

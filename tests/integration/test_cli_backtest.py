@@ -1,0 +1,128 @@
+"""`tickwise backtest` end to end: a generated multi-instrument file in, every output checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tickwise.engine.schemas import EQUITY_SCHEMA, FILL_SCHEMA, ORDER_SCHEMA, STATUS_NEW
+
+from ..conftest import make_synth
+
+TICKWISE = str(Path(sys.executable).with_name("tickwise"))
+SUMMARY_KEYS = {
+    "events", "orders", "fills", "rejects", "pnl", "fees", "sharpe", "max_drawdown", "trades",
+    "halted", "halt_reason", "run_hash", "events_per_sec", "wall_s", "params", "data",
+}  # fmt: skip
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([TICKWISE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synth(tmp_path_factory.mktemp("bt") / "q.parquet", kind="quotes", rows=200_000,
+                      instruments=3, seed=4)  # fmt: skip
+
+
+def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
+    out = tmp_path / "result"
+    done = run("backtest", "--strategy", "mean_reversion", "--data", str(data),
+               "--param", "window=50", "--param", "entry_z=1.5", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "run_hash" in done.stdout
+    assert "events/s" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["events"] == 200_000
+    assert summary["params"]["window"] == 50
+    assert summary["params"]["entry_z"] == 1.5
+    assert summary["data"]["rows"] == 200_000
+    orders = pq.read_table(out / "orders.parquet")
+    fills = pq.read_table(out / "fills.parquet")
+    equity = pq.read_table(out / "equity.parquet")
+    assert orders.schema.equals(ORDER_SCHEMA)
+    assert fills.schema.equals(FILL_SCHEMA)
+    assert equity.schema.equals(EQUITY_SCHEMA)
+    status = orders.column("status").to_numpy()
+    assert summary["orders"] == int((status == STATUS_NEW).sum()) > 0
+    assert summary["fills"] == fills.num_rows > 0
+    # The equity curve is sampled each second of event time and ends near the final PnL.
+    ts = equity.column("ts").to_numpy()
+    assert (np.diff(ts) > 0).all()
+    assert (ts % 1_000_000_000 == 0).all()
+    # Fills only at prices the market showed: every fill is one of the book's best prices.
+    quotes = pq.read_table(data)
+    shown = set(quotes.column("bid_px").to_pylist()) | set(quotes.column("ask_px").to_pylist())
+    assert set(fills.column("price").to_pylist()) <= shown
+
+
+def test_run_hash_is_the_same_for_any_batch_size(tmp_path: Path, data: Path) -> None:
+    hashes = set()
+    for batch in ("65536", "777", "50"):
+        out = tmp_path / f"r{batch}"
+        done = run("backtest", "--strategy", "sma_cross", "--data", str(data), "--param",
+                   "long_short=true", "--batch-size", batch, "--out", str(out))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        hashes.add(json.loads((out / "summary.json").read_text())["run_hash"])
+        assert (out / "fills.parquet").exists()
+    assert len(hashes) == 1
+
+
+def test_config_file_sets_fees_and_params(tmp_path: Path, data: Path) -> None:
+    config = tmp_path / "bt.toml"
+    config.write_text("[backtest]\ntaker_fee_bps = 1.0\n[params]\nwindow = 60\n")
+    out = tmp_path / "r"
+    done = run("backtest", "--strategy", "mean_reversion", "--data", str(data), "--config",
+               str(config), "--param", "entry_z=1.0", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["params"]["window"] == 60
+    assert summary["config"]["taker_fee_bps"] == 1.0
+    fills = pq.read_table(out / "fills.parquet")
+    notional = (fills.column("price").to_numpy() * fills.column("qty").to_numpy()).sum()
+    assert summary["fees"] == pytest.approx(notional * 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--strategy", "mean_reversion", "--param", "window=1"], "window=1 is below its minimum"),
+        (["--strategy", "mean_reversion", "--param", "window"], "must look like name=value"),
+        (["--strategy", "sma_cross", "--batch-size", "0"], "batch_size must be in 1..10000000"),
+    ],
+)
+def test_mistakes_are_one_line_and_write_nothing(tmp_path, data, args, message) -> None:
+    out = tmp_path / "r"
+    done = run("backtest", "--data", str(data), "--out", str(out), *args)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_strategy_refuses_data_it_does_not_trade_on(tmp_path: Path) -> None:
+    trades = make_synth(tmp_path / "t.parquet", kind="trades", rows=1_000, instruments=2, seed=1)
+    done = run("backtest", "--strategy", "mean_reversion", "--data", str(trades),
+               "--out", str(tmp_path / "r"))  # fmt: skip
+    assert done.returncode == 1
+    assert "mean_reversion trades on quotes data" in done.stderr
+    assert "holds trades" in done.stderr
+
+
+def test_an_existing_result_is_kept_without_overwrite(tmp_path: Path, data: Path) -> None:
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    done = run("backtest", "--strategy", "sma_cross", "--data", str(data), "--out", str(out))
+    assert done.returncode == 1
+    assert "already exists; pass --overwrite" in done.stderr
+    assert (out / "keep.txt").read_text() == "mine"
