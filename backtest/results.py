@@ -29,6 +29,7 @@ from tickwise.engine.schemas import (
 from tickwise.feeds.store import check_target, discard, make_folder, publish, temporary_path
 
 from .replay import Backtest
+from .report import trade_stats, write_report
 
 # Sharpe is annualised as if the equity step repeated over 252 sessions of 6.5 hours.
 _TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
@@ -40,17 +41,6 @@ def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
     h.update(np.ascontiguousarray(orders).tobytes())
     h.update(np.ascontiguousarray(fills).tobytes())
     return h.hexdigest()
-
-
-def round_trips(fills: np.ndarray) -> int:
-    """How many times a position went from flat to open and back to flat, per instrument."""
-    trips = 0
-    for inst in np.unique(fills["instrument"]):
-        mine = fills[fills["instrument"] == inst]
-        position = np.cumsum(mine["side"] * mine["qty"])
-        flat = np.isclose(position, 0.0, atol=1e-9)
-        trips += int(np.count_nonzero(flat))
-    return trips
 
 
 def max_drawdown(pnl: np.ndarray) -> float:
@@ -108,7 +98,7 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "fees": float(portfolio["fees"].sum()),
         "sharpe": sharpe(curve, bt.config.equity_every_ms / 1000.0),
         "max_drawdown": max_drawdown(curve),
-        "trades": round_trips(bt.fills),
+        "trades": trade_stats(bt)["round_trips"],
         "halted": False,
         "halt_reason": None,
         "run_hash": run_hash(bt.orders, bt.fills),
@@ -128,7 +118,7 @@ def _table(records: np.ndarray, schema: pa.Schema) -> pa.Table:
 
 
 def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[str, Any]:
-    """Write summary.json, orders.parquet, fills.parquet and equity.parquet into `out`."""
+    """Write summary.json, orders/fills/equity.parquet and report.html into `out`."""
     check_target(out, overwrite)
     make_folder(out.parent)
     summary = summarize(bt)
@@ -139,6 +129,7 @@ def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[s
         pq.write_table(_table(bt.fills, FILL_SCHEMA), tmp / "fills.parquet")
         pq.write_table(_table(bt.equity, EQUITY_SCHEMA), tmp / "equity.parquet")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_report(bt, summary, tmp)
         publish(tmp, out)
     except BaseException:
         discard(tmp)

@@ -62,6 +62,11 @@ def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
     quotes = pq.read_table(data)
     shown = set(quotes.column("bid_px").to_pylist()) | set(quotes.column("ask_px").to_pylist())
     assert set(fills.column("price").to_pylist()) <= shown
+    report = (out / "report.html").read_text()
+    assert "Plotly.newPlot" in report
+    assert summary["run_hash"] in report
+    assert "hit rate" in report
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000  # the report opens offline
 
 
 def test_run_hash_is_the_same_for_any_batch_size(tmp_path: Path, data: Path) -> None:
