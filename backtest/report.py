@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import pyarrow.parquet as pq
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
-
-from tickwise.feeds.history import columns
 
 from .replay import Backtest
 from .stats import round_trip_pnls
@@ -54,36 +53,53 @@ def trade_stats(bt: Backtest) -> dict[str, Any]:
 
 
 def _price_path(bt: Backtest, instrument: int, step_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """The instrument's mid (quotes/book) or price (trades/bars), last per sampling step."""
+    """The instrument's mid (quotes, book) or price (trades, bars), last per sampling step.
+
+    The data were validated during the replay, so this pass reads just the
+    columns it needs, straight from Parquet, file by file.
+    """
+    kind = bt.history.kind
+    price_cols = {"quotes": ["bid_px", "ask_px"], "bars": ["close"]}.get(kind, ["px"])
     times, prices = [], []
-    for batch in bt.history.batches(1 << 16):
-        c = columns(batch)
-        mine = c["instrument"] == instrument
-        if not mine.any():
-            continue
-        ts = c["ts_event"][mine]
-        if "bid_px" in c:
-            px = 0.5 * (c["bid_px"][mine] + c["ask_px"][mine])
-        elif "close" in c:
-            px = c["close"][mine]
-        else:
-            px = c["px"][mine]
-        bucket = ts // step_ns
-        last = np.flatnonzero(np.r_[bucket[1:] != bucket[:-1], True])
-        times.append(ts[last])
-        prices.append(px[last])
+    for f in bt.history.files:
+        pf = pq.ParquetFile(f.path, pre_buffer=False)
+        has_id = "instrument" in pf.schema_arrow.names
+        if not has_id and f.partition.get("instrument") != str(instrument):
+            continue  # a hive file of another instrument
+        wanted = ["ts_event", *price_cols] + (["instrument"] if has_id else [])
+        for batch in pf.iter_batches(batch_size=1 << 20, columns=wanted):
+            c = {n: batch.column(n).to_numpy() for n in batch.schema.names}
+            mine = c["instrument"] == instrument if has_id else np.ones(batch.num_rows, bool)
+            times.append(c["ts_event"][mine])
+            if kind == "quotes":
+                prices.append(0.5 * (c["bid_px"][mine] + c["ask_px"][mine]))
+            else:
+                prices.append(c[price_cols[0]][mine])
     if not times:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    return np.concatenate(times), np.concatenate(prices)
+    ts, px = np.concatenate(times), np.concatenate(prices)
+    if ts.size > 1 and np.any(np.diff(ts) < 0):  # files that overlap in time
+        order = np.argsort(ts, kind="stable")
+        ts, px = ts[order], px[order]
+    bucket = ts // step_ns
+    last = np.flatnonzero(np.r_[bucket[1:] != bucket[:-1], True])
+    return ts[last], px[last]
+
+
+def _thin(*arrays: np.ndarray, most: int = 5_000) -> tuple[np.ndarray, ...]:
+    """Every k-th point so that at most `most` remain (charts need no more)."""
+    step = max(1, len(arrays[0]) // most)
+    return tuple(a[::step] for a in arrays)
 
 
 def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
     """Write report.html (and plotly.min.js) into `folder`."""
     stats = trade_stats(bt)
     eq = bt.equity
-    when = eq["ts"].astype("datetime64[ns]")
     pnl = eq["pnl"]
     drawdown = pnl - np.maximum.accumulate(np.maximum(pnl, 0.0)) if pnl.size else pnl
+    stamps, pnl, drawdown = _thin(eq["ts"], pnl, drawdown)
+    when = stamps.astype("datetime64[ns]")
     fills = bt.fills
     top = int(np.bincount(fills["instrument"]).argmax()) if fills.size else 0
     symbol = bt.history.instruments.symbol(top)
@@ -96,7 +112,7 @@ def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
     fig.add_trace(go.Scatter(x=when, y=pnl, name="PnL", line={"width": 1}), row=1, col=1)
     fig.add_trace(go.Scatter(x=when, y=drawdown, name="drawdown", fill="tozeroy",
                              line={"width": 1, "color": "firebrick"}), row=2, col=1)  # fmt: skip
-    times, prices = _price_path(bt, top, round(bt.config.equity_every_ms * 1e6))
+    times, prices = _thin(*_price_path(bt, top, round(bt.config.equity_every_ms * 1e6)))
     fig.add_trace(go.Scatter(x=times.astype("datetime64[ns]"), y=prices, name=f"{symbol} price",
                              line={"width": 1, "color": "gray"}), row=3, col=1)  # fmt: skip
     mine = fills[fills["instrument"] == top]
@@ -108,8 +124,8 @@ def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
                                  mode="markers", name=name,
                                  marker={"color": color, "symbol": marker, "size": 6}),
                       row=3, col=1)  # fmt: skip
-    position = np.cumsum(mine["side"] * mine["qty"])
-    fig.add_trace(go.Scatter(x=mine["ts"].astype("datetime64[ns]"), y=position, name="position",
+    held, position = _thin(mine["ts"], np.cumsum(mine["side"] * mine["qty"]))
+    fig.add_trace(go.Scatter(x=held.astype("datetime64[ns]"), y=position, name="position",
                              line={"shape": "hv", "width": 1}), row=4, col=1)  # fmt: skip
     fig.update_layout(height=1000, margin={"l": 60, "r": 20, "t": 40, "b": 30},
                       template="plotly_white", showlegend=True)  # fmt: skip
