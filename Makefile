@@ -22,6 +22,10 @@ demo: $(STAMP)
 	$(BIN)/tickwise data synth --kind book --rows 1000000 --instruments 3 --seed 7 --partition \
 		--out $(DEMO)/book --overwrite
 	$(BIN)/tickwise data inspect $(DEMO)/book
+	$(BIN)/tickwise strategies
+	$(BIN)/tickwise backtest --strategy sma_cross --data $(DEMO)/quotes.parquet \
+		--param fast=50 --param slow=400 --param long_short=true --param qty=100 --out $(DEMO)/backtest --overwrite
+	@echo "open $(DEMO)/backtest/report.html to see the backtest"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
