@@ -159,20 +159,11 @@ POSITION_DTYPE: Final = np.dtype(
     ]
 )
 
-# An order as the engine tracks it while it is open: the order plus what has filled.
+# An order as the engine tracks it while it is open: the order record (without a reject
+# reason) plus the quantity filled so far.
 OPEN_ORDER_DTYPE: Final = np.dtype(
-    [
-        ("id", "<u8"),
-        ("ts", "<i8"),
-        ("instrument", "<u4"),
-        ("side", "i1"),
-        ("price", "<f8"),
-        ("qty", "<f8"),
-        ("filled", "<f8"),
-        ("order_type", "i1"),
-        ("tif", "i1"),
-        ("status", "i1"),
-    ]
+    [(name, ORDER_DTYPE.fields[name][0]) for name in ORDER_DTYPE.names if name != "reason"]
+    + [("filled", "<f8")]
 )
 
 # One point of a session's equity curve (sampled at fixed steps of event time).
