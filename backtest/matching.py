@@ -69,10 +69,11 @@ def _match(ctx, i, buy_px, buy_sz, sell_px, sell_sz, rest_buy_px, rest_sell_px):
     resting buys fill at their limit when `rest_buy_px` <= limit (resting sells
     when `rest_sell_px` >= limit), up to the same sizes. NaN means no liquidity.
     """
+    now = ctx.clock[CLK_NOW]
     k = 0
     while k < ctx.clock[CLK_N_OPEN]:
         o = ctx.open_orders[k]
-        if o.instrument != i:
+        if o.instrument != i or o.active_ts > now:  # another instrument, or still in flight
             k += 1
             continue
         buying = o.side > 0

@@ -32,6 +32,11 @@ class BacktestConfig:
     maker_fee_bps: float = 0.0  # fee on passive fills, basis points of notional
     taker_fee_bps: float = 0.0  # fee on aggressive fills
     equity_every_ms: float = 1_000.0  # equity curve sampling step, in event time
+    # Orders leave when the strategy sees the event (its ts_recv) and reach the exchange
+    # order_latency_us later, plus up to latency_jitter_us drawn per order from latency_seed.
+    order_latency_us: float = 0.0
+    latency_jitter_us: float = 0.0
+    latency_seed: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000_000:
@@ -42,6 +47,12 @@ class BacktestConfig:
                 raise TickwiseError(f"{name} must be in [-100, 1000] bps, got {value}")
         if not (math.isfinite(self.equity_every_ms) and self.equity_every_ms > 0):
             raise TickwiseError(f"equity_every_ms must be positive, got {self.equity_every_ms}")
+        for name in ("order_latency_us", "latency_jitter_us"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 60e6):
+                raise TickwiseError(f"{name} must be in [0, 60000000] us, got {value}")
+        if not 0 <= self.latency_seed < 2**63:
+            raise TickwiseError(f"latency_seed must be in 0..2**63-1, got {self.latency_seed}")
 
 
 def load_config(path: Path) -> tuple[BacktestConfig, dict[str, Any]]:
@@ -110,6 +121,9 @@ def run_backtest(
         maker_fee_bps=config.maker_fee_bps,
         taker_fee_bps=config.taker_fee_bps,
         sample_ns=round(config.equity_every_ms * 1_000_000),
+        order_latency_ns=round(config.order_latency_us * 1_000),
+        latency_jitter_ns=round(config.latency_jitter_us * 1_000),
+        latency_seed=config.latency_seed,
     )
     warm = time.perf_counter()
     session.warm_up()

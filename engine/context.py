@@ -37,7 +37,11 @@ CLK_NEXT_TIMER = 7  # when the timer fires next (0: not yet armed)
 CLK_SAMPLE_NS = 8  # equity sampling step (0: no sampling)
 CLK_NEXT_SAMPLE = 9  # when equity is sampled next (0: not yet armed)
 CLK_N_EQUITY_LOG = 10  # rows used in ctx.equity_log this batch
-N_CLOCK = 11
+CLK_RECV = 11  # ts_recv of the event: when the strategy sees it, and sends its orders
+CLK_LATENCY_NS = 12  # order entry latency: from sending to reaching the exchange
+CLK_JITTER_NS = 13  # plus up to this much more, drawn per order from CLK_LATENCY_SEED
+CLK_LATENCY_SEED = 14
+N_CLOCK = 15
 
 # Slots of `ctx.config` (float64).
 CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
@@ -72,6 +76,9 @@ def new_context(
     taker_fee_bps: float = 0.0,
     timer_ns: int = 0,
     sample_ns: int = 0,
+    order_latency_ns: int = 0,
+    latency_jitter_ns: int = 0,
+    latency_seed: int = 0,
 ) -> Ctx:
     """Fresh state for a session over `instruments`: flat, no orders, nothing seen yet."""
     size = instruments.known_mask().size
@@ -85,6 +92,9 @@ def new_context(
     clock[CLK_NEXT_ID] = 1
     clock[CLK_TIMER_NS] = timer_ns
     clock[CLK_SAMPLE_NS] = sample_ns
+    clock[CLK_LATENCY_NS] = order_latency_ns
+    clock[CLK_JITTER_NS] = latency_jitter_ns
+    clock[CLK_LATENCY_SEED] = latency_seed
     config = np.zeros(N_CONFIG, dtype=np.float64)
     config[CFG_MAKER_FEE_BPS] = maker_fee_bps
     config[CFG_TAKER_FEE_BPS] = taker_fee_bps

@@ -25,6 +25,7 @@ from tickwise.engine.context import (
     CLK_NEXT_SAMPLE,
     CLK_NEXT_TIMER,
     CLK_NOW,
+    CLK_RECV,
     CLK_SAMPLE_NS,
     CLK_TIMER_NS,
 )
@@ -60,7 +61,7 @@ def _room_left(ctx):
 
 
 @kernel
-def _begin_event(ctx, st, p, ts):
+def _begin_event(ctx, st, p, ts, recv):
     """Sample equity and fire the strategy's timer if the event is past their next
     boundaries, then move the clock.
 
@@ -79,9 +80,11 @@ def _begin_event(ctx, st, p, ts):
         boundary = ts - ts % period
         if clock[CLK_NEXT_TIMER] > 0:
             clock[CLK_NOW] = boundary
+            clock[CLK_RECV] = boundary
             _on_timer(ctx, boundary, st, p)
         clock[CLK_NEXT_TIMER] = boundary + period
     clock[CLK_NOW] = ts
+    clock[CLK_RECV] = recv
     clock[CLK_EVENTS] += 1
 
 
@@ -101,7 +104,7 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
         apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_quote_nb(ctx, i)
@@ -120,7 +123,7 @@ def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
         apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_trade_nb(ctx, i, px[k], sz[k])
@@ -138,7 +141,7 @@ def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, l
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k], ts_event[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
         apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
@@ -158,7 +161,7 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
         if not _room_left(ctx):
             return k
         i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k])
+        _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
         apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
         if not flags[k] & BOOK_F_LAST:
             continue

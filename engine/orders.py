@@ -12,7 +12,16 @@ import numpy as np
 
 from tickwise.engine.jit import kernel
 
-from .context import CLK_N_OPEN, CLK_N_ORDER_LOG, CLK_NEXT_ID, CLK_NOW
+from .context import (
+    CLK_JITTER_NS,
+    CLK_LATENCY_NS,
+    CLK_LATENCY_SEED,
+    CLK_N_OPEN,
+    CLK_N_ORDER_LOG,
+    CLK_NEXT_ID,
+    CLK_NOW,
+    CLK_RECV,
+)
 from .risk import check_order_nb
 from .schemas import (
     ORD_LIMIT,
@@ -36,7 +45,7 @@ def _log(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
         return False
     row = ctx.order_log[n]
     row.id = oid
-    row.ts = ctx.clock[CLK_NOW]
+    row.ts = ctx.clock[CLK_RECV]
     row.instrument = i
     row.side = side
     row.price = price
@@ -47,6 +56,22 @@ def _log(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
     row.reason = reason
     ctx.clock[CLK_N_ORDER_LOG] = n + 1
     return True
+
+
+@kernel
+def _latency(ctx, oid):
+    """This order's entry latency: the base plus its share of the jitter, drawn from a hash
+    of (seed, order id), so it never depends on how the replay was batched."""
+    base = ctx.clock[CLK_LATENCY_NS]
+    jitter = ctx.clock[CLK_JITTER_NS]
+    if jitter <= 0:
+        return base
+    z = np.uint64(oid) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ctx.clock[CLK_LATENCY_SEED])
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    u = float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return base + np.int64(u * jitter)
 
 
 @kernel
@@ -65,7 +90,8 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
         return -oid  # the batch log is full; the session reports it as an error
     o = ctx.open_orders[n_open]
     o.id = oid
-    o.ts = ctx.clock[CLK_NOW]
+    o.ts = ctx.clock[CLK_RECV]
+    o.active_ts = ctx.clock[CLK_RECV] + _latency(ctx, oid)
     o.instrument = i
     o.side = side
     o.price = price

@@ -163,7 +163,7 @@ POSITION_DTYPE: Final = np.dtype(
 # reason) plus the quantity filled so far.
 OPEN_ORDER_DTYPE: Final = np.dtype(
     [(name, ORDER_DTYPE.fields[name][0]) for name in ORDER_DTYPE.names if name != "reason"]
-    + [("filled", "<f8")]
+    + [("filled", "<f8"), ("active_ts", "<i8")]  # active_ts: when it reaches the exchange
 )
 
 # One point of a session's equity curve (sampled at fixed steps of event time).

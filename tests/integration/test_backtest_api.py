@@ -65,3 +65,20 @@ def test_cash_plus_positions_equals_the_reported_pnl(tmp_path: Path) -> None:
         position = (f["side"] * f["qty"])[f["instrument"] == i].sum()
         marks += position * 0.5 * (m["bid_px"] + m["ask_px"])
     assert abs(summary["pnl"] - (cash + marks)) <= 1e-6 * max(1.0, abs(cash))
+
+
+def test_latency_jitter_is_seeded_and_independent_of_batching(tmp_path: Path) -> None:
+    from tickwise.backtest.results import run_hash
+
+    quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=60_000, instruments=2, seed=5)
+    params = {"window": 30, "entry_z": 1.0}
+
+    def hash_for(seed: int, batch: int) -> str:
+        config = BacktestConfig(batch_size=batch, order_latency_us=300.0,
+                                latency_jitter_us=900.0, latency_seed=seed)  # fmt: skip
+        bt = run_backtest("mean_reversion", quotes, params, config)
+        assert len(bt.fills) > 50
+        return run_hash(bt.orders, bt.fills)
+
+    assert hash_for(1, 65_536) == hash_for(1, 999)
+    assert hash_for(1, 65_536) != hash_for(2, 65_536)

@@ -32,7 +32,7 @@ def quotes(mids, instrument=0, spread=0.02, size=100.0, start=0):
     mids = np.asarray(mids, dtype=float)
     return {
         "ts_event": T0 + (start + np.arange(n)) * 1_000_000,
-        "ts_recv": T0 + (start + np.arange(n)) * 1_000_000 + 10,
+        "ts_recv": T0 + (start + np.arange(n)) * 1_000_000,
         "instrument": np.full(n, instrument, dtype=np.uint32),
         "seq": start + np.arange(n, dtype=np.uint64) + 1,
         "bid_px": np.round(mids - spread / 2, 2),
@@ -351,3 +351,23 @@ def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> No
         0,
     )
     assert (r.orders["status"] == STATUS_CANCELLED).sum() == 2
+
+
+def test_orders_reach_the_exchange_after_their_latency(tmp_path) -> None:
+    path = tmp_path / "late.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, kernel, buy\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    if q.seq == 1:\n"
+        "        buy(ctx, 0, 1.0)\n"
+        "class Late(Strategy):\n"
+        "    on_quote = on_quote\n"
+    )
+    batch = quotes([10.0, 10.1, 10.2, 10.3, 10.4])  # one quote per ms
+    batch["ts_recv"] = batch["ts_event"] + 200_000  # the strategy sees each 0.2 ms late
+    s = Session(load_strategy(f"{path}:Late"), simple_instruments(1), order_latency_ns=2_500_000)
+    r = s.on_batch("quotes", batch)
+    assert r.orders["ts"].tolist() == [T0 + 200_000]  # sent when seen
+    # Sent at 0.2 ms, it reaches the exchange at 2.7 ms: the quote of 3 ms fills it.
+    assert r.fills[["ts", "price"]].tolist() == [(T0 + 3_000_000, 10.31)]
