@@ -126,7 +126,7 @@ def run_backtest(
         latency_seed=config.latency_seed,
     )
     warm = time.perf_counter()
-    session.warm_up()
+    session.warm_up((history.kind,))
     warmup_s = time.perf_counter() - warm
     orders, fills, equity = [], [], []
     events = 0

@@ -99,12 +99,12 @@ class Session:
             chosen[inst.id] = True
         return chosen
 
-    def warm_up(self) -> None:
-        """Compile (or load from cache) the loop for every kind, on a throwaway copy of the
-        state, so that no event ever pays for compilation."""
+    def warm_up(self, kinds: tuple[str, ...] = KINDS) -> None:
+        """Compile (or load from cache) the loop for these kinds (all by default: a live feed
+        may send any), on a throwaway copy of the state, so no event pays for compilation."""
         ctx = copy_context(self.ctx)
         st = type(self._st)(**{k: v.copy() for k, v in self.state.items()})
-        for kind in KINDS:
+        for kind in kinds:
             dtype = market_dtype(kind)
             empty = [np.empty(0, dtype=dtype.fields[n][0]) for n in dtype.names]
             for column in empty:  # batches arrive as read-only views of Arrow buffers
