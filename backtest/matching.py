@@ -76,6 +76,9 @@ def _match(ctx, i, buy_px, buy_sz, sell_px, sell_sz, rest_buy_px, rest_sell_px):
         if o.instrument != i or o.active_ts > now:  # another instrument, or still in flight
             k += 1
             continue
+        if o.cancel_ts != 0 and o.cancel_ts <= now:  # the cancel has arrived: it goes first
+            cancel_row_nb(ctx, k)
+            continue
         buying = o.side > 0
         avail = buy_sz if buying else sell_sz
         leaves = o.qty - o.filled

@@ -92,6 +92,7 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     o.id = oid
     o.ts = ctx.clock[CLK_RECV]
     o.active_ts = ctx.clock[CLK_RECV] + _latency(ctx, oid)
+    o.cancel_ts = 0
     o.instrument = i
     o.side = side
     o.price = price
@@ -131,7 +132,7 @@ def remove_open_nb(ctx, k):
 
 @kernel
 def cancel_row_nb(ctx, k):
-    """Cancel the open order in row k: logged, then removed from the table."""
+    """The exchange cancels the order in row k now: logged, then removed from the table."""
     o = ctx.open_orders[k]
     _log(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type, o.tif,
          STATUS_CANCELLED, REASON_NONE)  # fmt: skip
@@ -139,23 +140,40 @@ def cancel_row_nb(ctx, k):
 
 
 @kernel
+def _request_cancel(ctx, k):
+    """The strategy asks to cancel row k. Without latency it takes effect at once; with it,
+    the request reaches the exchange after the order latency, and the order can still fill
+    until then. False when a cancel of it is already on its way."""
+    o = ctx.open_orders[k]
+    if o.cancel_ts != 0:
+        return False
+    delay = _latency(ctx, np.int64(o.id))
+    if delay == 0:
+        cancel_row_nb(ctx, k)
+    else:
+        o.cancel_ts = ctx.clock[CLK_RECV] + delay
+    return True
+
+
+@kernel
 def cancel(ctx, order_id):
-    """Cancel one open order; False when it is not open (filled, cancelled or unknown)."""
+    """Cancel one open order; False when it is not open (filled, cancelled, unknown) or a
+    cancel of it is already on its way."""
     for k in range(ctx.clock[CLK_N_OPEN]):
         if ctx.open_orders[k].id == order_id:
-            cancel_row_nb(ctx, k)
-            return True
+            return _request_cancel(ctx, k)
     return False
 
 
 @kernel
 def cancel_all(ctx, instrument=-1):
-    """Cancel every open order (of one instrument, or all with -1); how many were cancelled."""
+    """Cancel every open order (of one instrument, or all with -1); how many cancels were sent."""
     cancelled = 0
     k = ctx.clock[CLK_N_OPEN] - 1
     while k >= 0:
-        if instrument < 0 or ctx.open_orders[k].instrument == instrument:
-            cancel_row_nb(ctx, k)
+        if (instrument < 0 or ctx.open_orders[k].instrument == instrument) and _request_cancel(
+            ctx, k
+        ):
             cancelled += 1
         k -= 1
     return cancelled

@@ -163,7 +163,8 @@ POSITION_DTYPE: Final = np.dtype(
 # reason) plus the quantity filled so far.
 OPEN_ORDER_DTYPE: Final = np.dtype(
     [(name, ORDER_DTYPE.fields[name][0]) for name in ORDER_DTYPE.names if name != "reason"]
-    + [("filled", "<f8"), ("active_ts", "<i8")]  # active_ts: when it reaches the exchange
+    # active_ts: when it reaches the exchange; cancel_ts: when a cancel of it will (0: none)
+    + [("filled", "<f8"), ("active_ts", "<i8"), ("cancel_ts", "<i8")]
 )
 
 # One point of a session's equity curve (sampled at fixed steps of event time).

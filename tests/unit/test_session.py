@@ -371,3 +371,31 @@ def test_orders_reach_the_exchange_after_their_latency(tmp_path) -> None:
     assert r.orders["ts"].tolist() == [T0 + 200_000]  # sent when seen
     # Sent at 0.2 ms, it reaches the exchange at 2.7 ms: the quote of 3 ms fills it.
     assert r.fills[["ts", "price"]].tolist() == [(T0 + 3_000_000, 10.31)]
+
+
+def test_a_cancel_takes_the_order_latency_and_the_order_can_fill_meanwhile(tmp_path) -> None:
+    path = tmp_path / "slow_cancel.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, Scalar, kernel, buy, cancel\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    if q.seq == 1:\n"
+        "        st.oid[0] = buy(ctx, 0, 1.0, 9.95)\n"
+        "    if q.seq == 2:\n"
+        "        st.sent[0] = cancel(ctx, st.oid[0])\n"
+        "        st.again[0] = cancel(ctx, st.oid[0])\n"
+        "class SlowCancel(Strategy):\n"
+        "    state = {'oid': Scalar(int), 'sent': Scalar(int), 'again': Scalar(int)}\n"
+        "    on_quote = on_quote\n"
+    )
+    batch = quotes([10.0, 10.0, 10.0, 9.90, 9.90])  # the market reaches 9.95 at 3 ms
+    for latency, fills in ((0, 0), (2_500_000, 1)):
+        s = Session(load_strategy(f"{path}:SlowCancel"), simple_instruments(1),
+                    order_latency_ns=latency)  # fmt: skip
+        r = s.on_batch("quotes", batch)
+        assert (s.state["sent"][0], s.state["again"][0]) == (1, 0)  # one cancel on its way
+        assert len(r.fills) == fills
+        if fills:  # live at 2.5 ms, filled at 3 ms; the cancel sent at 1 ms arrives at 3.5 ms
+            assert r.fills[["ts", "price"]].tolist() == [(T0 + 3_000_000, 9.91)]
+        else:
+            assert (r.orders["status"] == STATUS_CANCELLED).sum() == 1
