@@ -1,13 +1,27 @@
-"""The simulated exchange's matching step (compiled): fills the engine's open orders against
-the market the replay shows, event by event.
+"""The simulated exchange (compiled): fills the engine's open orders against the market the
+replay shows, event by event. The live paper exchange runs these same kernels.
 
-An order is first matched at the next event of its instrument after it was
-sent, never against the event that made the strategy decide. Fresh marketable
-orders take liquidity at the opposite best price, up to the displayed size
-(taker); IOC and market orders cancel what they could not fill; the rest
-rests and fills at its limit price when the market reaches it (maker).
-Queue position, latency models and book walking refine this in the
-backtester issue.
+An order reaches the exchange at its `active_ts` (sent at the event's ts_recv, plus the
+order latency). On quotes and L2 books it then meets the market as it stood at that
+moment, which is the state before the next event of its instrument is applied:
+
+- taking: a marketable order takes the opposite side best price first, up to the size
+  shown there; on L2 data it walks down the levels up to its limit (any level for a
+  market order). What one of our orders took in a step is not there for the next.
+  IOC and market orders cancel what they could not fill; a limit order rests.
+- resting: a resting order joins the queue behind the size displayed at its price
+  (none when its price is better than the best). Decreases of that size, trades and
+  cancellations alike, move it up (it never moves back). A trade print at its price
+  fills it only with what is left of the print once the queue ahead is used up; a
+  print through its price, or the opposite side quoted at or through it, means every
+  order at its price traded, so it fills whole at its limit (maker).
+- trades data alone show no queue: a resting order fills only on prints through its price.
+- bars: an order decided on bar t first meets bar t+1: marketable orders fill at its open;
+  a resting limit fills whole at its limit when the bar's range touches it.
+
+Cancels take effect when they reach the exchange (`cancel_ts`); the order can fill until
+then. Our own trades do not change the data: liquidity we took is shown again by the
+next update, as in every replay of recorded market data.
 """
 
 from __future__ import annotations
@@ -16,7 +30,9 @@ import numpy as np
 
 from tickwise.engine.context import (
     CFG_MAKER_FEE_BPS,
+    CFG_MAKER_FEE_UNIT,
     CFG_TAKER_FEE_BPS,
+    CFG_TAKER_FEE_UNIT,
     CLK_N_FILL_LOG,
     CLK_N_OPEN,
     CLK_NOW,
@@ -36,15 +52,19 @@ from tickwise.engine.schemas import (
 
 
 @kernel
-def _fill(ctx, k, qty, px, liquidity):
-    """Fill row k of the open-order table; True when the order is now complete (and gone)."""
+def _fill(ctx, k, qty, px, liquidity, ts):
+    """Fill row k of the open-order table at time ts; True when the order is now complete
+    (and its row gone: the last row took its place)."""
     o = ctx.open_orders[k]
     n = ctx.clock[CLK_N_FILL_LOG]
-    bps = ctx.config[CFG_TAKER_FEE_BPS if liquidity == LIQ_TAKER else CFG_MAKER_FEE_BPS]
-    fee = qty * px * bps * 1e-4
+    config = ctx.config
+    if liquidity == LIQ_TAKER:
+        fee = qty * (px * config[CFG_TAKER_FEE_BPS] * 1e-4 + config[CFG_TAKER_FEE_UNIT])
+    else:
+        fee = qty * (px * config[CFG_MAKER_FEE_BPS] * 1e-4 + config[CFG_MAKER_FEE_UNIT])
     f = ctx.fill_log[n]
     f.order_id = o.id
-    f.ts = ctx.clock[CLK_NOW]
+    f.ts = ts
     f.instrument = o.instrument
     f.side = o.side
     f.price = px
@@ -62,63 +82,222 @@ def _fill(ctx, k, qty, px, liquidity):
 
 
 @kernel
-def _match(ctx, i, buy_px, buy_sz, sell_px, sell_sz, rest_buy_px, rest_sell_px):
-    """Match instrument i's open orders.
+def _take(ctx, k, ts, skip):
+    """Order k takes liquidity from the opposite side, best price first, up to its limit,
+    passing over the first `skip` units (taken by our earlier orders in this step).
+    Returns (quantity taken, whether the order is complete and its row gone)."""
+    o = ctx.open_orders[k]
+    i = o.instrument
+    buying = o.side > 0
+    s = 1 if buying else 0
+    limit = o.price
+    any_price = o.order_type == ORD_MARKET
+    leaves = o.qty - o.filled
+    m = ctx.market[i]
+    depth = ctx.book_n[i, s]
+    levels = depth
+    if depth == 0:  # no book: the best quote is the only level
+        levels = 1
+    taken = 0.0
+    for j in range(levels):
+        if depth == 0:
+            px = m.ask_px if buying else m.bid_px
+            sz = m.ask_sz if buying else m.bid_sz
+        else:
+            px = ctx.book_px[i, s, j]
+            sz = ctx.book_sz[i, s, j]
+        if px != px:  # nothing quoted on that side
+            break
+        if not any_price and (px > limit if buying else px < limit):
+            break
+        avail = sz - skip
+        if avail <= 0.0:
+            skip = -avail
+            continue
+        skip = 0.0
+        q = min(leaves - taken, avail)
+        taken += q
+        if _fill(ctx, k, q, px, LIQ_TAKER, ts):
+            return taken, True
+    return taken, False
 
-    Fresh buys take `buy_sz` at `buy_px` (fresh sells `sell_sz` at `sell_px`);
-    resting buys fill at their limit when `rest_buy_px` <= limit (resting sells
-    when `rest_sell_px` >= limit), up to the same sizes. NaN means no liquidity.
-    """
+
+@kernel
+def _shown_at(ctx, i, side, price):
+    """Quantity displayed on an order's own side at its price: the queue it joins. Zero when
+    its price is better than the best, or inside the book where no level is; NaN when the
+    data cannot tell (behind the best on L1, beyond the levels kept on L2, no quotes)."""
+    s = 0 if side > 0 else 1
+    n = ctx.book_n[i, s]
+    if n == 0:
+        m = ctx.market[i]
+        best = m.bid_px if side > 0 else m.ask_px
+        if best == price:
+            return m.bid_sz if side > 0 else m.ask_sz
+        if price > best if side > 0 else price < best:
+            return 0.0
+        return np.nan  # behind the best, or no quote at all
+    for j in range(n):
+        px = ctx.book_px[i, s, j]
+        if px == price:
+            return ctx.book_sz[i, s, j]
+        if px < price if side > 0 else px > price:
+            return 0.0
+    return np.nan
+
+
+@kernel
+def _enter(ctx, k, ts, taken_bid, taken_ask):
+    """A fresh order k meets the market as it stands at ts: it takes what it can, then rests
+    (a limit) or cancels its rest (IOC, market). Returns (row gone, taken_bid, taken_ask)."""
+    o = ctx.open_orders[k]
+    buying = o.side > 0
+    got, done = _take(ctx, k, ts, taken_ask if buying else taken_bid)
+    if buying:
+        taken_ask += got
+    else:
+        taken_bid += got
+    if done:
+        return True, taken_bid, taken_ask
+    o = ctx.open_orders[k]
+    if o.order_type == ORD_MARKET or o.tif == TIF_IOC:
+        cancel_row_nb(ctx, k)
+        return True, taken_bid, taken_ask
+    if o.status == STATUS_NEW:
+        o.status = STATUS_ACKED
+    o.queue = _shown_at(ctx, o.instrument, o.side, o.price)
+    return False, taken_bid, taken_ask
+
+
+@kernel
+def arrive_nb(ctx, i):
+    """Instrument i's orders that reached the exchange since its last event meet the market
+    as it stood then. Called before the event at hand is applied; orders that arrive
+    before anything is known of the instrument wait for its first event instead."""
+    if ctx.market[i].ts == 0:
+        return
     now = ctx.clock[CLK_NOW]
+    taken_bid = 0.0
+    taken_ask = 0.0
     k = 0
     while k < ctx.clock[CLK_N_OPEN]:
         o = ctx.open_orders[k]
-        if o.instrument != i or o.active_ts > now:  # another instrument, or still in flight
+        if o.instrument != i or o.status != STATUS_NEW or o.active_ts > now:
             k += 1
             continue
-        if o.cancel_ts != 0 and o.cancel_ts <= now:  # the cancel has arrived: it goes first
+        gone, taken_bid, taken_ask = _enter(ctx, k, o.active_ts, taken_bid, taken_ask)
+        if not gone:
+            k += 1
+
+
+@kernel
+def match_quote_nb(ctx, i):
+    """After a quote (or a whole L2 update) of instrument i: cancels that arrived take
+    effect, resting orders fill if the opposite side now reaches them, else move up their
+    queue; orders that could not be judged on arrival (nothing known yet) are judged now."""
+    now = ctx.clock[CLK_NOW]
+    m = ctx.market[i]
+    taken_bid = 0.0
+    taken_ask = 0.0
+    k = 0
+    while k < ctx.clock[CLK_N_OPEN]:
+        o = ctx.open_orders[k]
+        if o.instrument != i or o.active_ts > now:
+            k += 1
+            continue
+        if o.cancel_ts != 0 and o.cancel_ts <= now:  # the cancel arrived before this event
+            cancel_row_nb(ctx, k)
+            continue
+        if o.status == STATUS_NEW:
+            gone, taken_bid, taken_ask = _enter(ctx, k, now, taken_bid, taken_ask)
+            if not gone:
+                k += 1
+            continue
+        buying = o.side > 0
+        crossed = m.ask_px <= o.price if buying else m.bid_px >= o.price
+        if crossed:
+            _fill(ctx, k, o.qty - o.filled, o.price, LIQ_MAKER, now)  # completes it
+            continue
+        shown = _shown_at(ctx, i, o.side, o.price)
+        if shown == shown:
+            o.queue = shown if o.queue != o.queue else min(o.queue, shown)
+        k += 1
+
+
+@kernel
+def match_trade_nb(ctx, i, px, sz):
+    """A trade print of instrument i: fresh orders trade at its price, up to its size;
+    resting ones fill whole when it prints through their limit, and at their limit with
+    what the print leaves once the queue ahead of them is used up."""
+    now = ctx.clock[CLK_NOW]
+    taken = 0.0
+    k = 0
+    while k < ctx.clock[CLK_N_OPEN]:
+        o = ctx.open_orders[k]
+        if o.instrument != i or o.active_ts > now:
+            k += 1
+            continue
+        if o.cancel_ts != 0 and o.cancel_ts <= now:
             cancel_row_nb(ctx, k)
             continue
         buying = o.side > 0
-        avail = buy_sz if buying else sell_sz
         leaves = o.qty - o.filled
         if o.status == STATUS_NEW:
-            px = buy_px if buying else sell_px
-            marketable = px == px and (
-                o.order_type == ORD_MARKET or (px <= o.price if buying else px >= o.price)
-            )
-            if marketable and avail > 0.0 and _fill(ctx, k, min(leaves, avail), px, LIQ_TAKER):
-                continue
+            marketable = o.order_type == ORD_MARKET or (px <= o.price if buying else px >= o.price)
+            q = min(leaves, sz - taken)
+            if marketable and q > 0.0:
+                taken += q
+                if _fill(ctx, k, q, px, LIQ_TAKER, now):
+                    continue
             o = ctx.open_orders[k]
             if o.order_type == ORD_MARKET or o.tif == TIF_IOC:
                 cancel_row_nb(ctx, k)
                 continue
             if o.status == STATUS_NEW:
                 o.status = STATUS_ACKED
+            o.queue = _shown_at(ctx, i, o.side, o.price)
             k += 1
             continue
-        through = rest_buy_px <= o.price if buying else rest_sell_px >= o.price
-        if through and avail > 0.0 and _fill(ctx, k, min(leaves, avail), o.price, LIQ_MAKER):
+        if px < o.price if buying else px > o.price:  # printed through: all at its price traded
+            _fill(ctx, k, leaves, o.price, LIQ_MAKER, now)
             continue
+        ahead = o.queue
+        if px == o.price and ahead == ahead:
+            if sz <= ahead:
+                o.queue = ahead - sz
+            else:
+                o.queue = 0.0
+                if _fill(ctx, k, min(leaves, sz - ahead), o.price, LIQ_MAKER, now):
+                    continue
         k += 1
 
 
 @kernel
-def match_quote_nb(ctx, i):
-    """Against the instrument's best bid and ask (quotes or the top of an L2 book)."""
-    m = ctx.market[i]
-    _match(ctx, i, m.ask_px, m.ask_sz, m.bid_px, m.bid_sz, m.ask_px, m.bid_px)
-
-
-@kernel
-def match_trade_nb(ctx, i, px, sz):
-    """Against a trade print: fresh orders trade at its price, resting ones fill when it
-    prints at or through their limit (up to its size)."""
-    _match(ctx, i, px, sz, px, sz, px, px)
-
-
-@kernel
 def match_bar_nb(ctx, i, open_, high, low):
-    """Against a new bar: fresh orders fill at its open, resting limits when its range
-    reaches them. Orders decided on a bar are first matched on the next bar."""
-    _match(ctx, i, open_, np.inf, open_, np.inf, low, high)
+    """A new bar of instrument i, before the strategy sees it: fresh orders (decided on an
+    earlier bar) fill at its open when marketable; resting limits fill whole at their
+    limit when its range touches them, including limits that came to rest at this open."""
+    now = ctx.clock[CLK_NOW]
+    k = 0
+    while k < ctx.clock[CLK_N_OPEN]:
+        o = ctx.open_orders[k]
+        if o.instrument != i or o.active_ts > now:
+            k += 1
+            continue
+        if o.cancel_ts != 0 and o.cancel_ts <= now:
+            cancel_row_nb(ctx, k)
+            continue
+        buying = o.side > 0
+        if o.status == STATUS_NEW:
+            market = o.order_type == ORD_MARKET
+            if market or (open_ <= o.price if buying else open_ >= o.price):
+                _fill(ctx, k, o.qty - o.filled, open_, LIQ_TAKER, now)
+                continue
+            if o.tif == TIF_IOC:
+                cancel_row_nb(ctx, k)
+                continue
+            o.status = STATUS_ACKED
+        if low <= o.price if buying else high >= o.price:
+            _fill(ctx, k, o.qty - o.filled, o.price, LIQ_MAKER, now)
+            continue
+        k += 1

@@ -41,12 +41,16 @@ CLK_RECV = 11  # ts_recv of the event: when the strategy sees it, and sends its 
 CLK_LATENCY_NS = 12  # order entry latency: from sending to reaching the exchange
 CLK_JITTER_NS = 13  # plus up to this much more, drawn per order from CLK_LATENCY_SEED
 CLK_LATENCY_SEED = 14
-N_CLOCK = 15
+CLK_FEED_NS = 15  # feed latency: the strategy sees an event this long after ts_event
+#                   (-1: when the data say, at its ts_recv)
+N_CLOCK = 16
 
 # Slots of `ctx.config` (float64).
 CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
 CFG_TAKER_FEE_BPS = 1  # fee on aggressive fills
-N_CONFIG = 2
+CFG_MAKER_FEE_UNIT = 2  # plus this much per unit of quantity, on passive fills
+CFG_TAKER_FEE_UNIT = 3  # and on aggressive fills
+N_CONFIG = 4
 
 Ctx = namedtuple(
     "Ctx",
@@ -74,11 +78,14 @@ def new_context(
     log_capacity: int = 1 << 16,
     maker_fee_bps: float = 0.0,
     taker_fee_bps: float = 0.0,
+    maker_fee_per_unit: float = 0.0,
+    taker_fee_per_unit: float = 0.0,
     timer_ns: int = 0,
     sample_ns: int = 0,
     order_latency_ns: int = 0,
     latency_jitter_ns: int = 0,
     latency_seed: int = 0,
+    feed_latency_ns: int = -1,
 ) -> Ctx:
     """Fresh state for a session over `instruments`: flat, no orders, nothing seen yet."""
     size = instruments.known_mask().size
@@ -95,9 +102,12 @@ def new_context(
     clock[CLK_LATENCY_NS] = order_latency_ns
     clock[CLK_JITTER_NS] = latency_jitter_ns
     clock[CLK_LATENCY_SEED] = latency_seed
+    clock[CLK_FEED_NS] = feed_latency_ns
     config = np.zeros(N_CONFIG, dtype=np.float64)
     config[CFG_MAKER_FEE_BPS] = maker_fee_bps
     config[CFG_TAKER_FEE_BPS] = taker_fee_bps
+    config[CFG_MAKER_FEE_UNIT] = maker_fee_per_unit
+    config[CFG_TAKER_FEE_UNIT] = taker_fee_per_unit
     return Ctx(
         clock=clock,
         config=config,

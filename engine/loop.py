@@ -1,9 +1,10 @@
 """The event loop: one compiled pass over a record batch, the same in backtests and live.
 
-Per event: fire the strategy's timer when due, update the market state, let
-the exchange step match resting orders (the backtest's simulated exchange;
-live, fills arrive from the gateway instead), tell the strategy of its fills,
-then hand it the event. Its
+Per event: fire the strategy's timer when due, let orders that reached the
+exchange meet the market as it stood, update the market state, let the
+exchange step match resting orders (the backtest's simulated exchange; live,
+fills arrive from the gateway instead), tell the strategy of its fills, then
+hand it the event. Its
 orders pass the risk gate as it sends them (`engine.orders`) and land in the
 batch's order log, which Python sends and journals after the batch.
 
@@ -15,10 +16,11 @@ shared, which is what makes a backtest and a live session run the same code.
 
 from __future__ import annotations
 
-from tickwise.backtest.matching import match_bar_nb, match_quote_nb, match_trade_nb
+from tickwise.backtest.matching import arrive_nb, match_bar_nb, match_quote_nb, match_trade_nb
 from tickwise.engine.callbacks import ignore
 from tickwise.engine.context import (
     CLK_EVENTS,
+    CLK_FEED_NS,
     CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
     CLK_N_ORDER_LOG,
@@ -84,7 +86,8 @@ def _begin_event(ctx, st, p, ts, recv):
             _on_timer(ctx, boundary, st, p)
         clock[CLK_NEXT_TIMER] = boundary + period
     clock[CLK_NOW] = ts
-    clock[CLK_RECV] = recv
+    feed = clock[CLK_FEED_NS]
+    clock[CLK_RECV] = recv if feed < 0 else ts + feed
     clock[CLK_EVENTS] += 1
 
 
@@ -105,8 +108,9 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
+        arrive_nb(ctx, i)
+        apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
         match_quote_nb(ctx, i)
         _notify_fills(ctx, st, p, first_fill)
         if subscribed[i]:
@@ -162,6 +166,9 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        arrive_nb(ctx, i)  # a no-op past the update's first delta: its orders have arrived
+        _notify_fills(ctx, st, p, first_fill)
         apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
         if not flags[k] & BOOK_F_LAST:
             continue

@@ -98,6 +98,7 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     o.price = price
     o.qty = qty
     o.filled = 0.0
+    o.queue = np.nan
     o.order_type = order_type
     o.tif = tif
     o.status = STATUS_NEW

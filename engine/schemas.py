@@ -160,11 +160,16 @@ POSITION_DTYPE: Final = np.dtype(
 )
 
 # An order as the engine tracks it while it is open: the order record (without a reject
-# reason) plus the quantity filled so far.
+# reason), the quantity filled so far, when it and a cancel of it reach the exchange, and
+# its place in the queue at its price.
 OPEN_ORDER_DTYPE: Final = np.dtype(
     [(name, ORDER_DTYPE.fields[name][0]) for name in ORDER_DTYPE.names if name != "reason"]
-    # active_ts: when it reaches the exchange; cancel_ts: when a cancel of it will (0: none)
-    + [("filled", "<f8"), ("active_ts", "<i8"), ("cancel_ts", "<i8")]
+    + [
+        ("filled", "<f8"),
+        ("active_ts", "<i8"),  # when it reaches the exchange (ns)
+        ("cancel_ts", "<i8"),  # when a cancel of it will (0: none sent)
+        ("queue", "<f8"),  # quantity ahead of it at its price while it rests (NaN: unknown)
+    ]
 )
 
 # One point of a session's equity curve (sampled at fixed steps of event time).

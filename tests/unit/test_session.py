@@ -61,12 +61,13 @@ def test_sma_cross_buys_on_the_cross_up_and_sells_on_the_cross_down() -> None:
     assert sent["side"].tolist() == [1, -1]
     assert sent["qty"].tolist() == [5.0, 5.0]
     assert (sent["order_type"] == ORD_MARKET).all()
-    # Each market order fills at the next quote of the instrument, at its far side.
-    assert r.fills["ts"].tolist() == [T0 + 4_000_000, T0 + 6_000_000]
-    assert r.fills["price"].tolist() == [12.01, 8.99]
+    # Without latency an order reaches the exchange when sent: it takes the far side of the
+    # quote the strategy saw (it is matched before the next quote is applied).
+    assert r.fills["ts"].tolist() == [T0 + 3_000_000, T0 + 5_000_000]
+    assert r.fills["price"].tolist() == [11.01, 8.99]
     assert (r.fills["liquidity"] == LIQ_TAKER).all()
     assert s.ctx.portfolio[0]["qty"] == 0.0
-    assert s.ctx.portfolio[0]["realized"] == pytest.approx(5 * (8.99 - 12.01))
+    assert s.ctx.portfolio[0]["realized"] == pytest.approx(5 * (8.99 - 11.01))
 
 
 def test_sma_cross_long_short_reverses_through_zero() -> None:
@@ -320,7 +321,7 @@ def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> No
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    if q.seq == 1:\n"
-        "        buy(ctx, 0, 2.0)\n"  # market: fills at the next quote
+        "        buy(ctx, 0, 2.0)\n"  # market: takes the ask of this quote
         "        sell(ctx, 0, 1.0, 10.50)\n"  # rests above the market
         "        sell(ctx, 0, 1.0, 10.60)\n"
         "    if q.seq == 3:\n"
@@ -343,7 +344,7 @@ def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> No
     s = Session(load_strategy(f"{path}:Fills"), simple_instruments(1))
     r = s.on_batch("quotes", quotes([10.0, 10.2, 10.3]))
     n = int(s.state["n"][0])
-    assert s.state["px"][0, :n].tolist() == r.fills["price"].tolist() == [10.21]
+    assert s.state["px"][0, :n].tolist() == r.fills["price"].tolist() == [10.01]
     assert s.state["qty"][0, :n].tolist() == [2.0]
     assert (s.state["open_before"][0], s.state["cancelled"][0], s.state["open_after"][0]) == (
         2,
@@ -369,8 +370,9 @@ def test_orders_reach_the_exchange_after_their_latency(tmp_path) -> None:
     s = Session(load_strategy(f"{path}:Late"), simple_instruments(1), order_latency_ns=2_500_000)
     r = s.on_batch("quotes", batch)
     assert r.orders["ts"].tolist() == [T0 + 200_000]  # sent when seen
-    # Sent at 0.2 ms, it reaches the exchange at 2.7 ms: the quote of 3 ms fills it.
-    assert r.fills[["ts", "price"]].tolist() == [(T0 + 3_000_000, 10.31)]
+    # Sent at 0.2 ms, it reaches the exchange at 2.7 ms and takes the ask of the quote of
+    # 2 ms, the market at that moment.
+    assert r.fills[["ts", "price"]].tolist() == [(T0 + 2_700_000, 10.21)]
 
 
 def test_a_cancel_takes_the_order_latency_and_the_order_can_fill_meanwhile(tmp_path) -> None:
@@ -395,7 +397,10 @@ def test_a_cancel_takes_the_order_latency_and_the_order_can_fill_meanwhile(tmp_p
         r = s.on_batch("quotes", batch)
         assert (s.state["sent"][0], s.state["again"][0]) == (1, 0)  # one cancel on its way
         assert len(r.fills) == fills
-        if fills:  # live at 2.5 ms, filled at 3 ms; the cancel sent at 1 ms arrives at 3.5 ms
-            assert r.fills[["ts", "price"]].tolist() == [(T0 + 3_000_000, 9.91)]
+        if fills:  # rests from 2.5 ms; the ask of 3 ms reaches its limit before the cancel
+            # sent at 1 ms arrives at 3.5 ms: it fills whole at its limit, as maker
+            assert r.fills[["ts", "price", "liquidity"]].tolist() == [
+                (T0 + 3_000_000, 9.95, LIQ_MAKER)
+            ]
         else:
             assert (r.orders["status"] == STATUS_CANCELLED).sum() == 1
