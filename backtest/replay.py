@@ -31,12 +31,17 @@ class BacktestConfig:
     batch_size: int = 65_536  # rows per batch; results do not depend on it
     maker_fee_bps: float = 0.0  # fee on passive fills, basis points of notional
     taker_fee_bps: float = 0.0  # fee on aggressive fills
+    maker_fee_per_unit: float = 0.0  # plus this much per unit of quantity (passive fills)
+    taker_fee_per_unit: float = 0.0  # and on aggressive fills
     equity_every_ms: float = 1_000.0  # equity curve sampling step, in event time
     # Orders leave when the strategy sees the event (its ts_recv) and reach the exchange
     # order_latency_us later, plus up to latency_jitter_us drawn per order from latency_seed.
     order_latency_us: float = 0.0
     latency_jitter_us: float = 0.0
     latency_seed: int = 0
+    # The strategy sees each event feed_latency_us after its ts_event; -1: at the data's
+    # own ts_recv (the default: recorded data carry when they were received).
+    feed_latency_us: float = -1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000_000:
@@ -47,6 +52,15 @@ class BacktestConfig:
                 raise TickwiseError(f"{name} must be in [-100, 1000] bps, got {value}")
         if not (math.isfinite(self.equity_every_ms) and self.equity_every_ms > 0):
             raise TickwiseError(f"equity_every_ms must be positive, got {self.equity_every_ms}")
+        for name in ("maker_fee_per_unit", "taker_fee_per_unit"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise TickwiseError(f"{name} must be a finite amount per unit, got {value}")
+        if not (self.feed_latency_us == -1.0 or 0.0 <= self.feed_latency_us <= 60e6):
+            raise TickwiseError(
+                f"feed_latency_us must be in [0, 60000000] us, or -1 to use the data's ts_recv; "
+                f"got {self.feed_latency_us}"
+            )
         for name in ("order_latency_us", "latency_jitter_us"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 60e6):
@@ -120,10 +134,13 @@ def run_backtest(
         params,
         maker_fee_bps=config.maker_fee_bps,
         taker_fee_bps=config.taker_fee_bps,
+        maker_fee_per_unit=config.maker_fee_per_unit,
+        taker_fee_per_unit=config.taker_fee_per_unit,
         sample_ns=round(config.equity_every_ms * 1_000_000),
         order_latency_ns=round(config.order_latency_us * 1_000),
         latency_jitter_ns=round(config.latency_jitter_us * 1_000),
         latency_seed=config.latency_seed,
+        feed_latency_ns=-1 if config.feed_latency_us < 0 else round(config.feed_latency_us * 1e3),
     )
     warm = time.perf_counter()
     session.warm_up((history.kind,))
