@@ -106,6 +106,7 @@ class Backtest:
     orders: np.ndarray
     fills: np.ndarray
     equity: np.ndarray
+    marks: np.ndarray  # each instrument's mark (mid, or last price) at the equity samples
     events: int = 0
     wall_s: float = 0.0  # the whole run, from opening the data
     warmup_s: float = 0.0  # of which compiling or loading the loop
@@ -145,13 +146,14 @@ def run_backtest(
     warm = time.perf_counter()
     session.warm_up((history.kind,))
     warmup_s = time.perf_counter() - warm
-    orders, fills, equity = [], [], []
+    orders, fills, equity, marks = [], [], [], []
     events = 0
     for batch in history.batches(config.batch_size):
         result = session.on_batch(history.kind, batch)
         orders.append(result.orders)
         fills.append(result.fills)
         equity.append(result.equity)
+        marks.append(result.marks)
         events += result.events
         if on_events:
             on_events(result.events)
@@ -165,6 +167,7 @@ def run_backtest(
         orders=np.concatenate([ctx.order_log[:0], *orders]),
         fills=np.concatenate([ctx.fill_log[:0], *fills]),
         equity=np.concatenate([ctx.equity_log[:0], *equity]),
+        marks=np.concatenate([ctx.mark_log[:0], *marks]),
         events=events,
         wall_s=time.perf_counter() - began,
         warmup_s=warmup_s,

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-import pyarrow.parquet as pq
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
@@ -52,38 +51,14 @@ def trade_stats(bt: Backtest) -> dict[str, Any]:
     }
 
 
-def _price_path(bt: Backtest, instrument: int, step_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """The instrument's mid (quotes, book) or price (trades, bars), last per sampling step.
-
-    The data were validated during the replay, so this pass reads just the
-    columns it needs, straight from Parquet, file by file.
-    """
-    kind = bt.history.kind
-    price_cols = {"quotes": ["bid_px", "ask_px"], "bars": ["close"]}.get(kind, ["px"])
-    times, prices = [], []
-    for f in bt.history.files:
-        pf = pq.ParquetFile(f.path, pre_buffer=False)
-        has_id = "instrument" in pf.schema_arrow.names
-        if not has_id and f.partition.get("instrument") != str(instrument):
-            continue  # a hive file of another instrument
-        wanted = ["ts_event", *price_cols] + (["instrument"] if has_id else [])
-        for batch in pf.iter_batches(batch_size=1 << 20, columns=wanted):
-            c = {n: batch.column(n).to_numpy() for n in batch.schema.names}
-            mine = c["instrument"] == instrument if has_id else np.ones(batch.num_rows, bool)
-            times.append(c["ts_event"][mine])
-            if kind == "quotes":
-                prices.append(0.5 * (c["bid_px"][mine] + c["ask_px"][mine]))
-            else:
-                prices.append(c[price_cols[0]][mine])
-    if not times:
+def _price_path(bt: Backtest, instrument: int) -> tuple[np.ndarray, np.ndarray]:
+    """The instrument's mark (mid on quotes and books, last price on trades and bars) at
+    each equity sample, as the replay recorded it."""
+    if bt.marks.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    ts, px = np.concatenate(times), np.concatenate(prices)
-    if ts.size > 1 and np.any(np.diff(ts) < 0):  # files that overlap in time
-        order = np.argsort(ts, kind="stable")
-        ts, px = ts[order], px[order]
-    bucket = ts // step_ns
-    last = np.flatnonzero(np.r_[bucket[1:] != bucket[:-1], True])
-    return ts[last], px[last]
+    px = bt.marks[:, instrument]
+    seen = px == px
+    return bt.equity["ts"][seen], px[seen]
 
 
 def _thin(*arrays: np.ndarray, most: int = 5_000) -> tuple[np.ndarray, ...]:
@@ -112,7 +87,7 @@ def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
     fig.add_trace(go.Scatter(x=when, y=pnl, name="PnL", line={"width": 1}), row=1, col=1)
     fig.add_trace(go.Scatter(x=when, y=drawdown, name="drawdown", fill="tozeroy",
                              line={"width": 1, "color": "firebrick"}), row=2, col=1)  # fmt: skip
-    times, prices = _thin(*_price_path(bt, top, round(bt.config.equity_every_ms * 1e6)))
+    times, prices = _thin(*_price_path(bt, top))
     fig.add_trace(go.Scatter(x=times.astype("datetime64[ns]"), y=prices, name=f"{symbol} price",
                              line={"width": 1, "color": "gray"}), row=3, col=1)  # fmt: skip
     mine = fills[fills["instrument"] == top]

@@ -28,7 +28,7 @@ except ImportError:  # run as a script
 
 CONFIG = BacktestConfig(taker_fee_bps=0.5, maker_fee_bps=0.1, order_latency_us=200.0,
                         latency_jitter_us=100.0, latency_seed=1)  # fmt: skip
-PARAMS = {"window": 100, "entry_z": 2.0, "exit_z": 0.5}
+PARAMS = {"window": 100, "entry_z": 2.0, "exit_z": 0.5, "qty": 100.0}  # whole lots everywhere
 
 
 def measure(rows: int, rounds: int) -> dict:

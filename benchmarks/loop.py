@@ -46,8 +46,8 @@ EXCHANGE = {
 }
 
 PARAMS = {
-    "sma_cross": {"fast": 10, "slow": 30, "qty": 1.0, "long_short": True},
-    "mean_reversion": {"window": 100, "entry_z": 2.0, "exit_z": 0.5, "qty": 1.0},
+    "sma_cross": {"fast": 10, "slow": 30, "qty": 100.0, "long_short": True},
+    "mean_reversion": {"window": 100, "entry_z": 2.0, "exit_z": 0.5, "qty": 100.0},
 }
 
 

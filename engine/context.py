@@ -67,6 +67,7 @@ Ctx = namedtuple(
         "order_log",  # ORDER_DTYPE: this batch's new orders, cancels and rejects
         "fill_log",  # FILL_DTYPE: this batch's fills
         "equity_log",  # EQUITY_DTYPE: this batch's equity samples
+        "mark_log",  # float64[sample, instrument]: each instrument's mark at those samples
     ],
 )
 
@@ -76,6 +77,7 @@ def new_context(
     *,
     max_open_orders: int = 1_024,
     log_capacity: int = 1 << 16,
+    equity_capacity: int = 4_096,
     maker_fee_bps: float = 0.0,
     taker_fee_bps: float = 0.0,
     maker_fee_per_unit: float = 0.0,
@@ -120,7 +122,8 @@ def new_context(
         open_orders=np.zeros(max_open_orders, dtype=OPEN_ORDER_DTYPE),
         order_log=np.zeros(log_capacity, dtype=ORDER_DTYPE),
         fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
-        equity_log=np.zeros(log_capacity, dtype=EQUITY_DTYPE),
+        equity_log=np.zeros(equity_capacity, dtype=EQUITY_DTYPE),
+        mark_log=np.full((equity_capacity, size), np.nan),
     )
 
 

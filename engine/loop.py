@@ -45,8 +45,10 @@ _on_fill = ignore  # callback: on_fill
 _on_timer = ignore  # callback: on_timer
 
 # Room kept in the order and fill logs for one event; the loop returns early (and
-# Python drains the logs) rather than let an event find them full.
+# Python drains the logs) rather than let an event find them full. An event adds at
+# most one equity sample.
 LOG_HEADROOM = 1_024
+EQUITY_HEADROOM = 1
 
 
 # Kernels taking `ctx` read its arrays into locals first and avoid `and`/`or` across
@@ -58,7 +60,7 @@ def _room_left(ctx):
     clock = ctx.clock
     orders = clock[CLK_N_ORDER_LOG] + LOG_HEADROOM <= ctx.order_log.size
     fills = clock[CLK_N_FILL_LOG] + LOG_HEADROOM <= ctx.fill_log.size
-    equity = clock[CLK_N_EQUITY_LOG] + LOG_HEADROOM <= ctx.equity_log.size
+    equity = clock[CLK_N_EQUITY_LOG] + EQUITY_HEADROOM < ctx.equity_log.size
     return orders & fills & equity
 
 

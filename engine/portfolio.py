@@ -88,8 +88,10 @@ def total_pnl(ctx):
 
 @kernel
 def sample_equity_nb(ctx, ts):
-    """Append one point of the equity curve at time ts to ctx.equity_log."""
+    """Append one point of the equity curve at time ts to ctx.equity_log, and each
+    instrument's mark at that time to ctx.mark_log (what the report draws prices from)."""
     n = ctx.clock[CLK_N_EQUITY_LOG]
+    marks = ctx.mark_log[n]
     realized = 0.0
     unrealized = 0.0
     fees = 0.0
@@ -99,8 +101,9 @@ def sample_equity_nb(ctx, ts):
         realized += p.realized
         unrealized += unrealized_pnl(ctx, i)
         fees += p.fees
+        mark = mid_price(ctx, i)
+        marks[i] = mark
         if p.qty != 0.0:
-            mark = mid_price(ctx, i)
             gross += abs(p.qty) * (mark if mark == mark else p.avg_px)
     row = ctx.equity_log[n]
     row.ts = ts

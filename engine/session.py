@@ -38,6 +38,7 @@ class BatchResult:
     orders: np.ndarray  # ORDER_DTYPE
     fills: np.ndarray  # FILL_DTYPE
     equity: np.ndarray  # EQUITY_DTYPE
+    marks: np.ndarray  # float64[sample, instrument]: marks at the equity samples
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,17 @@ class Session:
             args = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
         run = self._runners[kind]
         rows = len(args[0])
-        orders, fills, equity = [], [], []
+        orders, fills, equity, marks = [], [], [], []
         start = 0
         while True:
             start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
             orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
             fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
+            marks.append(self.ctx.mark_log[: self.ctx.clock[CLK_N_EQUITY_LOG]].copy())
             equity.append(self._drain(self.ctx.equity_log, CLK_N_EQUITY_LOG))
             if start >= rows:
                 break
-        return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity))
+        return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity), _joined(marks))
 
     def _drain(self, log: np.ndarray, slot: int) -> np.ndarray:
         n = int(self.ctx.clock[slot])
