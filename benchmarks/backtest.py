@@ -20,11 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from tickwise.backtest.replay import BacktestConfig, run_backtest
+from tickwise.feeds.history import columns, open_history
 
 try:
     from .data import quotes_file
+    from .loop import PARAMS as BARE_PARAMS
+    from .loop import _bare
 except ImportError:  # run as a script
     from data import quotes_file  # type: ignore[no-redef]
+    from loop import PARAMS as BARE_PARAMS  # type: ignore[no-redef]
+    from loop import _bare  # type: ignore[no-redef]
 
 CONFIG = BacktestConfig(taker_fee_bps=0.5, maker_fee_bps=0.1, order_latency_us=200.0,
                         latency_jitter_us=100.0, latency_seed=1)  # fmt: skip
@@ -37,7 +42,12 @@ def measure(rows: int, rounds: int) -> dict:
     config_toml = "[backtest]\n" + "\n".join(
         f"{k} = {getattr(CONFIG, k)!r}" for k in CONFIG.__dataclass_fields__
     ).replace("'", '"')
-    whole, replay = [], []
+    history = open_history(data)
+    views = [columns(b) for b in history.batches(65_536)]  # the bare loop's data, in memory
+    n_inst = history.instruments.known_mask().size
+    assert {k: BARE_PARAMS["mean_reversion"][k] for k in PARAMS} == PARAMS  # the same rule
+    _bare("mean_reversion", views[:1], n_inst)  # compile it
+    whole, replay, bare = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bt.toml"
         cfg.write_text(config_toml + "\n")
@@ -50,9 +60,12 @@ def measure(rows: int, rounds: int) -> dict:
                            check=True, capture_output=True)  # fmt: skip
             t1 = time.perf_counter()
             bt = run_backtest("mean_reversion", data, PARAMS, CONFIG)
+            t2 = time.perf_counter()
+            _bare("mean_reversion", views, n_inst)
+            bare.append(time.perf_counter() - t2)
             whole.append(t1 - t0)
             replay.append(bt.wall_s - bt.warmup_s)
-    w, r_ = np.array(whole), np.array(replay)
+    w, r_, b = np.array(whole), np.array(replay), np.array(bare)
     return {
         "rows": rows,
         "rounds": rounds,
@@ -60,6 +73,11 @@ def measure(rows: int, rounds: int) -> dict:
         "whole_events_per_s_p50": rows / float(np.median(w)),
         "replay_s_p50": float(np.median(r_)),
         "replay_events_per_s_p50": rows / float(np.median(r_)),
+        "bare_events_per_s_p50": rows / float(np.median(b)),
+        "whole_over_bare_p10": float(np.percentile(w / b, 10)),
+        "whole_over_bare_p50": float(np.median(w / b)),
+        "whole_over_bare_p90": float(np.percentile(w / b, 90)),
+        "replay_over_bare_p50": float(np.median(r_ / b)),
     }
 
 
@@ -75,6 +93,12 @@ def print_report(r: dict) -> None:
     print(
         f"  replay alone (read + validate + loop): {r['replay_s_p50']:.2f} s = "
         f"{r['replay_events_per_s_p50'] / 1e6:.1f} M events/s"
+    )
+    print(
+        f"  bare @njit z-score signal loop over the same quotes in memory (same run): "
+        f"{r['bare_events_per_s_p50'] / 1e6:.1f} M events/s; cost ratio whole command / bare "
+        f"p10 {r['whole_over_bare_p10']:.1f} p50 {r['whole_over_bare_p50']:.1f} p90 "
+        f"{r['whole_over_bare_p90']:.1f}, replay / bare p50 {r['replay_over_bare_p50']:.1f}"
     )
 
 

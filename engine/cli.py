@@ -314,7 +314,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         ("Sharpe (annualised, PnL changes)", f"{summary['sharpe']:.2f}"),
         ("max drawdown", f"{summary['max_drawdown']:,.2f}"),
         ("run_hash", summary["run_hash"][:16]),
-        ("throughput (wall clock, whole run)", f"{rate} in {summary['wall_s']:.2f} s"),
+        ("replay (wall clock: read, check, loop)", f"{rate} in {summary['wall_s']:.2f} s"),
         ("of which compiling/loading the loop", f"{summary['warmup_s']:.2f} s"),
     ):  # fmt: skip
         table.add_row(name, value)
