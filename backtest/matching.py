@@ -37,7 +37,7 @@ from tickwise.engine.context import (
     CLK_N_OPEN,
     CLK_NOW,
 )
-from tickwise.engine.jit import kernel
+from tickwise.engine.jit import cold_kernel, kernel
 from tickwise.engine.orders import cancel_row_nb, remove_open_nb
 from tickwise.engine.portfolio import apply_fill_nb
 from tickwise.engine.schemas import (
@@ -51,7 +51,7 @@ from tickwise.engine.schemas import (
 )
 
 
-@kernel
+@cold_kernel
 def _fill(ctx, k, qty, px, liquidity, ts):
     """Fill row k of the open-order table at time ts; True when the order is now complete
     (and its row gone: the last row took its place)."""
@@ -81,7 +81,7 @@ def _fill(ctx, k, qty, px, liquidity, ts):
     return False
 
 
-@kernel
+@cold_kernel
 def _take(ctx, k, ts, skip):
     """Order k takes liquidity from the opposite side, best price first, up to its limit,
     passing over the first `skip` units (taken by our earlier orders in this step).
@@ -146,7 +146,7 @@ def _shown_at(ctx, i, side, price):
     return np.nan
 
 
-@kernel
+@cold_kernel
 def _enter(ctx, k, ts, taken_bid, taken_ask):
     """A fresh order k meets the market as it stands at ts: it takes what it can, then rests
     (a limit) or cancels its rest (IOC, market). Returns (row gone, taken_bid, taken_ask)."""

@@ -12,13 +12,19 @@ import math
 import time
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tickwise.engine.errors import TickwiseError
+from tickwise.engine.limits import (
+    KillSwitch,
+    RiskLimits,
+    killswitch_from_table,
+    risk_from_table,
+)
 from tickwise.engine.session import Session
 from tickwise.engine.strategy import Strategy, load_strategy
 from tickwise.feeds.history import History, open_history
@@ -42,6 +48,8 @@ class BacktestConfig:
     # The strategy sees each event feed_latency_us after its ts_event; -1: at the data's
     # own ts_recv (the default: recorded data carry when they were received).
     feed_latency_us: float = -1.0
+    risk: RiskLimits = field(default_factory=RiskLimits)  # the [risk] table
+    killswitch: KillSwitch = field(default_factory=KillSwitch)  # the [killswitch] table
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000_000:
@@ -81,14 +89,16 @@ def load_config(path: Path) -> tuple[BacktestConfig, dict[str, Any]]:
     if unknown_tables:
         raise TickwiseError(f"{path}: unknown tables {unknown_tables}; use [backtest], [params]")
     settings = raw.get("backtest", {})
-    allowed = {f.name for f in fields(BacktestConfig)}
+    allowed = {f.name for f in fields(BacktestConfig)} - {"risk", "killswitch"}
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise TickwiseError(
             f"{path}: unknown [backtest] keys {unknown}; allowed: {', '.join(sorted(allowed))}"
         )
+    risk = risk_from_table(raw.get("risk", {}), f"{path}: [risk]")
+    kill = killswitch_from_table(raw.get("killswitch", {}), f"{path}: [killswitch]")
     try:
-        config = BacktestConfig(**settings)
+        config = BacktestConfig(**settings, risk=risk, killswitch=kill)
     except TypeError as exc:
         raise TickwiseError(f"{path}: {exc}") from None
     return config, dict(raw.get("params", {}))
@@ -142,6 +152,8 @@ def run_backtest(
         latency_jitter_ns=round(config.latency_jitter_us * 1_000),
         latency_seed=config.latency_seed,
         feed_latency_ns=-1 if config.feed_latency_us < 0 else round(config.feed_latency_us * 1e3),
+        risk=config.risk,
+        killswitch=config.killswitch,
     )
     warm = time.perf_counter()
     session.warm_up((history.kind,))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +86,11 @@ def summarize(bt: Backtest) -> dict[str, Any]:
     final = _final_pnl(bt)
     curve = np.append(bt.equity["pnl"], final)
     status = bt.orders["status"]
+    guard = bt.session.status()
     return {
         "strategy": bt.strategy.name(),
         "params": bt.params,
-        "config": {f: getattr(bt.config, f) for f in bt.config.__dataclass_fields__},
+        "config": _jsonable(asdict(bt.config)),
         "data": data_fingerprint(bt),
         "events": bt.events,
         "orders": int(np.count_nonzero(status == STATUS_NEW)),
@@ -99,14 +101,27 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "sharpe": sharpe(curve, bt.config.equity_every_ms / 1000.0),
         "max_drawdown": max_drawdown(curve),
         "trades": trade_stats(bt)["round_trips"],
-        "halted": False,
-        "halt_reason": None,
+        "halted": guard["halted"],
+        "halt_reason": guard["halt_reason"],
+        "halt_ts": guard["halt_ts"],
+        "halt": guard,
         "run_hash": run_hash(bt.orders, bt.fills),
         "events_per_sec": bt.events / bt.wall_s if bt.wall_s > 0 else 0.0,
         "wall_s": bt.wall_s,
         "warmup_s": bt.warmup_s,
         "tickwise_version": __version__,
     }
+
+
+def _jsonable(value: Any) -> Any:
+    """Config values as JSON has them: infinite limits (off) become null."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _final_pnl(bt: Backtest) -> float:

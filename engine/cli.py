@@ -283,6 +283,18 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
+def _halt_line(summary: dict) -> str:
+    halt = summary["halt"]
+    if not halt["halted"]:
+        return "not tripped"
+    where = f" on {halt['halt_instrument']}" if halt["halt_instrument"] else ""
+    value = halt["halt_value"]
+    return (
+        f"HALTED by {halt['halt_reason']}{where} at event time {halt['halt_ts']} ns "
+        f"(value {value:.4g}, limit {halt['halt_limit']:.4g})"
+    )
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -313,6 +325,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         ("fees", f"{summary['fees']:,.2f}"),
         ("Sharpe (annualised, PnL changes)", f"{summary['sharpe']:.2f}"),
         ("max drawdown", f"{summary['max_drawdown']:,.2f}"),
+        ("kill switch", _halt_line(summary)),
         ("run_hash", summary["run_hash"][:16]),
         ("replay (wall clock: read, check, loop)", f"{rate} in {summary['wall_s']:.2f} s"),
         ("of which compiling/loading the loop", f"{summary['warmup_s']:.2f} s"),

@@ -13,6 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .instruments import Instruments
+from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits
 from .schemas import (
     EQUITY_DTYPE,
     FILL_DTYPE,
@@ -52,6 +53,55 @@ CFG_MAKER_FEE_UNIT = 2  # plus this much per unit of quantity, on passive fills
 CFG_TAKER_FEE_UNIT = 3  # and on aggressive fills
 N_CONFIG = 4
 
+# Slots of `ctx.guard` (int64): the kill switch's state for the whole session.
+G_STATE = 0  # STATE_ACTIVE, STATE_REDUCING or STATE_HALTED
+G_TRIP = 1  # what tripped it (TRIP_*), latched until a person resumes
+G_TRIP_TS = 2  # when (ns, event time)
+G_TRIP_INSTRUMENT = 3  # the instrument it concerned (-1: none in particular)
+G_PENDING = 4  # a trip whose cancels (and flattening) are still to send, this event
+G_LAST_TS = 5  # the previous event's ts_event (stale feed)
+G_LATE_RUN = 6  # events in a row with feed latency beyond the bound
+G_REJECT_WINDOW = 7  # start of the current second of rejects
+G_REJECTS = 8  # rejects in it
+G_DUP_COUNT = 9  # the same order, how many times in a row
+G_DUP_FIRST_TS = 10  # since when
+G_THROTTLE_NEXT = 11  # next slot of the throttle ring
+G_TRIPS = 12  # trips since the session began
+G_SESSION = 13  # attribution carried by every order
+G_STRATEGY = 14
+G_FLATTENING = 15  # 1 while the guard itself sends reduce-only orders
+N_GUARD = 16
+
+# Slots of `ctx.guard_f` (float64).
+GF_TRIP_VALUE = 0  # the value that tripped it
+GF_TRIP_LIMIT = 1  # and the limit it crossed
+GF_PNL = 2  # session PnL, kept up to date event by event
+GF_PEAK = 3  # its peak (drawdown)
+GF_DUP_INSTRUMENT = 4  # the order last repeated
+GF_DUP_SIDE = 5
+GF_DUP_QTY = 6
+GF_DUP_PRICE = 7
+N_GUARD_F = 8
+
+# Columns of `ctx.inst_guard` (int64, a row per instrument).
+IG_STATE = 0  # the instrument's own trading state (a halt can target one instrument)
+IG_LAST_SEQ = 1  # last sequence number seen (0: none yet)
+IG_GAP_OPEN = 2  # 1 after a gap until an event in sequence arrives
+IG_BUCKET = 3  # current price-jump bucket (ts // bucket width)
+IG_BUCKETS = 4  # buckets seen (the sigma estimate needs some)
+N_IG = 5
+
+# Columns of `ctx.inst_guard_f` (float64, a row per instrument).
+IGF_PNL = 0  # the instrument's PnL when last updated (its share of GF_PNL)
+IGF_VAR = 1  # EWMA variance of bucket-to-bucket log returns of the mid
+IGF_LAST_CLOSE = 2  # the mid at the end of the previous bucket
+IGF_CLOSE = 3  # the latest mid in the current bucket
+IGF_LO = 4  # lowest mid of the window's other buckets
+IGF_HI = 5  # highest
+N_IGF = 6
+
+JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
+
 Ctx = namedtuple(
     "Ctx",
     [
@@ -68,6 +118,13 @@ Ctx = namedtuple(
         "fill_log",  # FILL_DTYPE: this batch's fills
         "equity_log",  # EQUITY_DTYPE: this batch's equity samples
         "mark_log",  # float64[sample, instrument]: each instrument's mark at those samples
+        "limits",  # float64[LIM_*]: risk limits and kill-switch thresholds (engine/limits.py)
+        "guard",  # int64[G_*]: kill-switch state
+        "guard_f",  # float64[GF_*]
+        "inst_guard",  # int64[instrument, IG_*]
+        "inst_guard_f",  # float64[instrument, IGF_*]
+        "jump_ring",  # float64[instrument, 2 (min, max), JUMP_BUCKETS]: mids per bucket
+        "throttle_ring",  # int64[max_orders_per_sec]: when the latest orders were sent
     ],
 )
 
@@ -88,6 +145,10 @@ def new_context(
     latency_jitter_ns: int = 0,
     latency_seed: int = 0,
     feed_latency_ns: int = -1,
+    risk: RiskLimits | None = None,
+    killswitch: KillSwitch | None = None,
+    session_id: int = 0,
+    strategy_id: int = 0,
 ) -> Ctx:
     """Fresh state for a session over `instruments`: flat, no orders, nothing seen yet."""
     size = instruments.known_mask().size
@@ -110,6 +171,21 @@ def new_context(
     config[CFG_TAKER_FEE_BPS] = taker_fee_bps
     config[CFG_MAKER_FEE_UNIT] = maker_fee_per_unit
     config[CFG_TAKER_FEE_UNIT] = taker_fee_per_unit
+    risk = risk or RiskLimits()
+    limits = pack_limits(risk, killswitch or KillSwitch())
+    guard = np.zeros(N_GUARD, dtype=np.int64)
+    guard[G_TRIP_INSTRUMENT] = -1
+    guard[G_SESSION] = session_id
+    guard[G_STRATEGY] = strategy_id
+    jump_ring = np.empty((size, 2, JUMP_BUCKETS))
+    jump_ring[:, 0] = np.inf
+    jump_ring[:, 1] = -np.inf
+    inst_guard_f = np.zeros((size, N_IGF))
+    inst_guard_f[:, IGF_LAST_CLOSE] = np.nan
+    inst_guard_f[:, IGF_CLOSE] = np.nan
+    inst_guard_f[:, IGF_LO] = np.inf
+    inst_guard_f[:, IGF_HI] = -np.inf
+    throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
     return Ctx(
         clock=clock,
         config=config,
@@ -124,6 +200,13 @@ def new_context(
         fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
         equity_log=np.zeros(equity_capacity, dtype=EQUITY_DTYPE),
         mark_log=np.full((equity_capacity, size), np.nan),
+        limits=limits,
+        guard=guard,
+        guard_f=np.zeros(N_GUARD_F),
+        inst_guard=np.zeros((size, N_IG), dtype=np.int64),
+        inst_guard_f=inst_guard_f,
+        jump_ring=jump_ring,
+        throttle_ring=np.full(throttle, np.iinfo(np.int64).min // 2, dtype=np.int64),
     )
 
 

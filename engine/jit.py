@@ -7,6 +7,11 @@ code allocates nothing by design, so it can do without the runtime that
 counts: with it off, such code runs at the speed of a hand-written loop, and
 an allocation slipped into a kernel becomes a compile error instead of a
 slowdown.
+
+Kernels are inlined where they are called, which is what makes them free.
+Code that runs rarely (the kill switch acting, the risk gate's checks of an
+order) is a `cold_kernel` instead: an ordinary call, so that its body is
+compiled once rather than copied into every call site of every loop.
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ from numba import njit
 KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False, "inline": "always"}
 
 
+COLD_OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}
+
+
 def kernel(fn: Callable[..., Any]) -> Any:
     """Compile `fn` as a per-event kernel."""
     return njit(**KERNEL_OPTIONS)(fn)
+
+
+def cold_kernel(fn: Callable[..., Any]) -> Any:
+    """Compile `fn` as a kernel that is called, not inlined (for rarely taken paths)."""
+    return njit(**COLD_OPTIONS)(fn)

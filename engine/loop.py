@@ -32,6 +32,7 @@ from tickwise.engine.context import (
     CLK_TIMER_NS,
 )
 from tickwise.engine.jit import kernel
+from tickwise.engine.killswitch import enforce_nb, watch_feed_nb, watch_market_nb
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
 from tickwise.engine.portfolio import sample_equity_nb
 from tickwise.engine.schemas import BOOK_F_LAST, Bar, BookDelta, Fill, Quote, Trade
@@ -94,6 +95,21 @@ def _begin_event(ctx, st, p, ts, recv):
 
 
 @kernel
+def _guard_feed(ctx, i, ts, seq):
+    """The kill switch's look at an arriving event (and whatever the timer's callback did)."""
+    watch_feed_nb(ctx, i, ts, ctx.clock[CLK_RECV], seq)
+    enforce_nb(ctx)
+
+
+@kernel
+def _guard_market(ctx, i, ts):
+    """The kill switch's look once the event and its fills are applied: before the strategy
+    sees the event, so that a trip stops its orders in this very event."""
+    watch_market_nb(ctx, i, ts)
+    enforce_nb(ctx)
+
+
+@kernel
 def _notify_fills(ctx, st, p, first):
     for r in range(first, ctx.clock[CLK_N_FILL_LOG]):
         f = ctx.fill_log[r]
@@ -110,15 +126,18 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+        _guard_feed(ctx, i, ts_event[k], seq[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         arrive_nb(ctx, i)
         apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
         match_quote_nb(ctx, i)
+        _guard_market(ctx, i, ts_event[k])
         _notify_fills(ctx, st, p, first_fill)
         if subscribed[i]:
             q = Quote(ts_event[k], ts_recv[k], i, seq[k], bid_px[k], ask_px[k], bid_sz[k],
                       ask_sz[k])  # fmt: skip
             _on_quote(ctx, q, st, p)
+            enforce_nb(ctx)
     return ts_event.size
 
 
@@ -130,12 +149,15 @@ def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+        _guard_feed(ctx, i, ts_event[k], seq[k])
         apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_trade_nb(ctx, i, px[k], sz[k])
+        _guard_market(ctx, i, ts_event[k])
         _notify_fills(ctx, st, p, first_fill)
         if subscribed[i]:
             _on_trade(ctx, Trade(ts_event[k], ts_recv[k], i, seq[k], px[k], sz[k], side[k]), st, p)
+            enforce_nb(ctx)
     return ts_event.size
 
 
@@ -151,10 +173,12 @@ def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, l
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
         apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
+        _guard_market(ctx, i, ts_event[k])  # bars carry no feed timing or sequence to watch
         _notify_fills(ctx, st, p, first_fill)
         if subscribed[i]:
             b = Bar(ts_event[k], i, open_[k], high[k], low[k], close[k], volume[k])
             _on_bar(ctx, b, st, p)
+            enforce_nb(ctx)
     return ts_event.size
 
 
@@ -168,6 +192,7 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+        _guard_feed(ctx, i, ts_event[k], seq[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         arrive_nb(ctx, i)  # a no-op past the update's first delta: its orders have arrived
         _notify_fills(ctx, st, p, first_fill)
@@ -176,8 +201,10 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
             continue
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_quote_nb(ctx, i)
+        _guard_market(ctx, i, ts_event[k])
         _notify_fills(ctx, st, p, first_fill)
         if subscribed[i]:
             d = BookDelta(ts_event[k], ts_recv[k], i, seq[k], side[k], px[k], sz[k], flags[k])
             _on_book(ctx, d, st, p)
+            enforce_nb(ctx)
     return ts_event.size

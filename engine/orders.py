@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.engine.jit import kernel
+from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import (
     CLK_JITTER_NS,
@@ -21,8 +21,10 @@ from .context import (
     CLK_NEXT_ID,
     CLK_NOW,
     CLK_RECV,
+    G_SESSION,
+    G_STRATEGY,
 )
-from .risk import check_order_nb
+from .risk import check_order_nb, note_order_nb, working_qty
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
@@ -53,6 +55,8 @@ def _log(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
     row.order_type = order_type
     row.tif = tif
     row.status = status
+    row.session = ctx.guard[G_SESSION]
+    row.strategy = ctx.guard[G_STRATEGY]
     row.reason = reason
     ctx.clock[CLK_N_ORDER_LOG] = n + 1
     return True
@@ -74,7 +78,7 @@ def _latency(ctx, oid):
     return base + np.int64(u * jitter)
 
 
-@kernel
+@cold_kernel
 def submit_nb(ctx, i, side, qty, price, order_type, tif):
     """Send an order: its id (> 0) if it passed the risk gate, else minus its id."""
     oid = ctx.clock[CLK_NEXT_ID]
@@ -83,6 +87,7 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     n_open = ctx.clock[CLK_N_OPEN]
     if reason == REASON_NONE and n_open >= ctx.open_orders.size:
         reason = REASON_BOOK_FULL
+    note_order_nb(ctx, i, side, qty, price, reason)
     if reason != REASON_NONE:
         _log(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
         return -oid
@@ -102,6 +107,8 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     o.order_type = order_type
     o.tif = tif
     o.status = STATUS_NEW
+    o.session = ctx.guard[G_SESSION]
+    o.strategy = ctx.guard[G_STRATEGY]
     ctx.clock[CLK_N_OPEN] = n_open + 1
     return oid
 
@@ -131,7 +138,7 @@ def remove_open_nb(ctx, k):
     ctx.clock[CLK_N_OPEN] = last
 
 
-@kernel
+@cold_kernel
 def cancel_row_nb(ctx, k):
     """The exchange cancels the order in row k now: logged, then removed from the table."""
     o = ctx.open_orders[k]
@@ -140,7 +147,7 @@ def cancel_row_nb(ctx, k):
     remove_open_nb(ctx, k)
 
 
-@kernel
+@cold_kernel
 def _request_cancel(ctx, k):
     """The strategy asks to cancel row k. Without latency it takes effect at once; with it,
     the request reaches the exchange after the order latency, and the order can still fill
@@ -197,17 +204,6 @@ def open_orders(ctx, instrument):
         if ctx.open_orders[k].instrument == instrument:
             count += 1
     return count
-
-
-@kernel
-def working_qty(ctx, instrument, side):
-    """Unfilled quantity of the open orders of one instrument on one side (+1 buy, -1 sell)."""
-    total = 0.0
-    for k in range(ctx.clock[CLK_N_OPEN]):
-        o = ctx.open_orders[k]
-        if o.instrument == instrument and o.side == side:
-            total += o.qty - o.filled
-    return total
 
 
 @kernel

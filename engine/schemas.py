@@ -40,6 +40,74 @@ REASON_BOOK_FULL: Final = 4  # the open-order table is full
 REASON_UNKNOWN_ORDER: Final = 5  # cancel of an order that is not open
 REASON_NO_LIQUIDITY: Final = 6  # market order with no opposite quote
 REASON_LOG_FULL: Final = 7  # the batch's order log is full (a strategy flooding orders)
+# The pre-trade risk gate (engine/risk.py).
+REASON_NO_REFERENCE: Final = 8  # no fresh, finite reference price to check the collar against
+REASON_COLLAR: Final = 9  # price outside the collar around the reference price
+REASON_MAX_QTY: Final = 10  # quantity above max_order_qty
+REASON_MAX_NOTIONAL: Final = 11  # quantity x price above max_notional
+REASON_POSITION_LIMIT: Final = 12  # could take the position beyond max_position
+REASON_GROSS_LIMIT: Final = 13  # could take gross exposure beyond max_gross_exposure
+REASON_MAX_OPEN_ORDERS: Final = 14  # max_open_orders already working
+REASON_THROTTLE: Final = 15  # max_orders_per_sec already sent in the last second
+REASON_SELF_TRADE: Final = 16  # would trade against the session's own resting order
+REASON_HALTED: Final = 17  # trading is halted: no automated order leaves
+REASON_REDUCE_ONLY: Final = 18  # trading is reducing: only orders that reduce a position pass
+
+REASON_NAMES: Final = {
+    REASON_NONE: "none",
+    REASON_BAD_QTY: "bad_qty",
+    REASON_BAD_PRICE: "bad_price",
+    REASON_UNKNOWN_INSTRUMENT: "unknown_instrument",
+    REASON_BOOK_FULL: "order_table_full",
+    REASON_UNKNOWN_ORDER: "unknown_order",
+    REASON_NO_LIQUIDITY: "no_liquidity",
+    REASON_LOG_FULL: "log_full",
+    REASON_NO_REFERENCE: "no_reference_price",
+    REASON_COLLAR: "price_collar",
+    REASON_MAX_QTY: "max_order_qty",
+    REASON_MAX_NOTIONAL: "max_notional",
+    REASON_POSITION_LIMIT: "max_position",
+    REASON_GROSS_LIMIT: "max_gross_exposure",
+    REASON_MAX_OPEN_ORDERS: "max_open_orders",
+    REASON_THROTTLE: "max_orders_per_sec",
+    REASON_SELF_TRADE: "self_trade",
+    REASON_HALTED: "halted",
+    REASON_REDUCE_ONLY: "reduce_only",
+}
+
+# Trading states of a session or one instrument: ACTIVE trades freely, REDUCING lets only
+# orders that reduce a position pass, HALTED lets no automated order leave.
+STATE_ACTIVE: Final = 0
+STATE_REDUCING: Final = 1
+STATE_HALTED: Final = 2
+STATE_NAMES: Final = {STATE_ACTIVE: "active", STATE_REDUCING: "reducing", STATE_HALTED: "halted"}
+
+# What tripped the kill switch.
+TRIP_NONE: Final = 0
+TRIP_MAX_LOSS: Final = 1
+TRIP_MAX_DRAWDOWN: Final = 2
+TRIP_PRICE_JUMP: Final = 3
+TRIP_STALE_FEED: Final = 4
+TRIP_SEQ_GAP: Final = 5
+TRIP_FEED_LATENCY: Final = 6
+TRIP_REJECT_RATE: Final = 7
+TRIP_STRATEGY_FAULT: Final = 8  # NaN/inf from the strategy, or an exception in it
+TRIP_RUNAWAY: Final = 9  # the same order repeated too often too fast
+TRIP_MANUAL: Final = 10  # a person's command
+TRIP_NAMES: Final = {
+    TRIP_NONE: "none",
+    TRIP_MAX_LOSS: "max_loss",
+    TRIP_MAX_DRAWDOWN: "max_drawdown",
+    TRIP_PRICE_JUMP: "price_jump",
+    TRIP_STALE_FEED: "stale_feed",
+    TRIP_SEQ_GAP: "seq_gap",
+    TRIP_FEED_LATENCY: "feed_latency",
+    TRIP_REJECT_RATE: "reject_rate",
+    TRIP_STRATEGY_FAULT: "strategy_fault",
+    TRIP_RUNAWAY: "runaway",
+    TRIP_MANUAL: "manual",
+}
+N_TRIPS: Final = len(TRIP_NAMES)
 
 LIQ_MAKER: Final = 0
 LIQ_TAKER: Final = 1
@@ -114,6 +182,8 @@ ORDER_DTYPE: Final = np.dtype(
         ("order_type", "i1"),
         ("tif", "i1"),
         ("status", "i1"),
+        ("session", "<u4"),  # attribution: the session that sent it
+        ("strategy", "<u4"),  # and its strategy (a hash of the strategy's name)
         ("reason", "<i2"),
     ]
 )

@@ -7,6 +7,7 @@ and what comes back is the batch's order events and fills.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .context import (
+    CLK_EVENTS,
     CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
     CLK_N_ORDER_LOG,
@@ -24,8 +26,9 @@ from .context import (
 )
 from .errors import TickwiseError
 from .instruments import Instruments
+from .killswitch import blocked_resume, guard_status, person_halt_nb, resume_nb, strategy_fault_nb
 from .loops import compiled_loop
-from .schemas import KINDS, market_dtype
+from .schemas import KINDS, STATE_ACTIVE, STATE_HALTED, STATE_NAMES, market_dtype
 from .strategy import Strategy, StrategyError
 from .tuples import named
 
@@ -64,9 +67,11 @@ class Session:
         self.instruments = instruments
         self.params = strategy.resolve_params(params)
         self.loop = compiled_loop(strategy)
+        context_options.setdefault("strategy_id", zlib.crc32(strategy.name().encode()))
         self.ctx = new_context(
             instruments, timer_ns=strategy.timer_ns(self.params), **context_options
         )
+        self.fault: str | None = None  # what the strategy raised, if it did
         size = self.ctx.market.size
         self.state = strategy.new_state(size, self.params)
         self._p = named("Params", list(self.params))(**self.params)
@@ -126,7 +131,14 @@ class Session:
         orders, fills, equity, marks = [], [], [], []
         start = 0
         while True:
-            start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
+            events_before = int(self.ctx.clock[CLK_EVENTS])
+            try:
+                start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
+            except Exception as exc:  # raised inside the strategy: halt, then go on
+                failed_at = start + int(self.ctx.clock[CLK_EVENTS]) - events_before - 1
+                self.fault = f"{type(exc).__name__}: {exc} (at row {failed_at} of a {kind} batch)"
+                strategy_fault_nb(self.ctx)
+                start = failed_at + 1
             orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
             fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
             marks.append(self.ctx.mark_log[: self.ctx.clock[CLK_N_EQUITY_LOG]].copy())
@@ -134,6 +146,39 @@ class Session:
             if start >= rows:
                 break
         return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity), _joined(marks))
+
+    # --- a person's controls -----------------------------------------------------------------
+
+    def halt(self, instrument: int | None = None, state: str = "halted") -> None:
+        """A person halts the session (or one instrument): no automated order leaves, resting
+        orders are cancelled now; `state="reducing"` lets position-reducing orders pass."""
+        target = _state_code(state)
+        if target == STATE_ACTIVE:
+            raise TickwiseError("halt to 'halted' or 'reducing'; to trade again, resume")
+        # The cancels it sends are in the order log, returned with the next batch's events.
+        person_halt_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target)
+
+    def resume(self, instrument: int | None = None, state: str = "active") -> None:
+        """A person resumes trading (to ACTIVE, or REDUCING). Refused, saying why, while the
+        condition that tripped the kill switch persists."""
+        target = _state_code(state)
+        if target == STATE_HALTED:
+            raise TickwiseError("resume to 'active' or 'reducing'")
+        blocked = blocked_resume(self.ctx)
+        if blocked:
+            raise TickwiseError(f"cannot resume: {blocked}")
+        resume_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target)
+        self.fault = None
+
+    def status(self) -> dict[str, Any]:
+        """The trading state and, after a trip, what tripped it, when and by how much."""
+        return guard_status(self.ctx, self.instruments, self.fault)
+
+    def _instrument(self, instrument: int) -> int:
+        try:
+            return self.instruments[instrument].id
+        except KeyError:
+            raise TickwiseError(f"no instrument {instrument!r} in this session") from None
 
     def _drain(self, log: np.ndarray, slot: int) -> np.ndarray:
         n = int(self.ctx.clock[slot])
@@ -155,6 +200,13 @@ class Session:
             live[...] = saved
         for name, arr in self.state.items():
             arr[...] = snap.state[name]
+
+
+def _state_code(name: str) -> int:
+    codes = {v: k for k, v in STATE_NAMES.items()}
+    if name not in codes:
+        raise TickwiseError(f"unknown trading state {name!r}; use {', '.join(codes)}")
+    return codes[name]
 
 
 def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

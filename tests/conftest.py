@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tickwise.engine.instruments import Instrument, Instruments
+from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import market_schema
 from tickwise.feeds.store import HistoryWriter
 from tickwise.feeds.synth import SynthConfig, synth
@@ -61,3 +62,8 @@ def quotes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def simple_instruments(n: int = 3) -> Instruments:
     return Instruments(Instrument(i, f"I{i}", 0.01, 1.0) for i in range(n))
+
+
+# Strategy behaviour tests feed hand-made markets with moves no live market would show
+# without tripping the kill switch; the guard has tests of its own.
+UNGUARDED = {"risk": RiskLimits.off(), "killswitch": KillSwitch.off()}

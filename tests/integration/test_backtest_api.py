@@ -37,7 +37,7 @@ def test_a_bar_strategy_never_fills_inside_its_decision_bar(tmp_path: Path) -> N
 
 def test_fills_are_at_the_best_price_shown_at_that_moment(tmp_path: Path) -> None:
     quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=100_000, instruments=3, seed=8)
-    bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0},
+    bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0, "qty": 100.0},
                       BacktestConfig(batch_size=3_333, order_latency_us=150))  # fmt: skip
     table = pq.read_table(quotes)
     inst = table.column("instrument").to_numpy()
@@ -72,7 +72,7 @@ def test_latency_jitter_is_seeded_and_independent_of_batching(tmp_path: Path) ->
     from tickwise.backtest.results import run_hash
 
     quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=60_000, instruments=2, seed=5)
-    params = {"window": 30, "entry_z": 1.0}
+    params = {"window": 30, "entry_z": 1.0, "qty": 100.0}  # whole lots of every instrument
 
     def hash_for(seed: int, batch: int) -> str:
         config = BacktestConfig(batch_size=batch, order_latency_us=300.0,

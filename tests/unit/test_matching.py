@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import (
     BOOK_F_LAST,
     LIQ_MAKER,
@@ -27,6 +28,9 @@ NAN = np.nan
 
 
 def scripted(rows: list[tuple], **options) -> Session:
+    """A Scripted session; the risk gate and kill switch are off (tested on their own)."""
+    options.setdefault("risk", RiskLimits.off())
+    options.setdefault("killswitch", KillSwitch.off())
     s = Session(load_strategy(SCRIPTED), simple_instruments(1), **options)
     plan(s.state, rows)
     return s

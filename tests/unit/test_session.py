@@ -21,7 +21,7 @@ from tickwise.engine.schemas import (
 from tickwise.engine.session import Session
 from tickwise.engine.strategy import StrategyError, load_strategy
 
-from ..conftest import simple_instruments
+from ..conftest import UNGUARDED, simple_instruments
 
 T0 = 1_700_000_000_000_000_000
 
@@ -43,7 +43,7 @@ def quotes(mids, instrument=0, spread=0.02, size=100.0, start=0):
 
 
 def session(name: str, **params) -> Session:
-    s = Session(load_strategy(name), simple_instruments(2), params)
+    s = Session(load_strategy(name), simple_instruments(2), params, **UNGUARDED)
     s.warm_up()
     return s
 
@@ -111,7 +111,7 @@ def test_orders_of_bad_size_or_price_are_rejected_with_their_reason(tmp_path: Pa
         "class BadOrders(Strategy):\n"
         "    on_quote = on_quote\n"
     )
-    s = Session(load_strategy(f"{path}:BadOrders"), simple_instruments(1))
+    s = Session(load_strategy(f"{path}:BadOrders"), simple_instruments(1), **UNGUARDED)
     r = s.on_batch("quotes", quotes([10.0, 10.0]))
     assert r.orders["status"].tolist() == [STATUS_REJECTED, STATUS_REJECTED, STATUS_NEW]
     assert r.orders["reason"].tolist()[:2] == [REASON_BAD_QTY, REASON_BAD_PRICE]
@@ -131,7 +131,7 @@ def test_limit_order_rests_then_fills_as_maker_and_ioc_remainder_is_cancelled(tm
         "class Limits(Strategy):\n"
         "    on_quote = on_quote\n"
     )
-    s = Session(load_strategy(f"{path}:Limits"), simple_instruments(1))
+    s = Session(load_strategy(f"{path}:Limits"), simple_instruments(1), **UNGUARDED)
     r = s.on_batch("quotes", quotes([10.0, 10.0, 10.0, 9.90]))
     assert r.fills["qty"].tolist() == [100.0, 3.0]
     assert r.fills["price"].tolist() == [10.01, 9.95]
@@ -193,7 +193,7 @@ def test_a_callback_must_be_a_top_level_function(tmp_path: Path) -> None:
         "    on_quote = make()\n"
     )
     with pytest.raises(StrategyError, match="must be an @njit function defined at the top level"):
-        Session(load_strategy(f"{path}:Nested"), simple_instruments(1))
+        Session(load_strategy(f"{path}:Nested"), simple_instruments(1), **UNGUARDED)
 
 
 def quote_rows(rows, spread=0.02, sizes=(100.0, 100.0)):
@@ -288,7 +288,7 @@ def test_timer_fires_at_period_boundaries_before_the_event_and_coalesces_gaps(tm
         "    on_timer = on_timer\n"
         "    timer_ms = 10\n"
     )
-    s = Session(load_strategy(f"{path}:Timed"), simple_instruments(1))
+    s = Session(load_strategy(f"{path}:Timed"), simple_instruments(1), **UNGUARDED)
     ms = 1_000_000
     batch = quotes([10.0] * 5)
     batch["ts_event"] = T0 + np.array([0, 5, 12, 35, 36]) * ms
@@ -341,7 +341,7 @@ def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> No
         "    on_quote = on_quote\n"
         "    on_fill = on_fill\n"
     )
-    s = Session(load_strategy(f"{path}:Fills"), simple_instruments(1))
+    s = Session(load_strategy(f"{path}:Fills"), simple_instruments(1), **UNGUARDED)
     r = s.on_batch("quotes", quotes([10.0, 10.2, 10.3]))
     n = int(s.state["n"][0])
     assert s.state["px"][0, :n].tolist() == r.fills["price"].tolist() == [10.01]
@@ -367,7 +367,8 @@ def test_orders_reach_the_exchange_after_their_latency(tmp_path) -> None:
     )
     batch = quotes([10.0, 10.1, 10.2, 10.3, 10.4])  # one quote per ms
     batch["ts_recv"] = batch["ts_event"] + 200_000  # the strategy sees each 0.2 ms late
-    s = Session(load_strategy(f"{path}:Late"), simple_instruments(1), order_latency_ns=2_500_000)
+    s = Session(load_strategy(f"{path}:Late"), simple_instruments(1), order_latency_ns=2_500_000,
+                **UNGUARDED)  # fmt: skip
     r = s.on_batch("quotes", batch)
     assert r.orders["ts"].tolist() == [T0 + 200_000]  # sent when seen
     # Sent at 0.2 ms, it reaches the exchange at 2.7 ms and takes the ask of the quote of
@@ -392,7 +393,7 @@ def test_a_cancel_takes_the_order_latency_and_the_order_can_fill_meanwhile(tmp_p
     )
     batch = quotes([10.0, 10.0, 10.0, 9.90, 9.90])  # the market reaches 9.95 at 3 ms
     for latency, fills in ((0, 0), (2_500_000, 1)):
-        s = Session(load_strategy(f"{path}:SlowCancel"), simple_instruments(1),
+        s = Session(load_strategy(f"{path}:SlowCancel"), simple_instruments(1), **UNGUARDED,
                     order_latency_ns=latency)  # fmt: skip
         r = s.on_batch("quotes", batch)
         assert (s.state["sent"][0], s.state["again"][0]) == (1, 0)  # one cancel on its way

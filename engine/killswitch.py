@@ -1,0 +1,339 @@
+"""The kill switch (compiled): watches every event for abnormal conditions and, the moment
+one trips it, stops automated trading in that same event.
+
+The loop calls `watch_feed_nb` as an event arrives (stale feed, sequence gap,
+feed latency), `watch_market_nb` once the market and the fills of the event are
+applied (loss, drawdown, price jump), and `enforce_nb` after each of those and
+after the strategy has acted: a pending trip cancels the resting orders in its
+scope and, if configured, flattens positions with reduce-only market orders
+that still pass the collar. Rejects, runaway strategies and NaN orders trip it
+from the risk gate (`engine.risk`). The halt is latched: only a person resumes,
+through `Session.resume`, and only once the condition has cleared.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tickwise.engine.jit import cold_kernel, kernel
+
+from .context import (
+    CLK_N_OPEN,
+    CLK_NOW,
+    G_DUP_COUNT,
+    G_FLATTENING,
+    G_LAST_TS,
+    G_LATE_RUN,
+    G_PENDING,
+    G_REJECTS,
+    G_STATE,
+    G_TRIP,
+    G_TRIP_INSTRUMENT,
+    G_TRIP_TS,
+    G_TRIPS,
+    GF_PEAK,
+    GF_PNL,
+    GF_TRIP_LIMIT,
+    GF_TRIP_VALUE,
+    IG_BUCKET,
+    IG_BUCKETS,
+    IG_GAP_OPEN,
+    IG_LAST_SEQ,
+    IG_STATE,
+    IGF_CLOSE,
+    IGF_HI,
+    IGF_LAST_CLOSE,
+    IGF_LO,
+    IGF_PNL,
+    IGF_VAR,
+    JUMP_BUCKETS,
+)
+from .limits import (
+    LIM_ACTION,
+    LIM_FEED_LATENCY_EVENTS,
+    LIM_FLATTEN,
+    LIM_JUMP_PCT,
+    LIM_JUMP_SIGMAS,
+    LIM_JUMP_WINDOW_NS,
+    LIM_MAX_DRAWDOWN,
+    LIM_MAX_FEED_LATENCY_NS,
+    LIM_MAX_LOSS,
+    LIM_STALE_NS,
+)
+from .market import mid_price
+from .orders import _request_cancel, submit_nb
+from .portfolio import pnl
+from .risk import staying_qty, trading_state, trip_nb
+from .schemas import (
+    ORD_MARKET,
+    STATE_ACTIVE,
+    STATE_HALTED,
+    STATE_NAMES,
+    TIF_IOC,
+    TRIP_FEED_LATENCY,
+    TRIP_MANUAL,
+    TRIP_MAX_DRAWDOWN,
+    TRIP_MAX_LOSS,
+    TRIP_NAMES,
+    TRIP_NONE,
+    TRIP_PRICE_JUMP,
+    TRIP_SEQ_GAP,
+    TRIP_STALE_FEED,
+    TRIP_STRATEGY_FAULT,
+)
+
+SIGMA_MIN_BUCKETS = 4 * JUMP_BUCKETS  # buckets seen before the sigma test is trusted
+SIGMA_EWMA = 2.0 / (1.0 + 4 * JUMP_BUCKETS)  # weight of each new bucket return
+
+
+@kernel
+def watch_feed_nb(ctx, i, ts, recv, seq):
+    """As an event arrives: a silence before it longer than the stale limit, a sequence
+    number skipped (seq 0: the kind has none), feed latency beyond its bound K times in a row."""
+    g = ctx.guard
+    lim = ctx.limits
+    last = g[G_LAST_TS]
+    if last != 0 and ts - last > lim[LIM_STALE_NS]:
+        trip_nb(ctx, TRIP_STALE_FEED, -1, (ts - last) * 1e-6, lim[LIM_STALE_NS] * 1e-6)
+    g[G_LAST_TS] = ts
+    seq = np.int64(seq)
+    if seq != 0:
+        ig = ctx.inst_guard
+        prev = ig[i, IG_LAST_SEQ]
+        if prev != 0 and seq > prev + 1:
+            ig[i, IG_GAP_OPEN] = 1
+            trip_nb(ctx, TRIP_SEQ_GAP, i, float(seq - prev - 1), 0.0)
+        elif prev != 0:
+            ig[i, IG_GAP_OPEN] = 0
+        ig[i, IG_LAST_SEQ] = seq
+    late = recv - ts
+    if late > lim[LIM_MAX_FEED_LATENCY_NS]:
+        g[G_LATE_RUN] += 1
+        if g[G_LATE_RUN] >= lim[LIM_FEED_LATENCY_EVENTS]:
+            trip_nb(ctx, TRIP_FEED_LATENCY, i, late * 1e-6, lim[LIM_MAX_FEED_LATENCY_NS] * 1e-6)
+    else:
+        g[G_LATE_RUN] = 0
+
+
+@cold_kernel
+def _roll_buckets(ctx, i, bucket):
+    """Start price-jump bucket `bucket` of instrument i: clear the buckets that fell out of
+    the window, fold the closed bucket's return into the volatility estimate, and keep the
+    extremes of the window's other buckets."""
+    ig = ctx.inst_guard
+    igf = ctx.inst_guard_f
+    ring = ctx.jump_ring[i]
+    prev = ig[i, IG_BUCKET]
+    close = igf[i, IGF_CLOSE]
+    last = igf[i, IGF_LAST_CLOSE]
+    if last == last and close == close and last > 0.0:
+        r = math.log(close / last)
+        igf[i, IGF_VAR] += SIGMA_EWMA * (r * r - igf[i, IGF_VAR])
+        ig[i, IG_BUCKETS] += 1
+    igf[i, IGF_LAST_CLOSE] = close
+    steps = bucket - prev if prev != 0 else JUMP_BUCKETS
+    for s in range(1, min(steps, JUMP_BUCKETS) + 1):
+        slot = (prev + s) % JUMP_BUCKETS
+        ring[0, slot] = np.inf
+        ring[1, slot] = -np.inf
+    ig[i, IG_BUCKET] = bucket
+    now = bucket % JUMP_BUCKETS
+    lo = np.inf
+    hi = -np.inf
+    for slot in range(JUMP_BUCKETS):
+        if slot != now:
+            lo = min(lo, ring[0, slot])
+            hi = max(hi, ring[1, slot])
+    igf[i, IGF_LO] = lo
+    igf[i, IGF_HI] = hi
+
+
+@kernel
+def _watch_jump(ctx, i, ts, mid):
+    """A move of the mid beyond the limit (in % or in standard deviations of its usual
+    moves) from the highest or lowest mid of the last window."""
+    lim = ctx.limits
+    width = lim[LIM_JUMP_WINDOW_NS] / JUMP_BUCKETS
+    bucket = np.int64(ts // width)
+    if bucket != ctx.inst_guard[i, IG_BUCKET]:
+        _roll_buckets(ctx, i, bucket)
+    ring = ctx.jump_ring[i]
+    slot = bucket % JUMP_BUCKETS
+    ring[0, slot] = min(ring[0, slot], mid)
+    ring[1, slot] = max(ring[1, slot], mid)
+    igf = ctx.inst_guard_f
+    igf[i, IGF_CLOSE] = mid
+    lo = min(igf[i, IGF_LO], ring[0, slot])
+    hi = max(igf[i, IGF_HI], ring[1, slot])
+    move = max(hi - mid, mid - lo) / mid * 100.0
+    if move > lim[LIM_JUMP_PCT]:
+        trip_nb(ctx, TRIP_PRICE_JUMP, i, move, lim[LIM_JUMP_PCT])
+    elif lim[LIM_JUMP_SIGMAS] < np.inf and ctx.inst_guard[i, IG_BUCKETS] >= SIGMA_MIN_BUCKETS:
+        sd = math.sqrt(igf[i, IGF_VAR] * JUMP_BUCKETS)  # of a window's move
+        log_move = max(math.log(hi / mid), math.log(mid / lo))
+        if sd > 0.0 and log_move > lim[LIM_JUMP_SIGMAS] * sd:
+            trip_nb(ctx, TRIP_PRICE_JUMP, i, log_move / sd, lim[LIM_JUMP_SIGMAS])
+
+
+@kernel
+def watch_market_nb(ctx, i, ts):
+    """Once instrument i's event and fills are applied: the session's PnL against the loss
+    limit and its drawdown from the peak, and i's price against the jump limits."""
+    gf = ctx.guard_f
+    lim = ctx.limits
+    now_pnl = pnl(ctx, i)
+    total = gf[GF_PNL] + now_pnl - ctx.inst_guard_f[i, IGF_PNL]
+    ctx.inst_guard_f[i, IGF_PNL] = now_pnl
+    gf[GF_PNL] = total
+    if total > gf[GF_PEAK]:
+        gf[GF_PEAK] = total
+    if -total > lim[LIM_MAX_LOSS]:
+        trip_nb(ctx, TRIP_MAX_LOSS, -1, total, -lim[LIM_MAX_LOSS])
+    if gf[GF_PEAK] - total > lim[LIM_MAX_DRAWDOWN]:
+        trip_nb(ctx, TRIP_MAX_DRAWDOWN, -1, gf[GF_PEAK] - total, lim[LIM_MAX_DRAWDOWN])
+    if lim[LIM_ACTION + TRIP_PRICE_JUMP] != STATE_ACTIVE:
+        mid = mid_price(ctx, i)
+        if mid > 0.0 and mid < np.inf:
+            _watch_jump(ctx, i, ts, mid)
+
+
+@kernel
+def enforce_nb(ctx):
+    """Carry out a pending trip now: cancel the resting orders no longer allowed to work
+    and, when halted with flattening configured, close positions with reduce-only orders."""
+    if ctx.guard[G_PENDING] != 0:
+        _enforce(ctx)
+
+
+@cold_kernel
+def _enforce(ctx):
+    g = ctx.guard
+    g[G_PENDING] = 0
+    k = ctx.clock[CLK_N_OPEN] - 1
+    while k >= 0:
+        if trading_state(ctx, ctx.open_orders[k].instrument) != STATE_ACTIVE:
+            _request_cancel(ctx, k)
+        k -= 1
+    if ctx.limits[LIM_FLATTEN] == 0.0:
+        return
+    g[G_FLATTENING] = 1
+    for i in range(ctx.portfolio.size):
+        pos = ctx.portfolio[i].qty
+        if pos == 0.0 or trading_state(ctx, i) != STATE_HALTED:
+            continue
+        side = -1 if pos > 0.0 else 1
+        qty = abs(pos) - staying_qty(ctx, i, side)
+        if qty > 0.0:
+            submit_nb(ctx, i, side, qty, np.nan, ORD_MARKET, TIF_IOC)
+    g[G_FLATTENING] = 0
+
+
+@cold_kernel
+def person_halt_nb(ctx, instrument, state):
+    """A person's command: halt (or reduce) the session, or one instrument, now."""
+    g = ctx.guard
+    if instrument >= 0:
+        ctx.inst_guard[instrument, IG_STATE] = max(ctx.inst_guard[instrument, IG_STATE], state)
+    else:
+        g[G_STATE] = max(g[G_STATE], state)
+    if g[G_TRIP] == TRIP_NONE:
+        g[G_TRIP] = TRIP_MANUAL
+        g[G_TRIP_TS] = ctx.clock[CLK_NOW]
+        g[G_TRIP_INSTRUMENT] = instrument
+        ctx.guard_f[GF_TRIP_VALUE] = 0.0
+        ctx.guard_f[GF_TRIP_LIMIT] = 0.0
+    g[G_TRIPS] += 1
+    g[G_PENDING] = 1
+    enforce_nb(ctx)
+
+
+@cold_kernel
+def strategy_fault_nb(ctx):
+    """The strategy raised: trip the kill switch (if that trigger is on) and act on it."""
+    trip_nb(ctx, TRIP_STRATEGY_FAULT, -1, 0.0, 0.0)
+    enforce_nb(ctx)
+
+
+@cold_kernel
+def resume_nb(ctx, instrument, state):
+    """A person resumes the session (or one instrument) to `state`; the latch is cleared and
+    the counters that tripped start afresh."""
+    g = ctx.guard
+    if instrument >= 0:
+        ctx.inst_guard[instrument, IG_STATE] = state
+    else:
+        g[G_STATE] = state
+        for i in range(ctx.inst_guard.shape[0]):
+            ctx.inst_guard[i, IG_STATE] = min(ctx.inst_guard[i, IG_STATE], state)
+    g[G_TRIP] = TRIP_NONE
+    g[G_TRIP_TS] = 0
+    g[G_TRIP_INSTRUMENT] = -1
+    g[G_DUP_COUNT] = 0
+    g[G_REJECTS] = 0
+    ctx.guard_f[GF_TRIP_VALUE] = 0.0
+    ctx.guard_f[GF_TRIP_LIMIT] = 0.0
+
+
+def _jump_now(ctx: Any, i: int) -> float:
+    """Instrument i's move from its window's extremes now, in %."""
+    mid = float(mid_price(ctx, i))
+    if not mid > 0:
+        return 0.0
+    ring = ctx.jump_ring[i]
+    lo, hi = float(ring[0].min()), float(ring[1].max())
+    return max(hi - mid, mid - lo, 0.0) / mid * 100.0 if np.isfinite(lo) else 0.0
+
+
+def blocked_resume(ctx: Any) -> str:
+    """The conditions that still hold, one clause each ('' when trading may resume)."""
+    lim, g, gf = ctx.limits, ctx.guard, ctx.guard_f
+    on = [lim[LIM_ACTION + t] != STATE_ACTIVE for t in range(len(TRIP_NAMES))]
+    clauses = []
+    if on[TRIP_MAX_LOSS] and -gf[GF_PNL] > lim[LIM_MAX_LOSS]:
+        clauses.append(
+            f"PnL {gf[GF_PNL]:,.2f} is still below -max_loss ({-lim[LIM_MAX_LOSS]:,.2f})"
+        )
+    if on[TRIP_MAX_DRAWDOWN] and gf[GF_PEAK] - gf[GF_PNL] > lim[LIM_MAX_DRAWDOWN]:
+        clauses.append(
+            f"drawdown {gf[GF_PEAK] - gf[GF_PNL]:,.2f} is still beyond max_drawdown "
+            f"({lim[LIM_MAX_DRAWDOWN]:,.2f})"
+        )
+    gaps = np.flatnonzero(ctx.inst_guard[:, IG_GAP_OPEN])
+    if on[TRIP_SEQ_GAP] and gaps.size:
+        clauses.append(
+            f"instruments {gaps.tolist()} have not seen an event in sequence since a gap"
+        )
+    if on[TRIP_FEED_LATENCY] and g[G_LATE_RUN] > 0:
+        clauses.append("the latest events still arrive later than max_feed_latency_ms")
+    if on[TRIP_PRICE_JUMP] and lim[LIM_JUMP_PCT] < np.inf:
+        jumping = [i for i in range(ctx.market.size) if _jump_now(ctx, i) > lim[LIM_JUMP_PCT]]
+        if jumping:
+            clauses.append(f"instruments {jumping} still move beyond price_jump_pct in the window")
+    return "; ".join(clauses)
+
+
+def guard_status(ctx: Any, instruments: Any, fault: str | None = None) -> dict[str, Any]:
+    """The trading state and the latched cause of the last trip, for summaries and people."""
+    g, gf = ctx.guard, ctx.guard_f
+    trip = int(g[G_TRIP])
+    where = int(g[G_TRIP_INSTRUMENT])
+    by_instrument = {
+        inst.symbol: STATE_NAMES[int(ctx.inst_guard[inst.id, IG_STATE])]
+        for inst in instruments
+        if ctx.inst_guard[inst.id, IG_STATE] != STATE_ACTIVE
+    }
+    return {
+        "state": STATE_NAMES[int(g[G_STATE])],
+        "halted": bool(g[G_STATE] != STATE_ACTIVE or by_instrument),
+        "halt_reason": None if trip == TRIP_NONE else TRIP_NAMES[trip],
+        "halt_ts": None if trip == TRIP_NONE else int(g[G_TRIP_TS]),
+        "halt_instrument": instruments[where].symbol if where >= 0 and trip else None,
+        "halt_value": None if trip == TRIP_NONE else float(gf[GF_TRIP_VALUE]),
+        "halt_limit": None if trip == TRIP_NONE else float(gf[GF_TRIP_LIMIT]),
+        "instruments": by_instrument,
+        "trips": int(g[G_TRIPS]),
+        "fault": fault,
+    }

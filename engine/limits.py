@@ -1,0 +1,251 @@
+"""Risk limits and kill-switch thresholds: the `[risk]` and `[killswitch]` tables of a session
+or backtest config, validated, and packed into the array the compiled guard reads.
+
+Defaults are safe: limits that make sense whatever the instrument (price
+collar, fresh reference price, order rate, open orders, self-trade prevention,
+runaway strategies, price jumps, feed health, reject rate, strategy faults)
+are on; limits in money or quantity (order size, notional, position, gross
+exposure, loss, drawdown) depend on the book being traded and are off until
+set. Every threshold can be switched off: `0` for the feed and reject checks
+named `..._ms` / `..._per_sec`, `false` for the switches, and any limit left at
+`inf` is off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import TickwiseError
+from .schemas import (
+    N_TRIPS,
+    STATE_HALTED,
+    STATE_REDUCING,
+    TRIP_FEED_LATENCY,
+    TRIP_MAX_DRAWDOWN,
+    TRIP_MAX_LOSS,
+    TRIP_NAMES,
+    TRIP_PRICE_JUMP,
+    TRIP_REJECT_RATE,
+    TRIP_RUNAWAY,
+    TRIP_SEQ_GAP,
+    TRIP_STALE_FEED,
+    TRIP_STRATEGY_FAULT,
+)
+
+INF = math.inf
+
+# Slots of `ctx.limits` (float64); inf means off unless noted.
+LIM_MAX_ORDER_QTY = 0
+LIM_MAX_NOTIONAL = 1
+LIM_MAX_POSITION = 2
+LIM_MAX_GROSS = 3
+LIM_MAX_OPEN_ORDERS = 4
+LIM_COLLAR_PCT = 5
+LIM_COLLAR_TICKS = 6
+LIM_REFERENCE_AGE_NS = 7
+LIM_MAX_ORDERS_PER_SEC = 8  # 0: off
+LIM_RUNAWAY_REPEATS = 9
+LIM_RUNAWAY_WINDOW_NS = 10
+LIM_SELF_TRADE = 11  # 1: reject orders that would trade against our own resting orders
+LIM_MAX_LOSS = 12
+LIM_MAX_DRAWDOWN = 13
+LIM_JUMP_PCT = 14
+LIM_JUMP_SIGMAS = 15
+LIM_JUMP_WINDOW_NS = 16
+LIM_STALE_NS = 17
+LIM_MAX_FEED_LATENCY_NS = 18
+LIM_FEED_LATENCY_EVENTS = 19
+LIM_MAX_REJECTS_PER_SEC = 20
+LIM_FLATTEN = 21  # 1: flatten positions with reduce-only orders when halted
+LIM_JUMP_HALTS_INSTRUMENT = 22  # 1: a price jump halts only the instrument that jumped
+LIM_ACTION = 23  # + trigger: the state a trip moves to (STATE_ACTIVE: the trigger is off)
+N_LIMITS = LIM_ACTION + N_TRIPS
+
+THROTTLE_MAX = 1 << 20  # most orders per second the throttle can count
+
+
+def _positive(name: str, value: Any, *, allow_inf: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TickwiseError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or value <= 0 or (value == INF and not allow_inf):
+        raise TickwiseError(
+            f"{name} must be positive{'' if allow_inf else ' and finite'}, got {value}"
+        )
+    return value
+
+
+def _off_or_positive(name: str, value: Any) -> float:
+    """0 (off) or a positive number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise TickwiseError(f"{name} must be a number (0: off), got {value!r}")
+    if value < 0:
+        raise TickwiseError(f"{name} must be 0 (off) or positive, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """Pre-trade checks every order passes before it leaves (`[risk]`)."""
+
+    max_order_qty: float = INF  # units per order
+    max_notional: float = INF  # quantity x price (or reference price) per order
+    max_position: float = INF  # |position| per instrument, counting working orders
+    max_gross_exposure: float = INF  # sum of |position| x mark, counting working orders
+    max_open_orders: int = 500  # working orders at once, all instruments
+    price_collar_pct: float = 5.0  # limit price within this % of the reference price
+    price_collar_ticks: float = INF  # and within this many ticks of it
+    reference_max_age_ms: float = 10_000.0  # an older reference price is stale: rejects
+    max_orders_per_sec: float = 1_000.0  # orders sent in any 1 s of event time (0: off)
+    self_trade_prevention: bool = True  # reject orders that would trade with our own
+    runaway_repeats: float = 100.0  # the same order this many times ... (0: off)
+    runaway_window_ms: float = 1_000.0  # ... within this long disables the strategy
+
+    def __post_init__(self) -> None:
+        for name in ("max_order_qty", "max_notional", "max_position", "max_gross_exposure"):
+            _positive(name, getattr(self, name))
+        _positive("max_open_orders", self.max_open_orders)
+        _positive("price_collar_pct", self.price_collar_pct)
+        _positive("price_collar_ticks", self.price_collar_ticks)
+        _positive("reference_max_age_ms", self.reference_max_age_ms)
+        rate = _off_or_positive("max_orders_per_sec", self.max_orders_per_sec)
+        if rate > THROTTLE_MAX or rate != int(rate):
+            raise TickwiseError(
+                f"max_orders_per_sec must be a whole number up to {THROTTLE_MAX}, got {rate}"
+            )
+        _off_or_positive("runaway_repeats", self.runaway_repeats)
+        _positive("runaway_window_ms", self.runaway_window_ms, allow_inf=False)
+        if not isinstance(self.self_trade_prevention, bool):
+            raise TickwiseError(
+                f"self_trade_prevention must be true or false, got {self.self_trade_prevention!r}"
+            )
+
+    @classmethod
+    def off(cls) -> RiskLimits:
+        """No pre-trade limits beyond order validity (tests and research only)."""
+        return cls(
+            max_open_orders=INF,
+            price_collar_pct=INF,
+            reference_max_age_ms=INF,
+            max_orders_per_sec=0,
+            self_trade_prevention=False,
+            runaway_repeats=0,
+        )
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    """When the kill switch trips, and what it does then (`[killswitch]`)."""
+
+    max_loss: float = INF  # session PnL (realised + unrealised - fees) below -max_loss
+    max_drawdown: float = INF  # PnL this far below its peak
+    price_jump_pct: float = 5.0  # mid moves more than this % within the window (0: off)
+    price_jump_sigmas: float = 0.0  # or more than this many standard deviations (0: off)
+    price_jump_window_ms: float = 60_000.0
+    price_jump_halts_instrument: bool = False  # true: only the instrument that jumped
+    stale_feed_ms: float = 5_000.0  # no event for this long (0: off)
+    seq_gap: bool = True  # a sequence number skipped
+    max_feed_latency_ms: float = 1_000.0  # ts_recv - ts_event beyond this ... (0: off)
+    feed_latency_events: int = 10  # ... for this many events in a row
+    max_rejects_per_sec: float = 50.0  # rejected orders within one second (0: off)
+    strategy_faults: bool = True  # NaN/inf from the strategy, or an exception in it
+    flatten: bool = False  # when halted, also close positions with reduce-only orders
+    # Triggers that move to REDUCING (only position-reducing orders pass) instead of HALTED.
+    reduce_only_on: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        _positive("max_loss", self.max_loss)
+        _positive("max_drawdown", self.max_drawdown)
+        for name in ("price_jump_pct", "price_jump_sigmas", "stale_feed_ms",
+                     "max_feed_latency_ms", "max_rejects_per_sec"):  # fmt: skip
+            _off_or_positive(name, getattr(self, name))
+        _positive("price_jump_window_ms", self.price_jump_window_ms, allow_inf=False)
+        _positive("feed_latency_events", self.feed_latency_events, allow_inf=False)
+        for name in ("price_jump_halts_instrument", "seq_gap", "strategy_faults", "flatten"):
+            if not isinstance(getattr(self, name), bool):
+                raise TickwiseError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        known = set(TRIP_NAMES.values()) - {"none"}
+        unknown = sorted(set(self.reduce_only_on) - known)
+        if unknown:
+            raise TickwiseError(
+                f"reduce_only_on names unknown triggers {unknown}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        object.__setattr__(self, "reduce_only_on", tuple(self.reduce_only_on))
+
+    @classmethod
+    def off(cls) -> KillSwitch:
+        """Every automatic trigger off (a person can still halt)."""
+        return cls(price_jump_pct=0, stale_feed_ms=0, seq_gap=False, max_feed_latency_ms=0,
+                   max_rejects_per_sec=0, strategy_faults=False)  # fmt: skip
+
+
+def _from_table(cls: type, table: dict[str, Any], where: str) -> Any:
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise TickwiseError(
+            f"{where}: unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}"
+        )
+    try:
+        return cls(**table)
+    except TypeError as exc:
+        raise TickwiseError(f"{where}: {exc}") from None
+
+
+def risk_from_table(table: dict[str, Any], where: str = "[risk]") -> RiskLimits:
+    """A `[risk]` table read from TOML, checked key by key."""
+    return _from_table(RiskLimits, table, where)
+
+
+def killswitch_from_table(table: dict[str, Any], where: str = "[killswitch]") -> KillSwitch:
+    """A `[killswitch]` table read from TOML, checked key by key."""
+    return _from_table(KillSwitch, table, where)
+
+
+def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
+    """The float64 array of limits the compiled guard reads (`ctx.limits`)."""
+    lim = np.full(N_LIMITS, INF)
+    lim[LIM_MAX_ORDER_QTY] = risk.max_order_qty
+    lim[LIM_MAX_NOTIONAL] = risk.max_notional
+    lim[LIM_MAX_POSITION] = risk.max_position
+    lim[LIM_MAX_GROSS] = risk.max_gross_exposure
+    lim[LIM_MAX_OPEN_ORDERS] = risk.max_open_orders
+    lim[LIM_COLLAR_PCT] = risk.price_collar_pct
+    lim[LIM_COLLAR_TICKS] = risk.price_collar_ticks
+    lim[LIM_REFERENCE_AGE_NS] = risk.reference_max_age_ms * 1e6
+    lim[LIM_MAX_ORDERS_PER_SEC] = risk.max_orders_per_sec
+    lim[LIM_RUNAWAY_REPEATS] = risk.runaway_repeats or INF
+    lim[LIM_RUNAWAY_WINDOW_NS] = risk.runaway_window_ms * 1e6
+    lim[LIM_SELF_TRADE] = float(risk.self_trade_prevention)
+    lim[LIM_MAX_LOSS] = kill.max_loss
+    lim[LIM_MAX_DRAWDOWN] = kill.max_drawdown
+    lim[LIM_JUMP_PCT] = kill.price_jump_pct or INF
+    lim[LIM_JUMP_SIGMAS] = kill.price_jump_sigmas or INF
+    lim[LIM_JUMP_WINDOW_NS] = kill.price_jump_window_ms * 1e6
+    lim[LIM_STALE_NS] = kill.stale_feed_ms * 1e6 or INF
+    lim[LIM_MAX_FEED_LATENCY_NS] = kill.max_feed_latency_ms * 1e6 or INF
+    lim[LIM_FEED_LATENCY_EVENTS] = kill.feed_latency_events
+    lim[LIM_MAX_REJECTS_PER_SEC] = kill.max_rejects_per_sec or INF
+    lim[LIM_FLATTEN] = float(kill.flatten)
+    lim[LIM_JUMP_HALTS_INSTRUMENT] = float(kill.price_jump_halts_instrument)
+    switched = {
+        TRIP_MAX_LOSS: kill.max_loss < INF,
+        TRIP_MAX_DRAWDOWN: kill.max_drawdown < INF,
+        TRIP_PRICE_JUMP: bool(kill.price_jump_pct or kill.price_jump_sigmas),
+        TRIP_STALE_FEED: bool(kill.stale_feed_ms),
+        TRIP_SEQ_GAP: kill.seq_gap,
+        TRIP_FEED_LATENCY: bool(kill.max_feed_latency_ms),
+        TRIP_REJECT_RATE: bool(kill.max_rejects_per_sec),
+        TRIP_STRATEGY_FAULT: kill.strategy_faults,
+        TRIP_RUNAWAY: bool(risk.runaway_repeats),
+    }
+    for trip, name in TRIP_NAMES.items():
+        on = switched.get(trip, True)  # a person's command is always on
+        target = STATE_REDUCING if name in kill.reduce_only_on else STATE_HALTED
+        lim[LIM_ACTION + trip] = target if on else 0
+    return lim
