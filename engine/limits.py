@@ -193,7 +193,7 @@ def _from_table(cls: type, table: dict[str, Any], where: str) -> Any:
         )
     try:
         return cls(**table)
-    except TypeError as exc:
+    except (TypeError, TickwiseError) as exc:
         raise TickwiseError(f"{where}: {exc}") from None
 
 

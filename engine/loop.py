@@ -126,9 +126,9 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        _guard_feed(ctx, i, ts_event[k], seq[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
-        arrive_nb(ctx, i)
+        arrive_nb(ctx, i)  # orders that reached the exchange before this event: beyond recall
+        _guard_feed(ctx, i, ts_event[k], seq[k])
         apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
         match_quote_nb(ctx, i)
         _guard_market(ctx, i, ts_event[k])
@@ -192,9 +192,9 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        _guard_feed(ctx, i, ts_event[k], seq[k])
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         arrive_nb(ctx, i)  # a no-op past the update's first delta: its orders have arrived
+        _guard_feed(ctx, i, ts_event[k], seq[k])
         _notify_fills(ctx, st, p, first_fill)
         apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
         if not flags[k] & BOOK_F_LAST:

@@ -1,0 +1,230 @@
+"""The kill switch on hand-made markets: each trigger halts in the event that crosses its
+threshold, resting orders are cancelled, no automated order follows, and only a person
+resumes, once the condition has cleared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.limits import KillSwitch, RiskLimits, risk_from_table
+from tickwise.engine.schemas import (
+    REASON_HALTED,
+    REASON_REDUCE_ONLY,
+    STATUS_CANCELLED,
+    STATUS_NEW,
+    STATUS_REJECTED,
+)
+from tickwise.engine.session import Session
+from tickwise.engine.strategy import load_strategy
+
+from ..conftest import simple_instruments
+from ..scripted import plan
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+SCRIPTED = f"{Path(__file__).parent.parent / 'scripted.py'}:Scripted"
+NAN = np.nan
+QUIET = KillSwitch.off()
+
+
+def session(rows, kill: KillSwitch = QUIET, risk: RiskLimits | None = None, **opts) -> Session:
+    s = Session(load_strategy(SCRIPTED), simple_instruments(1), risk=risk or RiskLimits.off(),
+                killswitch=kill, **opts)  # fmt: skip
+    plan(s.state, rows)
+    return s
+
+
+def quotes(mids, gaps_ms=None, seqs=None, late_ms=0.0, size=100.0) -> dict:
+    """A quote per mid (bid/ask 1 cent either side), 1 ms apart unless `gaps_ms` says."""
+    n = len(mids)
+    mids = np.asarray(mids, dtype=float)
+    steps = np.ones(n) if gaps_ms is None else np.asarray(gaps_ms, dtype=float)
+    ts = T0 + (np.cumsum(steps) * MS).astype(np.int64)
+    return {
+        "ts_event": ts,
+        "ts_recv": ts + int(late_ms * MS),
+        "instrument": np.zeros(n, np.uint32),
+        "seq": np.arange(1, n + 1, dtype=np.uint64)
+        if seqs is None
+        else np.asarray(seqs, np.uint64),
+        "bid_px": np.round(mids - 0.01, 2),
+        "ask_px": np.round(mids + 0.01, 2),
+        "bid_sz": np.full(n, size),
+        "ask_sz": np.full(n, size),
+    }
+
+
+def sent_after(result, ts: int) -> np.ndarray:
+    o = result.orders
+    return o[(o["status"] == STATUS_NEW) & (o["ts"] > ts)]
+
+
+# Orders: a resting bid at event 1, then a fresh buy at every event from 3 on (rows 1..14).
+RESTING_THEN_EVERY_EVENT = [(1, +1, 1, 9.0)] + [(e, +1, 1, NAN) for e in range(3, 17)]
+
+
+@pytest.mark.parametrize(
+    ("kill", "market", "trip", "at"),
+    [
+        # 10 -> 9.4 (-6 %) within the window: a flash crash, at the 6th quote.
+        (
+            KillSwitch(**{**vars(QUIET), "price_jump_pct": 5.0}),
+            quotes([10.0] * 5 + [9.4] * 11),
+            "price_jump",
+            5,
+        ),
+        (
+            KillSwitch(**{**vars(QUIET), "stale_feed_ms": 50.0}),
+            quotes([10.0] * 16, gaps_ms=[1] * 7 + [80] + [1] * 8),
+            "stale_feed",
+            7,
+        ),
+        (
+            KillSwitch(**{**vars(QUIET), "seq_gap": True}),
+            quotes([10.0] * 16, seqs=list(range(1, 9)) + list(range(12, 20))),
+            "seq_gap",
+            8,
+        ),
+        (
+            KillSwitch(**{**vars(QUIET), "max_feed_latency_ms": 2.0, "feed_latency_events": 3}),
+            quotes([10.0] * 16, late_ms=5.0),
+            "feed_latency",
+            2,
+        ),
+    ],
+    ids=["price_jump", "stale_feed", "seq_gap", "feed_latency"],
+)
+def test_a_trigger_halts_in_the_event_that_crosses_it(kill, market, trip, at) -> None:
+    s = session(RESTING_THEN_EVERY_EVENT, kill)
+    r = s.on_batch("quotes", market)
+    status = s.status()
+    assert status["halted"]
+    assert status["halt_reason"] == trip
+    halt_ts = int(market["ts_event"][at])
+    assert status["halt_ts"] == halt_ts  # the very event that crossed the threshold
+    # Automated orders went out at every event before it, none from it on.
+    assert (r.orders["status"] == STATUS_NEW).sum() == 1 + (at - 2)
+    refused = r.orders[r.orders["status"] == STATUS_REJECTED]
+    assert (refused["reason"] == REASON_HALTED).all()
+    assert len(refused) == 16 - at
+    # The resting bid was cancelled in that same event.
+    cancelled = r.orders[r.orders["status"] == STATUS_CANCELLED]
+    assert cancelled["id"].tolist() == [1]
+    assert s.ctx.clock[4] == 0  # nothing left working
+
+
+def test_loss_and_drawdown_limits_trip_on_the_mark() -> None:
+    kill = KillSwitch(**{**vars(QUIET), "max_loss": 50.0})
+    s = session([(1, +1, 100, NAN)], kill)
+    r = s.on_batch("quotes", quotes([10.0, 10.0, 9.8, 9.6, 9.4, 9.2]))
+    # Bought 100 at 10.01; marked at the mid: -21 at 9.8, -41 at 9.6, -61 at 9.4: trips there.
+    status = s.status()
+    assert status["halt_reason"] == "max_loss"
+    assert status["halt_ts"] == T0 + 5 * MS
+    assert status["halt_value"] == pytest.approx(-61.0)
+    assert len(r.fills) == 1
+    kill = KillSwitch(**{**vars(QUIET), "max_drawdown": 30.5})
+    s = session([(1, +1, 100, NAN)], kill)
+    s.on_batch("quotes", quotes([10.0, 10.0, 10.5, 10.4, 10.2, 10.0]))
+    # Peak +49 at 10.5; 10.2 is +19, 30 below the peak (within); 10.0 is -1: beyond.
+    assert s.status()["halt_reason"] == "max_drawdown"
+    assert s.status()["halt_ts"] == T0 + 6 * MS
+
+
+def test_flattening_closes_positions_with_reduce_only_orders() -> None:
+    kill = KillSwitch(**{**vars(QUIET), "max_loss": 50.0, "flatten": True})
+    s = session([(1, +1, 100, NAN)], kill)
+    r = s.on_batch("quotes", quotes([10.0, 10.0, 9.8, 9.6, 9.4, 9.2, 9.2]))
+    assert s.status()["halt_reason"] == "max_loss"
+    assert r.fills["side"].tolist() == [1, -1]
+    assert r.fills["price"].tolist() == [10.01, 9.39]  # sold at the bid of the halting quote
+    assert s.ctx.portfolio[0]["qty"] == 0.0
+
+
+def test_a_reject_storm_and_a_runaway_strategy_trip_it() -> None:
+    risk = RiskLimits(**{**vars(RiskLimits.off()), "max_order_qty": 5.0})
+    kill = KillSwitch(**{**vars(QUIET), "max_rejects_per_sec": 3.0})
+    s = session([(e, +1, 10, NAN) for e in range(1, 9)], kill, risk)  # 10 > max_order_qty
+    s.on_batch("quotes", quotes([10.0] * 10))
+    assert s.status()["halt_reason"] == "reject_rate"
+    assert s.status()["halt_ts"] == T0 + 4 * MS  # the 4th reject within a second
+    risk = RiskLimits(**{**vars(RiskLimits.off()), "runaway_repeats": 4, "runaway_window_ms": 100})
+    s = session([(e, +1, 1, 9.0) for e in range(1, 9)], risk=risk)  # the same bid, again
+    r = s.on_batch("quotes", quotes([10.0] * 10))
+    assert s.status()["halt_reason"] == "runaway"
+    assert (r.orders["status"] == STATUS_NEW).sum() == 4  # the 4th is the one that trips it
+    assert s.ctx.clock[4] == 0
+
+
+def test_a_strategy_sending_nan_or_raising_is_halted(tmp_path: Path) -> None:
+    s = session([(2, +1, NAN, NAN)], KillSwitch(**{**vars(QUIET), "strategy_faults": True}))
+    s.on_batch("quotes", quotes([10.0] * 4))
+    assert s.status()["halt_reason"] == "strategy_fault"
+    path = tmp_path / "raising.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, kernel, buy\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    buy(ctx, 0, 1.0, 9.0)\n"
+        "    if q.seq == 3:\n"
+        "        raise ValueError('the model broke')\n"
+        "class Raising(Strategy):\n"
+        "    on_quote = on_quote\n"
+    )
+    s = Session(load_strategy(f"{path}:Raising"), simple_instruments(1), risk=RiskLimits.off(),
+                killswitch=KillSwitch(**{**vars(QUIET), "strategy_faults": True}))  # fmt: skip
+    r = s.on_batch("quotes", quotes([10.0] * 6))
+    status = s.status()
+    assert status["halt_reason"] == "strategy_fault"
+    assert "the model broke" in status["fault"]
+    assert "row 2" in status["fault"]
+    assert (r.orders["status"] == STATUS_NEW).sum() == 3  # quotes 1, 2, 3 (before it raised)
+    assert (r.orders["status"] == STATUS_CANCELLED).sum() == 3
+    assert (r.orders["reason"] == REASON_HALTED).sum() == 3  # quotes 4, 5 and 6
+    assert r.events == 6
+
+
+def test_halt_is_latched_and_resume_waits_for_the_condition_to_clear() -> None:
+    kill = KillSwitch(**{**vars(QUIET), "seq_gap": True})
+    s = session([(e, +1, 1, 9.0 + 0.01 * e) for e in range(1, 13)], kill)
+    s.on_batch("quotes", quotes([10.0] * 4, seqs=[1, 2, 5, 6]))  # a gap, then in sequence
+    assert s.status()["halt_reason"] == "seq_gap"
+    s.on_batch("quotes", {k: v for k, v in quotes([10.0] * 4, seqs=[7, 8, 9, 10]).items()})
+    assert s.status()["halted"]  # latched, though the feed is fine again
+    s2 = session([], kill)
+    s2.on_batch("quotes", quotes([10.0] * 3, seqs=[1, 2, 9]))  # the gap is the latest event
+    with pytest.raises(TickwiseError, match="cannot resume: instruments \\[0\\]"):
+        s2.resume()
+    s.resume()
+    assert not s.status()["halted"]
+    r = s.on_batch("quotes", quotes([10.0] * 4, seqs=[11, 12, 13, 14]))
+    assert (r.orders["status"] == STATUS_NEW).sum() > 0  # trading again
+
+
+def test_a_person_can_halt_or_reduce_one_instrument_or_all() -> None:
+    s = session([(1, +1, 100, NAN), (3, +1, 10, NAN), (4, -1, 30, NAN), (5, -1, 90, NAN)])
+    s.on_batch("quotes", quotes([10.0, 10.0]))
+    s.halt(state="reducing")
+    r = s.on_batch("quotes", quotes([10.0] * 4))
+    rej = r.orders[r.orders["status"] == STATUS_REJECTED]
+    # Reducing: the buy at event 3 and the sell of 90 (more than the 70 left) are refused.
+    assert rej["reason"].tolist() == [REASON_REDUCE_ONLY, REASON_REDUCE_ONLY]
+    assert s.ctx.portfolio[0]["qty"] == 70.0
+    s.resume()
+    s.halt(instrument=0)
+    assert s.status()["instruments"] == {"I0": "halted"}
+    with pytest.raises(TickwiseError, match="unknown trading state"):
+        s.halt(state="paused")
+
+
+def test_limits_are_checked_with_their_names() -> None:
+    with pytest.raises(TickwiseError, match="max_position must be positive"):
+        risk_from_table({"max_position": -5})
+    with pytest.raises(TickwiseError, match=r"unknown keys \['max_lost'\]"):
+        risk_from_table({"max_lost": 5})
+    with pytest.raises(TickwiseError, match="reduce_only_on names unknown triggers"):
+        KillSwitch(reduce_only_on=("flash",))
