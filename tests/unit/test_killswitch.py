@@ -13,6 +13,7 @@ from tickwise.engine.errors import TickwiseError
 from tickwise.engine.limits import KillSwitch, RiskLimits, risk_from_table
 from tickwise.engine.schemas import (
     REASON_HALTED,
+    REASON_NAMES,
     REASON_REDUCE_ONLY,
     STATUS_CANCELLED,
     STATUS_NEW,
@@ -228,3 +229,57 @@ def test_limits_are_checked_with_their_names() -> None:
         risk_from_table({"max_lost": 5})
     with pytest.raises(TickwiseError, match="reduce_only_on names unknown triggers"):
         KillSwitch(reduce_only_on=("flash",))
+
+
+OFF = vars(RiskLimits.off())
+
+
+@pytest.mark.parametrize(
+    ("limits", "rows", "reasons"),
+    [
+        # Collar 1 % around the mid 10.00: 10.09 passes, 10.11 does not; 3 ticks: 10.04 fails.
+        ({"price_collar_pct": 1.0}, [(1, -1, 1, 10.09), (1, -1, 1, 10.11)],
+         ["none", "price_collar"]),
+        ({"price_collar_ticks": 3}, [(1, -1, 1, 10.03), (1, -1, 1, 10.04)],
+         ["none", "price_collar"]),
+        ({"max_order_qty": 5}, [(1, +1, 5, 9.9), (1, +1, 6, 9.9)], ["none", "max_order_qty"]),
+        # Notional: 10 x 9.90 = 99 passes, 11 x 9.90 does not; a market buy at the ask 10.01.
+        ({"max_notional": 100}, [(1, +1, 10, 9.9), (1, +1, 11, 9.9), (1, +1, 10, NAN)],
+         ["none", "max_notional", "max_notional"]),
+        # Position counts working orders: 60 + 40 working reach the limit, 1 more does not.
+        ({"max_position": 100}, [(1, +1, 60, 9.9), (1, +1, 40, 9.8), (1, +1, 1, 9.7),
+                                 (1, -1, 100, 10.1)], ["none", "none", "max_position", "none"]),
+        ({"max_gross_exposure": 500}, [(1, +1, 30, 9.9), (1, +1, 21, 9.9)],
+         ["none", "max_gross_exposure"]),
+        ({"max_open_orders": 2}, [(1, +1, 1, 9.9), (1, +1, 1, 9.8), (1, +1, 1, 9.7)],
+         ["none", "none", "max_open_orders"]),
+        ({"max_orders_per_sec": 2}, [(1, +1, 1, 9.9), (2, +1, 1, 9.8), (3, +1, 1, 9.7)],
+         ["none", "none", "max_orders_per_sec"]),
+        # Our own bid at 9.95 rests: a sell at 9.95 or a market sell would trade with it.
+        ({"self_trade_prevention": True}, [(1, +1, 1, 9.95), (2, -1, 1, 9.95), (2, -1, 1, NAN),
+                                           (2, -1, 1, 9.96)],
+         ["none", "self_trade", "self_trade", "none"]),
+    ],
+    ids=["collar_pct", "collar_ticks", "qty", "notional", "position", "gross", "open_orders",
+         "throttle", "self_trade"],
+)  # fmt: skip
+def test_each_pre_trade_check_refuses_with_its_reason(limits, rows, reasons) -> None:
+    s = session(rows, risk=RiskLimits(**{**OFF, **limits}))
+    r = s.on_batch("quotes", quotes([10.0] * 3))
+    sent = r.orders[np.isin(r.orders["status"], [STATUS_NEW, STATUS_REJECTED])]
+    assert [REASON_NAMES[int(x)] for x in sent["reason"]] == reasons
+
+
+def test_a_missing_or_stale_reference_price_means_the_collar_refuses() -> None:
+    risk = RiskLimits(**{**OFF, "price_collar_pct": 5.0, "reference_max_age_ms": 50.0})
+    reasons = []
+    for late_ms in (10.0, 80.0):  # the strategy sees each quote this late
+        s = session([(1, +1, 1, 9.9)], risk=risk)
+        r = s.on_batch("quotes", quotes([10.0, 10.0], late_ms=late_ms))
+        reasons += [REASON_NAMES[int(x)] for x in r.orders["reason"]]
+    one_sided = quotes([10.0, 10.0])  # no bid: no mid to check against
+    one_sided["bid_px"][:] = np.nan
+    one_sided["bid_sz"][:] = 0.0
+    s = session([(1, +1, 1, 9.9)], risk=risk)
+    reasons += [REASON_NAMES[int(x)] for x in s.on_batch("quotes", one_sided).orders["reason"]]
+    assert reasons == ["none", "no_reference_price", "no_reference_price"]
