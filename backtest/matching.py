@@ -81,7 +81,7 @@ def _fill(ctx, k, qty, px, liquidity, ts):
     return False
 
 
-@cold_kernel
+@kernel
 def _take(ctx, k, ts, skip):
     """Order k takes liquidity from the opposite side, best price first, up to its limit,
     passing over the first `skip` units (taken by our earlier orders in this step).
@@ -146,7 +146,7 @@ def _shown_at(ctx, i, side, price):
     return np.nan
 
 
-@cold_kernel
+@kernel
 def _enter(ctx, k, ts, taken_bid, taken_ask):
     """A fresh order k meets the market as it stands at ts: it takes what it can, then rests
     (a limit) or cancels its rest (IOC, market). Returns (row gone, taken_bid, taken_ask)."""

@@ -1,4 +1,9 @@
-"""The callback a strategy leaves out: does nothing (compiled away)."""
+"""What a loop calls in place of a missing piece: does nothing (compiled away).
+
+`ignore` stands for a callback a strategy leaves out; the `unguarded_*` kernels
+stand for the kill switch in the loop variant that benchmarks compile to
+measure what the guard costs (never used to trade).
+"""
 
 from tickwise.engine.jit import kernel
 
@@ -6,3 +11,18 @@ from tickwise.engine.jit import kernel
 @kernel
 def ignore(ctx, event, st, p):
     """A callback that ignores its event."""
+
+
+@kernel
+def unguarded_feed(ctx, i, ts, seq):
+    """No kill-switch look at an arriving event (benchmarks only)."""
+
+
+@kernel
+def unguarded_market(ctx, i, ts):
+    """No kill-switch look at the market (benchmarks only)."""
+
+
+@kernel
+def unguarded_enforce(ctx):
+    """No kill-switch action (benchmarks only)."""

@@ -89,7 +89,8 @@ IG_LAST_SEQ = 1  # last sequence number seen (0: none yet)
 IG_GAP_OPEN = 2  # 1 after a gap until an event in sequence arrives
 IG_BUCKET = 3  # current price-jump bucket (ts // bucket width)
 IG_BUCKETS = 4  # buckets seen (the sigma estimate needs some)
-N_IG = 5
+IG_BUCKET_END = 5  # when the current bucket ends (ns): the next event past it rolls the window
+N_IG = 6
 
 # Columns of `ctx.inst_guard_f` (float64, a row per instrument).
 IGF_PNL = 0  # the instrument's PnL when last updated (its share of GF_PNL)
@@ -98,7 +99,9 @@ IGF_LAST_CLOSE = 2  # the mid at the end of the previous bucket
 IGF_CLOSE = 3  # the latest mid in the current bucket
 IGF_LO = 4  # lowest mid of the window's other buckets
 IGF_HI = 5  # highest
-N_IGF = 6
+IGF_SIGMA_FACTOR = 6  # exp(price_jump_sigmas x the window's standard deviation): a jump is
+#                       a mid beyond the window's extremes by this factor (inf: not yet known)
+N_IGF = 7
 
 JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
 
@@ -185,6 +188,7 @@ def new_context(
     inst_guard_f[:, IGF_CLOSE] = np.nan
     inst_guard_f[:, IGF_LO] = np.inf
     inst_guard_f[:, IGF_HI] = -np.inf
+    inst_guard_f[:, IGF_SIGMA_FACTOR] = np.inf
     throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
     return Ctx(
         clock=clock,

@@ -23,6 +23,7 @@ from tickwise.engine.jit import cold_kernel, kernel
 from .context import (
     CLK_N_OPEN,
     CLK_NOW,
+    CLK_RECV,
     G_DUP_COUNT,
     G_FLATTENING,
     G_LAST_TS,
@@ -39,6 +40,7 @@ from .context import (
     GF_TRIP_LIMIT,
     GF_TRIP_VALUE,
     IG_BUCKET,
+    IG_BUCKET_END,
     IG_BUCKETS,
     IG_GAP_OPEN,
     IG_LAST_SEQ,
@@ -48,6 +50,7 @@ from .context import (
     IGF_LAST_CLOSE,
     IGF_LO,
     IGF_PNL,
+    IGF_SIGMA_FACTOR,
     IGF_VAR,
     JUMP_BUCKETS,
 )
@@ -119,13 +122,17 @@ def watch_feed_nb(ctx, i, ts, recv, seq):
 
 
 @cold_kernel
-def _roll_buckets(ctx, i, bucket):
-    """Start price-jump bucket `bucket` of instrument i: clear the buckets that fell out of
-    the window, fold the closed bucket's return into the volatility estimate, and keep the
-    extremes of the window's other buckets."""
+def _roll_buckets(ctx, i, ts):
+    """Start the price-jump bucket of instrument i that holds ts: clear the buckets that
+    fell out of the window, fold the closed bucket's return into the volatility estimate,
+    and keep the extremes of the window's other buckets (so that each event compares
+    against two numbers, without dividing or taking logs)."""
     ig = ctx.inst_guard
     igf = ctx.inst_guard_f
+    lim = ctx.limits
     ring = ctx.jump_ring[i]
+    width = np.int64(lim[LIM_JUMP_WINDOW_NS] / JUMP_BUCKETS)
+    bucket = ts // width
     prev = ig[i, IG_BUCKET]
     close = igf[i, IGF_CLOSE]
     last = igf[i, IGF_LAST_CLOSE]
@@ -140,6 +147,7 @@ def _roll_buckets(ctx, i, bucket):
         ring[0, slot] = np.inf
         ring[1, slot] = -np.inf
     ig[i, IG_BUCKET] = bucket
+    ig[i, IG_BUCKET_END] = (bucket + 1) * width
     now = bucket % JUMP_BUCKETS
     lo = np.inf
     hi = -np.inf
@@ -149,33 +157,47 @@ def _roll_buckets(ctx, i, bucket):
             hi = max(hi, ring[1, slot])
     igf[i, IGF_LO] = lo
     igf[i, IGF_HI] = hi
+    factor = np.inf
+    if lim[LIM_JUMP_SIGMAS] < np.inf and ig[i, IG_BUCKETS] >= SIGMA_MIN_BUCKETS:
+        sd = math.sqrt(igf[i, IGF_VAR] * JUMP_BUCKETS)  # of a whole window's move
+        if sd > 0.0:
+            factor = math.exp(lim[LIM_JUMP_SIGMAS] * sd)
+    igf[i, IGF_SIGMA_FACTOR] = factor
+
+
+@cold_kernel
+def _jump_trip(ctx, i, mid, lo, hi):
+    """A jump beyond a limit: trip, with the size of the move (in % or in deviations)."""
+    lim = ctx.limits
+    move = max(hi - mid, mid - lo) / mid * 100.0
+    if move > lim[LIM_JUMP_PCT]:
+        trip_nb(ctx, TRIP_PRICE_JUMP, i, move, lim[LIM_JUMP_PCT])
+    else:
+        factor = ctx.inst_guard_f[i, IGF_SIGMA_FACTOR]
+        sigmas = max(math.log(hi / mid), math.log(mid / lo)) / math.log(factor)
+        trip_nb(ctx, TRIP_PRICE_JUMP, i, sigmas * lim[LIM_JUMP_SIGMAS], lim[LIM_JUMP_SIGMAS])
 
 
 @kernel
 def _watch_jump(ctx, i, ts, mid):
     """A move of the mid beyond the limit (in % or in standard deviations of its usual
     moves) from the highest or lowest mid of the last window."""
-    lim = ctx.limits
-    width = lim[LIM_JUMP_WINDOW_NS] / JUMP_BUCKETS
-    bucket = np.int64(ts // width)
-    if bucket != ctx.inst_guard[i, IG_BUCKET]:
-        _roll_buckets(ctx, i, bucket)
+    if ts >= ctx.inst_guard[i, IG_BUCKET_END]:
+        _roll_buckets(ctx, i, ts)
+    slot = ctx.inst_guard[i, IG_BUCKET] % JUMP_BUCKETS
     ring = ctx.jump_ring[i]
-    slot = bucket % JUMP_BUCKETS
     ring[0, slot] = min(ring[0, slot], mid)
     ring[1, slot] = max(ring[1, slot], mid)
     igf = ctx.inst_guard_f
     igf[i, IGF_CLOSE] = mid
     lo = min(igf[i, IGF_LO], ring[0, slot])
     hi = max(igf[i, IGF_HI], ring[1, slot])
-    move = max(hi - mid, mid - lo) / mid * 100.0
-    if move > lim[LIM_JUMP_PCT]:
-        trip_nb(ctx, TRIP_PRICE_JUMP, i, move, lim[LIM_JUMP_PCT])
-    elif lim[LIM_JUMP_SIGMAS] < np.inf and ctx.inst_guard[i, IG_BUCKETS] >= SIGMA_MIN_BUCKETS:
-        sd = math.sqrt(igf[i, IGF_VAR] * JUMP_BUCKETS)  # of a window's move
-        log_move = max(math.log(hi / mid), math.log(mid / lo))
-        if sd > 0.0 and log_move > lim[LIM_JUMP_SIGMAS] * sd:
-            trip_nb(ctx, TRIP_PRICE_JUMP, i, log_move / sd, lim[LIM_JUMP_SIGMAS])
+    band = mid * ctx.limits[LIM_JUMP_PCT] * 0.01
+    factor = igf[i, IGF_SIGMA_FACTOR]
+    beyond = (hi - mid > band) | (mid - lo > band)
+    beyond = beyond | (hi > mid * factor) | (mid > lo * factor)
+    if beyond:
+        _jump_trip(ctx, i, mid, lo, hi)
 
 
 @kernel
@@ -198,6 +220,21 @@ def watch_market_nb(ctx, i, ts):
         mid = mid_price(ctx, i)
         if mid > 0.0 and mid < np.inf:
             _watch_jump(ctx, i, ts, mid)
+
+
+@kernel
+def guard_feed_nb(ctx, i, ts, seq):
+    """The kill switch's look at an arriving event (and whatever the timer's callback did)."""
+    watch_feed_nb(ctx, i, ts, ctx.clock[CLK_RECV], seq)
+    enforce_nb(ctx)
+
+
+@kernel
+def guard_market_nb(ctx, i, ts):
+    """Its look once the event and its fills are applied: before the strategy sees the
+    event, so that a trip stops its orders in this very event."""
+    watch_market_nb(ctx, i, ts)
+    enforce_nb(ctx)
 
 
 @kernel

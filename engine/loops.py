@@ -22,12 +22,34 @@ from types import ModuleType
 
 import numba
 
-from . import callbacks, context, indicators, jit, loop, market, orders, portfolio, risk, schemas
+from . import (
+    callbacks,
+    context,
+    indicators,
+    jit,
+    killswitch,
+    limits,
+    loop,
+    market,
+    orders,
+    portfolio,
+    risk,
+    schemas,
+)
 from .strategy import Strategy, StrategyError
 
 _ENGINE_SOURCES = (
-    loop, callbacks, context, indicators, jit, market, orders, portfolio, risk, schemas,
+    loop, callbacks, context, indicators, jit, killswitch, limits, market, orders, portfolio,
+    risk, schemas,
 )  # fmt: skip
+
+# The kill switch's lines of the loop, and what the benchmark-only unguarded variant has.
+_CALLBACKS = "from tickwise.engine.callbacks import"
+_UNGUARDED = {
+    "_guard_feed = guard_feed_nb  # guard": f"{_CALLBACKS} unguarded_feed as _guard_feed",
+    "_guard_market = guard_market_nb  # guard": f"{_CALLBACKS} unguarded_market as _guard_market",
+    "_enforce = enforce_nb  # guard": f"{_CALLBACKS} unguarded_enforce as _enforce",
+}
 
 
 def cache_dir() -> Path:
@@ -50,8 +72,9 @@ def _callback_origin(strategy: type[Strategy], name: str, fn: object) -> tuple[s
     return module_name, qualname, Path(inspect.getfile(py_func))
 
 
-def specialised_source(strategy: type[Strategy]) -> str:
-    """The loop's source with the callbacks and parameter/state tuples of `strategy`."""
+def specialised_source(strategy: type[Strategy], guarded: bool = True) -> str:
+    """The loop's source with the callbacks of `strategy` (and, only for measuring what the
+    kill switch costs, without it)."""
     origins = {n: _callback_origin(strategy, n, fn) for n, fn in strategy.callbacks().items()}
     lines = []
     for line in Path(loop.__file__).read_text().splitlines():
@@ -61,6 +84,8 @@ def specialised_source(strategy: type[Strategy]) -> str:
             module_name, qualname, _ = origins[marker]
             lines.append(f"from {module_name} import {qualname} as _strategy_{marker}")
             line = f"_{marker} = kernel(_strategy_{marker}.py_func)  # callback: {marker}"
+        if not guarded and line in _UNGUARDED:
+            line = _UNGUARDED[line]
         lines.append(line)
     lines.append(f"# specialised for {strategy.__module__}.{strategy.__qualname__}")
     return "\n".join(lines) + "\n"
@@ -80,9 +105,10 @@ def _fingerprint(strategy: type[Strategy], source: str) -> str:
     return h.hexdigest()[:20]
 
 
-def compiled_loop(strategy: type[Strategy]) -> ModuleType:
-    """The loop module specialised for `strategy` (written and imported on first use)."""
-    source = specialised_source(strategy)
+def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
+    """The loop module specialised for `strategy` (written and imported on first use).
+    `guarded=False` leaves the kill switch out: benchmarks only, never to trade."""
+    source = specialised_source(strategy, guarded)
     digest = _fingerprint(strategy, source)
     name = f"tickwise_loop_{digest}"
     if name in sys.modules:

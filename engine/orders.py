@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.engine.jit import cold_kernel, kernel
+from tickwise.engine.jit import kernel
 
 from .context import (
     CLK_JITTER_NS,
@@ -24,11 +24,10 @@ from .context import (
     G_SESSION,
     G_STRATEGY,
 )
-from .risk import check_order_nb, note_order_nb, working_qty
+from .risk import gate_nb, working_qty
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
-    REASON_BOOK_FULL,
     REASON_NONE,
     SIDE_BUY,
     SIDE_SELL,
@@ -78,16 +77,13 @@ def _latency(ctx, oid):
     return base + np.int64(u * jitter)
 
 
-@cold_kernel
+@kernel
 def submit_nb(ctx, i, side, qty, price, order_type, tif):
     """Send an order: its id (> 0) if it passed the risk gate, else minus its id."""
     oid = ctx.clock[CLK_NEXT_ID]
     ctx.clock[CLK_NEXT_ID] = oid + 1
-    reason = check_order_nb(ctx, i, side, qty, price, order_type)
+    reason = gate_nb(ctx, i, side, qty, price, order_type)
     n_open = ctx.clock[CLK_N_OPEN]
-    if reason == REASON_NONE and n_open >= ctx.open_orders.size:
-        reason = REASON_BOOK_FULL
-    note_order_nb(ctx, i, side, qty, price, reason)
     if reason != REASON_NONE:
         _log(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
         return -oid
@@ -113,20 +109,28 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     return oid
 
 
+# The order functions below call `submit_nb` from one place each: it is inlined where it
+# is called, and one copy per call keeps compile times down.
+
+
+@kernel
+def _send(ctx, instrument, side, qty, price, tif):
+    """A limit order at `price`, or a market order (IOC) when price is NaN."""
+    market = price != price
+    order_type = ORD_MARKET if market else ORD_LIMIT
+    return submit_nb(ctx, instrument, side, qty, price, order_type, TIF_IOC if market else tif)
+
+
 @kernel
 def buy(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
     """Buy `qty`: a limit order at `price`, or a market order (IOC) when price is NaN."""
-    if price != price:
-        return submit_nb(ctx, instrument, SIDE_BUY, qty, price, ORD_MARKET, TIF_IOC)
-    return submit_nb(ctx, instrument, SIDE_BUY, qty, price, ORD_LIMIT, tif)
+    return _send(ctx, instrument, SIDE_BUY, qty, price, tif)
 
 
 @kernel
 def sell(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
     """Sell `qty`: a limit order at `price`, or a market order (IOC) when price is NaN."""
-    if price != price:
-        return submit_nb(ctx, instrument, SIDE_SELL, qty, price, ORD_MARKET, TIF_IOC)
-    return submit_nb(ctx, instrument, SIDE_SELL, qty, price, ORD_LIMIT, tif)
+    return _send(ctx, instrument, SIDE_SELL, qty, price, tif)
 
 
 @kernel
@@ -138,7 +142,7 @@ def remove_open_nb(ctx, k):
     ctx.clock[CLK_N_OPEN] = last
 
 
-@cold_kernel
+@kernel
 def cancel_row_nb(ctx, k):
     """The exchange cancels the order in row k now: logged, then removed from the table."""
     o = ctx.open_orders[k]
@@ -147,7 +151,7 @@ def cancel_row_nb(ctx, k):
     remove_open_nb(ctx, k)
 
 
-@cold_kernel
+@kernel
 def _request_cancel(ctx, k):
     """The strategy asks to cancel row k. Without latency it takes effect at once; with it,
     the request reaches the exchange after the order latency, and the order can still fill
@@ -221,11 +225,10 @@ def trade_to(ctx, instrument, target):
     """Send a market order for the difference between `target` and the net position;
     its id, or 0 when there is nothing to do."""
     net = net_position(ctx, instrument)
-    if target > net:
-        return buy(ctx, instrument, target - net)
-    if target < net:
-        return sell(ctx, instrument, net - target)
-    return 0
+    if target == net:
+        return 0
+    side = SIDE_BUY if target > net else SIDE_SELL
+    return _send(ctx, instrument, side, abs(target - net), np.nan, TIF_GTC)
 
 
 @kernel

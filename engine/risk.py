@@ -67,6 +67,7 @@ from .schemas import (
     ORD_MARKET,
     REASON_BAD_PRICE,
     REASON_BAD_QTY,
+    REASON_BOOK_FULL,
     REASON_COLLAR,
     REASON_GROSS_LIMIT,
     REASON_HALTED,
@@ -169,7 +170,7 @@ def _gross_exposure(ctx):
     return gross
 
 
-@cold_kernel
+@kernel
 def _self_trade(ctx, i, side, price, order_type):
     """True when the order would trade against one of our own resting orders."""
     for k in range(ctx.clock[CLK_N_OPEN]):
@@ -181,7 +182,7 @@ def _self_trade(ctx, i, side, price, order_type):
     return False
 
 
-@cold_kernel
+@kernel
 def check_order_nb(ctx, i, side, qty, price, order_type):
     """The reject reason of an order, or REASON_NONE when it may leave."""
     if i < 0 or i >= ctx.instruments.size or ctx.instruments[i].tick_size == 0.0:
@@ -271,7 +272,7 @@ def trip_nb(ctx, trip, instrument, value, limit):
     return True
 
 
-@cold_kernel
+@kernel
 def note_order_nb(ctx, i, side, qty, price, reason):
     """After the gate: count rejects (reject rate), spot a runaway strategy repeating the
     same order, a strategy sending NaN or infinite values, and stamp the throttle."""
@@ -310,3 +311,14 @@ def note_order_nb(ctx, i, side, qty, price, reason):
         slot = g[G_THROTTLE_NEXT]
         ring[slot] = now
         g[G_THROTTLE_NEXT] = slot + 1 if slot + 1 < ring.size else 0
+
+
+@cold_kernel
+def gate_nb(ctx, i, side, qty, price, order_type):
+    """The whole gate for one order, compiled once and called: its checks, then the
+    bookkeeping of rejects, repeats and rate. Returns the reject reason (or REASON_NONE)."""
+    reason = check_order_nb(ctx, i, side, qty, price, order_type)
+    if reason == REASON_NONE and ctx.clock[CLK_N_OPEN] >= ctx.open_orders.size:
+        reason = REASON_BOOK_FULL
+    note_order_nb(ctx, i, side, qty, price, reason)
+    return reason

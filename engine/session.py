@@ -60,13 +60,15 @@ class Session:
         strategy: type[Strategy],
         instruments: Instruments,
         params: Mapping[str, Any] | None = None,
+        *,
+        guarded: bool = True,
         **context_options: Any,
     ) -> None:
         strategy.validate()
         self.strategy = strategy
         self.instruments = instruments
         self.params = strategy.resolve_params(params)
-        self.loop = compiled_loop(strategy)
+        self.loop = compiled_loop(strategy, guarded)  # unguarded: to measure the guard only
         context_options.setdefault("strategy_id", zlib.crc32(strategy.name().encode()))
         self.ctx = new_context(
             instruments, timer_ns=strategy.timer_ns(self.params), **context_options
