@@ -2,12 +2,14 @@
 one trips it, stops automated trading in that same event.
 
 The loop calls `watch_feed_nb` as an event arrives (stale feed, sequence gap,
-feed latency), `watch_market_nb` once the market and the fills of the event are
-applied (loss, drawdown, price jump), and `enforce_nb` after each of those and
-after the strategy has acted: a pending trip cancels the resting orders in its
-scope and, if configured, flattens positions with reduce-only market orders
-that still pass the collar. Rejects, runaway strategies and NaN orders trip it
-from the risk gate (`engine.risk`). The halt is latched: only a person resumes,
+feed latency) and `watch_market_nb` once the market and the fills of the event
+are applied (loss, drawdown, price jump). A trip changes the trading state at
+once, so the strategy's orders in that event are already refused; `enforce_nb`
+at the end of the event then cancels the resting orders in its scope and, if
+configured, flattens positions with reduce-only market orders that still pass
+the collar (one call per event: every call out of the loop costs it speed).
+Rejects, runaway strategies and NaN orders trip it from the risk gate
+(`engine.risk`). The halt is latched: only a person resumes,
 through `Session.resume`, and only once the condition has cleared.
 """
 
@@ -121,7 +123,7 @@ def watch_feed_nb(ctx, i, ts, recv, seq):
         g[G_LATE_RUN] = 0
 
 
-@cold_kernel
+@kernel
 def _roll_buckets(ctx, i, ts):
     """Start the price-jump bucket of instrument i that holds ts: clear the buckets that
     fell out of the window, fold the closed bucket's return into the volatility estimate,
@@ -165,7 +167,7 @@ def _roll_buckets(ctx, i, ts):
     igf[i, IGF_SIGMA_FACTOR] = factor
 
 
-@cold_kernel
+@kernel
 def _jump_trip(ctx, i, mid, lo, hi):
     """A jump beyond a limit: trip, with the size of the move (in % or in deviations)."""
     lim = ctx.limits
@@ -226,7 +228,6 @@ def watch_market_nb(ctx, i, ts):
 def guard_feed_nb(ctx, i, ts, seq):
     """The kill switch's look at an arriving event (and whatever the timer's callback did)."""
     watch_feed_nb(ctx, i, ts, ctx.clock[CLK_RECV], seq)
-    enforce_nb(ctx)
 
 
 @kernel
@@ -234,7 +235,6 @@ def guard_market_nb(ctx, i, ts):
     """Its look once the event and its fills are applied: before the strategy sees the
     event, so that a trip stops its orders in this very event."""
     watch_market_nb(ctx, i, ts)
-    enforce_nb(ctx)
 
 
 @kernel

@@ -127,7 +127,7 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
             q = Quote(ts_event[k], ts_recv[k], i, seq[k], bid_px[k], ask_px[k], bid_sz[k],
                       ask_sz[k])  # fmt: skip
             _on_quote(ctx, q, st, p)
-            _enforce(ctx)
+        _enforce(ctx)
     return ts_event.size
 
 
@@ -147,7 +147,7 @@ def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
         _notify_fills(ctx, st, p, first_fill)
         if subscribed[i]:
             _on_trade(ctx, Trade(ts_event[k], ts_recv[k], i, seq[k], px[k], sz[k], side[k]), st, p)
-            _enforce(ctx)
+        _enforce(ctx)
     return ts_event.size
 
 
@@ -168,7 +168,7 @@ def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, l
         if subscribed[i]:
             b = Bar(ts_event[k], i, open_[k], high[k], low[k], close[k], volume[k])
             _on_bar(ctx, b, st, p)
-            _enforce(ctx)
+        _enforce(ctx)
     return ts_event.size
 
 
@@ -188,6 +188,7 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
         _notify_fills(ctx, st, p, first_fill)
         apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
         if not flags[k] & BOOK_F_LAST:
+            _enforce(ctx)
             continue
         first_fill = ctx.clock[CLK_N_FILL_LOG]
         match_quote_nb(ctx, i)
@@ -196,5 +197,5 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
         if subscribed[i]:
             d = BookDelta(ts_event[k], ts_recv[k], i, seq[k], side[k], px[k], sz[k], flags[k])
             _on_book(ctx, d, st, p)
-            _enforce(ctx)
+        _enforce(ctx)
     return ts_event.size

@@ -244,7 +244,7 @@ def check_order_nb(ctx, i, side, qty, price, order_type):
     return REASON_NONE
 
 
-@cold_kernel
+@kernel
 def trip_nb(ctx, trip, instrument, value, limit):
     """The kill switch trips: move to the state configured for `trip` (nothing when that
     trigger is off, or the state is already in force). The first cause is latched with its
