@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is Numba compiling
 
 bench: $(STAMP)
 	@mkdir -p bench-results

@@ -31,7 +31,7 @@ def history(tmp_path_factory: pytest.TempPathFactory):
 
 def run(history, name: str, batch_size: int):
     s = Session(load_strategy(name), history.instruments, PARAMS[name])
-    s.warm_up()
+    s.warm_up(("quotes",))
     results = [s.on_batch("quotes", b) for b in history.batches(batch_size)]
     orders = np.concatenate([r.orders for r in results])
     fills = np.concatenate([r.fills for r in results])
@@ -94,6 +94,6 @@ def test_the_readme_example_strategy_loads_and_trades(tmp_path: Path, history) -
     path = tmp_path / "momentum.py"
     path.write_text(block.split("```")[0])
     s = Session(load_strategy(f"{path}:Momentum"), history.instruments, {"band": 0.0001})
-    s.warm_up()
+    s.warm_up(("quotes",))
     fills = np.concatenate([s.on_batch("quotes", b).fills for b in history.batches(8_192)])
     assert len(fills) > 10

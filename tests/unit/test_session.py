@@ -44,7 +44,7 @@ def quotes(mids, instrument=0, spread=0.02, size=100.0, start=0):
 
 def session(name: str, **params) -> Session:
     s = Session(load_strategy(name), simple_instruments(2), params, **UNGUARDED)
-    s.warm_up()
+    s.warm_up(("quotes",))
     return s
 
 
