@@ -40,7 +40,9 @@ def measure(rows: int, rounds: int) -> dict:
     data = quotes_file(rows)
     tickwise = str(Path(sys.executable).with_name("tickwise"))
     config_toml = "[backtest]\n" + "\n".join(
-        f"{k} = {getattr(CONFIG, k)!r}" for k in CONFIG.__dataclass_fields__
+        f"{k} = {getattr(CONFIG, k)!r}"
+        for k in CONFIG.__dataclass_fields__
+        if k not in ("risk", "killswitch")  # tables of their own; the defaults apply
     ).replace("'", '"')
     history = open_history(data)
     views = [columns(b) for b in history.batches(65_536)]  # the bare loop's data, in memory
