@@ -288,10 +288,10 @@ def _halt_line(summary: dict) -> str:
     if not halt["halted"]:
         return "not tripped"
     where = f" on {halt['halt_instrument']}" if halt["halt_instrument"] else ""
-    value = halt["halt_value"]
+    when = dt.datetime.fromtimestamp(halt["halt_ts"] / 1e9, tz=dt.UTC).strftime("%H:%M:%S.%f")
     return (
-        f"HALTED by {halt['halt_reason']}{where} at event time {halt['halt_ts']} ns "
-        f"(value {value:.4g}, limit {halt['halt_limit']:.4g})"
+        f"HALTED by {halt['halt_reason']}{where} at {when} UTC event time "
+        f"({halt['halt_value']:.4g} past {halt['halt_limit']:.4g})"
     )
 
 
