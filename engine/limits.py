@@ -169,6 +169,12 @@ class KillSwitch:
             if not isinstance(getattr(self, name), bool):
                 raise TickwiseError(f"{name} must be true or false, got {getattr(self, name)!r}")
         known = set(TRIP_NAMES.values()) - {"none"}
+        if isinstance(self.reduce_only_on, str) or not all(
+            isinstance(name, str) for name in self.reduce_only_on
+        ):
+            raise TickwiseError(
+                f"reduce_only_on must be a list of trigger names, got {self.reduce_only_on!r}"
+            )
         unknown = sorted(set(self.reduce_only_on) - known)
         if unknown:
             raise TickwiseError(

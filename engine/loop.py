@@ -88,11 +88,12 @@ def _begin_event(ctx, st, p, ts, recv):
     period = clock[CLK_TIMER_NS]
     if period > 0 and ts >= clock[CLK_NEXT_TIMER]:
         boundary = ts - ts % period
-        if clock[CLK_NEXT_TIMER] > 0:
+        armed = clock[CLK_NEXT_TIMER] > 0
+        clock[CLK_NEXT_TIMER] = boundary + period  # first: a timer that raises fires once
+        if armed:
             clock[CLK_NOW] = boundary
             clock[CLK_RECV] = boundary
             _on_timer(ctx, boundary, st, p)
-        clock[CLK_NEXT_TIMER] = boundary + period
     clock[CLK_NOW] = ts
     feed = clock[CLK_FEED_NS]
     clock[CLK_RECV] = recv if feed < 0 else ts + feed

@@ -132,15 +132,21 @@ class Session:
         rows = len(args[0])
         orders, fills, equity, marks = [], [], [], []
         start = 0
+        redone = -1
         while True:
             events_before = int(self.ctx.clock[CLK_EVENTS])
             try:
                 start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
             except Exception as exc:  # raised inside the strategy: halt, then go on
+                # The row whose event was under way (a timer raises before its event counts).
                 failed_at = start + int(self.ctx.clock[CLK_EVENTS]) - events_before - 1
                 self.fault = f"{type(exc).__name__}: {exc} (at row {failed_at} of a {kind} batch)"
                 strategy_fault_nb(self.ctx)
-                start = failed_at + 1
+                # Go on from the next row, or redo the row whose timer raised (the timer does
+                # not fire twice); a row that raises again is passed over.
+                retry = failed_at + 1
+                start = retry if retry > redone else retry + 1
+                redone = retry
             orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
             fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
             marks.append(self.ctx.mark_log[: self.ctx.clock[CLK_N_EQUITY_LOG]].copy())

@@ -66,8 +66,17 @@ def test_the_crash_halts_trading_in_the_event_that_crosses_the_threshold(markets
     assert (sent_ts[status == STATUS_NEW] <= recv[:k].max()).all()  # none from that event on
     assert (reason[(status == STATUS_REJECTED) & (sent_ts > recv[k])] == REASON_HALTED).all()
     assert summary["rejects"] > 0  # the strategy kept trying, and was refused
-    working = (status == STATUS_NEW).sum() - (status == STATUS_CANCELLED).sum()
-    assert working <= summary["fills"]  # every order filled or cancelled: none left working
+    # Every unit of every order filled or cancelled: none left working after the halt.
+    fills = pq.read_table(tmp_path / "r" / "fills.parquet")
+    filled: dict[int, float] = {}
+    for oid, qty in zip(*(fills.column(c).to_pylist() for c in ("order_id", "qty")), strict=True):
+        filled[oid] = filled.get(oid, 0.0) + qty
+    ids, qtys = orders.column("id").to_numpy(), orders.column("qty").to_numpy()
+    cancelled = dict(zip(ids[status == STATUS_CANCELLED].tolist(),
+                         qtys[status == STATUS_CANCELLED].tolist(), strict=True))  # fmt: skip
+    for oid, qty in zip(ids[status == STATUS_NEW].tolist(), qtys[status == STATUS_NEW].tolist(),
+                        strict=True):  # fmt: skip
+        assert filled.get(oid, 0.0) + cancelled.get(oid, 0.0) == pytest.approx(qty)
 
 
 def test_the_same_market_without_the_crash_trades_to_the_end(markets, tmp_path):

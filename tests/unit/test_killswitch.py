@@ -194,7 +194,7 @@ def test_halt_is_latched_and_resume_waits_for_the_condition_to_clear() -> None:
     s = session([(e, +1, 1, 9.0 + 0.01 * e) for e in range(1, 13)], kill)
     s.on_batch("quotes", quotes([10.0] * 4, seqs=[1, 2, 5, 6]))  # a gap, then in sequence
     assert s.status()["halt_reason"] == "seq_gap"
-    s.on_batch("quotes", {k: v for k, v in quotes([10.0] * 4, seqs=[7, 8, 9, 10]).items()})
+    s.on_batch("quotes", quotes([10.0] * 4, seqs=[7, 8, 9, 10]))
     assert s.status()["halted"]  # latched, though the feed is fine again
     s2 = session([], kill)
     s2.on_batch("quotes", quotes([10.0] * 3, seqs=[1, 2, 9]))  # the gap is the latest event
@@ -229,6 +229,37 @@ def test_limits_are_checked_with_their_names() -> None:
         risk_from_table({"max_lost": 5})
     with pytest.raises(TickwiseError, match="reduce_only_on names unknown triggers"):
         KillSwitch(reduce_only_on=("flash",))
+    with pytest.raises(TickwiseError, match="reduce_only_on must be a list"):
+        KillSwitch(reduce_only_on="max_drawdown")
+
+
+def test_a_timer_that_raises_halts_the_session_and_the_batch_still_ends(tmp_path: Path) -> None:
+    path = tmp_path / "raising_timer.py"
+    path.write_text(
+        "from tickwise.engine.strategy import Strategy, kernel, buy\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    buy(ctx, 0, 1.0, 9.0)\n"
+        "@kernel\n"
+        "def on_timer(ctx, ts, st, p):\n"
+        "    raise ValueError('the timer broke')\n"
+        "class RaisingTimer(Strategy):\n"
+        "    timer_ms = 2.0\n"
+        "    on_quote = on_quote\n"
+        "    on_timer = on_timer\n"
+    )
+    faults = KillSwitch(**{**vars(QUIET), "strategy_faults": True})
+    s = Session(load_strategy(f"{path}:RaisingTimer"), simple_instruments(1),
+                risk=RiskLimits.off(), killswitch=faults)  # fmt: skip
+    r = s.on_batch("quotes", quotes([10.0] * 8))
+    assert s.status()["halt_reason"] == "strategy_fault"
+    assert "the timer broke" in s.status()["fault"]
+    # Every quote was applied, the one whose timer raised included; orders stopped there.
+    assert s.ctx.market[0]["ts"] == T0 + 8 * MS
+    # The timer, armed at 1 ms, raises at the quote of 2 ms: only quote 1's order left;
+    # quotes 2 to 8 all reached the strategy (quote 2 redone, not lost) and were refused.
+    assert (r.orders["status"] == STATUS_NEW).sum() == 1
+    assert (r.orders["reason"] == REASON_HALTED).sum() == 7
 
 
 OFF = vars(RiskLimits.off())
