@@ -23,7 +23,10 @@ def named(kind: str, fields: Sequence[str]) -> type:
     for f in fields:
         if not f.isidentifier() or _SEP in f or f.startswith("_"):
             raise ValueError(f"{f!r} cannot name a {kind.lower()} field (an identifier without __)")
-    return __getattr__(kind + _SEP + _SEP.join(fields))
+    name = kind + _SEP + _SEP.join(fields)
+    # Once built, the class is a global here: the same class for every session, so Numba
+    # reuses the loop it compiled for the first (a new class would be a new type).
+    return globals().get(name) or __getattr__(name)
 
 
 def __getattr__(name: str) -> type:

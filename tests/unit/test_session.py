@@ -147,6 +147,18 @@ def test_warm_up_means_no_batch_compiles() -> None:
     assert {k: len(f.signatures) for k, f in s._runners.items()} == before
 
 
+def test_sessions_of_one_strategy_share_one_compiled_loop() -> None:
+    # Parameters and state are named tuples, typed by their class: a class per session
+    # would be a new type, and every new session would compile (or load) its loop again.
+    first = session("mean_reversion", window=20)
+    second = session("mean_reversion", window=30, qty=2.0)
+    for s in (first, second):
+        s.on_batch("quotes", quotes(np.linspace(10, 11, 50)))
+    assert type(first._p) is type(second._p)
+    assert type(first._st) is type(second._st)
+    assert len(first._runners["quotes"].signatures) == 1
+
+
 @pytest.mark.parametrize(
     ("spec", "params", "message"),
     [
