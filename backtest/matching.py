@@ -174,6 +174,8 @@ def arrive_nb(ctx, i):
     """Instrument i's orders that reached the exchange since its last event meet the market
     as it stood then. Called before the event at hand is applied; orders that arrive
     before anything is known of the instrument wait for its first event instead."""
+    if ctx.inst_open[i] == 0:
+        return
     if ctx.market[i].ts == 0:
         return
     now = ctx.clock[CLK_NOW]
@@ -195,6 +197,8 @@ def match_quote_nb(ctx, i):
     """After a quote (or a whole L2 update) of instrument i: cancels that arrived take
     effect, resting orders fill if the opposite side now reaches them, else move up their
     queue; orders that could not be judged on arrival (nothing known yet) are judged now."""
+    if ctx.inst_open[i] == 0:
+        return
     now = ctx.clock[CLK_NOW]
     m = ctx.market[i]
     taken_bid = 0.0
@@ -229,6 +233,8 @@ def match_trade_nb(ctx, i, px, sz):
     """A trade print of instrument i: fresh orders trade at its price, up to its size;
     resting ones fill whole when it prints through their limit, and at their limit with
     what the print leaves once the queue ahead of them is used up."""
+    if ctx.inst_open[i] == 0:
+        return
     now = ctx.clock[CLK_NOW]
     taken = 0.0
     k = 0
@@ -277,6 +283,8 @@ def match_bar_nb(ctx, i, open_, high, low):
     """A new bar of instrument i, before the strategy sees it: fresh orders (decided on an
     earlier bar) fill at its open when marketable; resting limits fill whole at their
     limit when its range touches them, including limits that came to rest at this open."""
+    if ctx.inst_open[i] == 0:
+        return
     now = ctx.clock[CLK_NOW]
     k = 0
     while k < ctx.clock[CLK_N_OPEN]:

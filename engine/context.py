@@ -13,7 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .instruments import Instruments
-from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits
+from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits, pnl_floor
 from .schemas import (
     EQUITY_DTYPE,
     FILL_DTYPE,
@@ -81,7 +81,8 @@ GF_DUP_INSTRUMENT = 4  # the order last repeated
 GF_DUP_SIDE = 5
 GF_DUP_QTY = 6
 GF_DUP_PRICE = 7
-N_GUARD_F = 8
+GF_FLOOR = 8  # PnL below this may have crossed max_loss or max_drawdown: checked exactly
+N_GUARD_F = 9
 
 # Columns of `ctx.inst_guard` (int64, a row per instrument).
 IG_STATE = 0  # the instrument's own trading state (a halt can target one instrument)
@@ -101,7 +102,13 @@ IGF_LO = 4  # lowest mid of the window's other buckets
 IGF_HI = 5  # highest
 IGF_SIGMA_FACTOR = 6  # exp(price_jump_sigmas x the window's standard deviation): a jump is
 #                       a mid beyond the window's extremes by this factor (inf: not yet known)
-N_IGF = 7
+IGF_CUR_LO = 7  # lowest mid of the current bucket
+IGF_CUR_HI = 8  # highest
+IGF_DOWN = 9  # a mid below the window's highest x this may be a jump down: checked exactly
+IGF_UP = 10  # a mid above the window's lowest x this may be a jump up
+IGF_SAFE_LO = 11  # mids within [SAFE_LO, SAFE_HI] cannot be a jump: the per-event test
+IGF_SAFE_HI = 12
+N_IGF = 13
 
 JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
 
@@ -117,6 +124,7 @@ Ctx = namedtuple(
         "book_n",  # int64[instrument, side]: live levels
         "portfolio",  # POSITION_DTYPE, indexed by instrument id
         "open_orders",  # OPEN_ORDER_DTYPE, first clock[CLK_N_OPEN] rows live
+        "inst_open",  # int64[instrument]: how many of those rows are its orders
         "order_log",  # ORDER_DTYPE: this batch's new orders, cancels and rejects
         "fill_log",  # FILL_DTYPE: this batch's fills
         "equity_log",  # EQUITY_DTYPE: this batch's equity samples
@@ -189,6 +197,12 @@ def new_context(
     inst_guard_f[:, IGF_LO] = np.inf
     inst_guard_f[:, IGF_HI] = -np.inf
     inst_guard_f[:, IGF_SIGMA_FACTOR] = np.inf
+    inst_guard_f[:, IGF_CUR_LO] = np.inf
+    inst_guard_f[:, IGF_CUR_HI] = -np.inf
+    inst_guard_f[:, IGF_SAFE_LO] = -np.inf
+    inst_guard_f[:, IGF_SAFE_HI] = np.inf
+    guard_f = np.zeros(N_GUARD_F)
+    guard_f[GF_FLOOR] = pnl_floor(limits, 0.0)
     throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
     return Ctx(
         clock=clock,
@@ -200,13 +214,14 @@ def new_context(
         book_n=np.zeros((size, 2), dtype=np.int64),
         portfolio=np.zeros(size, dtype=POSITION_DTYPE),
         open_orders=np.zeros(max_open_orders, dtype=OPEN_ORDER_DTYPE),
+        inst_open=np.zeros(size, dtype=np.int64),
         order_log=np.zeros(log_capacity, dtype=ORDER_DTYPE),
         fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
         equity_log=np.zeros(equity_capacity, dtype=EQUITY_DTYPE),
         mark_log=np.full((equity_capacity, size), np.nan),
         limits=limits,
         guard=guard,
-        guard_f=np.zeros(N_GUARD_F),
+        guard_f=guard_f,
         inst_guard=np.zeros((size, N_IG), dtype=np.int64),
         inst_guard_f=inst_guard_f,
         jump_ring=jump_ring,

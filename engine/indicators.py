@@ -1,7 +1,7 @@
 """Rolling-window indicators for strategy kernels: mean and standard deviation in O(1) per update.
 
 A window is one row per instrument of a float array laid out as
-[count, sum, sum of squares, x_0 … x_{w-1}] (declare it in a strategy's state
+[count, sum, sum of squares, next slot, x_0 … x_{w-1}] (declare it in a strategy's state
 with `Rolling(window)`). Sums are updated incrementally and recomputed
 exactly each time the ring wraps, so rounding never drifts and the result
 depends only on the values pushed, never on how batches were cut.
@@ -13,26 +13,29 @@ import numpy as np
 
 from tickwise.engine.jit import kernel
 
-_COUNT = 0
+_COUNT = 0  # values held, at most the window's size
 _SUM = 1
 _SUMSQ = 2
-HEADER = 3  # slots before the values
+_NEXT = 3  # the ring slot the next value goes to
+HEADER = 4  # slots before the values
 
 
 @kernel
 def rolling_push(win, i, x):
     """Append `x` to row i's window, dropping the oldest value once it is full."""
     w = win.shape[1] - HEADER
-    n = np.int64(win[i, _COUNT])
-    k = n % w
+    n = win[i, _COUNT]
+    k = np.int64(win[i, _NEXT])  # kept, not taken modulo w: a division costs the loop more
     slot = HEADER + k
     if n >= w:
         old = win[i, slot]
         win[i, _SUM] -= old
         win[i, _SUMSQ] -= old * old
+    else:
+        win[i, _COUNT] = n + 1
     win[i, slot] = x
-    win[i, _COUNT] = n + 1
     if k == w - 1:  # the ring wrapped: recompute the sums exactly
+        win[i, _NEXT] = 0
         s = 0.0
         sq = 0.0
         for j in range(HEADER, HEADER + w):
@@ -42,6 +45,7 @@ def rolling_push(win, i, x):
         win[i, _SUM] = s
         win[i, _SUMSQ] = sq
     else:
+        win[i, _NEXT] = k + 1
         win[i, _SUM] += x
         win[i, _SUMSQ] += x * x
 
@@ -49,7 +53,7 @@ def rolling_push(win, i, x):
 @kernel
 def rolling_count(win, i):
     """How many values the window holds (at most its size)."""
-    return min(np.int64(win[i, _COUNT]), win.shape[1] - HEADER)
+    return np.int64(win[i, _COUNT])
 
 
 @kernel

@@ -37,6 +37,7 @@ from .context import (
     G_TRIP_INSTRUMENT,
     G_TRIP_TS,
     G_TRIPS,
+    GF_FLOOR,
     GF_PEAK,
     GF_PNL,
     GF_TRIP_LIMIT,
@@ -48,15 +49,22 @@ from .context import (
     IG_LAST_SEQ,
     IG_STATE,
     IGF_CLOSE,
+    IGF_CUR_HI,
+    IGF_CUR_LO,
+    IGF_DOWN,
     IGF_HI,
     IGF_LAST_CLOSE,
     IGF_LO,
     IGF_PNL,
+    IGF_SAFE_HI,
+    IGF_SAFE_LO,
     IGF_SIGMA_FACTOR,
+    IGF_UP,
     IGF_VAR,
     JUMP_BUCKETS,
 )
 from .limits import (
+    GUARD_MARGIN,
     LIM_ACTION,
     LIM_FEED_LATENCY_EVENTS,
     LIM_FLATTEN,
@@ -67,6 +75,7 @@ from .limits import (
     LIM_MAX_FEED_LATENCY_NS,
     LIM_MAX_LOSS,
     LIM_STALE_NS,
+    pnl_floor,
 )
 from .market import mid_price
 from .orders import _request_cancel, submit_nb
@@ -97,38 +106,65 @@ SIGMA_EWMA = 2.0 / (1.0 + 4 * JUMP_BUCKETS)  # weight of each new bucket return
 @kernel
 def watch_feed_nb(ctx, i, ts, recv, seq):
     """As an event arrives: a silence before it longer than the stale limit, a sequence
-    number skipped (seq 0: the kind has none), feed latency beyond its bound K times in a row."""
+    number skipped (seq 0: the kind has none), feed latency beyond its bound K times in a row.
+    The usual event passes three compares; anything else is looked at out of line."""
     g = ctx.guard
     lim = ctx.limits
     last = g[G_LAST_TS]
-    if last != 0 and ts - last > lim[LIM_STALE_NS]:
-        trip_nb(ctx, TRIP_STALE_FEED, -1, (ts - last) * 1e-6, lim[LIM_STALE_NS] * 1e-6)
+    if ts - last > lim[LIM_STALE_NS]:
+        _stale(ctx, ts, last)
     g[G_LAST_TS] = ts
     seq = np.int64(seq)
-    if seq != 0:
-        ig = ctx.inst_guard
-        prev = ig[i, IG_LAST_SEQ]
-        if prev != 0 and seq > prev + 1:
-            ig[i, IG_GAP_OPEN] = 1
-            trip_nb(ctx, TRIP_SEQ_GAP, i, float(seq - prev - 1), 0.0)
-        elif prev != 0:
-            ig[i, IG_GAP_OPEN] = 0
+    ig = ctx.inst_guard
+    prev = ig[i, IG_LAST_SEQ]
+    if seq == prev + 1:
+        ig[i, IG_GAP_OPEN] = 0
         ig[i, IG_LAST_SEQ] = seq
-    late = recv - ts
-    if late > lim[LIM_MAX_FEED_LATENCY_NS]:
-        g[G_LATE_RUN] += 1
-        if g[G_LATE_RUN] >= lim[LIM_FEED_LATENCY_EVENTS]:
-            trip_nb(ctx, TRIP_FEED_LATENCY, i, late * 1e-6, lim[LIM_MAX_FEED_LATENCY_NS] * 1e-6)
+    elif seq != 0:  # (0: the data have no sequence numbers)
+        _out_of_sequence(ctx, i, seq, prev)
+    if recv - ts > lim[LIM_MAX_FEED_LATENCY_NS]:
+        _late(ctx, i, recv - ts)
     else:
         g[G_LATE_RUN] = 0
 
 
-@kernel
+@cold_kernel
+def _stale(ctx, ts, last):
+    if last != 0:  # (the first event of a session follows no silence)
+        lim = ctx.limits
+        trip_nb(ctx, TRIP_STALE_FEED, -1, (ts - last) * 1e-6, lim[LIM_STALE_NS] * 1e-6)
+
+
+@cold_kernel
+def _out_of_sequence(ctx, i, seq, prev):
+    """Sequence numbers: a skip trips (and stays open until one arrives in sequence); the
+    first of an instrument, a repeat or one going back does not."""
+    ig = ctx.inst_guard
+    ig[i, IG_LAST_SEQ] = seq
+    if prev == 0:
+        return
+    if seq > prev + 1:
+        ig[i, IG_GAP_OPEN] = 1
+        trip_nb(ctx, TRIP_SEQ_GAP, i, float(seq - prev - 1), 0.0)
+    else:
+        ig[i, IG_GAP_OPEN] = 0
+
+
+@cold_kernel
+def _late(ctx, i, late):
+    g = ctx.guard
+    lim = ctx.limits
+    g[G_LATE_RUN] += 1
+    if g[G_LATE_RUN] >= lim[LIM_FEED_LATENCY_EVENTS]:
+        trip_nb(ctx, TRIP_FEED_LATENCY, i, late * 1e-6, lim[LIM_MAX_FEED_LATENCY_NS] * 1e-6)
+
+
+@cold_kernel
 def _roll_buckets(ctx, i, ts):
-    """Start the price-jump bucket of instrument i that holds ts: clear the buckets that
-    fell out of the window, fold the closed bucket's return into the volatility estimate,
-    and keep the extremes of the window's other buckets (so that each event compares
-    against two numbers, without dividing or taking logs)."""
+    """Start the price-jump bucket of instrument i that holds ts: file the bucket that
+    closed, clear those that fell out of the window, fold the closed bucket's return into the
+    volatility estimate, and set the band of mids that cannot be a jump (so that the usual
+    event compares against two numbers, without dividing or taking logs)."""
     ig = ctx.inst_guard
     igf = ctx.inst_guard_f
     lim = ctx.limits
@@ -136,6 +172,9 @@ def _roll_buckets(ctx, i, ts):
     width = np.int64(lim[LIM_JUMP_WINDOW_NS] / JUMP_BUCKETS)
     bucket = ts // width
     prev = ig[i, IG_BUCKET]
+    if prev != 0:
+        ring[0, prev % JUMP_BUCKETS] = igf[i, IGF_CUR_LO]
+        ring[1, prev % JUMP_BUCKETS] = igf[i, IGF_CUR_HI]
     close = igf[i, IGF_CLOSE]
     last = igf[i, IGF_LAST_CLOSE]
     if last == last and close == close and last > 0.0:
@@ -150,32 +189,53 @@ def _roll_buckets(ctx, i, ts):
         ring[1, slot] = -np.inf
     ig[i, IG_BUCKET] = bucket
     ig[i, IG_BUCKET_END] = (bucket + 1) * width
-    now = bucket % JUMP_BUCKETS
     lo = np.inf
     hi = -np.inf
-    for slot in range(JUMP_BUCKETS):
-        if slot != now:
-            lo = min(lo, ring[0, slot])
-            hi = max(hi, ring[1, slot])
+    for slot in range(JUMP_BUCKETS):  # the current bucket's slot was just cleared
+        lo = min(lo, ring[0, slot])
+        hi = max(hi, ring[1, slot])
     igf[i, IGF_LO] = lo
     igf[i, IGF_HI] = hi
+    igf[i, IGF_CUR_LO] = np.inf
+    igf[i, IGF_CUR_HI] = -np.inf
     factor = np.inf
     if lim[LIM_JUMP_SIGMAS] < np.inf and ig[i, IG_BUCKETS] >= SIGMA_MIN_BUCKETS:
         sd = math.sqrt(igf[i, IGF_VAR] * JUMP_BUCKETS)  # of a whole window's move
         if sd > 0.0:
             factor = math.exp(lim[LIM_JUMP_SIGMAS] * sd)
     igf[i, IGF_SIGMA_FACTOR] = factor
+    # hi - mid > mid x pct  <=>  mid < hi / (1 + pct);  mid - lo > mid x pct  <=>
+    # mid > lo / (1 - pct);  and by the factor: mid < hi / factor, mid > lo x factor.
+    pct = lim[LIM_JUMP_PCT] * 0.01
+    up = factor
+    if pct < 1.0:
+        up = min(up, 1.0 / (1.0 - pct))
+    igf[i, IGF_DOWN] = max(1.0 / (1.0 + pct), 1.0 / factor) * (1.0 + GUARD_MARGIN)
+    igf[i, IGF_UP] = up * (1.0 - GUARD_MARGIN)
+    _set_band(igf, i, lo, hi)
 
 
 @kernel
-def _jump_trip(ctx, i, mid, lo, hi):
-    """A jump beyond a limit: trip, with the size of the move (in % or in deviations)."""
+def _set_band(igf, i, lo, hi):
+    """The mids of instrument i that cannot be a jump, given the window's extremes."""
+    igf[i, IGF_SAFE_LO] = hi * igf[i, IGF_DOWN] if hi > 0.0 else -np.inf
+    igf[i, IGF_SAFE_HI] = lo * igf[i, IGF_UP] if lo < np.inf else np.inf
+
+
+@cold_kernel
+def _judge_jump(ctx, i, mid):
+    """A mid outside the band: the exact test, and the trip with the size of the move (in %
+    or in deviations) when it is a jump."""
+    igf = ctx.inst_guard_f
     lim = ctx.limits
-    move = max(hi - mid, mid - lo) / mid * 100.0
-    if move > lim[LIM_JUMP_PCT]:
+    lo = min(igf[i, IGF_LO], igf[i, IGF_CUR_LO], mid)
+    hi = max(igf[i, IGF_HI], igf[i, IGF_CUR_HI], mid)
+    band = mid * lim[LIM_JUMP_PCT] * 0.01
+    factor = igf[i, IGF_SIGMA_FACTOR]
+    if hi - mid > band or mid - lo > band:
+        move = max(hi - mid, mid - lo) / mid * 100.0
         trip_nb(ctx, TRIP_PRICE_JUMP, i, move, lim[LIM_JUMP_PCT])
-    else:
-        factor = ctx.inst_guard_f[i, IGF_SIGMA_FACTOR]
+    elif hi > mid * factor or mid > lo * factor:
         sigmas = max(math.log(hi / mid), math.log(mid / lo)) / math.log(factor)
         trip_nb(ctx, TRIP_PRICE_JUMP, i, sigmas * lim[LIM_JUMP_SIGMAS], lim[LIM_JUMP_SIGMAS])
 
@@ -186,41 +246,52 @@ def _watch_jump(ctx, i, ts, mid):
     moves) from the highest or lowest mid of the last window."""
     if ts >= ctx.inst_guard[i, IG_BUCKET_END]:
         _roll_buckets(ctx, i, ts)
-    slot = ctx.inst_guard[i, IG_BUCKET] % JUMP_BUCKETS
-    ring = ctx.jump_ring[i]
-    ring[0, slot] = min(ring[0, slot], mid)
-    ring[1, slot] = max(ring[1, slot], mid)
     igf = ctx.inst_guard_f
     igf[i, IGF_CLOSE] = mid
-    lo = min(igf[i, IGF_LO], ring[0, slot])
-    hi = max(igf[i, IGF_HI], ring[1, slot])
-    band = mid * ctx.limits[LIM_JUMP_PCT] * 0.01
-    factor = igf[i, IGF_SIGMA_FACTOR]
-    beyond = (hi - mid > band) | (mid - lo > band)
-    beyond = beyond | (hi > mid * factor) | (mid > lo * factor)
-    if beyond:
-        _jump_trip(ctx, i, mid, lo, hi)
+    if (mid < igf[i, IGF_SAFE_LO]) | (mid > igf[i, IGF_SAFE_HI]):
+        _judge_jump(ctx, i, mid)
+    lo = igf[i, IGF_CUR_LO]
+    hi = igf[i, IGF_CUR_HI]
+    if (mid < lo) | (mid > hi):  # a new extreme of the bucket moves the band
+        lo = min(lo, mid)
+        hi = max(hi, mid)
+        igf[i, IGF_CUR_LO] = lo
+        igf[i, IGF_CUR_HI] = hi
+        _set_band(igf, i, min(lo, igf[i, IGF_LO]), max(hi, igf[i, IGF_HI]))
+
+
+@cold_kernel
+def _judge_pnl(ctx, total):
+    """PnL below the floor: the exact tests of the loss limit and the drawdown."""
+    gf = ctx.guard_f
+    lim = ctx.limits
+    if -total > lim[LIM_MAX_LOSS]:
+        trip_nb(ctx, TRIP_MAX_LOSS, -1, total, -lim[LIM_MAX_LOSS])
+    if gf[GF_PEAK] - total > lim[LIM_MAX_DRAWDOWN]:
+        trip_nb(ctx, TRIP_MAX_DRAWDOWN, -1, gf[GF_PEAK] - total, lim[LIM_MAX_DRAWDOWN])
 
 
 @kernel
 def watch_market_nb(ctx, i, ts):
     """Once instrument i's event and fills are applied: the session's PnL against the loss
     limit and its drawdown from the peak, and i's price against the jump limits."""
-    gf = ctx.guard_f
-    lim = ctx.limits
-    now_pnl = pnl(ctx, i)
-    total = gf[GF_PNL] + now_pnl - ctx.inst_guard_f[i, IGF_PNL]
-    ctx.inst_guard_f[i, IGF_PNL] = now_pnl
-    gf[GF_PNL] = total
-    if total > gf[GF_PEAK]:
-        gf[GF_PEAK] = total
-    if -total > lim[LIM_MAX_LOSS]:
-        trip_nb(ctx, TRIP_MAX_LOSS, -1, total, -lim[LIM_MAX_LOSS])
-    if gf[GF_PEAK] - total > lim[LIM_MAX_DRAWDOWN]:
-        trip_nb(ctx, TRIP_MAX_DRAWDOWN, -1, gf[GF_PEAK] - total, lim[LIM_MAX_DRAWDOWN])
-    if lim[LIM_ACTION + TRIP_PRICE_JUMP] != STATE_ACTIVE:
+    igf = ctx.inst_guard_f
+    p = ctx.portfolio[i]
+    # Flat and nothing filled since the last look: its PnL cannot have changed.
+    if (p.qty != 0.0) | (p.realized - p.fees != igf[i, IGF_PNL]):
+        gf = ctx.guard_f
+        now_pnl = pnl(ctx, i)
+        total = gf[GF_PNL] + now_pnl - igf[i, IGF_PNL]
+        igf[i, IGF_PNL] = now_pnl
+        gf[GF_PNL] = total
+        if total > gf[GF_PEAK]:
+            gf[GF_PEAK] = total
+            gf[GF_FLOOR] = pnl_floor(ctx.limits, total)
+        if total < gf[GF_FLOOR]:
+            _judge_pnl(ctx, total)
+    if ctx.limits[LIM_ACTION + TRIP_PRICE_JUMP] != STATE_ACTIVE:
         mid = mid_price(ctx, i)
-        if mid > 0.0 and mid < np.inf:
+        if (mid > 0.0) & (mid < np.inf):
             _watch_jump(ctx, i, ts, mid)
 
 
@@ -319,8 +390,9 @@ def _jump_now(ctx: Any, i: int) -> float:
     mid = float(mid_price(ctx, i))
     if not mid > 0:
         return 0.0
-    ring = ctx.jump_ring[i]
-    lo, hi = float(ring[0].min()), float(ring[1].max())
+    igf = ctx.inst_guard_f[i]
+    lo = float(min(igf[IGF_LO], igf[IGF_CUR_LO]))
+    hi = float(max(igf[IGF_HI], igf[IGF_CUR_HI]))
     return max(hi - mid, mid - lo, 0.0) / mid * 100.0 if np.isfinite(lo) else 0.0
 
 

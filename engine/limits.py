@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TickwiseError
+from .jit import kernel
 from .schemas import (
     N_TRIPS,
     STATE_HALTED,
@@ -255,3 +256,18 @@ def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
         target = STATE_REDUCING if name in kill.reduce_only_on else STATE_HALTED
         lim[LIM_ACTION + trip] = target if on else 0
     return lim
+
+
+# The kill switch's fast tests compare against bounds moved this much (relative) towards
+# tripping; what crosses them is judged again exactly, so rounding never lets a trip by.
+GUARD_MARGIN = 1e-9
+
+
+@kernel
+def pnl_floor(lim, peak):
+    """The PnL below which the loss limit or the drawdown from `peak` may have been crossed:
+    the kill switch tests against it at each event, and exactly only when it is crossed."""
+    floor = max(-lim[LIM_MAX_LOSS], peak - lim[LIM_MAX_DRAWDOWN])
+    if floor == -np.inf:
+        return floor
+    return floor + GUARD_MARGIN * max(1.0, abs(floor))

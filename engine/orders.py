@@ -106,6 +106,7 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     o.session = ctx.guard[G_SESSION]
     o.strategy = ctx.guard[G_STRATEGY]
     ctx.clock[CLK_N_OPEN] = n_open + 1
+    ctx.inst_open[i] += 1
     return oid
 
 
@@ -137,6 +138,7 @@ def sell(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
 def remove_open_nb(ctx, k):
     """Drop row k of the open-order table (the last row takes its place)."""
     last = ctx.clock[CLK_N_OPEN] - 1
+    ctx.inst_open[ctx.open_orders[k].instrument] -= 1
     if k != last:
         ctx.open_orders[k] = ctx.open_orders[last]
     ctx.clock[CLK_N_OPEN] = last
@@ -203,21 +205,16 @@ def is_open(ctx, order_id):
 @kernel
 def open_orders(ctx, instrument):
     """How many orders of one instrument are open."""
-    count = 0
-    for k in range(ctx.clock[CLK_N_OPEN]):
-        if ctx.open_orders[k].instrument == instrument:
-            count += 1
-    return count
+    return ctx.inst_open[instrument]
 
 
 @kernel
 def net_position(ctx, instrument):
     """The position once working orders fill: position + working buys - working sells."""
-    return (
-        ctx.portfolio[instrument].qty
-        + working_qty(ctx, instrument, SIDE_BUY)
-        - working_qty(ctx, instrument, SIDE_SELL)
-    )
+    pos = ctx.portfolio[instrument].qty
+    if ctx.inst_open[instrument] == 0:
+        return pos
+    return pos + working_qty(ctx, instrument, SIDE_BUY) - working_qty(ctx, instrument, SIDE_SELL)
 
 
 @kernel

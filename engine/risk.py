@@ -111,6 +111,8 @@ def trading_state(ctx, i):
 def working_qty(ctx, instrument, side):
     """Unfilled quantity of the open orders of one instrument on one side (+1 buy, -1 sell)."""
     total = 0.0
+    if ctx.inst_open[instrument] == 0:
+        return total
     for k in range(ctx.clock[CLK_N_OPEN]):
         o = ctx.open_orders[k]
         if o.instrument == instrument and o.side == side:
@@ -122,6 +124,8 @@ def working_qty(ctx, instrument, side):
 def staying_qty(ctx, instrument, side):
     """Like `working_qty`, leaving out orders whose cancel is already on its way."""
     total = 0.0
+    if ctx.inst_open[instrument] == 0:
+        return total
     for k in range(ctx.clock[CLK_N_OPEN]):
         o = ctx.open_orders[k]
         if o.instrument == instrument and o.side == side and o.cancel_ts == 0:
@@ -173,6 +177,8 @@ def _gross_exposure(ctx):
 @kernel
 def _self_trade(ctx, i, side, price, order_type):
     """True when the order would trade against one of our own resting orders."""
+    if ctx.inst_open[i] == 0:
+        return False
     for k in range(ctx.clock[CLK_N_OPEN]):
         o = ctx.open_orders[k]
         if o.instrument != i or o.side == side or o.order_type == ORD_MARKET:

@@ -1,0 +1,43 @@
+"""Rolling windows against numpy over the values they should hold, after any pushes (to the
+precision running sums of values and squares keep)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickwise.engine.indicators import (
+    HEADER,
+    rolling_count,
+    rolling_full,
+    rolling_mean,
+    rolling_push,
+    rolling_std,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(1, 12),
+    pushes=st.lists(
+        st.tuples(st.integers(0, 2), st.floats(-1e3, 1e3, allow_nan=False)), max_size=80
+    ),
+)
+def test_a_window_holds_the_last_values_pushed_and_their_moments(width, pushes) -> None:
+    win = np.zeros((3, width + HEADER))
+    held: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    for row, x in pushes:
+        rolling_push(win, row, x)
+        held[row] = (held[row] + [x])[-width:]
+        values = np.array(held[row])
+        assert rolling_count(win, row) == len(values)
+        assert rolling_full(win, row) == (len(values) == width)
+        scale = max(1.0, float(np.mean(values**2)))  # sums of squares lose digits below it
+        assert abs(rolling_mean(win, row) - values.mean()) <= 1e-12 * np.sqrt(scale) * width
+        assert abs(rolling_std(win, row) ** 2 - values.var()) <= 1e-12 * scale * width
+    for row in held:
+        if not held[row]:
+            assert rolling_count(win, row) == 0
+            assert np.isnan(rolling_mean(win, row))
+            assert np.isnan(rolling_std(win, row))
