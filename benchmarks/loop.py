@@ -24,7 +24,7 @@ from tickwise.engine.indicators import (
     rolling_full,
     rolling_mean,
     rolling_push,
-    rolling_std,
+    rolling_zscore,
 )
 from tickwise.engine.session import Session
 from tickwise.engine.strategy import load_strategy
@@ -80,10 +80,9 @@ def bare_mean_reversion(instrument, bid, ask, window, side, entry_z, exit_z):
         rolling_push(window, i, mid)
         if not rolling_full(window, i):
             continue
-        std = rolling_std(window, i)
-        if std <= 0.0:
+        z = rolling_zscore(window, i, mid)
+        if z != z:
             continue
-        z = (mid - rolling_mean(window, i)) / std
         s = side[i]
         if s == 0:
             if z < -entry_z:

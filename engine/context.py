@@ -13,7 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .instruments import Instruments
-from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits, pnl_floor
+from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits
 from .schemas import (
     EQUITY_DTYPE,
     FILL_DTYPE,
@@ -81,8 +81,7 @@ GF_DUP_INSTRUMENT = 4  # the order last repeated
 GF_DUP_SIDE = 5
 GF_DUP_QTY = 6
 GF_DUP_PRICE = 7
-GF_FLOOR = 8  # PnL below this may have crossed max_loss or max_drawdown: checked exactly
-N_GUARD_F = 9
+N_GUARD_F = 8
 
 # Columns of `ctx.inst_guard` (int64, a row per instrument).
 IG_STATE = 0  # the instrument's own trading state (a halt can target one instrument)
@@ -106,9 +105,7 @@ IGF_CUR_LO = 7  # lowest mid of the current bucket
 IGF_CUR_HI = 8  # highest
 IGF_DOWN = 9  # a mid below the window's highest x this may be a jump down: checked exactly
 IGF_UP = 10  # a mid above the window's lowest x this may be a jump up
-IGF_SAFE_LO = 11  # mids within [SAFE_LO, SAFE_HI] cannot be a jump: the per-event test
-IGF_SAFE_HI = 12
-N_IGF = 13
+N_IGF = 11
 
 JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
 
@@ -199,10 +196,6 @@ def new_context(
     inst_guard_f[:, IGF_SIGMA_FACTOR] = np.inf
     inst_guard_f[:, IGF_CUR_LO] = np.inf
     inst_guard_f[:, IGF_CUR_HI] = -np.inf
-    inst_guard_f[:, IGF_SAFE_LO] = -np.inf
-    inst_guard_f[:, IGF_SAFE_HI] = np.inf
-    guard_f = np.zeros(N_GUARD_F)
-    guard_f[GF_FLOOR] = pnl_floor(limits, 0.0)
     throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
     return Ctx(
         clock=clock,
@@ -221,7 +214,7 @@ def new_context(
         mark_log=np.full((equity_capacity, size), np.nan),
         limits=limits,
         guard=guard,
-        guard_f=guard_f,
+        guard_f=np.zeros(N_GUARD_F),
         inst_guard=np.zeros((size, N_IG), dtype=np.int64),
         inst_guard_f=inst_guard_f,
         jump_ring=jump_ring,

@@ -77,3 +77,15 @@ def rolling_std(win, i):
         return np.nan
     mean = win[i, _SUM] / m
     return np.sqrt(max(0.0, win[i, _SUMSQ] / m - mean * mean))
+
+
+@kernel
+def rolling_zscore(win, i, x):
+    """(x - mean) / std of the values held: how many deviations `x` is from their mean. NaN
+    until the window holds a value, and while the values do not vary (std 0)."""
+    m = win[i, _COUNT]
+    s = win[i, _SUM]
+    spread = m * win[i, _SUMSQ] - s * s  # m^2 x the variance: the same in one division less
+    if not spread > 0.0:
+        return np.nan
+    return (m * x - s) / np.sqrt(spread)

@@ -37,7 +37,6 @@ from .context import (
     G_TRIP_INSTRUMENT,
     G_TRIP_TS,
     G_TRIPS,
-    GF_FLOOR,
     GF_PEAK,
     GF_PNL,
     GF_TRIP_LIMIT,
@@ -56,8 +55,6 @@ from .context import (
     IGF_LAST_CLOSE,
     IGF_LO,
     IGF_PNL,
-    IGF_SAFE_HI,
-    IGF_SAFE_LO,
     IGF_SIGMA_FACTOR,
     IGF_UP,
     IGF_VAR,
@@ -79,7 +76,7 @@ from .limits import (
 )
 from .market import mid_price
 from .orders import _request_cancel, submit_nb
-from .portfolio import pnl
+from .portfolio import unrealized_pnl
 from .risk import staying_qty, trading_state, trip_nb
 from .schemas import (
     ORD_MARKET,
@@ -163,8 +160,8 @@ def _late(ctx, i, late):
 def _roll_buckets(ctx, i, ts):
     """Start the price-jump bucket of instrument i that holds ts: file the bucket that
     closed, clear those that fell out of the window, fold the closed bucket's return into the
-    volatility estimate, and set the band of mids that cannot be a jump (so that the usual
-    event compares against two numbers, without dividing or taking logs)."""
+    volatility estimate, and set the factors of the band of mids that cannot be a jump (so
+    that the usual event multiplies and compares, without dividing or taking logs)."""
     ig = ctx.inst_guard
     igf = ctx.inst_guard_f
     lim = ctx.limits
@@ -212,14 +209,6 @@ def _roll_buckets(ctx, i, ts):
         up = min(up, 1.0 / (1.0 - pct))
     igf[i, IGF_DOWN] = max(1.0 / (1.0 + pct), 1.0 / factor) * (1.0 + GUARD_MARGIN)
     igf[i, IGF_UP] = up * (1.0 - GUARD_MARGIN)
-    _set_band(igf, i, lo, hi)
-
-
-@kernel
-def _set_band(igf, i, lo, hi):
-    """The mids of instrument i that cannot be a jump, given the window's extremes."""
-    igf[i, IGF_SAFE_LO] = hi * igf[i, IGF_DOWN] if hi > 0.0 else -np.inf
-    igf[i, IGF_SAFE_HI] = lo * igf[i, IGF_UP] if lo < np.inf else np.inf
 
 
 @cold_kernel
@@ -243,21 +232,20 @@ def _judge_jump(ctx, i, mid):
 @kernel
 def _watch_jump(ctx, i, ts, mid):
     """A move of the mid beyond the limit (in % or in standard deviations of its usual
-    moves) from the highest or lowest mid of the last window."""
+    moves) from the highest or lowest mid of the last window. Without branches on the data
+    until something crosses the band: a mispredicted branch costs more than the arithmetic."""
     if ts >= ctx.inst_guard[i, IG_BUCKET_END]:
         _roll_buckets(ctx, i, ts)
     igf = ctx.inst_guard_f
+    lo = min(igf[i, IGF_CUR_LO], mid)
+    hi = max(igf[i, IGF_CUR_HI], mid)
+    igf[i, IGF_CUR_LO] = lo
+    igf[i, IGF_CUR_HI] = hi
     igf[i, IGF_CLOSE] = mid
-    if (mid < igf[i, IGF_SAFE_LO]) | (mid > igf[i, IGF_SAFE_HI]):
+    down = max(hi, igf[i, IGF_HI]) * igf[i, IGF_DOWN]
+    up = min(lo, igf[i, IGF_LO]) * igf[i, IGF_UP]
+    if (mid < down) | (mid > up):
         _judge_jump(ctx, i, mid)
-    lo = igf[i, IGF_CUR_LO]
-    hi = igf[i, IGF_CUR_HI]
-    if (mid < lo) | (mid > hi):  # a new extreme of the bucket moves the band
-        lo = min(lo, mid)
-        hi = max(hi, mid)
-        igf[i, IGF_CUR_LO] = lo
-        igf[i, IGF_CUR_HI] = hi
-        _set_band(igf, i, min(lo, igf[i, IGF_LO]), max(hi, igf[i, IGF_HI]))
 
 
 @cold_kernel
@@ -276,19 +264,20 @@ def watch_market_nb(ctx, i, ts):
     """Once instrument i's event and fills are applied: the session's PnL against the loss
     limit and its drawdown from the peak, and i's price against the jump limits."""
     igf = ctx.inst_guard_f
+    gf = ctx.guard_f
     p = ctx.portfolio[i]
-    # Flat and nothing filled since the last look: its PnL cannot have changed.
-    if (p.qty != 0.0) | (p.realized - p.fees != igf[i, IGF_PNL]):
-        gf = ctx.guard_f
-        now_pnl = pnl(ctx, i)
-        total = gf[GF_PNL] + now_pnl - igf[i, IGF_PNL]
-        igf[i, IGF_PNL] = now_pnl
-        gf[GF_PNL] = total
-        if total > gf[GF_PEAK]:
-            gf[GF_PEAK] = total
-            gf[GF_FLOOR] = pnl_floor(ctx.limits, total)
-        if total < gf[GF_FLOOR]:
-            _judge_pnl(ctx, total)
+    m = ctx.market[i]
+    marked = p.qty * (0.5 * (m.bid_px + m.ask_px) - p.avg_px)
+    if marked != marked:  # no quotes yet (flat: no PnL to mark either): the last trade
+        marked = unrealized_pnl(ctx, i)
+    now_pnl = p.realized + marked - p.fees
+    total = gf[GF_PNL] + now_pnl - igf[i, IGF_PNL]
+    igf[i, IGF_PNL] = now_pnl
+    gf[GF_PNL] = total
+    peak = max(gf[GF_PEAK], total)
+    gf[GF_PEAK] = peak
+    if total < pnl_floor(ctx.limits, peak):
+        _judge_pnl(ctx, total)
     if ctx.limits[LIM_ACTION + TRIP_PRICE_JUMP] != STATE_ACTIVE:
         mid = mid_price(ctx, i)
         if (mid > 0.0) & (mid < np.inf):

@@ -35,6 +35,7 @@ from .indicators import (  # noqa: F401  (re-exported for strategies)
     rolling_mean,
     rolling_push,
     rolling_std,
+    rolling_zscore,
 )
 from .jit import kernel  # noqa: F401  (re-exported: the decorator for callbacks and helpers)
 from .market import (  # noqa: F401  (re-exported for strategies)

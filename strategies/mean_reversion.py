@@ -19,9 +19,8 @@ from tickwise.engine.strategy import (
     kernel,
     net_position,
     rolling_full,
-    rolling_mean,
     rolling_push,
-    rolling_std,
+    rolling_zscore,
     trade_to,
 )
 
@@ -33,10 +32,9 @@ def on_quote(ctx, q, st, p):
     rolling_push(st.window, i, mid)
     if not rolling_full(st.window, i):
         return
-    std = rolling_std(st.window, i)
-    if std <= 0.0:
+    z = rolling_zscore(st.window, i, mid)
+    if z != z:  # the mids did not vary
         return
-    z = (mid - rolling_mean(st.window, i)) / std
     net = net_position(ctx, i)
     target = net
     if net == 0.0:
