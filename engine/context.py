@@ -13,7 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .instruments import Instruments
-from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits
+from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits, pnl_floor
 from .schemas import (
     EQUITY_DTYPE,
     FILL_DTYPE,
@@ -81,12 +81,13 @@ GF_DUP_INSTRUMENT = 4  # the order last repeated
 GF_DUP_SIDE = 5
 GF_DUP_QTY = 6
 GF_DUP_PRICE = 7
-N_GUARD_F = 8
+GF_FLOOR = 8  # PnL below this may have crossed max_loss or max_drawdown: judged exactly
+N_GUARD_F = 9
 
 # Columns of `ctx.inst_guard` (int64, a row per instrument).
 IG_STATE = 0  # the instrument's own trading state (a halt can target one instrument)
 IG_LAST_SEQ = 1  # last sequence number seen (0: none yet)
-IG_GAP_OPEN = 2  # 1 after a gap until an event in sequence arrives
+IG_GAP_SEQ = 2  # the sequence number after a gap: open while it is still the last seen
 IG_BUCKET = 3  # current price-jump bucket (ts // bucket width)
 IG_BUCKETS = 4  # buckets seen (the sigma estimate needs some)
 IG_BUCKET_END = 5  # when the current bucket ends (ns): the next event past it rolls the window
@@ -94,18 +95,19 @@ N_IG = 6
 
 # Columns of `ctx.inst_guard_f` (float64, a row per instrument).
 IGF_PNL = 0  # the instrument's PnL when last updated (its share of GF_PNL)
-IGF_VAR = 1  # EWMA variance of bucket-to-bucket log returns of the mid
-IGF_LAST_CLOSE = 2  # the mid at the end of the previous bucket
-IGF_CLOSE = 3  # the latest mid in the current bucket
-IGF_LO = 4  # lowest mid of the window's other buckets
-IGF_HI = 5  # highest
-IGF_SIGMA_FACTOR = 6  # exp(price_jump_sigmas x the window's standard deviation): a jump is
+IGF_VAR = 1  # EWMA variance of the log returns of the mid from one bucket's open to the next
+IGF_OPEN = 2  # the first mid of the current bucket
+IGF_LO = 3  # lowest mid of the window's other buckets
+IGF_HI = 4  # highest
+IGF_SIGMA_FACTOR = 5  # exp(price_jump_sigmas x the window's standard deviation): a jump is
 #                       a mid beyond the window's extremes by this factor (inf: not yet known)
-IGF_CUR_LO = 7  # lowest mid of the current bucket
-IGF_CUR_HI = 8  # highest
-IGF_DOWN = 9  # a mid below the window's highest x this may be a jump down: checked exactly
-IGF_UP = 10  # a mid above the window's lowest x this may be a jump up
-N_IGF = 11
+IGF_CUR_LO = 6  # lowest mid of the current bucket
+IGF_CUR_HI = 7  # highest
+IGF_DOWN = 8  # a mid below the window's highest x this may be a jump down: judged exactly
+IGF_UP = 9  # a mid above the window's lowest x this may be a jump up
+IGF_SAFE_LO = 10  # no mid within [SAFE_LO, SAFE_HI] is a jump: the test of the usual event
+IGF_SAFE_HI = 11
+N_IGF = 12
 
 JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
 
@@ -189,13 +191,16 @@ def new_context(
     jump_ring[:, 0] = np.inf
     jump_ring[:, 1] = -np.inf
     inst_guard_f = np.zeros((size, N_IGF))
-    inst_guard_f[:, IGF_LAST_CLOSE] = np.nan
-    inst_guard_f[:, IGF_CLOSE] = np.nan
+    inst_guard_f[:, IGF_OPEN] = np.nan
     inst_guard_f[:, IGF_LO] = np.inf
     inst_guard_f[:, IGF_HI] = -np.inf
     inst_guard_f[:, IGF_SIGMA_FACTOR] = np.inf
     inst_guard_f[:, IGF_CUR_LO] = np.inf
     inst_guard_f[:, IGF_CUR_HI] = -np.inf
+    inst_guard_f[:, IGF_SAFE_LO] = -np.inf
+    inst_guard_f[:, IGF_SAFE_HI] = np.inf
+    guard_f = np.zeros(N_GUARD_F)
+    guard_f[GF_FLOOR] = pnl_floor(limits, 0.0)
     throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
     return Ctx(
         clock=clock,
@@ -214,7 +219,7 @@ def new_context(
         mark_log=np.full((equity_capacity, size), np.nan),
         limits=limits,
         guard=guard,
-        guard_f=np.zeros(N_GUARD_F),
+        guard_f=guard_f,
         inst_guard=np.zeros((size, N_IG), dtype=np.int64),
         inst_guard_f=inst_guard_f,
         jump_ring=jump_ring,

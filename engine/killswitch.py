@@ -37,6 +37,7 @@ from .context import (
     G_TRIP_INSTRUMENT,
     G_TRIP_TS,
     G_TRIPS,
+    GF_FLOOR,
     GF_PEAK,
     GF_PNL,
     GF_TRIP_LIMIT,
@@ -44,17 +45,18 @@ from .context import (
     IG_BUCKET,
     IG_BUCKET_END,
     IG_BUCKETS,
-    IG_GAP_OPEN,
+    IG_GAP_SEQ,
     IG_LAST_SEQ,
     IG_STATE,
-    IGF_CLOSE,
     IGF_CUR_HI,
     IGF_CUR_LO,
     IGF_DOWN,
     IGF_HI,
-    IGF_LAST_CLOSE,
     IGF_LO,
+    IGF_OPEN,
     IGF_PNL,
+    IGF_SAFE_HI,
+    IGF_SAFE_LO,
     IGF_SIGMA_FACTOR,
     IGF_UP,
     IGF_VAR,
@@ -115,14 +117,13 @@ def watch_feed_nb(ctx, i, ts, recv, seq):
     ig = ctx.inst_guard
     prev = ig[i, IG_LAST_SEQ]
     if seq == prev + 1:
-        ig[i, IG_GAP_OPEN] = 0
         ig[i, IG_LAST_SEQ] = seq
     elif seq != 0:  # (0: the data have no sequence numbers)
         _out_of_sequence(ctx, i, seq, prev)
     if recv - ts > lim[LIM_MAX_FEED_LATENCY_NS]:
         _late(ctx, i, recv - ts)
-    else:
-        g[G_LATE_RUN] = 0
+    elif g[G_LATE_RUN] != 0:  # (a load and a branch that always goes one way: cheaper than
+        g[G_LATE_RUN] = 0  # a store every event)
 
 
 @cold_kernel
@@ -141,10 +142,10 @@ def _out_of_sequence(ctx, i, seq, prev):
     if prev == 0:
         return
     if seq > prev + 1:
-        ig[i, IG_GAP_OPEN] = 1
+        ig[i, IG_GAP_SEQ] = seq
         trip_nb(ctx, TRIP_SEQ_GAP, i, float(seq - prev - 1), 0.0)
-    else:
-        ig[i, IG_GAP_OPEN] = 0
+    else:  # a repeat, or one going back: not a gap (and the end of an open one)
+        ig[i, IG_GAP_SEQ] = 0
 
 
 @cold_kernel
@@ -157,11 +158,11 @@ def _late(ctx, i, late):
 
 
 @cold_kernel
-def _roll_buckets(ctx, i, ts):
-    """Start the price-jump bucket of instrument i that holds ts: file the bucket that
-    closed, clear those that fell out of the window, fold the closed bucket's return into the
-    volatility estimate, and set the factors of the band of mids that cannot be a jump (so
-    that the usual event multiplies and compares, without dividing or taking logs)."""
+def _roll_buckets(ctx, i, ts, mid):
+    """Start the price-jump bucket of instrument i that holds ts, opening at `mid`: file the
+    bucket that closed, clear those that fell out of the window, fold the return from the
+    last bucket's open into the volatility estimate, and set the band of mids that cannot be
+    a jump (so that the usual event compares, without dividing or taking logs)."""
     ig = ctx.inst_guard
     igf = ctx.inst_guard_f
     lim = ctx.limits
@@ -172,13 +173,12 @@ def _roll_buckets(ctx, i, ts):
     if prev != 0:
         ring[0, prev % JUMP_BUCKETS] = igf[i, IGF_CUR_LO]
         ring[1, prev % JUMP_BUCKETS] = igf[i, IGF_CUR_HI]
-    close = igf[i, IGF_CLOSE]
-    last = igf[i, IGF_LAST_CLOSE]
-    if last == last and close == close and last > 0.0:
-        r = math.log(close / last)
+    last = igf[i, IGF_OPEN]
+    if last == last and last > 0.0:
+        r = math.log(mid / last)
         igf[i, IGF_VAR] += SIGMA_EWMA * (r * r - igf[i, IGF_VAR])
         ig[i, IG_BUCKETS] += 1
-    igf[i, IGF_LAST_CLOSE] = close
+    igf[i, IGF_OPEN] = mid
     steps = bucket - prev if prev != 0 else JUMP_BUCKETS
     for s in range(1, min(steps, JUMP_BUCKETS) + 1):
         slot = (prev + s) % JUMP_BUCKETS
@@ -193,8 +193,6 @@ def _roll_buckets(ctx, i, ts):
         hi = max(hi, ring[1, slot])
     igf[i, IGF_LO] = lo
     igf[i, IGF_HI] = hi
-    igf[i, IGF_CUR_LO] = np.inf
-    igf[i, IGF_CUR_HI] = -np.inf
     factor = np.inf
     if lim[LIM_JUMP_SIGMAS] < np.inf and ig[i, IG_BUCKETS] >= SIGMA_MIN_BUCKETS:
         sd = math.sqrt(igf[i, IGF_VAR] * JUMP_BUCKETS)  # of a whole window's move
@@ -209,6 +207,16 @@ def _roll_buckets(ctx, i, ts):
         up = min(up, 1.0 / (1.0 - pct))
     igf[i, IGF_DOWN] = max(1.0 / (1.0 + pct), 1.0 / factor) * (1.0 + GUARD_MARGIN)
     igf[i, IGF_UP] = up * (1.0 - GUARD_MARGIN)
+    igf[i, IGF_CUR_LO] = mid
+    igf[i, IGF_CUR_HI] = mid
+    _set_band(igf, i, min(lo, mid), max(hi, mid))
+
+
+@kernel
+def _set_band(igf, i, lo, hi):
+    """The mids of instrument i that cannot be a jump, given its window's extremes."""
+    igf[i, IGF_SAFE_LO] = hi * igf[i, IGF_DOWN]
+    igf[i, IGF_SAFE_HI] = lo * igf[i, IGF_UP]
 
 
 @cold_kernel
@@ -232,19 +240,20 @@ def _judge_jump(ctx, i, mid):
 @kernel
 def _watch_jump(ctx, i, ts, mid):
     """A move of the mid beyond the limit (in % or in standard deviations of its usual
-    moves) from the highest or lowest mid of the last window. Without branches on the data
-    until something crosses the band: a mispredicted branch costs more than the arithmetic."""
+    moves) from the highest or lowest mid of the last window. The usual event loads four
+    numbers and stores nothing: new extremes of a bucket are rare, and move the band."""
     if ts >= ctx.inst_guard[i, IG_BUCKET_END]:
-        _roll_buckets(ctx, i, ts)
+        _roll_buckets(ctx, i, ts, mid)
     igf = ctx.inst_guard_f
-    lo = min(igf[i, IGF_CUR_LO], mid)
-    hi = max(igf[i, IGF_CUR_HI], mid)
-    igf[i, IGF_CUR_LO] = lo
-    igf[i, IGF_CUR_HI] = hi
-    igf[i, IGF_CLOSE] = mid
-    down = max(hi, igf[i, IGF_HI]) * igf[i, IGF_DOWN]
-    up = min(lo, igf[i, IGF_LO]) * igf[i, IGF_UP]
-    if (mid < down) | (mid > up):
+    lo = igf[i, IGF_CUR_LO]
+    hi = igf[i, IGF_CUR_HI]
+    if (mid < lo) | (mid > hi):
+        lo = min(lo, mid)
+        hi = max(hi, mid)
+        igf[i, IGF_CUR_LO] = lo
+        igf[i, IGF_CUR_HI] = hi
+        _set_band(igf, i, min(lo, igf[i, IGF_LO]), max(hi, igf[i, IGF_HI]))
+    if (mid < igf[i, IGF_SAFE_LO]) | (mid > igf[i, IGF_SAFE_HI]):
         _judge_jump(ctx, i, mid)
 
 
@@ -267,21 +276,22 @@ def watch_market_nb(ctx, i, ts):
     gf = ctx.guard_f
     p = ctx.portfolio[i]
     m = ctx.market[i]
-    marked = p.qty * (0.5 * (m.bid_px + m.ask_px) - p.avg_px)
-    if marked != marked:  # no quotes yet (flat: no PnL to mark either): the last trade
+    mid = 0.5 * (m.bid_px + m.ask_px)
+    marked = p.qty * (mid - p.avg_px)
+    if marked != marked:  # no quotes (flat: no PnL to mark either): by the last trade
+        mid = mid_price(ctx, i)
         marked = unrealized_pnl(ctx, i)
     now_pnl = p.realized + marked - p.fees
     total = gf[GF_PNL] + now_pnl - igf[i, IGF_PNL]
     igf[i, IGF_PNL] = now_pnl
     gf[GF_PNL] = total
-    peak = max(gf[GF_PEAK], total)
-    gf[GF_PEAK] = peak
-    if total < pnl_floor(ctx.limits, peak):
+    if total > gf[GF_PEAK]:  # (rare: a branch is cheaper than a store each event)
+        gf[GF_PEAK] = total
+        gf[GF_FLOOR] = pnl_floor(ctx.limits, total)
+    if total < gf[GF_FLOOR]:
         _judge_pnl(ctx, total)
-    if ctx.limits[LIM_ACTION + TRIP_PRICE_JUMP] != STATE_ACTIVE:
-        mid = mid_price(ctx, i)
-        if (mid > 0.0) & (mid < np.inf):
-            _watch_jump(ctx, i, ts, mid)
+    if (mid > 0.0) & (ctx.limits[LIM_ACTION + TRIP_PRICE_JUMP] != STATE_ACTIVE):
+        _watch_jump(ctx, i, ts, mid)
 
 
 @kernel
@@ -399,7 +409,8 @@ def blocked_resume(ctx: Any) -> str:
             f"drawdown {gf[GF_PEAK] - gf[GF_PNL]:,.2f} is still beyond max_drawdown "
             f"({lim[LIM_MAX_DRAWDOWN]:,.2f})"
         )
-    gaps = np.flatnonzero(ctx.inst_guard[:, IG_GAP_OPEN])
+    ig = ctx.inst_guard
+    gaps = np.flatnonzero((ig[:, IG_GAP_SEQ] != 0) & (ig[:, IG_GAP_SEQ] == ig[:, IG_LAST_SEQ]))
     if on[TRIP_SEQ_GAP] and gaps.size:
         clauses.append(
             f"instruments {gaps.tolist()} have not seen an event in sequence since a gap"
