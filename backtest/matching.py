@@ -37,7 +37,7 @@ from tickwise.engine.context import (
     CLK_N_OPEN,
     CLK_NOW,
 )
-from tickwise.engine.jit import cold_kernel, kernel
+from tickwise.engine.jit import kernel
 from tickwise.engine.orders import cancel_row_nb, remove_open_nb
 from tickwise.engine.portfolio import apply_fill_nb
 from tickwise.engine.schemas import (
@@ -51,7 +51,7 @@ from tickwise.engine.schemas import (
 )
 
 
-@cold_kernel
+@kernel
 def _fill(ctx, k, qty, px, liquidity, ts):
     """Fill row k of the open-order table at time ts; True when the order is now complete
     (and its row gone: the last row took its place)."""

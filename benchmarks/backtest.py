@@ -44,6 +44,9 @@ def measure(rows: int, rounds: int) -> dict:
         for k in CONFIG.__dataclass_fields__
         if k not in ("risk", "killswitch")  # tables of their own; the defaults apply
     ).replace("'", '"')
+    # The command trades as the replay below does (the defaults trade 1 unit, which these
+    # instruments' lots refuse: a reject storm, a halt and millions of refusals to write).
+    params = [a for k, v in PARAMS.items() for a in ("--param", f"{k}={v}")]
     history = open_history(data)
     views = [columns(b) for b in history.batches(65_536)]  # the bare loop's data, in memory
     n_inst = history.instruments.known_mask().size
@@ -58,7 +61,7 @@ def measure(rows: int, rounds: int) -> dict:
             out = Path(tmp) / f"r{r}"
             t0 = time.perf_counter()
             subprocess.run([tickwise, "backtest", "--strategy", "mean_reversion", "--data",
-                            str(data), "--config", str(cfg), "--out", str(out)],
+                            str(data), *params, "--config", str(cfg), "--out", str(out)],
                            check=True, capture_output=True)  # fmt: skip
             t1 = time.perf_counter()
             bt = run_backtest("mean_reversion", data, PARAMS, CONFIG)
