@@ -11,6 +11,13 @@ the collar (one call per event: every call out of the loop costs it speed).
 Rejects, runaway strategies and NaN orders trip it from the risk gate
 (`engine.risk`). The halt is latched: only a person resumes,
 through `Session.resume`, and only once the condition has cleared.
+
+The watchers run at every event, so the usual event costs a few compares
+against bounds worked out in advance (the band of mids that cannot be a
+jump, the PnL below which a limit may be crossed), with no branch that
+follows the data's ups and downs and no store it can do without; what
+crosses a bound is judged exactly, out of line, and bounds are moved a hair
+towards tripping so that rounding never lets a trip by.
 """
 
 from __future__ import annotations
