@@ -39,8 +39,8 @@ _TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
 def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
     """SHA-256 of every order event and fill, in order."""
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(orders).tobytes())
-    h.update(np.ascontiguousarray(fills).tobytes())
+    h.update(np.ascontiguousarray(orders).view(np.uint8))  # the bytes in place, not a copy
+    h.update(np.ascontiguousarray(fills).view(np.uint8))
     return h.hexdigest()
 
 
@@ -129,9 +129,12 @@ def _final_pnl(bt: Backtest) -> float:
 
 
 def _write(records: np.ndarray, schema: pa.Schema, path: Path) -> None:
-    table = pa.Table.from_arrays([pa.array(records[n]) for n in schema.names], schema=schema)
+    # A field of a packed record array is a strided view; Arrow converts a contiguous copy
+    # of it four times faster than the view itself.
+    columns = [pa.array(np.ascontiguousarray(records[n])) for n in schema.names]
+    table = pa.Table.from_arrays(columns, schema=schema)
     # Order ids, times and prices rarely repeat: dictionary encoding only costs time here.
-    pq.write_table(table, path, use_dictionary=False)
+    pq.write_table(table, path, use_dictionary=False, compression="lz4")
 
 
 def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[str, Any]:
