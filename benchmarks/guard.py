@@ -91,7 +91,7 @@ def per_event(rows: int, rounds: int) -> dict:
     }
 
 
-@njit(cache=True)
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
 def _gate(ctx, n):
     """n passes through the pre-trade gate (checks and bookkeeping, as an order pays them) of
     limit orders alternating side, size and price, 20 us apart on a quote kept fresh (so
@@ -130,7 +130,7 @@ def per_order(orders: int, rounds: int) -> dict:
     return out
 
 
-@njit(cache=True)
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
 def _first_crossing(ts, instrument, mid, width, pct):
     """Index of the first event whose mid is more than pct % away from the extremes of its
     instrument's price-jump window (the current bucket and the 15 before it), or -1."""

@@ -51,7 +51,7 @@ PARAMS = {
 }
 
 
-@njit(cache=True)
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
 def bare_sma_cross(instrument, bid, ask, fast, slow, prev_diff):
     """Crossovers of the fast and slow mean of the mid, per instrument: how many."""
     crosses = 0
@@ -70,7 +70,7 @@ def bare_sma_cross(instrument, bid, ask, fast, slow, prev_diff):
     return crosses
 
 
-@njit(cache=True)
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
 def bare_mean_reversion(instrument, bid, ask, window, side, entry_z, exit_z):
     """Entries and exits of the z-score rule with a position state per instrument: how many."""
     decisions = 0
