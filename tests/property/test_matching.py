@@ -136,6 +136,9 @@ def test_fills_are_offered_conserved_and_independent_of_batching(case) -> None:
 
     # Every unit of every order: filled, cancelled or still open.
     open_rows = s.ctx.open_orders[: s.ctx.clock[4]]
+    # (and the per-instrument counts the matching step trusts to skip empty tables agree)
+    counts = np.bincount(open_rows["instrument"], minlength=s.ctx.inst_open.size)
+    assert (s.ctx.inst_open == counts).all()
     for oid, o in sent.items():
         filled = fills["qty"][fills["order_id"] == oid].sum()
         gone = orders["qty"][(orders["id"] == oid) & (orders["status"] == STATUS_CANCELLED)].sum()
