@@ -27,13 +27,17 @@ from tickwise.engine.indicators import (
 def test_a_window_holds_the_last_values_pushed_and_their_moments(width, pushes) -> None:
     win = np.zeros((3, width + HEADER))
     held: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    largest = dict.fromkeys(held, 1.0)
     for row, x in pushes:
         rolling_push(win, row, x)
         held[row] = (held[row] + [x])[-width:]
         values = np.array(held[row])
         assert rolling_count(win, row) == len(values)
         assert rolling_full(win, row) == (len(values) == width)
-        scale = max(1.0, float(np.mean(values**2)))  # sums of squares lose digits below it
+        # Running sums carry the rounding of every value that passed through them since they
+        # were last recomputed: digits below the largest square pushed are not kept.
+        largest[row] = max(largest[row], x * x)
+        scale = largest[row]
         assert abs(rolling_mean(win, row) - values.mean()) <= 1e-12 * np.sqrt(scale) * width
         assert abs(rolling_std(win, row) ** 2 - values.var()) <= 1e-12 * scale * width
     for row in held:
