@@ -68,8 +68,9 @@ def per_event(rows: int, rounds: int) -> dict:
         session(guarded).warm_up(("quotes",))
     on, off = [], []
     trips = orders = 0
-    for _ in range(rounds):
-        for guarded, times in ((True, on), (False, off)):
+    for r in range(rounds):
+        turns = ((True, on), (False, off))
+        for guarded, times in turns if r % 2 == 0 else turns[::-1]:  # who goes first alternates
             s = session(guarded)
             t0 = time.perf_counter()
             for b in batches:
