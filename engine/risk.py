@@ -108,29 +108,27 @@ def trading_state(ctx, i):
 
 
 @kernel
-def working_qty(ctx, instrument, side):
-    """Unfilled quantity of the open orders of one instrument on one side (+1 buy, -1 sell)."""
+def _open_qty(ctx, instrument, side, staying):
     total = 0.0
     if ctx.inst_open[instrument] == 0:
         return total
     for k in range(ctx.clock[CLK_N_OPEN]):
         o = ctx.open_orders[k]
-        if o.instrument == instrument and o.side == side:
+        if o.instrument == instrument and o.side == side and (o.cancel_ts == 0 or not staying):
             total += o.qty - o.filled
     return total
 
 
 @kernel
+def working_qty(ctx, instrument, side):
+    """Unfilled quantity of the open orders of one instrument on one side (+1 buy, -1 sell)."""
+    return _open_qty(ctx, instrument, side, False)
+
+
+@kernel
 def staying_qty(ctx, instrument, side):
     """Like `working_qty`, leaving out orders whose cancel is already on its way."""
-    total = 0.0
-    if ctx.inst_open[instrument] == 0:
-        return total
-    for k in range(ctx.clock[CLK_N_OPEN]):
-        o = ctx.open_orders[k]
-        if o.instrument == instrument and o.side == side and o.cancel_ts == 0:
-            total += o.qty - o.filled
-    return total
+    return _open_qty(ctx, instrument, side, True)
 
 
 @kernel

@@ -14,6 +14,7 @@ from tickwise.engine.indicators import (
     rolling_mean,
     rolling_push,
     rolling_std,
+    rolling_zscore,
 )
 
 
@@ -40,6 +41,11 @@ def test_a_window_holds_the_last_values_pushed_and_their_moments(width, pushes) 
         scale = largest[row]
         assert abs(rolling_mean(win, row) - values.mean()) <= 1e-12 * np.sqrt(scale) * width
         assert abs(rolling_std(win, row) ** 2 - values.var()) <= 1e-12 * scale * width
+        z = rolling_zscore(win, row, x)
+        if values.var() > 1e-6 * scale:  # spread well above what the sums can resolve
+            assert np.isclose(z, (x - values.mean()) / values.std(), rtol=1e-6, atol=1e-6)
+        elif values.var() == 0.0 and len(values) == 1:
+            assert np.isnan(z)  # one value: no spread to measure by
     for row in held:
         if not held[row]:
             assert rolling_count(win, row) == 0
