@@ -1,20 +1,23 @@
 """report.html: equity, drawdown, position and trades over price, and the statistics table.
 
 Plotly draws the charts; its script is written once beside the report
-(`plotly.min.js`) so the result folder opens offline.
+(`plotly.min.js`) so the result folder opens offline. The page hands the
+figure to Plotly.js's `Plotly.newPlot` as plain data (times as epoch
+milliseconds on date axes): Plotly's Python figure objects validate every
+property and `plotly.io` imports a dataframe layer, which together took longer
+than the rest of writing a backtest's results.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
 
 from .replay import Backtest
 from .stats import round_trip_pnls
@@ -27,6 +30,10 @@ _CSS = (
     "th,td{padding:3px 12px;border-bottom:1px solid #ddd;text-align:left}"
     "td{text-align:right;font-variant-numeric:tabular-nums}"
 )
+# The four stacked panels, top to bottom: their share of the height and the gap between.
+_PANELS = (0.3, 0.15, 0.4, 0.15)
+_GAP = 0.04
+_GRID = "#ebf0f8"  # plotly_white's grid colour
 
 
 def trade_stats(bt: Backtest) -> dict[str, Any]:
@@ -67,44 +74,79 @@ def _thin(*arrays: np.ndarray, most: int = 5_000) -> tuple[np.ndarray, ...]:
     return tuple(a[::step] for a in arrays)
 
 
-def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
-    """Write report.html (and plotly.min.js) into `folder`."""
-    stats = trade_stats(bt)
+def _ms(ts: np.ndarray) -> list[float]:
+    """Nanosecond stamps as the epoch milliseconds a Plotly date axis reads."""
+    return (ts.astype(np.int64) / 1e6).tolist()
+
+
+def _figure(bt: Backtest) -> dict[str, Any]:
+    """PnL, drawdown, the most traded instrument's price with its trades, and its position,
+    stacked on one shared time axis."""
     eq = bt.equity
     pnl = eq["pnl"]
     drawdown = pnl - np.maximum.accumulate(np.maximum(pnl, 0.0)) if pnl.size else pnl
     stamps, pnl, drawdown = _thin(eq["ts"], pnl, drawdown)
-    when = stamps.astype("datetime64[ns]")
     fills = bt.fills
     top = int(np.bincount(fills["instrument"]).argmax()) if fills.size else 0
     symbol = bt.history.instruments.symbol(top)
-    fig = make_subplots(
-        rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-        row_heights=[0.3, 0.15, 0.4, 0.15],
-        subplot_titles=("PnL (price units, after fees)", "Drawdown",
-                        f"{symbol}: price and trades", f"{symbol}: position"),
-    )  # fmt: skip
-    fig.add_trace(go.Scatter(x=when, y=pnl, name="PnL", line={"width": 1}), row=1, col=1)
-    fig.add_trace(go.Scatter(x=when, y=drawdown, name="drawdown", fill="tozeroy",
-                             line={"width": 1, "color": "firebrick"}), row=2, col=1)  # fmt: skip
+    titles = ("PnL (price units, after fees)", "Drawdown",
+              f"{symbol}: price and trades", f"{symbol}: position")  # fmt: skip
+
+    def line(x: np.ndarray, y: np.ndarray, panel: int, **style: Any) -> dict[str, Any]:
+        axis = "y" if panel == 1 else f"y{panel}"
+        return {"type": "scatter", "x": _ms(x), "y": y.tolist(), "xaxis": "x", "yaxis": axis,
+                **style}  # fmt: skip
+
     times, prices = _thin(*_price_path(bt, top))
-    fig.add_trace(go.Scatter(x=times.astype("datetime64[ns]"), y=prices, name=f"{symbol} price",
-                             line={"width": 1, "color": "gray"}), row=3, col=1)  # fmt: skip
+    traces = [
+        line(stamps, pnl, 1, name="PnL", line={"width": 1}),
+        line(stamps, drawdown, 2, name="drawdown", fill="tozeroy",
+             line={"width": 1, "color": "firebrick"}),
+        line(times, prices, 3, name=f"{symbol} price", line={"width": 1, "color": "gray"}),
+    ]  # fmt: skip
     mine = fills[fills["instrument"] == top]
     step = max(1, mine.size // _MAX_MARKERS)
     for side, name, color, marker in ((1, "buys", "seagreen", "triangle-up"),
                                       (-1, "sells", "crimson", "triangle-down")):  # fmt: skip
         sel = mine[mine["side"] == side][::step]
-        fig.add_trace(go.Scatter(x=sel["ts"].astype("datetime64[ns]"), y=sel["price"],
-                                 mode="markers", name=name,
-                                 marker={"color": color, "symbol": marker, "size": 6}),
-                      row=3, col=1)  # fmt: skip
+        traces.append(line(sel["ts"], sel["price"], 3, mode="markers", name=name,
+                           marker={"color": color, "symbol": marker, "size": 6}))  # fmt: skip
     held, position = _thin(mine["ts"], np.cumsum(mine["side"] * mine["qty"]))
-    fig.add_trace(go.Scatter(x=held.astype("datetime64[ns]"), y=position, name="position",
-                             line={"shape": "hv", "width": 1}), row=4, col=1)  # fmt: skip
-    fig.update_layout(height=1000, margin={"l": 60, "r": 20, "t": 40, "b": 30},
-                      template="plotly_white", showlegend=True)  # fmt: skip
-    chart = fig.to_html(include_plotlyjs="directory", full_html=False)
+    traces.append(line(held, position, 4, name="position", line={"shape": "hv", "width": 1}))
+
+    layout: dict[str, Any] = {
+        "height": 1000, "margin": {"l": 60, "r": 20, "t": 40, "b": 30}, "showlegend": True,
+        "paper_bgcolor": "white", "plot_bgcolor": "white", "hovermode": "closest",
+        "xaxis": {"type": "date", "anchor": f"y{len(_PANELS)}", "gridcolor": _GRID},
+        "annotations": [],
+    }  # fmt: skip
+    room = 1.0 - _GAP * (len(_PANELS) - 1)
+    top_edge = 1.0
+    for panel, (share, title) in enumerate(zip(_PANELS, titles, strict=True), start=1):
+        bottom = top_edge - share * room
+        layout["yaxis" if panel == 1 else f"yaxis{panel}"] = {
+            "domain": [max(bottom, 0.0), top_edge], "anchor": "x",
+            "gridcolor": _GRID, "zerolinecolor": _GRID,
+        }  # fmt: skip
+        layout["annotations"].append({
+            "text": title, "showarrow": False, "font": {"size": 14},
+            "xref": "paper", "x": 0.5, "xanchor": "center",
+            "yref": "paper", "y": top_edge, "yanchor": "bottom",
+        })  # fmt: skip
+        top_edge = bottom - _GAP
+    return {"data": traces, "layout": layout}
+
+
+def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
+    """Write report.html (and plotly.min.js) into `folder`."""
+    stats = trade_stats(bt)
+    # A script literal: JavaScript reads NaN as such; "</" is escaped so no value can end it.
+    figure = json.dumps(_figure(bt), separators=(",", ":")).replace("</", "<\\/")
+    chart = (
+        '<div id="chart" style="width:100%"></div>\n<script src="plotly.min.js"></script>\n'
+        f'<script>(function(f){{Plotly.newPlot("chart",f.data,f.layout,{{responsive:true}})}})'
+        f"({figure});</script>"
+    )
     rows = [
         ("PnL (price units, after fees)", f"{summary['pnl']:,.2f}"),
         ("Sharpe (annualised, PnL changes per equity step)", f"{summary['sharpe']:.2f}"),

@@ -14,8 +14,15 @@ DATA_DIR = Path(__file__).resolve().parent / ".data"
 def quotes_file(rows: int, instruments: int = 8, seed: int = 1) -> Path:
     """A quotes history of `rows` rows, made once and reused (the generator is deterministic)."""
     path = DATA_DIR / f"quotes-{rows}-{instruments}-{seed}.parquet"
-    if not path.exists() or pq.read_metadata(path).num_rows != rows:
+    if not path.exists() or not _current(path, rows):
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         config = SynthConfig(kind="quotes", rows=rows, instruments=instruments, seed=seed)
         synth(config, path, overwrite=True)
     return path
+
+
+def _current(path: Path, rows: int) -> bool:
+    """Whether a file made earlier has the rows and the codec the writer uses now."""
+    meta = pq.read_metadata(path)
+    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else None
+    return meta.num_rows == rows and codec == "LZ4"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -376,6 +377,10 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tickwise` console script."""
+    # A command's objects live until it exits, and its per-event work is compiled: the
+    # cyclic collector would only re-scan Numba's and pyarrow's object graphs, again and
+    # again (0.3 s of a 2.3 s backtest). Reference counting still frees everything else.
+    gc.disable()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -67,6 +67,16 @@ def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
     assert summary["run_hash"] in report
     assert "hit rate" in report
     assert (out / "plotly.min.js").stat().st_size > 1_000_000  # the report opens offline
+    # The figure handed to Plotly.newPlot: four panels on one time axis, inside the data's span.
+    figure = json.loads(report.split("({", 1)[1].rsplit("});</script>", 1)[0].join("{}"))
+    first_ms, last_ms = (summary["data"][k] / 1e6 for k in ("ts_first", "ts_last"))
+    assert {t["yaxis"] for t in figure["data"]} == {"y", "y2", "y3", "y4"}
+    for trace in figure["data"]:
+        assert len(trace["x"]) == len(trace["y"]) > 0, trace["name"]
+        assert first_ms <= min(trace["x"]) <= max(trace["x"]) <= last_ms, trace["name"]
+    for axis in ("yaxis", "yaxis2", "yaxis3", "yaxis4"):
+        low, high = figure["layout"][axis]["domain"]
+        assert 0.0 <= low < high <= 1.0
 
 
 def test_run_hash_is_the_same_for_any_batch_size(tmp_path: Path, data: Path) -> None:
