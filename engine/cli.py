@@ -7,9 +7,11 @@ its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -395,5 +397,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> NoReturn:
+    """The console script: `main`, then out without the interpreter's teardown.
+
+    Teardown would free Numba's and LLVM's object graphs and every buffer one by one
+    (0.17-0.23 s after a 2 s backtest, measured from the last exit handler), after every
+    result is already on disk: streams are flushed and exit handlers run, then the
+    process ends with `main`'s status.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's errors and --help; Python's own meaning of codes
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
