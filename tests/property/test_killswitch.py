@@ -130,6 +130,20 @@ def marked_pnl(quotes: dict, qty: float) -> np.ndarray:
     return out
 
 
+def assert_first_trip(status: dict, quotes: dict, pnl: np.ndarray, max_loss: float,
+                      max_drawdown: float) -> None:  # fmt: skip
+    """The switch tripped, for the right reason, at the first event whose PnL is beyond the
+    loss limit or the drawdown from its peak (the peak starts at 0); or never, if none is."""
+    peak = np.maximum.accumulate(np.maximum(pnl, 0.0))
+    beyond = np.flatnonzero((-pnl > max_loss) | (peak - pnl > max_drawdown))
+    if beyond.size == 0:
+        assert not status["halted"]
+    else:
+        k = int(beyond[0])
+        assert status["halt_reason"] == ("max_loss" if -pnl[k] > max_loss else "max_drawdown")
+        assert status["halt_ts"] == int(quotes["ts_event"][k])
+
+
 # Limits off the 0.05 grid that PnL moves on here: a PnL summed event by event may differ
 # from the reference in its last bit, which must not decide a trip in a test.
 @settings(max_examples=150, deadline=None)
@@ -139,15 +153,7 @@ def test_loss_and_drawdown_trip_at_the_first_event_beyond_them(quotes, max_loss,
     kill = KillSwitch(**{**vars(KillSwitch.off()), "max_loss": max_loss,
                          "max_drawdown": max_drawdown})  # fmt: skip
     status = watch(quotes, kill, [(1, +1, 10, np.nan)]).status()
-    pnl = marked_pnl(quotes, 10.0)
-    peak = np.maximum.accumulate(np.maximum(pnl, 0.0))
-    beyond = np.flatnonzero((-pnl > max_loss) | (peak - pnl > max_drawdown))
-    if beyond.size == 0:
-        assert not status["halted"]
-    else:
-        k = int(beyond[0])
-        assert status["halt_reason"] == ("max_loss" if -pnl[k] > max_loss else "max_drawdown")
-        assert status["halt_ts"] == int(quotes["ts_event"][k])
+    assert_first_trip(status, quotes, marked_pnl(quotes, 10.0), max_loss, max_drawdown)
 
 
 def booked_at(quotes: dict, fill: np.void) -> int:
@@ -189,8 +195,8 @@ def pnl_from_fills(quotes: dict, fills: np.ndarray) -> np.ndarray:
 def test_loss_and_drawdown_trip_at_the_first_event_beyond_them_when_every_instrument_trades(
     quotes, max_loss, max_drawdown
 ) -> None:
-    """Positions long and short in several instruments at once, changing often: the room to
-    the limits is shared among them, and a fill moves an instrument's band."""
+    """Positions long and short in several instruments at once, changing often: every
+    instrument's marks and every fill move the session's PnL."""
     kill = KillSwitch(**{**vars(KillSwitch.off()), "max_loss": max_loss,
                          "max_drawdown": max_drawdown})  # fmt: skip
     params = {"window": 3, "entry_z": 0.5, "exit_z": 0.2, "qty": 7.0}
@@ -198,12 +204,5 @@ def test_loss_and_drawdown_trip_at_the_first_event_beyond_them_when_every_instru
                 risk=RiskLimits.off(), killswitch=kill, order_latency_ns=MS // 2)  # fmt: skip
     result = s.on_batch("quotes", quotes)
     status = s.status()
-    pnl = pnl_from_fills(quotes, result.fills)
-    peak = np.maximum.accumulate(np.maximum(pnl, 0.0))
-    beyond = np.flatnonzero((-pnl > max_loss) | (peak - pnl > max_drawdown))
-    if beyond.size == 0:
-        assert not status["halted"]
-    else:
-        k = int(beyond[0])
-        assert status["halt_reason"] == ("max_loss" if -pnl[k] > max_loss else "max_drawdown")
-        assert status["halt_ts"] == int(quotes["ts_event"][k])
+    assert_first_trip(status, quotes, pnl_from_fills(quotes, result.fills), max_loss,
+                      max_drawdown)  # fmt: skip
