@@ -63,6 +63,9 @@ def test_files_carry_kind_and_instruments_and_fast_encodings(tmp_path: Path) -> 
         for i in range(meta.num_columns)
     }
     assert "DELTA_BINARY_PACKED" in encodings["ts_event"]
+    # LZ4 pages: the fastest of pyarrow's codecs to decode, on the replay's one core.
+    group = meta.row_group(0)
+    assert {group.column(i).compression for i in range(meta.num_columns)} == {"LZ4"}
 
 
 def test_progress_is_drawn_on_a_terminal(monkeypatch) -> None:
