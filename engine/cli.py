@@ -161,6 +161,42 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", type=Path, required=True, help="result folder to write")
     backtest.set_defaults(run=_cmd_backtest)
 
+    feed = commands.add_parser("feed", help="publish market data over ZeroMQ")
+    feed_cmds = feed.add_subparsers(dest="feed_command", metavar="ACTION", parser_class=_Parser)
+    feed_cmds.required = True
+    replay = _subparser(
+        feed_cmds, "replay", "publish a Parquet history over ZeroMQ in event time",
+        "tickwise feed replay data/quotes.parquet --bind tcp://127.0.0.1:5555 --speed 10",
+    )  # fmt: skip
+    replay.add_argument("path", type=Path, help="a .parquet file or a hive directory")
+    replay.add_argument(
+        "--bind",
+        default="tcp://127.0.0.1:5555",
+        help="endpoint to publish on (tcp://127.0.0.1:5555; port * picks a free one)",
+    )
+    replay.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="X|max",
+        help="times real time (a subscriber that lags loses messages, as from a live feed), "
+        "or max: as fast as the subscribers take every message (1)",
+    )
+    replay.add_argument(
+        "--batch-rows", type=int, default=4_096, help="most rows in one message (4096)"
+    )
+    replay.add_argument(
+        "--heartbeat-ms", type=float, default=100.0, help="heartbeat when quiet this long (100)"
+    )
+    replay.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long for a first subscriber before starting; 0: start at once (30)",
+    )
+    replay.set_defaults(run=_cmd_feed_replay)
+
     strategies = _subparser(
         commands, "strategies", "registered strategies with their parameters and defaults",
         "tickwise strategies --json",
@@ -168,6 +204,49 @@ def build_parser() -> argparse.ArgumentParser:
     strategies.add_argument("--json", action="store_true", help="print JSON instead of tables")
     strategies.set_defaults(run=_cmd_strategies)
     return parser
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or max") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"speed must be positive, got {text}")
+    return value
+
+
+def _cmd_feed_replay(args: argparse.Namespace) -> int:
+    import time
+
+    from tickwise.feeds.history import open_history
+    from tickwise.feeds.transport import Publisher, replay
+
+    if args.batch_rows < 1:
+        raise TickwiseError(f"--batch-rows must be at least 1, got {args.batch_rows}")
+    history = open_history(args.path)
+    # At max speed the replay waits for its subscribers rather than drop what they lag.
+    nodrop = args.speed is None
+    with Publisher(args.bind, heartbeat_ms=args.heartbeat_ms, nodrop=nodrop) as publisher:
+        # The endpoint first, on a line of its own: a script that asked for port * reads it.
+        print(f"publishing {history.kind} on {publisher.endpoint}", flush=True)
+        if args.wait > 0 and not publisher.wait_for_subscriber(args.wait):
+            raise TickwiseError(f"no subscriber on {publisher.endpoint} within {args.wait:g} s")
+        began = time.perf_counter()
+        with progress(f"feed {history.kind}", history.rows) as advance:
+            replay(publisher, history.kind, history.batches(args.batch_rows), args.speed, advance)
+        publisher.heartbeat()  # the last sequence number, for whoever missed the end
+        wall = time.perf_counter() - began
+    pace = "max" if args.speed is None else f"{args.speed:g}x real time"
+    stdout.print(
+        f"published {publisher.rows:,} rows in {publisher.batches:,} messages "
+        f"(+{publisher.heartbeats:,} heartbeats) at {pace}: {wall:.2f} s wall clock, "
+        f"{fmt_rate(publisher.rows, wall, 'rows')}",
+        markup=False,
+    )
+    return 0
 
 
 def _parse_start(text: str | None) -> dt.datetime | None:

@@ -1,0 +1,244 @@
+"""Market data over ZeroMQ: a publisher of record batches and a subscriber that checks them.
+
+The publisher binds an XPUB socket (a PUB that also hears subscriptions, so a
+replay can wait for its first listener instead of talking to nobody), stamps
+each batch with the next sequence number and its send time, and sends a
+heartbeat whenever it has been quiet for the heartbeat interval. The
+subscriber decodes each message to numpy views without copying, counts and
+drops what is malformed (by reason, never raising), and keeps what a kill
+switch needs: sequence gaps and how long the feed has been silent.
+
+Message headers start with b"TW", the version and the schema id, so a
+subscriber can filter by kind with ZeroMQ's prefix subscriptions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import zmq
+
+from tickwise.engine.errors import TickwiseError
+
+from . import wire
+
+DEFAULT_HEARTBEAT_MS = 100.0
+_HWM = 100_000  # messages queued per peer before ZeroMQ drops (PUB) or stops reading
+
+
+def _socket(kind: int, endpoint: str, bind: bool, context: zmq.Context | None) -> zmq.Socket:
+    ctx = context or zmq.Context.instance()
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.setsockopt(zmq.SNDHWM if bind else zmq.RCVHWM, _HWM)
+        if bind:
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close()
+        verb = "bind" if bind else "connect to"
+        raise TickwiseError(f"cannot {verb} {endpoint}: {exc}") from None
+    return sock
+
+
+class Publisher:
+    """Sends record batches (and heartbeats when idle) on an XPUB socket bound to `endpoint`
+    (`tcp://127.0.0.1:*` picks a free port: see `endpoint` afterwards).
+
+    A live feed drops what a slow subscriber cannot take (it sees the gap in the sequence
+    numbers); `nodrop=True` waits for it instead, as a replay as fast as possible must."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        heartbeat_ms: float = DEFAULT_HEARTBEAT_MS,
+        nodrop: bool = False,
+        context: zmq.Context | None = None,
+    ) -> None:
+        if not heartbeat_ms > 0:
+            raise TickwiseError(f"heartbeat_ms must be positive, got {heartbeat_ms}")
+        self.socket = _socket(zmq.XPUB, endpoint, True, context)
+        self.socket.setsockopt(zmq.XPUB_NODROP, int(nodrop))
+        self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.heartbeat_ns = int(heartbeat_ms * 1e6)
+        self.seq = 0  # of the last batch sent
+        self.batches = 0
+        self.rows = 0
+        self.heartbeats = 0
+        self._last_sent = time.monotonic_ns()
+
+    def wait_for_subscriber(self, timeout_s: float) -> bool:
+        """Block until a subscriber has subscribed (True) or `timeout_s` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            ready = self.socket.poll(max(1, int(left * 1000)), zmq.POLLIN)
+            if ready and self.socket.recv()[:1] == b"\x01":  # subscribed (0: unsubscribed)
+                return True
+        return False
+
+    def publish(
+        self,
+        kind: str,
+        columns: Mapping[str, np.ndarray] | pa.RecordBatch,
+        send_ts: int | None = None,
+    ) -> int:
+        """Send one batch of `kind` rows; returns its sequence number."""
+        header, body = wire.encode(kind, columns, self.seq + 1, send_ts)
+        # Small bodies are copied into the message (cheaper than tracking a zero-copy one).
+        self.socket.send_multipart([header, body], copy=body.nbytes < 65_536)
+        self.seq += 1
+        self.batches += 1
+        self.rows += (
+            columns.num_rows
+            if isinstance(columns, pa.RecordBatch)
+            else len(next(iter(columns.values())))
+        )
+        self._last_sent = time.monotonic_ns()
+        return self.seq
+
+    def heartbeat(self) -> None:
+        """Send a heartbeat now (it carries the last batch's sequence number)."""
+        self.socket.send_multipart(list(wire.heartbeat(self.seq)))
+        self.heartbeats += 1
+        self._last_sent = time.monotonic_ns()
+
+    def idle(self, until_ns: int) -> None:
+        """Wait until the monotonic clock reads `until_ns`, sending heartbeats on time."""
+        while (now := time.monotonic_ns()) < until_ns:
+            beat = self._last_sent + self.heartbeat_ns
+            if now >= beat:
+                self.heartbeat()
+                continue
+            time.sleep((min(until_ns, beat) - now) / 1e9)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def replay(
+    publisher: Publisher,
+    kind: str,
+    batches: Iterable[pa.RecordBatch],
+    speed: float | None,
+    on_rows: Callable[[int], None] | None = None,
+) -> None:
+    """Publish batches in event time: `speed` x real time (rows go out once the replay clock
+    passes their ts_event, in as few messages as that allows), or as fast as possible (None)."""
+    if speed is not None and not speed > 0:
+        raise TickwiseError(f"speed must be positive (or max), got {speed}")
+    start_wall = time.monotonic_ns()
+    start_data: int | None = None
+    for batch in batches:
+        if speed is None:
+            publisher.publish(kind, batch)
+            if on_rows:
+                on_rows(batch.num_rows)
+            continue
+        ts = batch.column("ts_event").to_numpy()
+        if start_data is None and len(ts):
+            start_data = int(ts[0])
+        done = 0
+        while done < len(ts):
+            data_now = start_data + (time.monotonic_ns() - start_wall) * speed
+            due = int(np.searchsorted(ts, data_now, side="right"))
+            if due > done:
+                publisher.publish(kind, batch.slice(done, due - done))
+                if on_rows:
+                    on_rows(due - done)
+                done = due
+                continue
+            wake = start_wall + int((int(ts[done]) - start_data) / speed)
+            publisher.idle(wake)
+
+
+@dataclass
+class Gap:
+    """Batches a subscriber never received: sequence numbers `first` to `last`."""
+
+    first: int
+    last: int
+
+
+@dataclass
+class Subscriber:
+    """Receives, checks and decodes a feed; counts what was malformed and what was missed.
+
+    `schemas` limits the subscription to those kinds (heartbeats always come)."""
+
+    endpoint: str
+    schemas: tuple[str, ...] | None = None
+    context: zmq.Context | None = None
+    messages: int = 0
+    rows: int = 0
+    heartbeats: int = 0
+    malformed: Counter = field(default_factory=Counter)  # by WireError reason
+    recent_malformed: deque = field(default_factory=lambda: deque(maxlen=100))
+    gaps: list[Gap] = field(default_factory=list)
+    last_seq: int | None = None
+    last_heard_ns: int = 0  # monotonic clock at the last message, well-formed or not
+
+    def __post_init__(self) -> None:
+        self.socket = _socket(zmq.SUB, self.endpoint, False, self.context)
+        for name in self.schemas or ("",):
+            prefix = b"" if not name else wire.MAGIC + bytes([wire.VERSION, wire.SCHEMA_IDS[name]])
+            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        if self.schemas:
+            heartbeat = wire.SCHEMA_IDS[wire.HEARTBEAT]
+            self.socket.setsockopt(zmq.SUBSCRIBE, wire.MAGIC + bytes([wire.VERSION, heartbeat]))
+        self.last_heard_ns = time.monotonic_ns()
+
+    def receive(self, timeout_ms: float) -> wire.Message | None:
+        """The next well-formed message (a batch or a heartbeat), or None if none came within
+        `timeout_ms` or what came was malformed (counted in `malformed`, then dropped)."""
+        if not self.socket.poll(max(0, int(timeout_ms)), zmq.POLLIN):
+            return None
+        frames = self.socket.recv_multipart(copy=False)
+        self.last_heard_ns = time.monotonic_ns()
+        try:
+            message = wire.decode(frames)
+        except wire.WireError as exc:
+            self.malformed[exc.reason] += 1
+            self.recent_malformed.append(f"{exc.reason}: {exc}")
+            return None
+        self._track(message)
+        return message
+
+    def _track(self, message: wire.Message) -> None:
+        if message.is_heartbeat:
+            self.heartbeats += 1
+            if self.last_seq is not None and message.seq > self.last_seq:
+                self.gaps.append(Gap(self.last_seq + 1, message.seq))
+                self.last_seq = message.seq
+            return
+        self.messages += 1
+        self.rows += message.rows
+        if self.last_seq is not None and message.seq > self.last_seq + 1:
+            self.gaps.append(Gap(self.last_seq + 1, message.seq - 1))
+        self.last_seq = message.seq
+
+    def silent_for_ns(self) -> int:
+        """How long since the last message of any kind arrived."""
+        return time.monotonic_ns() - self.last_heard_ns
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

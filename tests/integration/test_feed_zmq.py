@@ -1,0 +1,171 @@
+"""Market data over real ZeroMQ sockets on 127.0.0.1 between real processes: `tickwise feed
+replay` publishing, a `Subscriber` in the test receiving, checking and decoding.
+
+Every loop here is bounded in count and in time, and every process is stopped by the test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tickwise.feeds import wire
+from tickwise.feeds.history import columns, open_history
+from tickwise.feeds.synth import StaleFeed
+from tickwise.feeds.transport import Subscriber
+
+from ..conftest import make_synth
+
+TICKWISE = str(Path(sys.executable).with_name("tickwise"))
+DEADLINE_S = 90.0
+
+
+def start_replay(data: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """Start `tickwise feed replay` on a free loopback port; returns it and its endpoint."""
+    proc = subprocess.Popen(
+        [TICKWISE, "feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = proc.stdout.readline()  # "publishing quotes on tcp://127.0.0.1:PORT"
+    if "publishing" not in first:
+        proc.kill()
+        raise AssertionError(f"no endpoint from the replay: {first!r} {proc.stderr.read()}")
+    return proc, first.split(" on ")[1].strip()
+
+
+def receive_all(sub: Subscriber, rows: int, until_heartbeats: int = 0) -> list[wire.Message]:
+    """Messages until `rows` rows (and that many heartbeats after them) came, or the deadline."""
+    got = []
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        message = sub.receive(200)
+        if message is not None:
+            got.append(message)
+        if sub.rows >= rows and sub.heartbeats >= until_heartbeats:
+            break
+    return got
+
+
+@pytest.fixture(scope="module")
+def quotes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("feed")
+    return make_synth(folder / "q.parquet", kind="quotes", rows=20_000, instruments=3, seed=4)
+
+
+def test_a_replay_at_max_speed_delivers_every_row_in_order_without_gaps(quotes: Path) -> None:
+    proc, endpoint = start_replay(quotes, "--speed", "max", "--batch-rows", "1000")
+    try:
+        with Subscriber(endpoint) as sub:
+            messages = receive_all(sub, 20_000)
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "published 20,000 rows in 20 messages" in out
+    batches = [m for m in messages if not m.is_heartbeat]
+    assert [m.seq for m in batches] == list(range(1, 21))
+    assert not sub.gaps
+    assert not sub.malformed
+    history = open_history(quotes)
+    expected = [columns(b) for b in history.batches(1_000)]
+    for message, want in zip(batches, expected, strict=True):
+        for name, values in want.items():
+            assert np.array_equal(message.columns[name], values), name
+        assert message.batch.num_rows == message.rows  # and as Arrow, over the same memory
+
+
+def test_a_quiet_feed_sends_heartbeats_with_its_last_sequence_number(tmp_path: Path) -> None:
+    # 2 s without events, replayed at 4x real time: half a second of heartbeats.
+    data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=3_000, instruments=2, seed=5,
+                      rate=2_000.0, episodes=(StaleFeed(at_s=0.5, seconds=2.0),))  # fmt: skip
+    proc, endpoint = start_replay(data, "--speed", "4", "--heartbeat-ms", "50")
+    try:
+        with Subscriber(endpoint) as sub:
+            messages = receive_all(sub, 3_000, until_heartbeats=1)
+        proc.communicate(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert sub.rows == 3_000
+    assert not sub.gaps
+    last = 0
+    beats_in_silence = 0
+    for m in messages:
+        if m.is_heartbeat:
+            assert m.seq == last  # the last batch sent before it
+            beats_in_silence += 1
+        else:
+            last = m.seq
+    assert beats_in_silence >= 3
+
+
+def test_a_subscriber_counts_and_drops_malformed_messages_and_keeps_receiving() -> None:
+    """A raw publisher process sends garbage between two good batches."""
+    script = r"""
+import sys, time, zmq, numpy as np
+from tickwise.feeds import wire
+sock = zmq.Context.instance().socket(zmq.XPUB)
+port = sock.bind_to_random_port("tcp://127.0.0.1")
+print(port, flush=True)
+sock.poll(30000)
+sock.recv()
+dt = wire.DTYPES["trades"]
+cols = {n: np.arange(5).astype(dt.fields[n][0]) for n in dt.names}
+h, b = wire.encode("trades", cols, 1)
+sock.send_multipart([h, b])
+sock.send_multipart([b"TW\x01\x09" + bytes(36), b""])   # unknown schema
+sock.send_multipart([h])                                 # one frame
+sock.send_multipart([h, bytes(b)[:-8]])                  # short body
+sock.send_multipart([b"garbage", b"x", b"y"])            # three frames of noise
+h2, b2 = wire.encode("trades", cols, 2)
+sock.send_multipart([h2, b2])
+time.sleep(1.0)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        with Subscriber(f"tcp://127.0.0.1:{port}") as sub:
+            good = []
+            deadline = time.monotonic() + DEADLINE_S
+            while len(good) < 2 and time.monotonic() < deadline:
+                message = sub.receive(200)
+                if message is not None:
+                    good.append(message)
+        proc.wait(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert [m.seq for m in good] == [1, 2]
+    assert sub.malformed == {"schema": 1, "frames": 2, "size": 1}
+    assert not sub.gaps
+
+
+def test_a_subscriber_sees_a_gap_in_the_sequence_numbers() -> None:
+    sub = Subscriber("tcp://127.0.0.1:1")  # not connected to anything; fed by hand below
+    try:
+        dt = wire.DTYPES["quotes"]
+        cols = {n: np.zeros(1, dt.fields[n][0]) for n in dt.names}
+        for seq in (4, 5, 8):
+            sub._track(wire.decode(list(wire.encode("quotes", cols, seq))))
+        sub._track(wire.decode(list(wire.heartbeat(10))))
+    finally:
+        sub.close()
+    assert [(g.first, g.last) for g in sub.gaps] == [(6, 7), (9, 10)]
+    assert sub.last_seq == 10
+
+
+def test_replay_refuses_bad_arguments_with_one_line(quotes: Path) -> None:
+    for args, message in (
+        (["--speed", "0"], "speed must be positive"),
+        (["--speed", "fast"], "'fast' is not a number or max"),
+        (["--bind", "tcp://nowhere.invalid:1", "--wait", "0"], "cannot bind"),
+    ):
+        done = subprocess.run([TICKWISE, "feed", "replay", str(quotes), *args],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode != 0
+        assert message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
