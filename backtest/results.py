@@ -26,6 +26,7 @@ from tickwise.engine.schemas import (
     ORDER_SCHEMA,
     STATUS_NEW,
     STATUS_REJECTED,
+    record_batch,
 )
 from tickwise.feeds.store import check_target, discard, make_folder, publish, temporary_path
 
@@ -129,10 +130,7 @@ def _final_pnl(bt: Backtest) -> float:
 
 
 def _write(records: np.ndarray, schema: pa.Schema, path: Path) -> None:
-    # A field of a packed record array is a strided view; Arrow converts a contiguous copy
-    # of it four times faster than the view itself.
-    columns = [pa.array(np.ascontiguousarray(records[n])) for n in schema.names]
-    table = pa.Table.from_arrays(columns, schema=schema)
+    table = pa.Table.from_batches([record_batch(records, schema)])
     # Order ids, times and prices rarely repeat: dictionary encoding only costs time here.
     pq.write_table(table, path, use_dictionary=False, compression="lz4")
 

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.table import Table
 
@@ -48,6 +48,14 @@ def _subparser(subs: argparse._SubParsersAction, name: str, help_: str, example:
     )
 
 
+def _group(commands: argparse._SubParsersAction, name: str, help_: str) -> Any:
+    """A command made of actions (`tickwise data synth`, ...): its subparsers."""
+    group = commands.add_parser(name, help=help_)
+    actions = group.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    return actions
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (exposed for tests and documentation)."""
     parser = _Parser(
@@ -58,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    data = commands.add_parser("data", help="make, inspect and import market-data history")
-    data_cmds = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
-    data_cmds.required = True
+    data_cmds = _group(commands, "data", "make, inspect and import market-data history")
 
     synth = _subparser(
         data_cmds,
@@ -161,9 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", type=Path, required=True, help="result folder to write")
     backtest.set_defaults(run=_cmd_backtest)
 
-    feed = commands.add_parser("feed", help="publish market data over ZeroMQ")
-    feed_cmds = feed.add_subparsers(dest="feed_command", metavar="ACTION", parser_class=_Parser)
-    feed_cmds.required = True
+    feed_cmds = _group(commands, "feed", "publish market data over ZeroMQ")
     replay = _subparser(
         feed_cmds, "replay", "publish a Parquet history over ZeroMQ in event time",
         "tickwise feed replay data/quotes.parquet --bind tcp://127.0.0.1:5555 --speed 10",
@@ -196,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a first subscriber before starting; 0: start at once (30)",
     )
     replay.set_defaults(run=_cmd_feed_replay)
+
+    journal_cmds = _group(commands, "journal", "read a live session's journal")
+    jreplay = _subparser(
+        journal_cmds, "replay", "rebuild positions from everything a journal committed",
+        "tickwise journal replay sessions/today/journal",
+    )  # fmt: skip
+    jreplay.add_argument("folder", type=Path, help="the journal folder of a session")
+    jreplay.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    jreplay.set_defaults(run=_cmd_journal_replay)
 
     strategies = _subparser(
         commands, "strategies", "registered strategies with their parameters and defaults",
@@ -246,6 +259,29 @@ def _cmd_feed_replay(args: argparse.Namespace) -> int:
         f"{fmt_rate(publisher.rows, wall, 'rows')}",
         markup=False,
     )
+    return 0
+
+
+def _cmd_journal_replay(args: argparse.Namespace) -> int:
+    from .journal import replay_journal
+
+    summary = replay_journal(args.folder).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    stdout.print(
+        f"{args.folder}: {summary['segments']} segment(s), {summary['commits']:,} commits, "
+        f"{summary['orders']:,} orders, {summary['rejects']:,} rejects, "
+        f"{summary['fills']:,} fills, {summary['events']:,} events",
+        markup=False,
+    )
+    table = Table(title="positions rebuilt from the fills", title_justify="left")
+    for column in ("instrument", "position", "avg price", "realised PnL", "fees", "traded"):
+        table.add_column(column, justify="left" if column == "instrument" else "right")
+    for symbol, p in summary["positions"].items():
+        table.add_row(symbol, f"{p['qty']:,.4g}", f"{p['avg_px']:,.6g}", f"{p['realized']:,.2f}",
+                      f"{p['fees']:,.2f}", f"{p['traded']:,.4g}")  # fmt: skip
+    stdout.print(table)
     return 0
 
 
