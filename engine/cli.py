@@ -13,7 +13,7 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -173,11 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tickwise feed replay data/quotes.parquet --bind tcp://127.0.0.1:5555 --speed 10",
     )  # fmt: skip
     replay.add_argument("path", type=Path, help="a .parquet file or a hive directory")
-    replay.add_argument(
-        "--bind",
-        default="tcp://127.0.0.1:5555",
-        help="endpoint to publish on (tcp://127.0.0.1:5555; port * picks a free one)",
-    )
+    replay_bind_help = "endpoint to publish on (tcp://127.0.0.1:5555; port * picks a free one)"
+    replay.add_argument("--bind", default="tcp://127.0.0.1:5555", help=replay_bind_help)
     replay.add_argument(
         "--speed",
         type=_speed,
@@ -200,6 +197,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a first subscriber before starting; 0: start at once (30)",
     )
     replay.set_defaults(run=_cmd_feed_replay)
+
+    fsynth = _subparser(
+        feed_cmds, "synth", "publish the synthetic market live over ZeroMQ, in real time",
+        "tickwise feed synth --bind tcp://127.0.0.1:5555 --rate 5000 "
+        "--inject crash:at=60,drop_pct=8",
+    )  # fmt: skip
+    fsynth.add_argument("--bind", default="tcp://127.0.0.1:5555", help=replay_bind_help)
+    fsynth.add_argument("--kind", choices=KINDS, default="quotes", help="record kind (quotes)")
+    fsynth.add_argument("--rate", type=float, default=None, help="market events per second (1000)")
+    fsynth.add_argument("--instruments", type=int, default=4, help="number of instruments (4)")
+    fsynth.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    fsynth.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (run until Ctrl-C)"
+    )
+    fsynth.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="EPISODE",
+        help="abnormal episode, as for data synth (S: seconds from the start)",
+    )
+    fsynth.add_argument(
+        "--batch-rows", type=int, default=4_096, help="most rows in one message (4096)"
+    )
+    fsynth.add_argument(
+        "--heartbeat-ms", type=float, default=100.0, help="heartbeat when quiet this long (100)"
+    )
+    fsynth.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long for a first subscriber; 0: start at once (30)",
+    )
+    fsynth.set_defaults(run=_cmd_feed_synth)
 
     journal_cmds = _group(commands, "journal", "read a live session's journal")
     jreplay = _subparser(
@@ -232,30 +264,78 @@ def _speed(text: str) -> float | None:
 
 
 def _cmd_feed_replay(args: argparse.Namespace) -> int:
+    from tickwise.feeds.history import open_history
+
+    history = open_history(args.path)
+    return _publish(args, history.kind, history.rows, history.batches, args.speed)
+
+
+def _cmd_feed_synth(args: argparse.Namespace) -> int:
     import time
 
-    from tickwise.feeds.history import open_history
+    from tickwise.feeds.synth import Market, SynthConfig, parse_episode
+    from tickwise.feeds.transport import rebased
+
+    if args.seconds is not None and not args.seconds > 0:
+        raise TickwiseError(f"--seconds must be positive, got {args.seconds}")
+    config = SynthConfig(
+        kind=args.kind, rows=2**62, instruments=args.instruments, seed=args.seed, rate=args.rate,
+        episodes=tuple(parse_episode(e) for e in args.inject),
+    )  # fmt: skip
+    market = Market(config)
+
+    def batches(rows: int) -> Iterator[Any]:
+        # The market's clock starts now: events carry today's times, episodes fall at their
+        # seconds from the start.
+        shift = time.time_ns() - market.start_ns
+        until = None if args.seconds is None else market.start_ns + shift + int(args.seconds * 1e9)
+        return rebased(_rechunk_rows(market.batches(), rows), shift, until)
+
+    return _publish(args, config.kind, None, batches, 1.0)
+
+
+def _rechunk_rows(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    for batch in batches:
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
+
+
+def _publish(
+    args: argparse.Namespace,
+    kind: str,
+    rows: int | None,
+    batches: Callable[[int], Iterator[Any]],
+    speed: float | None,
+) -> int:
+    """Serve `batches(batch_rows)` on args.bind until done, Ctrl-C or SIGTERM; summary."""
+    import signal
+    import time
+
     from tickwise.feeds.transport import Publisher, replay
 
     if args.batch_rows < 1:
         raise TickwiseError(f"--batch-rows must be at least 1, got {args.batch_rows}")
-    history = open_history(args.path)
     # At max speed the replay waits for its subscribers rather than drop what they lag.
-    nodrop = args.speed is None
+    nodrop = speed is None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     with Publisher(args.bind, heartbeat_ms=args.heartbeat_ms, nodrop=nodrop) as publisher:
         # The endpoint first, on a line of its own: a script that asked for port * reads it.
-        print(f"publishing {history.kind} on {publisher.endpoint}", flush=True)
+        print(f"publishing {kind} on {publisher.endpoint}", flush=True)
         if args.wait > 0 and not publisher.wait_for_subscriber(args.wait):
             raise TickwiseError(f"no subscriber on {publisher.endpoint} within {args.wait:g} s")
         began = time.perf_counter()
-        with progress(f"feed {history.kind}", history.rows) as advance:
-            replay(publisher, history.kind, history.batches(args.batch_rows), args.speed, advance)
+        stopped = ""
+        try:
+            with progress(f"feed {kind}", rows) as advance:
+                replay(publisher, kind, batches(args.batch_rows), speed, advance)
+        except KeyboardInterrupt:
+            stopped = ", stopped by a signal"
         publisher.heartbeat()  # the last sequence number, for whoever missed the end
         wall = time.perf_counter() - began
-    pace = "max" if args.speed is None else f"{args.speed:g}x real time"
+    pace = "max" if speed is None else f"{speed:g}x real time"
     stdout.print(
         f"published {publisher.rows:,} rows in {publisher.batches:,} messages "
-        f"(+{publisher.heartbeats:,} heartbeats) at {pace}: {wall:.2f} s wall clock, "
+        f"(+{publisher.heartbeats:,} heartbeats) at {pace}{stopped}: {wall:.2f} s wall clock, "
         f"{fmt_rate(publisher.rows, wall, 'rows')}",
         markup=False,
     )

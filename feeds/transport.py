@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,6 +163,29 @@ def replay(
                 continue
             wake = start_wall + int((int(ts[done]) - start_data) / speed)
             publisher.idle(wake)
+
+
+def rebased(
+    batches: Iterable[pa.RecordBatch], shift_ns: int, until_ns: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The batches with their timestamps moved by `shift_ns` (a history played as today's
+    market), ending before the first row at or past `until_ns` (after the shift)."""
+    for batch in batches:
+        arrays = []
+        for name in batch.schema.names:
+            column = batch.column(name)
+            if name in ("ts_event", "ts_recv"):
+                column = pa.array(column.to_numpy() + np.int64(shift_ns))
+            arrays.append(column)
+        moved = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+        if until_ns is not None:
+            ts = moved.column("ts_event").to_numpy()
+            end = int(np.searchsorted(ts, until_ns, side="left"))
+            if end < len(ts):
+                if end:
+                    yield moved.slice(0, end)
+                return
+        yield moved
 
 
 @dataclass

@@ -6,6 +6,7 @@ Every loop here is bounded in count and in time, and every process is stopped by
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -169,3 +170,63 @@ def test_replay_refuses_bad_arguments_with_one_line(quotes: Path) -> None:
         assert done.returncode != 0
         assert message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def start_synth(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [TICKWISE, "feed", "synth", "--bind", "tcp://127.0.0.1:*", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = proc.stdout.readline()
+    if "publishing" not in first:
+        proc.kill()
+        raise AssertionError(f"no endpoint from feed synth: {first!r} {proc.stderr.read()}")
+    return proc, first.split(" on ")[1].strip()
+
+
+def test_the_live_synthetic_feed_carries_todays_times_and_its_quiet_spell() -> None:
+    began = time.time_ns()
+    proc, endpoint = start_synth("--rate", "3000", "--seconds", "1.5", "--heartbeat-ms", "50",
+                                 "--inject", "stale:at=0.5,seconds=0.5")  # fmt: skip
+    try:
+        with Subscriber(endpoint) as sub:
+            messages = []
+            deadline = time.monotonic() + DEADLINE_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                message = sub.receive(100)
+                if message is not None:
+                    messages.append(message)
+            while (message := sub.receive(200)) is not None:  # what was still on its way
+                messages.append(message)
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"published {sub.rows:,} rows in {sub.messages:,} messages" in out
+    assert sub.rows > 1_000
+    assert not sub.gaps
+    assert not sub.malformed
+    stamps = np.concatenate([m.columns["ts_event"] for m in messages if not m.is_heartbeat])
+    assert (np.diff(stamps) >= 0).all()
+    # Today's market: the first event within seconds of the start, not at the history's date.
+    assert abs(int(stamps[0]) - began) < 30 * 1_000_000_000
+    # The stale episode: half a second without events, heartbeats through it.
+    assert np.diff(stamps).max() >= 400_000_000
+    assert sub.heartbeats >= 3
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_live_feed_stops_cleanly_on_a_signal(stop: signal.Signals) -> None:
+    proc, endpoint = start_synth("--rate", "2000")
+    try:
+        with Subscriber(endpoint) as sub:
+            deadline = time.monotonic() + DEADLINE_S
+            while sub.rows < 200 and time.monotonic() < deadline:
+                sub.receive(100)
+            proc.send_signal(stop)
+            out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by a signal" in out
+    assert "Traceback" not in err
