@@ -56,6 +56,28 @@ def _group(commands: argparse._SubParsersAction, name: str, help_: str) -> Any:
     return actions
 
 
+def _publisher_options(parser: argparse.ArgumentParser) -> None:
+    """What every `tickwise feed` publisher takes: where, how many rows a message, heartbeat."""
+    parser.add_argument(
+        "--bind",
+        default="tcp://127.0.0.1:5555",
+        help="endpoint to publish on (tcp://127.0.0.1:5555; port * picks a free one)",
+    )
+    parser.add_argument(
+        "--batch-rows", type=int, default=4_096, help="most rows in one message (4096)"
+    )
+    parser.add_argument(
+        "--heartbeat-ms", type=float, default=100.0, help="heartbeat when quiet this long (100)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long for a first subscriber before starting; 0: start at once (30)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (exposed for tests and documentation)."""
     parser = _Parser(
@@ -173,8 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
         "tickwise feed replay data/quotes.parquet --bind tcp://127.0.0.1:5555 --speed 10",
     )  # fmt: skip
     replay.add_argument("path", type=Path, help="a .parquet file or a hive directory")
-    replay_bind_help = "endpoint to publish on (tcp://127.0.0.1:5555; port * picks a free one)"
-    replay.add_argument("--bind", default="tcp://127.0.0.1:5555", help=replay_bind_help)
     replay.add_argument(
         "--speed",
         type=_speed,
@@ -183,19 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="times real time (a subscriber that lags loses messages, as from a live feed), "
         "or max: as fast as the subscribers take every message (1)",
     )
-    replay.add_argument(
-        "--batch-rows", type=int, default=4_096, help="most rows in one message (4096)"
-    )
-    replay.add_argument(
-        "--heartbeat-ms", type=float, default=100.0, help="heartbeat when quiet this long (100)"
-    )
-    replay.add_argument(
-        "--wait",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="wait this long for a first subscriber before starting; 0: start at once (30)",
-    )
+    _publisher_options(replay)
     replay.set_defaults(run=_cmd_feed_replay)
 
     fsynth = _subparser(
@@ -203,7 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
         "tickwise feed synth --bind tcp://127.0.0.1:5555 --rate 5000 "
         "--inject crash:at=60,drop_pct=8",
     )  # fmt: skip
-    fsynth.add_argument("--bind", default="tcp://127.0.0.1:5555", help=replay_bind_help)
     fsynth.add_argument("--kind", choices=KINDS, default="quotes", help="record kind (quotes)")
     fsynth.add_argument("--rate", type=float, default=None, help="market events per second (1000)")
     fsynth.add_argument("--instruments", type=int, default=4, help="number of instruments (4)")
@@ -218,19 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EPISODE",
         help="abnormal episode, as for data synth (S: seconds from the start)",
     )
-    fsynth.add_argument(
-        "--batch-rows", type=int, default=4_096, help="most rows in one message (4096)"
-    )
-    fsynth.add_argument(
-        "--heartbeat-ms", type=float, default=100.0, help="heartbeat when quiet this long (100)"
-    )
-    fsynth.add_argument(
-        "--wait",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="wait this long for a first subscriber; 0: start at once (30)",
-    )
+    _publisher_options(fsynth)
     fsynth.set_defaults(run=_cmd_feed_synth)
 
     journal_cmds = _group(commands, "journal", "read a live session's journal")
