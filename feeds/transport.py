@@ -119,8 +119,10 @@ class Publisher:
                 continue
             time.sleep((min(until_ns, beat) - now) / 1e9)
 
-    def close(self) -> None:
-        self.socket.close(linger=0)
+    def close(self, linger_ms: int = 2_000) -> None:
+        """Close, first giving what is still queued up to `linger_ms` to reach subscribers
+        (closing at once would drop the last batches of a replay on a busy machine)."""
+        self.socket.close(linger=linger_ms)
 
     def __enter__(self) -> Publisher:
         return self
