@@ -78,6 +78,17 @@ def _publisher_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _control_options(parser: argparse.ArgumentParser) -> None:
+    """Where a live session's control socket is, and how to reach it."""
+    parser.add_argument(
+        "--control", default="tcp://127.0.0.1:5560", help="its endpoint (tcp://127.0.0.1:5560)"
+    )
+    parser.add_argument(
+        "--server-key", default=None, help="its CurveZMQ public key (Z85), when not on loopback"
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (exposed for tests and documentation)."""
     parser = _Parser(
@@ -228,6 +239,38 @@ def build_parser() -> argparse.ArgumentParser:
     _publisher_options(fsynth)
     fsynth.set_defaults(run=_cmd_feed_synth)
 
+    status = _subparser(
+        commands, "status", "a live session's state, kill switch, positions and PnL",
+        "tickwise status --control tcp://127.0.0.1:5560",
+    )  # fmt: skip
+    _control_options(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(run=_cmd_status)
+
+    kill = _subparser(
+        commands, "kill", "halt a live session's automated trading now (a person's command)",
+        'tickwise kill --reason "fat finger on SYN2"',
+    )  # fmt: skip
+    _control_options(kill)
+    kill.add_argument("--reason", default=None, help="why, in your words (kept with the halt)")
+    kill.add_argument("--instrument", default=None, help="halt only this symbol")
+    kill.add_argument(
+        "--reducing", action="store_true", help="go to REDUCING (orders that reduce pass)"
+    )
+    kill.set_defaults(run=_cmd_kill)
+
+    resume = _subparser(
+        commands, "resume", "let a halted session trade again (refused while its cause persists)",
+        "tickwise resume --confirm",
+    )  # fmt: skip
+    _control_options(resume)
+    resume.add_argument(
+        "--confirm", action="store_true", help="required: automated orders will leave again"
+    )
+    resume.add_argument("--instrument", default=None, help="resume only this symbol")
+    resume.add_argument("--reducing", action="store_true", help="resume to REDUCING, not ACTIVE")
+    resume.set_defaults(run=_cmd_resume)
+
     journal_cmds = _group(commands, "journal", "read a live session's journal")
     jreplay = _subparser(
         journal_cmds, "replay", "rebuild positions from everything a journal committed",
@@ -334,6 +377,60 @@ def _publish(
         f"{fmt_rate(publisher.rows, wall, 'rows')}",
         markup=False,
     )
+    return 0
+
+
+def _control(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
+    from .control import request
+
+    key = args.server_key.encode() if args.server_key else None
+    reply = request(args.control, payload, timeout_s=args.timeout, server_key=key)
+    if not reply.get("ok"):
+        raise TickwiseError(f"the session refused: {reply.get('error')}")
+    return reply
+
+
+def _print_status(reply: dict[str, Any]) -> None:
+    table = Table(title="live session", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rows = [
+        ("state", reply["state"].upper()),
+        ("kill switch tripped by", reply["halt_reason"] or "nothing"),
+        ("a person's halt, because", reply["reason"] or "-"),
+        ("resume blocked by", reply["resume_blocked_by"] or "nothing"),
+        ("PnL (price units)", f"{reply['pnl']:,.2f}"),
+        ("events processed", f"{reply['events']:,}"),
+        ("open orders", f"{reply['open_orders']:,}"),
+    ]
+    rows += [(f"position {sym}", f"{qty:,.4g}") for sym, qty in reply["positions"].items()]
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    reply = _control(args, {"cmd": "status"})
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    else:
+        _print_status(reply)
+    return 0
+
+
+def _cmd_kill(args: argparse.Namespace) -> int:
+    payload = {"cmd": "kill", "reason": args.reason, "instrument": args.instrument,
+               "state": "reducing" if args.reducing else "halted"}  # fmt: skip
+    _print_status(_control(args, payload))
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    if not args.confirm:
+        raise TickwiseError("resume lets automated orders leave again: add --confirm")
+    payload = {"cmd": "resume", "confirm": True, "instrument": args.instrument,
+               "state": "reducing" if args.reducing else "active"}  # fmt: skip
+    _print_status(_control(args, payload))
     return 0
 
 

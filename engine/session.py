@@ -19,6 +19,7 @@ from .context import (
     CLK_EVENTS,
     CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
+    CLK_N_OPEN,
     CLK_N_ORDER_LOG,
     Ctx,
     copy_context,
@@ -28,6 +29,7 @@ from .errors import TickwiseError
 from .instruments import Instruments
 from .killswitch import blocked_resume, guard_status, person_halt_nb, resume_nb, strategy_fault_nb
 from .loops import compiled_loop
+from .portfolio import total_pnl
 from .schemas import KINDS, STATE_ACTIVE, STATE_HALTED, STATE_NAMES, market_dtype
 from .strategy import Strategy, StrategyError
 from .tuples import named
@@ -181,6 +183,24 @@ class Session:
     def status(self) -> dict[str, Any]:
         """The trading state and, after a trip, what tripped it, when and by how much."""
         return guard_status(self.ctx, self.instruments, self.fault)
+
+    def blocked_resume(self) -> str:
+        """Why a resume would be refused now ('' when it would not)."""
+        return blocked_resume(self.ctx)
+
+    def pnl(self) -> float:
+        """Session PnL now: realised + marked to the mid (or last trade) - fees."""
+        return float(total_pnl(self.ctx))
+
+    @property
+    def events(self) -> int:
+        """Market events processed since the session began."""
+        return int(self.ctx.clock[CLK_EVENTS])
+
+    @property
+    def open_orders(self) -> int:
+        """Orders resting (or on their way) now."""
+        return int(self.ctx.clock[CLK_N_OPEN])
 
     def _instrument(self, instrument: int) -> int:
         try:
