@@ -18,12 +18,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from .errors import TickwiseError
-from .session import Session
+
+if TYPE_CHECKING:  # (the command-line clients need none of the engine: they start fast)
+    from .session import Session
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
 

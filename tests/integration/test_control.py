@@ -67,7 +67,9 @@ def status(endpoint: str) -> dict:
 
 
 def test_status_kill_and_resume_through_the_command_line(tmp_path: Path) -> None:
-    data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=100_000, instruments=3, seed=3)
+    # 8,000 small batches with a pause between: the session runs on long after the test's
+    # commands, however slowly their processes start.
+    data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=400_000, instruments=3, seed=3)
     host = subprocess.Popen([sys.executable, "-c", HOST, str(data)], stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
     try:
