@@ -122,6 +122,32 @@ class Backtest:
     warmup_s: float = 0.0  # of which compiling or loading the loop
 
 
+def make_session(
+    strategy: type[Strategy],
+    instruments: Any,
+    params: Mapping[str, Any] | None,
+    config: BacktestConfig,
+) -> Session:
+    """A session with the configuration's fees, latency models, limits and kill switch (the
+    same for a backtest and a live session)."""
+    return Session(
+        strategy,
+        instruments,
+        params,
+        maker_fee_bps=config.maker_fee_bps,
+        taker_fee_bps=config.taker_fee_bps,
+        maker_fee_per_unit=config.maker_fee_per_unit,
+        taker_fee_per_unit=config.taker_fee_per_unit,
+        sample_ns=round(config.equity_every_ms * 1_000_000),
+        order_latency_ns=round(config.order_latency_us * 1_000),
+        latency_jitter_ns=round(config.latency_jitter_us * 1_000),
+        latency_seed=config.latency_seed,
+        feed_latency_ns=-1 if config.feed_latency_us < 0 else round(config.feed_latency_us * 1e3),
+        risk=config.risk,
+        killswitch=config.killswitch,
+    )
+
+
 def run_backtest(
     strategy_spec: str,
     data: str | Path,
@@ -139,22 +165,7 @@ def run_backtest(
             f"{strategy.name()} trades on {', '.join(strategy.kinds)} data; "
             f"{history.path} holds {history.kind}"
         )
-    session = Session(
-        strategy,
-        history.instruments,
-        params,
-        maker_fee_bps=config.maker_fee_bps,
-        taker_fee_bps=config.taker_fee_bps,
-        maker_fee_per_unit=config.maker_fee_per_unit,
-        taker_fee_per_unit=config.taker_fee_per_unit,
-        sample_ns=round(config.equity_every_ms * 1_000_000),
-        order_latency_ns=round(config.order_latency_us * 1_000),
-        latency_jitter_ns=round(config.latency_jitter_us * 1_000),
-        latency_seed=config.latency_seed,
-        feed_latency_ns=-1 if config.feed_latency_us < 0 else round(config.feed_latency_us * 1e3),
-        risk=config.risk,
-        killswitch=config.killswitch,
-    )
+    session = make_session(strategy, history.instruments, params, config)
     warm = time.perf_counter()
     session.warm_up((history.kind,))
     warmup_s = time.perf_counter() - warm

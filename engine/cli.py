@@ -239,6 +239,38 @@ def build_parser() -> argparse.ArgumentParser:
     _publisher_options(fsynth)
     fsynth.set_defaults(run=_cmd_feed_synth)
 
+    live = _subparser(
+        commands, "live", "a live session: feed in, strategy, risk, kill switch, journal, control",
+        "tickwise live --strategy mean_reversion --feed tcp://127.0.0.1:5555 "
+        "--instruments data/quotes.parquet --journal sessions/today",
+    )  # fmt: skip
+    live.add_argument(
+        "--strategy", required=True, help="registered name, path/to/file.py:Class or module:Class"
+    )
+    live.add_argument("--feed", default="tcp://127.0.0.1:5555", help="market data to subscribe to")
+    live.add_argument(
+        "--instruments",
+        required=True,
+        help="the instrument table: a tickwise Parquet history carrying it, or synth:N for "
+        "the synthetic market's N instruments",
+    )
+    live.add_argument("--param", action="append", default=[], metavar="K=V",
+                      help="strategy parameter, repeatable")  # fmt: skip
+    live.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML: [backtest] fee/latency models, [params], [risk], [killswitch]",
+    )
+    live.add_argument("--journal", type=Path, required=True, help="journal folder")
+    live.add_argument(
+        "--control", default="tcp://127.0.0.1:5560", help="control socket (tcp://127.0.0.1:5560)"
+    )
+    live.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    live.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                      help="stop once the feed has sent nothing for this long")  # fmt: skip
+    live.set_defaults(run=_cmd_live)
+
     status = _subparser(
         commands, "status", "a live session's state, kill switch, positions and PnL",
         "tickwise status --control tcp://127.0.0.1:5560",
@@ -378,6 +410,63 @@ def _publish(
         markup=False,
     )
     return 0
+
+
+def _instrument_table(text: str) -> Any:
+    from tickwise.feeds.history import open_history
+    from tickwise.feeds.synth import make_instruments
+
+    if text.startswith("synth:"):
+        try:
+            return make_instruments(int(text.removeprefix("synth:")))
+        except ValueError:
+            raise TickwiseError(f"--instruments {text!r}: synth:N takes a count") from None
+    return open_history(text).instruments
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    import signal
+
+    from tickwise.backtest.replay import BacktestConfig, load_config
+
+    from .live import run_live
+
+    config, params = (BacktestConfig(), {}) if args.config is None else load_config(args.config)
+    params |= _parse_params(args.param)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+
+    def ready(endpoint: str) -> None:
+        print(f"live: {args.strategy} on {args.feed}, control on {endpoint}", flush=True)
+
+    summary = run_live(
+        args.strategy, args.feed, _instrument_table(args.instruments), params, config,
+        journal_dir=args.journal, control=args.control, seconds=args.seconds,
+        until_idle_s=args.until_idle, on_ready=ready,
+    )  # fmt: skip
+    lat = summary.latency_us
+    _print_measures(f"live session, stopped by {summary.stopped_by}", (
+        ("batches / events", f"{summary.batches:,} / {summary.events:,}"),
+        ("orders / fills / rejects",
+         f"{summary.orders:,} / {summary.fills:,} / {summary.rejects:,}"),
+        ("PnL (price units, after fees)", f"{summary.pnl:,.2f}"),
+        ("kill switch", summary.status.get("halt_reason") or "not tripped"),
+        ("feed: heartbeats / gaps / malformed",
+         f"{summary.heartbeats:,} / {summary.gaps:,} / {sum(summary.malformed.values()):,}"),
+        ("feed send -> batch journaled, per batch (wall clock, µs)",
+         "-" if not lat else f"p50 {lat['p50']:,.0f}  p99 {lat['p99']:,.0f}"),
+        ("wall clock", f"{summary.wall_s:.1f} s"),
+    ))  # fmt: skip
+    stdout.print(f"journal in {args.journal}", markup=False)
+    return 0
+
+
+def _print_measures(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
 
 
 def _control(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
@@ -602,11 +691,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     with progress("replay", rows) as advance:
         bt = run_backtest(args.strategy, args.data, params, config, on_events=advance)
     summary = write_results(bt, args.out, overwrite=args.overwrite)
-    table = Table(title=f"[bold]{summary['strategy']}[/] on {args.data}", title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
     rate = fmt_rate(summary["events"], summary["wall_s"], "events")
-    for name, value in (
+    _print_measures(f"[bold]{summary['strategy']}[/] on {args.data}", (
         ("events", f"{summary['events']:,}"),
         ("orders / fills / rejects",
          f"{summary['orders']:,} / {summary['fills']:,} / {summary['rejects']:,}"),
@@ -619,9 +705,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         ("run_hash", summary["run_hash"][:16]),
         ("replay (wall clock: read, check, loop)", f"{rate} in {summary['wall_s']:.2f} s"),
         ("of which compiling/loading the loop", f"{summary['warmup_s']:.2f} s"),
-    ):  # fmt: skip
-        table.add_row(name, value)
-    stdout.print(table)
+    ))  # fmt: skip
     stdout.print(f"results in {args.out}", markup=False)
     return 0
 

@@ -104,6 +104,11 @@ class Journal:
         """Queue a kill-switch, control or feed event for the next commit."""
         self._events.append((int(ts), what, json.dumps(detail, sort_keys=True, default=str)))
 
+    @property
+    def pending(self) -> bool:
+        """Whether records are queued for the next commit."""
+        return bool(self._orders or self._fills or self._events)
+
     def commit(self) -> None:
         """Make everything queued durable (one fsync per stream), then mark it committed."""
         orders = np.concatenate([np.empty(0, ORDER_DTYPE), *self._orders])
@@ -131,7 +136,7 @@ class Journal:
 
     def close(self, commit: bool = True) -> None:
         """Commit what is queued (unless told not to) and close the segment."""
-        if commit and (self._orders or self._fills or self._events):
+        if commit and self.pending:
             self.commit()
         for name in self._writers:
             self._writers[name].close()

@@ -365,6 +365,14 @@ def person_halt_nb(ctx, instrument, state):
 
 
 @cold_kernel
+def external_trip_nb(ctx, trip, instrument, value, limit):
+    """A condition seen outside the loop (the live feed silent, or messages lost on the wire)
+    trips the kill switch (if that trigger is on), and the switch acts on it now."""
+    trip_nb(ctx, trip, instrument, value, limit)
+    enforce_nb(ctx)
+
+
+@cold_kernel
 def strategy_fault_nb(ctx):
     """The strategy raised: trip the kill switch (if that trigger is on) and act on it."""
     trip_nb(ctx, TRIP_STRATEGY_FAULT, -1, 0.0, 0.0)

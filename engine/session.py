@@ -27,10 +27,17 @@ from .context import (
 )
 from .errors import TickwiseError
 from .instruments import Instruments
-from .killswitch import blocked_resume, guard_status, person_halt_nb, resume_nb, strategy_fault_nb
+from .killswitch import (
+    blocked_resume,
+    external_trip_nb,
+    guard_status,
+    person_halt_nb,
+    resume_nb,
+    strategy_fault_nb,
+)
 from .loops import compiled_loop
 from .portfolio import total_pnl
-from .schemas import KINDS, STATE_ACTIVE, STATE_HALTED, STATE_NAMES, market_dtype
+from .schemas import KINDS, STATE_ACTIVE, STATE_HALTED, STATE_NAMES, TRIP_NAMES, market_dtype
 from .strategy import Strategy, StrategyError
 from .tuples import named
 
@@ -183,6 +190,15 @@ class Session:
     def status(self) -> dict[str, Any]:
         """The trading state and, after a trip, what tripped it, when and by how much."""
         return guard_status(self.ctx, self.instruments, self.fault)
+
+    def trip(self, cause: str, value: float, limit: float, instrument: int | None = None) -> None:
+        """Trip the kill switch for a condition seen outside the loop (e.g. `stale_feed` from
+        the live feed's clock, `seq_gap` from the wire): nothing if that trigger is off."""
+        codes = {name: code for code, name in TRIP_NAMES.items()}
+        if cause not in codes:
+            raise TickwiseError(f"unknown kill-switch trigger {cause!r}")
+        where = -1 if instrument is None else self._instrument(instrument)
+        external_trip_nb(self.ctx, codes[cause], where, float(value), float(limit))
 
     def blocked_resume(self) -> str:
         """Why a resume would be refused now ('' when it would not)."""

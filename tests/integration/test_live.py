@@ -1,0 +1,131 @@
+"""`tickwise live` between real processes on 127.0.0.1: the same events through a live session
+(fed by `tickwise feed replay` over ZeroMQ) and through `tickwise backtest` give the same
+orders and fills; a person's kill reaches it through `tickwise kill`; a signal stops it
+cleanly with everything journaled."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tickwise.engine.journal import replay_journal
+
+from ..conftest import make_synth
+
+TICKWISE = str(Path(sys.executable).with_name("tickwise"))
+PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
+# A constant feed latency: the strategy sees each event 50 µs after its ts_event, live as in
+# the backtest (live, ts_recv is when the engine received it, which no backtest can know).
+CONFIG = """
+[backtest]
+feed_latency_us = 50.0
+order_latency_us = 150.0
+taker_fee_bps = 0.5
+"""
+
+
+def spawn(*args: str) -> tuple[subprocess.Popen, str]:
+    """Start a tickwise command and read the endpoint it prints on its first line."""
+    proc = subprocess.Popen([TICKWISE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    first = proc.stdout.readline()
+    if " on tcp://" not in first:
+        proc.kill()
+        raise AssertionError(f"{args[0]}: {first!r} {proc.stderr.read()}")
+    return proc, first.rsplit(" on ", 1)[1].strip()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("live")
+    return make_synth(folder / "q.parquet", kind="quotes", rows=30_000, instruments=3, seed=11)
+
+
+def test_live_and_backtest_give_the_same_orders_for_the_same_events(
+    tmp_path: Path, data: Path
+) -> None:
+    config = tmp_path / "session.toml"
+    config.write_text(CONFIG)
+    backtest = [TICKWISE, "backtest", "--strategy", "mean_reversion", "--data", str(data),
+                *PARAMS, "--config", str(config), "--out", str(tmp_path / "bt")]  # fmt: skip
+    done = subprocess.run(backtest, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    feed, endpoint = spawn("feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*",
+                           "--speed", "max", "--batch-rows", "700")  # fmt: skip
+    live = subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed", endpoint,
+                             "--instruments", str(data), *PARAMS, "--config", str(config),
+                             "--journal", str(tmp_path / "journal"), "--control",
+                             "tcp://127.0.0.1:*", "--until-idle", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        out, err = live.communicate(timeout=300)
+        feed.communicate(timeout=60)
+    finally:
+        live.kill()
+        feed.kill()
+    assert live.returncode == 0, err
+    assert feed.returncode == 0
+    assert "stopped by the feed idle for 2 s" in out
+
+    journal = replay_journal(tmp_path / "journal")
+    backtest_orders = pq.read_table(tmp_path / "bt" / "orders.parquet")
+    backtest_fills = pq.read_table(tmp_path / "bt" / "fills.parquet")
+    assert len(journal.orders) == backtest_orders.num_rows > 100
+    assert len(journal.fills) == backtest_fills.num_rows > 0
+    for records, table in ((journal.orders, backtest_orders), (journal.fills, backtest_fills)):
+        for name in records.dtype.names:
+            want = table.column(name).to_numpy()
+            assert records[name].tobytes() == want.tobytes(), name  # bit for bit (NaN prices)
+    summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
+    assert f"{summary['pnl']:,.2f}" in out  # the same PnL, to the cent
+
+
+def test_a_person_kills_a_live_session_and_a_signal_stops_it_cleanly(
+    tmp_path: Path, data: Path
+) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "3000",
+                           "--instruments", "3")  # fmt: skip
+    live = subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed", endpoint,
+                             "--instruments", "synth:3", *PARAMS, "--journal",
+                             str(tmp_path / "journal"), "--control", "tcp://127.0.0.1:*"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        control = live.stdout.readline().rsplit(" on ", 1)[1].strip()
+        time.sleep(1.0)  # trading
+        killed = subprocess.run([TICKWISE, "kill", "--reason", "test", "--control", control,
+                                 "--timeout", "30", ], capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert killed.returncode == 0, killed.stderr
+        status = subprocess.run([TICKWISE, "status", "--json", "--control", control, "--timeout",
+                                 "30"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        state = json.loads(status.stdout)
+        assert (state["state"], state["halt_reason"], state["reason"]) == ("halted", "manual",
+                                                                           "test")  # fmt: skip
+        assert state["batches"] > 0
+        assert state["open_orders"] == 0
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=60)
+    finally:
+        live.kill()
+        feed.send_signal(signal.SIGINT)
+        feed.communicate(timeout=60)
+        feed.kill()
+    assert live.returncode == 0, err
+    assert "stopped by a signal" in out
+    journal = replay_journal(tmp_path / "journal")
+    assert [e["what"] for e in journal.events] == ["kill"]
+    killed_at = journal.events[0]["ts"]  # the engine's wall clock, as its orders' send times
+    before = journal.orders["ts"] < killed_at
+    assert np.count_nonzero(before & (journal.orders["status"] == 0)) > 0  # it was trading
+    # Once halted, nothing automated left: every order event after the kill is a cancel or a
+    # refusal, never a new order.
+    assert np.count_nonzero(~before & (journal.orders["status"] == 0)) == 0
