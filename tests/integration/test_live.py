@@ -129,3 +129,96 @@ def test_a_person_kills_a_live_session_and_a_signal_stops_it_cleanly(
     # Once halted, nothing automated left: every order event after the kill is a cancel or a
     # refusal, never a new order.
     assert np.count_nonzero(~before & (journal.orders["status"] == 0)) == 0
+
+
+def live_on(feed_endpoint: str, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    config = tmp_path / "session.toml"
+    config.write_text("[killswitch]\nstale_feed_ms = 500.0\n")
+    proc = subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed",
+                             feed_endpoint, "--instruments", "synth:2", *PARAMS, "--config",
+                             str(config), "--journal", str(tmp_path / "journal"), "--control",
+                             "tcp://127.0.0.1:*", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return proc, proc.stdout.readline().rsplit(" on ", 1)[1].strip()
+
+
+def wait_for_halt(control: str, deadline_s: float = 60.0) -> dict:
+    """The session's status once it is halted (or the last one seen at the deadline)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        done = subprocess.run([TICKWISE, "status", "--json", "--control", control, "--timeout",
+                               "30"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        state = json.loads(done.stdout)
+        if state["halted"] or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
+def test_a_feed_gone_silent_trips_the_kill_switch_by_the_clock(tmp_path: Path) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "2000",
+                           "--instruments", "2")  # fmt: skip
+    live, control = live_on(endpoint, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # trading first
+            done = subprocess.run([TICKWISE, "status", "--json", "--control", control],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+            if json.loads(done.stdout)["batches"] > 50:
+                break
+        feed.kill()  # no more data, no more heartbeats
+        feed.wait(timeout=30)
+        state = wait_for_halt(control)
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+    finally:
+        live.kill()
+        feed.kill()
+    assert state["halt_reason"] == "stale_feed"
+    assert state["halt_value"] > 500.0  # ms of silence, past the limit
+    assert live.returncode == 0
+
+
+GAPPY_FEED = r"""
+import sys, time, zmq, numpy as np
+from tickwise.feeds import wire
+sock = zmq.Context.instance().socket(zmq.XPUB)
+port = sock.bind_to_random_port("tcp://127.0.0.1")
+print(f"gappy feed on tcp://127.0.0.1:{port}", flush=True)
+sock.poll(60000)
+sock.recv()
+dt = wire.DTYPES["quotes"]
+# Messages 4 to 6 never sent; the quotes inside run on in sequence (1 to 5), so only the
+# wire's sequence numbers show what was lost.
+for k, seq in enumerate((1, 2, 3, 7, 8)):
+    now = time.time_ns()
+    cols = {n: np.zeros(1, dt.fields[n][0]) for n in dt.names}
+    cols["ts_event"][:] = now
+    cols["ts_recv"][:] = now
+    cols["seq"][:] = k + 1
+    cols["bid_px"][:] = 100.0
+    cols["ask_px"][:] = 100.02
+    cols["bid_sz"][:] = cols["ask_sz"][:] = 10.0
+    sock.send_multipart(list(wire.encode("quotes", cols, seq)))
+    time.sleep(0.05)
+for _ in range(200):  # heartbeats while the test looks
+    sock.send_multipart(list(wire.heartbeat(8)))
+    time.sleep(0.05)
+"""
+
+
+def test_batches_lost_on_the_wire_trip_the_kill_switch(tmp_path: Path) -> None:
+    feed = subprocess.Popen([sys.executable, "-c", GAPPY_FEED], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    endpoint = feed.stdout.readline().rsplit(" on ", 1)[1].strip()
+    live, control = live_on(endpoint, tmp_path)
+    try:
+        state = wait_for_halt(control)
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+    finally:
+        live.kill()
+        feed.kill()
+    assert state["halt_reason"] == "seq_gap"
+    assert state["halt_value"] == 3.0  # batches 4, 5 and 6
+    journal = replay_journal(tmp_path / "journal")
+    assert [e["what"] for e in journal.events] == ["seq_gap"]
