@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/tickwise backtest --strategy sma_cross --data $(DEMO)/quotes.parquet \
 		--param fast=50 --param slow=400 --param long_short=true --param qty=100 --out $(DEMO)/backtest --overwrite
 	@echo "open $(DEMO)/backtest/report.html to see the backtest"
+	$(BIN)/tickwise demo --seconds 15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -271,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop once the feed has sent nothing for this long")  # fmt: skip
     live.set_defaults(run=_cmd_live)
 
+    demo = _subparser(
+        commands, "demo", "a synthetic feed and a live session on loopback, with a flash crash "
+        "the kill switch must catch", "tickwise demo --seconds 20",
+    )  # fmt: skip
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (20)")
+    demo.set_defaults(run=_cmd_demo)
+
     status = _subparser(
         commands, "status", "a live session's state, kill switch, positions and PnL",
         "tickwise status --control tcp://127.0.0.1:5560",
@@ -457,6 +464,23 @@ def _cmd_live(args: argparse.Namespace) -> int:
         ("wall clock", f"{summary.wall_s:.1f} s"),
     ))  # fmt: skip
     stdout.print(f"journal in {args.journal}", markup=False)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    last = run_demo(args.seconds)
+    if not last:
+        raise TickwiseError("the demo's live session never answered its control socket")
+    trip = last.get("halt_reason")
+    stdout.print()
+    stdout.print(
+        f"demo over: {last['events']:,} events in {last['batches']:,} batches, "
+        f"PnL {last['pnl']:,.2f}; kill switch: "
+        + (f"tripped by {trip}, trading {last['state']}" if trip else "not tripped"),
+        markup=False,
+    )
     return 0
 
 

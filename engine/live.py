@@ -16,8 +16,11 @@ resting orders, commits the journal and returns a summary.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,9 +73,13 @@ def run_live(
     seconds: float | None = None,
     until_idle_s: float | None = None,
     on_ready: Callable[[str], None] | None = None,
+    group: int = _GROUP,
 ) -> LiveSummary:
-    """Run a live session until SIGINT/SIGTERM (KeyboardInterrupt), `seconds` of wall clock,
-    or, with `until_idle_s`, that long without any message after the first batch."""
+    """Run a live session until SIGINT/SIGTERM, `seconds` of wall clock, or, with
+    `until_idle_s`, that long without any message after the first batch. Up to `group`
+    batches already waiting run under one journal commit."""
+    if group < 1:
+        raise TickwiseError(f"group must be at least 1, got {group}")
     config = config or BacktestConfig()
     strategy = load_strategy(strategy_spec)
     session = make_session(strategy, instruments, params, config)
@@ -98,50 +105,60 @@ def run_live(
             began = time.monotonic()
             gaps_seen = 0
             stale_tripped = False
+            stop: list[str] = []  # set by SIGINT/SIGTERM: the loop ends at its next turn
             try:
-                while True:
-                    # Every batch already waiting, then one commit for them all: a commit
-                    # costs four fsyncs, more than a batch of the loop.
-                    sent = []
-                    message = sub.receive(20)
-                    while message is not None and len(sent) < _GROUP:
-                        if not message.is_heartbeat:
-                            if message.schema not in strategy.kinds:
-                                raise TickwiseError(
-                                    f"{strategy.name()} trades on {', '.join(strategy.kinds)}; "
-                                    f"the feed sends {message.schema}"
-                                )
-                            _run_batch(session, journal, message, summary)
-                            sent.append(message.send_ts)
-                            stale_tripped = False
-                        message = sub.receive(0)
-                    if journal.pending:
-                        journal.commit()  # durable before the next batch is looked at
-                    done = time.time_ns()
-                    for send_ts in sent:
-                        latencies[summary.batches % _LATENCY_KEEP] = (done - send_ts) / 1e3
-                        summary.batches += 1
-                    if len(sub.gaps) > gaps_seen:
-                        lost = sum(g.last - g.first + 1 for g in sub.gaps[gaps_seen:])
-                        gaps_seen = len(sub.gaps)
-                        session.trip("seq_gap", lost, 0.0)
-                        journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
-                    silent = sub.silent_for_ns()
-                    if stale_ns and silent > stale_ns and not stale_tripped:
-                        session.trip("stale_feed", silent / 1e6, stale_ns / 1e6)
-                        journal.event(time.time_ns(), "stale_feed", {"silent_ms": silent / 1e6})
-                        stale_tripped = True
-                    server.serve(0)
-                    if journal.pending:  # a person's command, a trip seen between batches
-                        journal.commit()
-                    if seconds is not None and time.monotonic() - began >= seconds:
-                        summary.stopped_by = f"{seconds:g} s passed"
-                        break
-                    if until_idle_s is not None and summary.batches and silent > until_idle_s * 1e9:
-                        summary.stopped_by = f"the feed idle for {until_idle_s:g} s"
-                        break
-            except KeyboardInterrupt:
+                with _stop_on_signals(stop):
+                    while not stop:
+                        # Every batch already waiting, then one commit for them all: a commit
+                        # costs four fsyncs, more than a batch of the loop.
+                        sent = []
+                        message = sub.receive(20)
+                        while message is not None:
+                            if not message.is_heartbeat:
+                                if message.schema not in strategy.kinds:
+                                    raise TickwiseError(
+                                        f"{strategy.name()} trades on {', '.join(strategy.kinds)}; "
+                                        f"the feed sends {message.schema}"
+                                    )
+                                _run_batch(session, journal, message, summary)
+                                sent.append(message.send_ts)
+                                stale_tripped = False
+                            if len(sent) >= group:
+                                break  # (commit now; what waits is read on the next turn)
+                            message = sub.receive(0)
+                        if journal.pending:
+                            journal.commit()  # durable before the next batch is looked at
+                        done = time.time_ns()
+                        for send_ts in sent:
+                            latencies[summary.batches % _LATENCY_KEEP] = (done - send_ts) / 1e3
+                            summary.batches += 1
+                        if len(sub.gaps) > gaps_seen:
+                            lost = sum(g.last - g.first + 1 for g in sub.gaps[gaps_seen:])
+                            gaps_seen = len(sub.gaps)
+                            session.trip("seq_gap", lost, 0.0)
+                            journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
+                        silent = sub.silent_for_ns()
+                        if stale_ns and silent > stale_ns and not stale_tripped:
+                            session.trip("stale_feed", silent / 1e6, stale_ns / 1e6)
+                            journal.event(time.time_ns(), "stale_feed", {"silent_ms": silent / 1e6})
+                            stale_tripped = True
+                        server.serve(0)
+                        if journal.pending:  # a person's command, a trip seen between batches
+                            journal.commit()
+                        if seconds is not None and time.monotonic() - began >= seconds:
+                            summary.stopped_by = f"{seconds:g} s passed"
+                            break
+                        if (
+                            until_idle_s is not None
+                            and summary.batches
+                            and silent > until_idle_s * 1e9
+                        ):
+                            summary.stopped_by = f"the feed idle for {until_idle_s:g} s"
+                            break
+            except KeyboardInterrupt:  # (run from a thread other than main)
                 summary.stopped_by = "a signal"
+            if stop:
+                summary.stopped_by = stop[0]
             # A clean stop: no order left resting, everything journaled.
             if session.open_orders:
                 session.halt()
@@ -158,6 +175,25 @@ def run_live(
     summary.status = session.status()
     summary.latency_us = _percentiles(latencies, summary.batches)
     return summary
+
+
+@contextmanager
+def _stop_on_signals(stop: list[str]) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the loop to stop at its next turn (they never interrupt a batch
+    between the loop and the journal, which would lose what the session already did)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (signal handlers belong to the main thread; a caller elsewhere stops us)
+        return
+
+    def ask(signum: int, frame: object) -> None:
+        stop.append("a signal")
+
+    previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _run_batch(session: Any, journal: Journal, message: Any, summary: LiveSummary) -> None:

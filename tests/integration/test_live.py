@@ -6,6 +6,7 @@ cleanly with everything journaled."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from ..conftest import make_synth
 
 TICKWISE = str(Path(sys.executable).with_name("tickwise"))
 PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
+# A live session compiles its loop before subscribing when no cache has it yet (tens of
+# seconds on a busy machine): the feeds wait for it.
+WAIT = ["--wait", "300"]
 # A constant feed latency: the strategy sees each event 50 µs after its ts_event, live as in
 # the backtest (live, ts_recv is when the engine received it, which no backtest can know).
 CONFIG = """
@@ -59,8 +63,10 @@ def test_live_and_backtest_give_the_same_orders_for_the_same_events(
     done = subprocess.run(backtest, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
+    # Messages of 7 rows at full speed: many more wait for the engine than it runs between
+    # two commits of its journal (each must still be run, once, in order).
     feed, endpoint = spawn("feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*",
-                           "--speed", "max", "--batch-rows", "700")  # fmt: skip
+                           "--speed", "max", "--batch-rows", "7", *WAIT)  # fmt: skip
     live = subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed", endpoint,
                              "--instruments", str(data), *PARAMS, "--config", str(config),
                              "--journal", str(tmp_path / "journal"), "--control",
@@ -93,7 +99,7 @@ def test_a_person_kills_a_live_session_and_a_signal_stops_it_cleanly(
     tmp_path: Path, data: Path
 ) -> None:
     feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "3000",
-                           "--instruments", "3")  # fmt: skip
+                           "--instruments", "3", *WAIT)  # fmt: skip
     live = subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed", endpoint,
                              "--instruments", "synth:3", *PARAMS, "--journal",
                              str(tmp_path / "journal"), "--control", "tcp://127.0.0.1:*"],
@@ -156,7 +162,7 @@ def wait_for_halt(control: str, deadline_s: float = 60.0) -> dict:
 
 def test_a_feed_gone_silent_trips_the_kill_switch_by_the_clock(tmp_path: Path) -> None:
     feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "2000",
-                           "--instruments", "2")  # fmt: skip
+                           "--instruments", "2", *WAIT)  # fmt: skip
     live, control = live_on(endpoint, tmp_path)
     try:
         deadline = time.monotonic() + 60
@@ -184,7 +190,7 @@ from tickwise.feeds import wire
 sock = zmq.Context.instance().socket(zmq.XPUB)
 port = sock.bind_to_random_port("tcp://127.0.0.1")
 print(f"gappy feed on tcp://127.0.0.1:{port}", flush=True)
-sock.poll(60000)
+sock.poll(300000)
 sock.recv()
 dt = wire.DTYPES["quotes"]
 # Messages 4 to 6 never sent; the quotes inside run on in sequence (1 to 5), so only the
@@ -222,3 +228,40 @@ def test_batches_lost_on_the_wire_trip_the_kill_switch(tmp_path: Path) -> None:
     assert state["halt_value"] == 3.0  # batches 4, 5 and 6
     journal = replay_journal(tmp_path / "journal")
     assert [e["what"] for e in journal.events] == ["seq_gap"]
+
+
+def test_the_demo_shows_the_kill_switch_catching_a_crash_and_leaves_no_process_behind() -> None:
+    demo = subprocess.Popen([TICKWISE, "demo", "--seconds", "8"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, err = demo.communicate(timeout=240)
+    finally:
+        demo.kill()
+    assert demo.returncode == 0, err
+    assert "kill switch: tripped by price_jump, trading halted" in out
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # nothing left in the demo's process group
+        os.killpg(demo.pid, 0)
+
+
+def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
+    tmp_path: Path, data: Path
+) -> None:
+    """One-row messages at full speed into a session that commits every 3 batches: each
+    message must still be run exactly once, in order (the event count, no sequence gap)."""
+    from tickwise.engine.live import run_live
+    from tickwise.feeds.history import open_history
+
+    feed, endpoint = spawn("feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*",
+                           "--speed", "max", "--batch-rows", "1", *WAIT)  # fmt: skip
+    try:
+        summary = run_live("mean_reversion", endpoint, open_history(data).instruments,
+                           {"window": 30, "entry_z": 1.0, "qty": 100.0},
+                           journal_dir=tmp_path / "journal", control="tcp://127.0.0.1:*",
+                           until_idle_s=2.0, group=3)  # fmt: skip
+        feed.communicate(timeout=120)
+    finally:
+        feed.kill()
+    assert summary.events == summary.batches == 30_000
+    assert summary.gaps == 0
+    assert summary.status["halt_reason"] != "seq_gap"
