@@ -65,7 +65,12 @@ class Publisher:
     ) -> None:
         if not heartbeat_ms > 0:
             raise TickwiseError(f"heartbeat_ms must be positive, got {heartbeat_ms}")
-        self.socket = _socket(zmq.XPUB, endpoint, True, context)
+        # A context of its own, ended on close: ending it is what waits for queued messages
+        # to go out (a process may exit straight after, without the interpreter's teardown).
+        self._context = context or zmq.Context()
+        self._own_context = context is None
+        self.socket = _socket(zmq.XPUB, endpoint, True, self._context)
+        self.nodrop = nodrop
         self.socket.setsockopt(zmq.XPUB_NODROP, int(nodrop))
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
@@ -119,10 +124,13 @@ class Publisher:
                 continue
             time.sleep((min(until_ns, beat) - now) / 1e9)
 
-    def close(self, linger_ms: int = 2_000) -> None:
-        """Close, first giving what is still queued up to `linger_ms` to reach subscribers
-        (closing at once would drop the last batches of a replay on a busy machine)."""
-        self.socket.close(linger=linger_ms)
+    def close(self) -> None:
+        """Close once what is still queued has gone out: with `nodrop`, however long the
+        subscribers take (they were promised every message); otherwise up to 2 s (closing at
+        once would drop the last batches on a busy machine)."""
+        self.socket.close(linger=-1 if self.nodrop else 2_000)
+        if self._own_context:
+            self._context.term()
 
     def __enter__(self) -> Publisher:
         return self

@@ -85,7 +85,7 @@ def test_live_and_backtest_give_the_same_orders_for_the_same_events(
     journal = replay_journal(tmp_path / "journal")
     backtest_orders = pq.read_table(tmp_path / "bt" / "orders.parquet")
     backtest_fills = pq.read_table(tmp_path / "bt" / "fills.parquet")
-    assert len(journal.orders) == backtest_orders.num_rows > 100
+    assert len(journal.orders) == backtest_orders.num_rows > 100, out
     assert len(journal.fills) == backtest_fills.num_rows > 0
     for records, table in ((journal.orders, backtest_orders), (journal.fills, backtest_fills)):
         for name in records.dtype.names:
