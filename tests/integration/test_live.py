@@ -160,6 +160,19 @@ def wait_for_halt(control: str, deadline_s: float = 60.0) -> dict:
         time.sleep(0.2)
 
 
+def halted_then_stopped(live: subprocess.Popen, feed: subprocess.Popen, control: str) -> dict:
+    """The session's status once halted; then SIGINT stops it, and both processes are ended
+    whatever happened."""
+    try:
+        state = wait_for_halt(control)
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+        return state
+    finally:
+        live.kill()
+        feed.kill()
+
+
 def test_a_feed_gone_silent_trips_the_kill_switch_by_the_clock(tmp_path: Path) -> None:
     feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "2000",
                            "--instruments", "2", *WAIT)  # fmt: skip
@@ -173,12 +186,8 @@ def test_a_feed_gone_silent_trips_the_kill_switch_by_the_clock(tmp_path: Path) -
                 break
         feed.kill()  # no more data, no more heartbeats
         feed.wait(timeout=30)
-        state = wait_for_halt(control)
-        live.send_signal(signal.SIGINT)
-        live.communicate(timeout=60)
     finally:
-        live.kill()
-        feed.kill()
+        state = halted_then_stopped(live, feed, control)
     assert state["halt_reason"] == "stale_feed"
     assert state["halt_value"] > 500.0  # ms of silence, past the limit
     assert live.returncode == 0
@@ -217,13 +226,7 @@ def test_batches_lost_on_the_wire_trip_the_kill_switch(tmp_path: Path) -> None:
                             text=True)  # fmt: skip
     endpoint = feed.stdout.readline().rsplit(" on ", 1)[1].strip()
     live, control = live_on(endpoint, tmp_path)
-    try:
-        state = wait_for_halt(control)
-        live.send_signal(signal.SIGINT)
-        live.communicate(timeout=60)
-    finally:
-        live.kill()
-        feed.kill()
+    state = halted_then_stopped(live, feed, control)
     assert state["halt_reason"] == "seq_gap"
     assert state["halt_value"] == 3.0  # batches 4, 5 and 6
     journal = replay_journal(tmp_path / "journal")
