@@ -249,6 +249,7 @@ def replay_journal(folder: Path) -> Replayed:
     if instruments is None:
         raise TickwiseError(f"{folder}: the journal carries no instrument table")
     fill_rows = np.concatenate([np.empty(0, FILL_DTYPE), *fills])
+    _check_fills(fill_rows, instruments, folder)
     ctx = new_context(instruments)
     _book_fills(ctx, fill_rows["instrument"].astype(np.int64), fill_rows["side"].astype(np.int64),
                 fill_rows["qty"], fill_rows["price"], fill_rows["fee"])  # fmt: skip
@@ -261,6 +262,26 @@ def replay_journal(folder: Path) -> Replayed:
         segments=len(segments),
         commits=commits,
     )
+
+
+def _check_fills(fills: np.ndarray, instruments: Instruments, folder: Path) -> None:
+    """Only fills the engine could have made are booked: anything else is damage, named."""
+    known = instruments.known_mask()
+    inst = fills["instrument"].astype(np.int64)
+    good = (
+        (fills["qty"] > 0) & np.isfinite(fills["qty"]) & np.isfinite(fills["price"])
+        & np.isfinite(fills["fee"]) & np.isin(fills["side"], (-1, 1))
+        & (inst < known.size) & known[np.minimum(inst, max(known.size - 1, 0))]
+    )  # fmt: skip
+    if not good.all():
+        k = int(np.flatnonzero(~good)[0])
+        f = fills[k]
+        raise TickwiseError(
+            f"{folder}: committed fill {k} (order {int(f['order_id'])}: instrument "
+            f"{int(f['instrument'])}, side {int(f['side'])}, qty {float(f['qty'])}, price "
+            f"{float(f['price'])}, fee {float(f['fee'])}) is not one the engine makes; "
+            "the journal is damaged"
+        )
 
 
 def _records(batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:

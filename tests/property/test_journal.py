@@ -25,10 +25,12 @@ def records(draw, dtype: np.dtype, most: int = 6) -> np.ndarray:
     out = np.zeros(n, dtype=dtype)
     for name in dtype.names:
         out[name] = draw(hnp.arrays(dtype.fields[name][0], n))
-    if "instrument" in dtype.names:  # fills are booked per instrument: keep to the table
+    if dtype == FILL_DTYPE:  # booked on replay: fills as the engine makes them
         out["instrument"] = draw(hnp.arrays(np.uint32, n, elements=st.integers(0, 2)))
-    if "side" in dtype.names:
         out["side"] = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([-1, 1])))
+        out["qty"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.001, 1e6)))
+        out["price"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1e6)))
+        out["fee"] = draw(hnp.arrays(np.float64, n, elements=st.floats(-1e3, 1e3)))
     return out
 
 
@@ -91,6 +93,22 @@ def test_a_new_session_writes_a_new_segment_and_replay_reads_them_all(tmp_path: 
     position = replayed.summary()["positions"]["I1"]
     assert position["qty"] == 0.0
     assert position["realized"] == 10.0  # bought 2 x 5 at 10, sold 2 x 5 at 11
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("qty", 0.0), ("qty", -1.0), ("qty", np.nan), ("price", np.inf), ("side", 0),
+     ("instrument", 7)],
+)  # fmt: skip
+def test_a_fill_the_engine_never_makes_is_named_as_damage(
+    tmp_path: Path, field: str, value: float
+) -> None:
+    fills = np.zeros(2, dtype=FILL_DTYPE)
+    fills["side"], fills["qty"], fills["price"] = 1, 1.0, 10.0
+    fills[1][field] = value
+    write(tmp_path, [(np.zeros(0, ORDER_DTYPE), fills, 0)])
+    with pytest.raises(TickwiseError, match="committed fill 1 .* is not one the engine makes"):
+        replay_journal(tmp_path)
 
 
 def test_a_damaged_journal_is_named_not_guessed(tmp_path: Path) -> None:
