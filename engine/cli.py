@@ -424,10 +424,10 @@ def _instrument_table(text: str) -> Any:
     from tickwise.feeds.synth import make_instruments
 
     if text.startswith("synth:"):
-        try:
-            return make_instruments(int(text.removeprefix("synth:")))
-        except ValueError:
-            raise TickwiseError(f"--instruments {text!r}: synth:N takes a count") from None
+        count = text.removeprefix("synth:")
+        if not count.isdigit() or not 1 <= int(count) <= 10_000:
+            raise TickwiseError(f"--instruments {text!r}: synth:N takes a count in 1..10000")
+        return make_instruments(int(count))
     return open_history(text).instruments
 
 
@@ -457,6 +457,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
          f"{summary.orders:,} / {summary.fills:,} / {summary.rejects:,}"),
         ("PnL (price units, after fees)", f"{summary.pnl:,.2f}"),
         ("kill switch", summary.status.get("halt_reason") or "not tripped"),
+        ("resting orders cancelled on stop", f"{summary.cancelled_on_stop:,}"),
         ("feed: heartbeats / gaps / malformed",
          f"{summary.heartbeats:,} / {summary.gaps:,} / {sum(summary.malformed.values()):,}"),
         ("feed send -> batch journaled, per batch (wall clock, µs)",

@@ -54,8 +54,9 @@ class LiveSummary:
     gaps: int = 0
     malformed: dict[str, int] = field(default_factory=dict)
     pnl: float = 0.0
-    status: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)  # the kill switch as the stop found it
     stopped_by: str = ""
+    cancelled_on_stop: int = 0  # resting orders the stop cancelled
     wall_s: float = 0.0
     # Per batch, from the feed's send time to the batch's orders being out (journaled), µs.
     latency_us: dict[str, float] = field(default_factory=dict)
@@ -80,6 +81,9 @@ def run_live(
     batches already waiting run under one journal commit."""
     if group < 1:
         raise TickwiseError(f"group must be at least 1, got {group}")
+    for name, value in (("seconds", seconds), ("until_idle_s", until_idle_s)):
+        if value is not None and not value > 0:
+            raise TickwiseError(f"{name} must be positive, got {value}")
     config = config or BacktestConfig()
     strategy = load_strategy(strategy_spec)
     session = make_session(strategy, instruments, params, config)
@@ -104,6 +108,7 @@ def run_live(
                 on_ready(server.endpoint)
             began = time.monotonic()
             gaps_seen = 0
+            malformed_seen = 0
             stale_tripped = False
             stop: list[str] = []  # set by SIGINT/SIGTERM: the loop ends at its next turn
             try:
@@ -137,6 +142,13 @@ def run_live(
                             gaps_seen = len(sub.gaps)
                             session.trip("seq_gap", lost, 0.0)
                             journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
+                        bad = sum(sub.malformed.values())
+                        if bad > malformed_seen:  # counted, dropped, and journaled
+                            journal.event(time.time_ns(), "malformed", {
+                                "count": bad - malformed_seen,
+                                "latest": list(sub.recent_malformed)[-(bad - malformed_seen):],
+                            })  # fmt: skip
+                            malformed_seen = bad
                         silent = sub.silent_for_ns()
                         if stale_ns and silent > stale_ns and not stale_tripped:
                             session.trip("stale_feed", silent / 1e6, stale_ns / 1e6)
@@ -159,10 +171,13 @@ def run_live(
                 summary.stopped_by = "a signal"
             if stop:
                 summary.stopped_by = stop[0]
-            # A clean stop: no order left resting, everything journaled.
+            # A clean stop: no order left resting, everything journaled. (The summary keeps
+            # the kill switch as it was: halting to cancel is the stop's, not a person's.)
+            summary.status = session.status()
+            summary.cancelled_on_stop = session.open_orders
             if session.open_orders:
                 session.halt()
-                journal.event(time.time_ns(), "stop", {"cancelled": "all resting orders"})
+                journal.event(time.time_ns(), "stop", {"cancelled": summary.cancelled_on_stop})
             result = session.on_batch(strategy.kinds[0], _empty(strategy.kinds[0]))
             journal.add(result.orders, result.fills)
             summary.wall_s = time.monotonic() - began
@@ -172,7 +187,6 @@ def run_live(
         summary.gaps = len(sub.gaps)
         summary.malformed = dict(sub.malformed)
     summary.pnl = session.pnl()
-    summary.status = session.status()
     summary.latency_us = _percentiles(latencies, summary.batches)
     return summary
 

@@ -8,8 +8,8 @@ subscriber decodes each message to numpy views without copying, counts and
 drops what is malformed (by reason, never raising), and keeps what a kill
 switch needs: sequence gaps and how long the feed has been silent.
 
-Message headers start with b"TW", the version and the schema id, so a
-subscriber can filter by kind with ZeroMQ's prefix subscriptions.
+A subscriber takes every message of the feed: the sequence numbers count all
+of them, so taking some kinds only would look like gaps.
 """
 
 from __future__ import annotations
@@ -69,7 +69,12 @@ class Publisher:
         # to go out (a process may exit straight after, without the interpreter's teardown).
         self._context = context or zmq.Context()
         self._own_context = context is None
-        self.socket = _socket(zmq.XPUB, endpoint, True, self._context)
+        try:
+            self.socket = _socket(zmq.XPUB, endpoint, True, self._context)
+        except TickwiseError:
+            if self._own_context:
+                self._context.term()
+            raise
         self.nodrop = nodrop
         self.socket.setsockopt(zmq.XPUB_NODROP, int(nodrop))
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -208,12 +213,9 @@ class Gap:
 
 @dataclass
 class Subscriber:
-    """Receives, checks and decodes a feed; counts what was malformed and what was missed.
-
-    `schemas` limits the subscription to those kinds (heartbeats always come)."""
+    """Receives, checks and decodes a feed; counts what was malformed and what was missed."""
 
     endpoint: str
-    schemas: tuple[str, ...] | None = None
     context: zmq.Context | None = None
     messages: int = 0
     rows: int = 0
@@ -222,16 +224,12 @@ class Subscriber:
     recent_malformed: deque = field(default_factory=lambda: deque(maxlen=100))
     gaps: list[Gap] = field(default_factory=list)
     last_seq: int | None = None
-    last_heard_ns: int = 0  # monotonic clock at the last message, well-formed or not
+    # Monotonic clock at the last well-formed message: a feed sending only garbage is silent.
+    last_heard_ns: int = 0
 
     def __post_init__(self) -> None:
         self.socket = _socket(zmq.SUB, self.endpoint, False, self.context)
-        for name in self.schemas or ("",):
-            prefix = b"" if not name else wire.MAGIC + bytes([wire.VERSION, wire.SCHEMA_IDS[name]])
-            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
-        if self.schemas:
-            heartbeat = wire.SCHEMA_IDS[wire.HEARTBEAT]
-            self.socket.setsockopt(zmq.SUBSCRIBE, wire.MAGIC + bytes([wire.VERSION, heartbeat]))
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         self.last_heard_ns = time.monotonic_ns()
 
     def receive(self, timeout_ms: float) -> wire.Message | None:
@@ -240,13 +238,13 @@ class Subscriber:
         if not self.socket.poll(max(0, int(timeout_ms)), zmq.POLLIN):
             return None
         frames = self.socket.recv_multipart(copy=False)
-        self.last_heard_ns = time.monotonic_ns()
         try:
             message = wire.decode(frames)
         except wire.WireError as exc:
             self.malformed[exc.reason] += 1
             self.recent_malformed.append(f"{exc.reason}: {exc}")
             return None
+        self.last_heard_ns = time.monotonic_ns()
         self._track(message)
         return message
 
@@ -264,7 +262,7 @@ class Subscriber:
         self.last_seq = message.seq
 
     def silent_for_ns(self) -> int:
-        """How long since the last message of any kind arrived."""
+        """How long since the last well-formed message (a batch or a heartbeat) arrived."""
         return time.monotonic_ns() - self.last_heard_ns
 
     def close(self) -> None:

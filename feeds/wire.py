@@ -125,7 +125,13 @@ def _header(
     offsets: Sequence[int],
 ) -> bytes:  # fmt: skip
     stamp = time.time_ns() if send_ts is None else send_ts
-    fixed = _FIXED.pack(MAGIC, VERSION, schema_id, columns, 0, rows, 0, seq, stamp, length)
+    try:
+        fixed = _FIXED.pack(MAGIC, VERSION, schema_id, columns, 0, rows, 0, seq, stamp, length)
+    except struct.error:
+        raise TickwiseError(
+            f"a header needs seq in 0..2**64-1 and send_ts in -2**63..2**63-1, "
+            f"got seq {seq}, send_ts {stamp}"
+        ) from None
     return fixed + struct.pack(f"<{columns}Q", *offsets)
 
 

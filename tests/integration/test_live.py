@@ -214,6 +214,8 @@ for k, seq in enumerate((1, 2, 3, 7, 8)):
     cols["ask_px"][:] = 100.02
     cols["bid_sz"][:] = cols["ask_sz"][:] = 10.0
     sock.send_multipart(list(wire.encode("quotes", cols, seq)))
+    if seq == 3:
+        sock.send_multipart([b"TW\x01\x09" + bytes(36), b""])  # and one malformed message
     time.sleep(0.05)
 for _ in range(200):  # heartbeats while the test looks
     sock.send_multipart(list(wire.heartbeat(8)))
@@ -221,7 +223,9 @@ for _ in range(200):  # heartbeats while the test looks
 """
 
 
-def test_batches_lost_on_the_wire_trip_the_kill_switch(tmp_path: Path) -> None:
+def test_batches_lost_on_the_wire_trip_the_kill_switch_and_garbage_is_journaled(
+    tmp_path: Path,
+) -> None:
     feed = subprocess.Popen([sys.executable, "-c", GAPPY_FEED], stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
     endpoint = feed.stdout.readline().rsplit(" on ", 1)[1].strip()
@@ -230,7 +234,9 @@ def test_batches_lost_on_the_wire_trip_the_kill_switch(tmp_path: Path) -> None:
     assert state["halt_reason"] == "seq_gap"
     assert state["halt_value"] == 3.0  # batches 4, 5 and 6
     journal = replay_journal(tmp_path / "journal")
-    assert [e["what"] for e in journal.events] == ["seq_gap"]
+    assert sorted(e["what"] for e in journal.events) == ["malformed", "seq_gap"]
+    malformed = next(e for e in journal.events if e["what"] == "malformed")
+    assert "unknown schema id 9" in malformed["detail"]
 
 
 def test_the_demo_shows_the_kill_switch_catching_a_crash_and_leaves_no_process_behind() -> None:
@@ -268,3 +274,19 @@ def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
     assert summary.events == summary.batches == 30_000
     assert summary.gaps == 0
     assert summary.status["halt_reason"] != "seq_gap"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--instruments", "synth:0"], "synth:N takes a count in 1..10000"),
+     (["--instruments", "synth:x"], "synth:N takes a count in 1..10000"),
+     (["--instruments", "synth:2", "--seconds", "0"], "seconds must be positive"),
+     (["--instruments", "synth:2", "--until-idle", "-1"], "until_idle_s must be positive")],
+)  # fmt: skip
+def test_live_refuses_bad_arguments_in_one_line(tmp_path: Path, args: list, message: str) -> None:
+    done = subprocess.run([TICKWISE, "live", "--strategy", "mean_reversion", "--journal",
+                           str(tmp_path / "j"), *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

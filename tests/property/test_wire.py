@@ -140,6 +140,8 @@ def test_bad_input_to_the_encoder_names_what_is_wrong() -> None:
         wire.encode("quotes", {k: v for k, v in good.items() if k != "ask_sz"}, 1)
     with pytest.raises(TickwiseError, match="'bid_px' has 2 values where 'ts_event' has 3"):
         wire.encode("quotes", {**good, "bid_px": np.zeros(2)}, 1)
+    with pytest.raises(TickwiseError, match="seq in 0..2"):
+        wire.encode("quotes", good, -1)
 
 
 def test_an_arrow_batch_encodes_like_its_columns() -> None:
