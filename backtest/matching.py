@@ -53,15 +53,22 @@ from tickwise.engine.schemas import (
 
 @kernel
 def _fill(ctx, k, qty, px, liquidity, ts):
-    """Fill row k of the open-order table at time ts; True when the order is now complete
-    (and its row gone: the last row took its place)."""
-    o = ctx.open_orders[k]
-    n = ctx.clock[CLK_N_FILL_LOG]
+    """Fill row k of the open-order table at time ts, with the configured fee; True when the
+    order is now complete (and its row gone: the last row took its place)."""
     config = ctx.config
     if liquidity == LIQ_TAKER:
         fee = qty * (px * config[CFG_TAKER_FEE_BPS] * 1e-4 + config[CFG_TAKER_FEE_UNIT])
     else:
         fee = qty * (px * config[CFG_MAKER_FEE_BPS] * 1e-4 + config[CFG_MAKER_FEE_UNIT])
+    return book_fill_nb(ctx, k, qty, px, fee, liquidity, ts)
+
+
+@kernel
+def book_fill_nb(ctx, k, qty, px, fee, liquidity, ts):
+    """Book a fill of row k of the open-order table: logged, applied to the position, and
+    the order completed (its row gone: the last row took its place, True) or partial."""
+    o = ctx.open_orders[k]
+    n = ctx.clock[CLK_N_FILL_LOG]
     f = ctx.fill_log[n]
     f.order_id = o.id
     f.ts = ts

@@ -85,9 +85,12 @@ def load_config(path: Path) -> tuple[BacktestConfig, dict[str, Any]]:
         raise TickwiseError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise TickwiseError(f"{path}: not valid TOML: {exc}") from None
-    unknown_tables = sorted(set(raw) - {"backtest", "params", "risk", "killswitch"})
+    unknown_tables = sorted(set(raw) - {"backtest", "params", "risk", "killswitch", "live"})
     if unknown_tables:
-        raise TickwiseError(f"{path}: unknown tables {unknown_tables}; use [backtest], [params]")
+        raise TickwiseError(
+            f"{path}: unknown tables {unknown_tables}; use [backtest], [params], [risk], "
+            "[killswitch] (and [live] for a live session)"
+        )
     settings = raw.get("backtest", {})
     allowed = {f.name for f in fields(BacktestConfig)} - {"risk", "killswitch"}
     unknown = sorted(set(settings) - allowed)
@@ -127,24 +130,28 @@ def make_session(
     instruments: Any,
     params: Mapping[str, Any] | None,
     config: BacktestConfig,
+    *,
+    guarded: bool = True,
+    **options: Any,
 ) -> Session:
     """A session with the configuration's fees, latency models, limits and kill switch (the
-    same for a backtest and a live session)."""
+    same for a backtest, a live session and the paper exchange); `options` go to the
+    engine context."""
     return Session(
         strategy,
         instruments,
         params,
+        guarded=guarded,
         maker_fee_bps=config.maker_fee_bps,
         taker_fee_bps=config.taker_fee_bps,
         maker_fee_per_unit=config.maker_fee_per_unit,
         taker_fee_per_unit=config.taker_fee_per_unit,
-        sample_ns=round(config.equity_every_ms * 1_000_000),
+        sample_ns=options.pop("sample_ns", round(config.equity_every_ms * 1_000_000)),
         order_latency_ns=round(config.order_latency_us * 1_000),
         latency_jitter_ns=round(config.latency_jitter_us * 1_000),
         latency_seed=config.latency_seed,
         feed_latency_ns=-1 if config.feed_latency_us < 0 else round(config.feed_latency_us * 1e3),
-        risk=config.risk,
-        killswitch=config.killswitch,
+        **{"risk": config.risk, "killswitch": config.killswitch, **options},
     )
 
 

@@ -74,8 +74,12 @@ def _publisher_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="wait this long for a first subscriber before starting; 0: start at once (30)",
+        help="wait this long for the first subscribers before starting; 0: start at once (30)",
     )
+    parser.add_argument(
+        "--subscribers", type=int, default=1, metavar="N",
+        help="how many subscribers to wait for (1; 2 for an exchange and an engine)",
+    )  # fmt: skip
 
 
 def _control_options(parser: argparse.ArgumentParser) -> None:
@@ -240,36 +244,60 @@ def build_parser() -> argparse.ArgumentParser:
     fsynth.set_defaults(run=_cmd_feed_synth)
 
     live = _subparser(
-        commands, "live", "a live session: feed in, strategy, risk, kill switch, journal, control",
+        commands, "live", "a live session: feed in, strategy, risk, kill switch, orders out, "
+        "journal, control",
         "tickwise live --strategy mean_reversion --feed tcp://127.0.0.1:5555 "
-        "--instruments data/quotes.parquet --journal sessions/today",
+        "--gateway tcp://127.0.0.1:5570 --instruments data/quotes.parquet "
+        "--journal sessions/today   (or: tickwise live --config session.toml)",
     )  # fmt: skip
     live.add_argument(
-        "--strategy", required=True, help="registered name, path/to/file.py:Class or module:Class"
+        "--config",
+        type=Path,
+        default=None,
+        help="session file (TOML): [live] strategy, feed, instruments, gateway, control, "
+        "journal; [params]; [backtest] fee/latency models; [risk]; [killswitch]. Flags given "
+        "here override it",
     )
-    live.add_argument("--feed", default="tcp://127.0.0.1:5555", help="market data to subscribe to")
+    live.add_argument("--strategy", help="registered name, path/to/file.py:Class or module:Class")
+    live.add_argument("--feed", help="market data to subscribe to (tcp://127.0.0.1:5555)")
     live.add_argument(
         "--instruments",
-        required=True,
         help="the instrument table: a tickwise Parquet history carrying it, or synth:N for "
         "the synthetic market's N instruments",
     )
     live.add_argument("--param", action="append", default=[], metavar="K=V",
                       help="strategy parameter, repeatable")  # fmt: skip
     live.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="TOML: [backtest] fee/latency models, [params], [risk], [killswitch]",
+        "--gateway",
+        help="send orders to the paper exchange at this endpoint (`tickwise exchange`); "
+        "without it, orders fill in the engine's own simulated exchange",
     )
-    live.add_argument("--journal", type=Path, required=True, help="journal folder")
-    live.add_argument(
-        "--control", default="tcp://127.0.0.1:5560", help="control socket (tcp://127.0.0.1:5560)"
-    )
+    live.add_argument("--journal", type=Path, help="journal folder")
+    live.add_argument("--control", help="control socket (tcp://127.0.0.1:5560)")
     live.add_argument("--seconds", type=float, default=None, help="stop after this long")
     live.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
                       help="stop once the feed has sent nothing for this long")  # fmt: skip
     live.set_defaults(run=_cmd_live)
+
+    exchange = _subparser(
+        commands, "exchange", "the paper exchange: the backtester's matching, fees and latency "
+        "as a process that takes orders over ZeroMQ",
+        "tickwise exchange --bind tcp://127.0.0.1:5570 --feed tcp://127.0.0.1:5555 "
+        "--instruments synth:3 --config fees.toml",
+    )  # fmt: skip
+    exchange.add_argument("--bind", default="tcp://127.0.0.1:5570",
+                          help="order socket (tcp://127.0.0.1:5570; loopback only)")  # fmt: skip
+    exchange.add_argument("--feed", default="tcp://127.0.0.1:5555", help="market data to match on")
+    exchange.add_argument("--instruments", required=True,
+                          help="instruments: a tickwise Parquet history, or synth:N")  # fmt: skip
+    exchange.add_argument("--config", type=Path, default=None,
+                          help="TOML: [backtest] fees and order latency/jitter/seed")  # fmt: skip
+    exchange.add_argument("--heartbeat-ms", type=float, default=100.0,
+                          help="heartbeat a client hearing nothing this long (100)")  # fmt: skip
+    exchange.add_argument("--client-timeout-ms", type=float, default=1_000.0,
+                          help="cancel a silent client's orders after this (1000)")  # fmt: skip
+    exchange.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    exchange.set_defaults(run=_cmd_exchange)
 
     demo = _subparser(
         commands, "demo", "a synthetic feed and a live session on loopback, with a flash crash "
@@ -398,8 +426,13 @@ def _publish(
     with Publisher(args.bind, heartbeat_ms=args.heartbeat_ms, nodrop=nodrop) as publisher:
         # The endpoint first, on a line of its own: a script that asked for port * reads it.
         print(f"publishing {kind} on {publisher.endpoint}", flush=True)
-        if args.wait > 0 and not publisher.wait_for_subscriber(args.wait):
-            raise TickwiseError(f"no subscriber on {publisher.endpoint} within {args.wait:g} s")
+        if args.subscribers < 1:
+            raise TickwiseError(f"--subscribers must be at least 1, got {args.subscribers}")
+        if args.wait > 0 and not publisher.wait_for_subscriber(args.wait, args.subscribers):
+            raise TickwiseError(
+                f"fewer than {args.subscribers} subscriber(s) on {publisher.endpoint} "
+                f"within {args.wait:g} s"
+            )
         began = time.perf_counter()
         stopped = ""
         try:
@@ -431,27 +464,67 @@ def _instrument_table(text: str) -> Any:
     return open_history(text).instruments
 
 
-def _cmd_live(args: argparse.Namespace) -> int:
-    import signal
+_LIVE_KEYS = {"strategy", "feed", "instruments", "gateway", "control", "journal", "seconds"}
+_LIVE_DEFAULTS = {"feed": "tcp://127.0.0.1:5555", "control": "tcp://127.0.0.1:5560"}
+
+
+def _session_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The session file's [live] table (if any) overlaid with the flags given."""
+    import tomllib
 
     from tickwise.backtest.replay import BacktestConfig, load_config
 
+    if args.config is None:
+        config, params, table = BacktestConfig(), {}, {}
+    else:
+        config, params = load_config(args.config)
+        table = tomllib.loads(args.config.read_text()).get("live", {})
+        unknown = sorted(set(table) - _LIVE_KEYS)
+        if unknown:
+            raise TickwiseError(
+                f"{args.config}: unknown [live] keys {unknown}; "
+                f"allowed: {', '.join(sorted(_LIVE_KEYS))}"
+            )
+    settings = {**_LIVE_DEFAULTS, **table}
+    for key in _LIVE_KEYS:
+        flag = getattr(args, key, None)
+        if flag is not None:
+            settings[key] = flag
+    missing = [k for k in ("strategy", "instruments", "journal") if k not in settings]
+    if missing:
+        raise TickwiseError(
+            f"a live session needs {', '.join('--' + k for k in missing)} "
+            "(or the same keys in the [live] table of --config)"
+        )
+    for key in _LIVE_KEYS - {"seconds"}:
+        if key in settings and not isinstance(settings[key], str | Path):
+            raise TickwiseError(f"[live] {key} must be a string, got {settings[key]!r}")
+    params |= _parse_params(args.param)
+    return config, params, settings
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    import signal
+
     from .live import run_live
 
-    config, params = (BacktestConfig(), {}) if args.config is None else load_config(args.config)
-    params |= _parse_params(args.param)
+    config, params, settings = _session_settings(args)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    gateway = settings.get("gateway")
 
     def ready(endpoint: str) -> None:
-        print(f"live: {args.strategy} on {args.feed}, control on {endpoint}", flush=True)
+        where = f"orders to {gateway}" if gateway else "orders filled in process"
+        print(f"live: {settings['strategy']} on {settings['feed']}, {where}, "
+              f"control on {endpoint}", flush=True)  # fmt: skip
 
     summary = run_live(
-        args.strategy, args.feed, _instrument_table(args.instruments), params, config,
-        journal_dir=args.journal, control=args.control, seconds=args.seconds,
-        until_idle_s=args.until_idle, on_ready=ready,
+        str(settings["strategy"]), str(settings["feed"]),
+        _instrument_table(str(settings["instruments"])), params, config,
+        journal_dir=Path(settings["journal"]), control=str(settings["control"]), gateway=gateway,
+        seconds=settings.get("seconds"), until_idle_s=args.until_idle, on_ready=ready,
     )  # fmt: skip
     lat = summary.latency_us
-    _print_measures(f"live session, stopped by {summary.stopped_by}", (
+    rows = [
         ("batches / events", f"{summary.batches:,} / {summary.events:,}"),
         ("orders / fills / rejects",
          f"{summary.orders:,} / {summary.fills:,} / {summary.rejects:,}"),
@@ -460,11 +533,58 @@ def _cmd_live(args: argparse.Namespace) -> int:
         ("resting orders cancelled on stop", f"{summary.cancelled_on_stop:,}"),
         ("feed: heartbeats / gaps / malformed",
          f"{summary.heartbeats:,} / {summary.gaps:,} / {sum(summary.malformed.values()):,}"),
-        ("feed send -> batch journaled, per batch (wall clock, µs)",
-         "-" if not lat else f"p50 {lat['p50']:,.0f}  p99 {lat['p99']:,.0f}"),
-        ("wall clock", f"{summary.wall_s:.1f} s"),
+        ("feed send -> batch journaled, per batch (wall clock, µs)", _p50_p99(lat)),
+    ]  # fmt: skip
+    if gateway:
+        rows += [
+            ("feed send -> orders sent, per batch with orders (wall clock, µs)",
+             _p50_p99(summary.tick_to_order_us)),
+            ("request -> exchange reply, round trip (wall clock, µs)",
+             _p50_p99(summary.round_trip_us)),
+            ("orders the exchange had not confirmed gone at the end", f"{summary.left_open:,}"),
+        ]  # fmt: skip
+    rows.append(("wall clock", f"{summary.wall_s:.1f} s"))
+    _print_measures(f"live session, stopped by {summary.stopped_by}", rows)
+    stdout.print(f"journal in {settings['journal']}", markup=False)
+    return 0
+
+
+def _p50_p99(percentiles: dict[str, float]) -> str:
+    if not percentiles:
+        return "-"
+    return f"p50 {percentiles['p50']:,.0f}  p99 {percentiles['p99']:,.0f}"
+
+
+def _cmd_exchange(args: argparse.Namespace) -> int:
+    import signal
+
+    from tickwise.backtest.replay import BacktestConfig, load_config
+
+    from .exchange import PaperExchange, run_exchange
+    from .live import stop_on_signals
+
+    if args.seconds is not None and not args.seconds > 0:
+        raise TickwiseError(f"--seconds must be positive, got {args.seconds}")
+    config = BacktestConfig() if args.config is None else load_config(args.config)[0]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop: list[str] = []
+    with PaperExchange(
+        args.bind, args.feed, _instrument_table(args.instruments), config,
+        heartbeat_ms=args.heartbeat_ms, client_timeout_ms=args.client_timeout_ms,
+    ) as exchange, stop_on_signals(stop):  # fmt: skip
+        print(f"paper exchange (market from {args.feed}) on {exchange.endpoint}", flush=True)
+        summary = run_exchange(exchange, args.seconds, stop)
+        resting = exchange.open_orders()
+    _print_measures(f"paper exchange, stopped by {stop[0] if stop else 'its time'}", (
+        ("clients", f"{summary.clients:,}"),
+        ("requests / orders accepted / rejected / cancels",
+         f"{summary.requests:,} / {summary.orders:,} / {summary.rejects:,} / {summary.cancels:,}"),
+        ("fills", f"{summary.fills:,}"),
+        ("orders cancelled on a client's disconnect", f"{summary.cancelled_on_disconnect:,}"),
+        ("market events matched against", f"{summary.market_events:,}"),
+        ("malformed messages dropped", f"{summary.malformed:,}"),
+        ("orders resting at the end", f"{resting:,}"),
     ))  # fmt: skip
-    stdout.print(f"journal in {args.journal}", markup=False)
     return 0
 
 

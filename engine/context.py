@@ -46,6 +46,11 @@ CLK_FEED_NS = 15  # feed latency: the strategy sees an event this long after ts_
 #                   (-1: when the data say, at its ts_recv)
 N_CLOCK = 16
 
+# The order latency of a session whose orders go to an exchange process (`tickwise live
+# --gateway`): they never reach the loop's own simulated exchange, and a cancel stays
+# requested (its cancel_ts this far ahead of when it was asked) until it is sent.
+GATEWAY_NS = 1 << 62
+
 # Slots of `ctx.config` (float64).
 CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
 CFG_TAKER_FEE_BPS = 1  # fee on aggressive fills

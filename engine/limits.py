@@ -26,10 +26,12 @@ from .schemas import (
     STATE_HALTED,
     STATE_REDUCING,
     TRIP_FEED_LATENCY,
+    TRIP_GATEWAY_LOST,
     TRIP_MAX_DRAWDOWN,
     TRIP_MAX_LOSS,
     TRIP_NAMES,
     TRIP_PRICE_JUMP,
+    TRIP_RECONCILE,
     TRIP_REJECT_RATE,
     TRIP_RUNAWAY,
     TRIP_SEQ_GAP,
@@ -155,6 +157,10 @@ class KillSwitch:
     max_rejects_per_sec: float = 50.0  # rejected orders within one second (0: off)
     strategy_faults: bool = True  # NaN/inf from the strategy, or an exception in it
     flatten: bool = False  # when halted, also close positions with reduce-only orders
+    # Live sessions trading through an exchange process (`tickwise live --gateway`):
+    gateway_timeout_ms: float = 2_000.0  # nothing from the exchange for this long (0: off)
+    ack_timeout_ms: float = 1_000.0  # a request (orders, cancels) unanswered this long (0: off)
+    reconcile: bool = True  # the exchange reports an order, fill or cancel not expected
     # Triggers that move to REDUCING (only position-reducing orders pass) instead of HALTED.
     reduce_only_on: tuple[str, ...] = field(default_factory=tuple)
 
@@ -162,11 +168,13 @@ class KillSwitch:
         _positive("max_loss", self.max_loss)
         _positive("max_drawdown", self.max_drawdown)
         for name in ("price_jump_pct", "price_jump_sigmas", "stale_feed_ms",
-                     "max_feed_latency_ms", "max_rejects_per_sec"):  # fmt: skip
+                     "max_feed_latency_ms", "max_rejects_per_sec", "gateway_timeout_ms",
+                     "ack_timeout_ms"):  # fmt: skip
             _off_or_positive(name, getattr(self, name))
         _positive("price_jump_window_ms", self.price_jump_window_ms, allow_inf=False)
         _positive("feed_latency_events", self.feed_latency_events, allow_inf=False)
-        for name in ("price_jump_halts_instrument", "seq_gap", "strategy_faults", "flatten"):
+        for name in ("price_jump_halts_instrument", "seq_gap", "strategy_faults", "flatten",
+                     "reconcile"):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise TickwiseError(f"{name} must be true or false, got {getattr(self, name)!r}")
         known = set(TRIP_NAMES.values()) - {"none"}
@@ -188,7 +196,8 @@ class KillSwitch:
     def off(cls) -> KillSwitch:
         """Every automatic trigger off (a person can still halt)."""
         return cls(price_jump_pct=0, stale_feed_ms=0, seq_gap=False, max_feed_latency_ms=0,
-                   max_rejects_per_sec=0, strategy_faults=False)  # fmt: skip
+                   max_rejects_per_sec=0, strategy_faults=False, gateway_timeout_ms=0,
+                   ack_timeout_ms=0, reconcile=False)  # fmt: skip
 
 
 def _from_table(cls: type, table: dict[str, Any], where: str) -> Any:
@@ -250,6 +259,8 @@ def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
         TRIP_REJECT_RATE: bool(kill.max_rejects_per_sec),
         TRIP_STRATEGY_FAULT: kill.strategy_faults,
         TRIP_RUNAWAY: bool(risk.runaway_repeats),
+        TRIP_GATEWAY_LOST: bool(kill.gateway_timeout_ms or kill.ack_timeout_ms),
+        TRIP_RECONCILE: kill.reconcile,
     }
     for trip, name in TRIP_NAMES.items():
         on = switched.get(trip, True)  # a person's command is always on

@@ -16,13 +16,20 @@ shared, which is what makes a backtest and a live session run the same code.
 
 from __future__ import annotations
 
-from tickwise.backtest.matching import arrive_nb, match_bar_nb, match_quote_nb, match_trade_nb
+from tickwise.backtest.matching import (
+    arrive_nb,
+    book_fill_nb,
+    match_bar_nb,
+    match_quote_nb,
+    match_trade_nb,
+)
 from tickwise.engine.callbacks import ignore
 from tickwise.engine.context import (
     CLK_EVENTS,
     CLK_FEED_NS,
     CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
+    CLK_N_OPEN,
     CLK_N_ORDER_LOG,
     CLK_NEXT_SAMPLE,
     CLK_NEXT_TIMER,
@@ -34,8 +41,24 @@ from tickwise.engine.context import (
 from tickwise.engine.jit import kernel
 from tickwise.engine.killswitch import enforce_nb, guard_feed_nb, guard_market_nb
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
+from tickwise.engine.orders import log_order_nb, remove_open_nb
 from tickwise.engine.portfolio import sample_equity_nb
-from tickwise.engine.schemas import BOOK_F_LAST, Bar, BookDelta, Fill, Quote, Trade
+from tickwise.engine.risk import trip_nb
+from tickwise.engine.schemas import (
+    BOOK_F_LAST,
+    REASON_UNKNOWN_ORDER,
+    STATUS_ACKED,
+    STATUS_CANCEL_SENT,
+    STATUS_CANCELLED,
+    STATUS_NEW,
+    STATUS_REJECTED,
+    TRIP_RECONCILE,
+    Bar,
+    BookDelta,
+    Fill,
+    Quote,
+    Trade,
+)
 
 # --- strategy callbacks: the lines `engine.loops` rewrites per strategy --------------------
 _on_quote = ignore  # callback: on_quote
@@ -200,3 +223,105 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
             _on_book(ctx, d, st, p)
         _enforce(ctx)
     return ts_event.size
+
+
+# --- what an exchange process reports (live sessions with a gateway) -----------------------
+
+
+@kernel
+def _open_row(ctx, order_id):
+    """The open-order table's row of `order_id`, or -1."""
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        if ctx.open_orders[k].id == order_id:
+            return k
+    return -1
+
+
+@kernel
+def _mismatch(ctx, bad, n_bad, row, order_id):
+    """A report the engine did not expect: noted (row `row`) and the kill switch trips."""
+    bad[n_bad] = row
+    trip_nb(ctx, TRIP_RECONCILE, -1, float(order_id), 0.0)
+    return n_bad + 1
+
+
+@kernel
+def run_fills(ctx, st, p, bad, at, start, order_id, ts, instrument, side, price, qty, fee,
+              liquidity):  # fmt: skip
+    """Fills reported by the exchange, from row `start`, in its order: each is booked against
+    the engine's own open order (its instrument and side, not the report's) and the
+    strategy hears of it. A fill of an order that is not open, or beyond what it had left,
+    is a mismatch: its row goes in `bad` and the kill switch trips (`reconcile`); `at[0]`
+    holds the row under way (to name it if the strategy raises). Returns (row reached,
+    mismatches)."""
+    n_bad = 0
+    for r in range(start, order_id.size):
+        if not _room_left(ctx):
+            return r, n_bad
+        at[0] = r
+        k = _open_row(ctx, order_id[r])
+        q = qty[r]
+        if k < 0:
+            n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
+            _enforce(ctx)
+            continue
+        o = ctx.open_orders[k]
+        leaves = o.qty - o.filled
+        if (
+            not (q > 0.0)
+            or q > leaves + 1e-9 * o.qty
+            or instrument[r] != o.instrument
+            or (side[r] != o.side)
+        ):
+            n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
+            _enforce(ctx)
+            continue
+        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        book_fill_nb(ctx, k, q, price[r], fee[r], liquidity[r], ts[r])
+        _notify_fills(ctx, st, p, first_fill)
+        _enforce(ctx)
+    return order_id.size, n_bad
+
+
+@kernel
+def run_order_reports(ctx, st, p, bad, at, start, order_id, status, reason, qty):
+    """What the exchange says of orders and cancels, from row `start`: ACKED (an order
+    accepted: journaled), CANCEL_SENT (a cancel received, effective later), CANCELLED (the
+    order is gone: journaled with what it had left), REJECTED (an order refused with its
+    reason, or a cancel refused as `unknown_order`). Anything about an order the engine
+    does not hold open, or a refused cancel of an order it does, is a mismatch (see
+    `run_fills`). Returns (row reached, mismatches)."""
+    n_bad = 0
+    for r in range(start, order_id.size):
+        if not _room_left(ctx):
+            return r, n_bad
+        at[0] = r
+        k = _open_row(ctx, order_id[r])
+        s = status[r]
+        cancel_refused = s == STATUS_REJECTED and reason[r] == REASON_UNKNOWN_ORDER
+        if cancel_refused:
+            if k >= 0:  # the exchange no longer has an order the engine thinks is working
+                n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
+        elif k < 0 or s not in (
+            STATUS_ACKED,
+            STATUS_CANCEL_SENT,
+            STATUS_CANCELLED,
+            STATUS_REJECTED,
+        ):
+            n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
+        else:
+            o = ctx.open_orders[k]
+            leaves = o.qty - o.filled
+            if s == STATUS_ACKED:
+                if o.status == STATUS_NEW:
+                    o.status = STATUS_ACKED
+                    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, o.qty, o.order_type,
+                                 o.tif, STATUS_ACKED, 0)  # fmt: skip
+            elif s in (STATUS_CANCELLED, STATUS_REJECTED):
+                if abs(qty[r] - leaves) > 1e-9 * o.qty:  # it had more (or less) left there
+                    n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
+                log_order_nb(ctx, o.id, o.instrument, o.side, o.price, leaves, o.order_type,
+                             o.tif, s, reason[r])  # fmt: skip
+                remove_open_nb(ctx, k)
+        _enforce(ctx)
+    return order_id.size, n_bad

@@ -40,7 +40,7 @@ from .schemas import (
 
 
 @kernel
-def _log(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
+def log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
     n = ctx.clock[CLK_N_ORDER_LOG]
     if n >= ctx.order_log.size:
         return False
@@ -62,7 +62,7 @@ def _log(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
 
 
 @kernel
-def _latency(ctx, oid):
+def order_latency_nb(ctx, oid):
     """This order's entry latency: the base plus its share of the jitter, drawn from a hash
     of (seed, order id), so it never depends on how the replay was batched."""
     base = ctx.clock[CLK_LATENCY_NS]
@@ -85,14 +85,14 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     reason = gate_nb(ctx, i, side, qty, price, order_type)
     n_open = ctx.clock[CLK_N_OPEN]
     if reason != REASON_NONE:
-        _log(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
+        log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
         return -oid
-    if not _log(ctx, oid, i, side, price, qty, order_type, tif, STATUS_NEW, REASON_NONE):
+    if not log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_NEW, REASON_NONE):
         return -oid  # the batch log is full; the session reports it as an error
     o = ctx.open_orders[n_open]
     o.id = oid
     o.ts = ctx.clock[CLK_RECV]
-    o.active_ts = ctx.clock[CLK_RECV] + _latency(ctx, oid)
+    o.active_ts = ctx.clock[CLK_RECV] + order_latency_nb(ctx, oid)
     o.cancel_ts = 0
     o.instrument = i
     o.side = side
@@ -148,7 +148,7 @@ def remove_open_nb(ctx, k):
 def cancel_row_nb(ctx, k):
     """The exchange cancels the order in row k now: logged, then removed from the table."""
     o = ctx.open_orders[k]
-    _log(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type, o.tif,
+    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type, o.tif,
          STATUS_CANCELLED, REASON_NONE)  # fmt: skip
     remove_open_nb(ctx, k)
 
@@ -161,7 +161,7 @@ def _request_cancel(ctx, k):
     o = ctx.open_orders[k]
     if o.cancel_ts != 0:
         return False
-    delay = _latency(ctx, np.int64(o.id))
+    delay = order_latency_nb(ctx, np.int64(o.id))
     if delay == 0:
         cancel_row_nb(ctx, k)
     else:

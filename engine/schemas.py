@@ -30,6 +30,18 @@ STATUS_PARTIAL: Final = 2
 STATUS_FILLED: Final = 3
 STATUS_CANCELLED: Final = 4
 STATUS_REJECTED: Final = 5
+# A cancel request on its way to a paper (or real) exchange: the engine journals it when it
+# sends it, the exchange echoes it when the cancel is received but takes effect later.
+STATUS_CANCEL_SENT: Final = 6
+STATUS_NAMES: Final = {
+    STATUS_NEW: "new",
+    STATUS_ACKED: "acked",
+    STATUS_PARTIAL: "partial",
+    STATUS_FILLED: "filled",
+    STATUS_CANCELLED: "cancelled",
+    STATUS_REJECTED: "rejected",
+    STATUS_CANCEL_SENT: "cancel_sent",
+}
 
 # Reject reasons (the `reason` column of orders). The risk gate adds its own.
 REASON_NONE: Final = 0
@@ -52,6 +64,10 @@ REASON_THROTTLE: Final = 15  # max_orders_per_sec already sent in the last secon
 REASON_SELF_TRADE: Final = 16  # would trade against the session's own resting order
 REASON_HALTED: Final = 17  # trading is halted: no automated order leaves
 REASON_REDUCE_ONLY: Final = 18  # trading is reducing: only orders that reduce a position pass
+# The paper exchange's own checks.
+REASON_DUPLICATE_ID: Final = 19  # an id the client already used
+REASON_CLIENT_GONE: Final = 20  # cancelled: the client went silent (cancel on disconnect)
+REASON_BAD_REQUEST: Final = 21  # a request row neither a new order nor a cancel
 
 REASON_NAMES: Final = {
     REASON_NONE: "none",
@@ -73,6 +89,9 @@ REASON_NAMES: Final = {
     REASON_SELF_TRADE: "self_trade",
     REASON_HALTED: "halted",
     REASON_REDUCE_ONLY: "reduce_only",
+    REASON_DUPLICATE_ID: "duplicate_id",
+    REASON_CLIENT_GONE: "client_gone",
+    REASON_BAD_REQUEST: "bad_request",
 }
 
 # Trading states of a session or one instrument: ACTIVE trades freely, REDUCING lets only
@@ -94,6 +113,8 @@ TRIP_REJECT_RATE: Final = 7
 TRIP_STRATEGY_FAULT: Final = 8  # NaN/inf from the strategy, or an exception in it
 TRIP_RUNAWAY: Final = 9  # the same order repeated too often too fast
 TRIP_MANUAL: Final = 10  # a person's command
+TRIP_GATEWAY_LOST: Final = 11  # the exchange silent, or a request unanswered, beyond its bound
+TRIP_RECONCILE: Final = 12  # the exchange reported what the engine never sent or expected
 TRIP_NAMES: Final = {
     TRIP_NONE: "none",
     TRIP_MAX_LOSS: "max_loss",
@@ -106,6 +127,8 @@ TRIP_NAMES: Final = {
     TRIP_STRATEGY_FAULT: "strategy_fault",
     TRIP_RUNAWAY: "runaway",
     TRIP_MANUAL: "manual",
+    TRIP_GATEWAY_LOST: "gateway_lost",
+    TRIP_RECONCILE: "reconcile",
 }
 N_TRIPS: Final = len(TRIP_NAMES)
 

@@ -17,10 +17,13 @@ import pyarrow as pa
 
 from .context import (
     CLK_EVENTS,
+    CLK_JITTER_NS,
+    CLK_LATENCY_NS,
     CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
     CLK_N_OPEN,
     CLK_N_ORDER_LOG,
+    GATEWAY_NS,
     Ctx,
     copy_context,
     new_context,
@@ -37,7 +40,18 @@ from .killswitch import (
 )
 from .loops import compiled_loop
 from .portfolio import total_pnl
-from .schemas import KINDS, STATE_ACTIVE, STATE_HALTED, STATE_NAMES, TRIP_NAMES, market_dtype
+from .schemas import (
+    FILL_DTYPE,
+    KINDS,
+    OPEN_ORDER_DTYPE,
+    ORDER_DTYPE,
+    STATE_ACTIVE,
+    STATE_HALTED,
+    STATE_NAMES,
+    STATUS_CANCEL_SENT,
+    TRIP_NAMES,
+    market_dtype,
+)
 from .strategy import Strategy, StrategyError
 from .tuples import named
 
@@ -116,17 +130,46 @@ class Session:
             chosen[inst.id] = True
         return chosen
 
-    def warm_up(self, kinds: tuple[str, ...] = KINDS) -> None:
+    def warm_up(self, kinds: tuple[str, ...] = KINDS, reports: bool = False) -> None:
         """Compile (or load from cache) the loop for these kinds (all by default: a live feed
-        may send any), on a throwaway copy of the state, so no event pays for compilation."""
+        may send any), and with `reports` what applies an exchange's reports, on a throwaway
+        copy of the state, so no event pays for compilation."""
         ctx = copy_context(self.ctx)
         st = type(self._st)(**{k: v.copy() for k, v in self.state.items()})
         for kind in kinds:
-            dtype = market_dtype(kind)
-            empty = [np.empty(0, dtype=dtype.fields[n][0]) for n in dtype.names]
-            for column in empty:  # batches arrive as read-only views of Arrow buffers
-                column.flags.writeable = False
-            self._runners[kind](ctx, st, self._p, self._subscribed, 0, *empty)
+            self._runners[kind](ctx, st, self._p, self._subscribed, 0, *_empty(market_dtype(kind)))
+        if reports:
+            bad, at = np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+            self.loop.run_fills(ctx, st, self._p, bad, at, 0, *_empty(FILL_DTYPE))
+            columns = _empty(ORDER_DTYPE)
+            order = list(ORDER_DTYPE.names)
+            picked = [columns[order.index(n)] for n in ("id", "status", "reason", "qty")]
+            self.loop.run_order_reports(ctx, st, self._p, bad, at, 0, *picked)
+
+    def trade_through_gateway(self) -> None:
+        """Orders go to an exchange process from now on: they never meet the loop's own
+        simulated exchange, and cancels wait (in `cancel_requests`) to be sent to it."""
+        self.ctx.clock[CLK_LATENCY_NS] = GATEWAY_NS
+        self.ctx.clock[CLK_JITTER_NS] = 0
+
+    def cancel_requests(self) -> np.ndarray:
+        """Cancels the strategy or the kill switch asked for since the last call, as order
+        rows (status CANCEL_SENT, the quantity left, ts when asked); they count as sent."""
+        n = int(self.ctx.clock[CLK_N_OPEN])
+        table = self.ctx.open_orders[:n]
+        asked = np.flatnonzero(table["cancel_ts"] >= GATEWAY_NS)
+        rows = np.zeros(asked.size, dtype=ORDER_DTYPE)
+        if asked.size == 0:
+            return rows
+        picked = table[asked]
+        for name in ORDER_DTYPE.names:
+            if name in OPEN_ORDER_DTYPE.names:
+                rows[name] = picked[name]
+        rows["ts"] = picked["cancel_ts"] - GATEWAY_NS
+        rows["qty"] = picked["qty"] - picked["filled"]
+        rows["status"] = STATUS_CANCEL_SENT
+        table["cancel_ts"][asked] = rows["ts"]  # sent: still nonzero, so not asked twice
+        return rows
 
     def on_batch(self, kind: str, batch: pa.RecordBatch | Mapping[str, np.ndarray]) -> BatchResult:
         """Run the loop over one batch of `kind` rows (an Arrow batch or column arrays)."""
@@ -137,19 +180,49 @@ class Session:
             args = [batch.column(n).to_numpy(zero_copy_only=True) for n in dtype.names]
         else:
             args = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
-        run = self._runners[kind]
+        return self._run(self._runners[kind], args, f"a {kind} batch")
+
+    def on_fills(self, fills: Mapping[str, np.ndarray]) -> BatchResult:
+        """Book fills an exchange reported (FILL_DTYPE columns) and tell the strategy; rows
+        that do not match an open order are in `self.mismatched` and trip `reconcile`."""
+        args = [_readonly(fills[n], FILL_DTYPE.fields[n][0]) for n in FILL_DTYPE.names]
+        return self._run(self.loop.run_fills, args, "a fills report", reports=True)
+
+    def on_order_reports(self, reports: Mapping[str, np.ndarray]) -> BatchResult:
+        """Apply what an exchange says of orders and cancels (ORDER_DTYPE columns: id,
+        status, reason, qty); mismatches as in `on_fills`."""
+        args = [_readonly(reports[n], ORDER_DTYPE.fields[n][0])
+                for n in ("id", "status", "reason", "qty")]  # fmt: skip
+        return self._run(self.loop.run_order_reports, args, "an orders report", reports=True)
+
+    def _run(self, run: Any, args: list[np.ndarray], label: str, reports: bool = False
+             ) -> BatchResult:  # fmt: skip
+        """Run a compiled runner over its rows, draining the logs whenever it stops for room,
+        and go on past a row whose strategy callback raised (the kill switch trips). Report
+        runners also note the rows they found mismatched (`self.mismatched`)."""
         rows = len(args[0])
+        self.mismatched = np.empty(0, dtype=np.int64)
+        bad = np.empty(rows, dtype=np.int64)
+        at = np.zeros(1, dtype=np.int64)  # the report row under way
+        n_bad = 0
         orders, fills, equity, marks = [], [], [], []
         start = 0
         redone = -1
         while True:
             events_before = int(self.ctx.clock[CLK_EVENTS])
             try:
-                start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
+                if reports:
+                    start, found = run(self.ctx, self._st, self._p, bad[n_bad:], at, start, *args)
+                    n_bad += found
+                else:
+                    start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
             except Exception as exc:  # raised inside the strategy: halt, then go on
                 # The row whose event was under way (a timer raises before its event counts).
-                failed_at = start + int(self.ctx.clock[CLK_EVENTS]) - events_before - 1
-                self.fault = f"{type(exc).__name__}: {exc} (at row {failed_at} of a {kind} batch)"
+                failed_at = (
+                    int(at[0]) if reports
+                    else start + int(self.ctx.clock[CLK_EVENTS]) - events_before - 1
+                )  # fmt: skip
+                self.fault = f"{type(exc).__name__}: {exc} (at row {failed_at} of {label})"
                 strategy_fault_nb(self.ctx)
                 # Go on from the next row, or redo the row whose timer raised (the timer does
                 # not fire twice); a row that raises again is passed over.
@@ -162,7 +235,15 @@ class Session:
             equity.append(self._drain(self.ctx.equity_log, CLK_N_EQUITY_LOG))
             if start >= rows:
                 break
+        self.mismatched = bad[:n_bad]
         return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity), _joined(marks))
+
+    def drain_logs(self) -> BatchResult:
+        """What kernels called outside a batch (the paper exchange's) logged: orders, fills."""
+        orders = self._drain(self.ctx.order_log, CLK_N_ORDER_LOG)
+        fills = self._drain(self.ctx.fill_log, CLK_N_FILL_LOG)
+        self.ctx.clock[CLK_N_EQUITY_LOG] = 0
+        return BatchResult(0, orders, fills, self.ctx.equity_log[:0], self.ctx.mark_log[:0])
 
     # --- a person's controls -----------------------------------------------------------------
 
@@ -258,6 +339,14 @@ def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     view = np.ascontiguousarray(values, dtype=dtype).view()
     view.flags.writeable = False
     return view
+
+
+def _empty(dtype: np.dtype) -> list[np.ndarray]:
+    """Zero rows of each column, read-only as batches arrive (views of Arrow buffers)."""
+    columns = [np.empty(0, dtype=dtype.fields[n][0]) for n in dtype.names]
+    for column in columns:
+        column.flags.writeable = False
+    return columns
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:

@@ -77,6 +77,7 @@ class Publisher:
             raise
         self.nodrop = nodrop
         self.socket.setsockopt(zmq.XPUB_NODROP, int(nodrop))
+        self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription, counted
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
         self.seq = 0  # of the last batch sent
@@ -85,13 +86,17 @@ class Publisher:
         self.heartbeats = 0
         self._last_sent = time.monotonic_ns()
 
-    def wait_for_subscriber(self, timeout_s: float) -> bool:
-        """Block until a subscriber has subscribed (True) or `timeout_s` passes (False)."""
+    def wait_for_subscriber(self, timeout_s: float, count: int = 1) -> bool:
+        """Block until `count` subscribers have subscribed (True) or `timeout_s` passes
+        (False): an exchange and an engine on one feed must both see its first batch."""
         deadline = time.monotonic() + timeout_s
+        seen = 0
         while (left := deadline - time.monotonic()) > 0:
             ready = self.socket.poll(max(1, int(left * 1000)), zmq.POLLIN)
             if ready and self.socket.recv()[:1] == b"\x01":  # subscribed (0: unsubscribed)
-                return True
+                seen += 1
+                if seen >= count:
+                    return True
         return False
 
     def publish(

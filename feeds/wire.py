@@ -54,6 +54,9 @@ ALIGN: Final = 8
 _FIXED: Final = struct.Struct("<2sBBHHIIQqQ")  # magic .. body length
 _FIXED_SIZE: Final = _FIXED.size  # 40
 REASONS: Final = ("frames", "header", "schema", "rows", "size")
+# Header flags. An exchange's answer to one request of a client (the orders it accepted or
+# refused, the cancels it received), as opposed to what it reports of its own accord.
+FLAG_REPLY: Final = 1
 
 _SCHEMAS: Final[dict[str, pa.Schema]] = {name: arrow_schema(dt) for name, dt in DTYPES.items()}
 
@@ -88,9 +91,11 @@ def encode(
     columns: Mapping[str, np.ndarray] | pa.RecordBatch,
     seq: int,
     send_ts: int | None = None,
+    flags: int = 0,
 ) -> tuple[bytes, np.ndarray]:
     """The two frames of one batch of `schema` rows (`columns` by name, or an Arrow batch of
-    the same fields). `send_ts` defaults to now (ns since the epoch)."""
+    the same fields). `send_ts` defaults to now (ns since the epoch); `flags` (FLAG_*) say
+    what the batch answers."""
     dtype = _dtype(schema)
     if isinstance(columns, pa.RecordBatch):
         columns = {n: columns.column(n).to_numpy(zero_copy_only=False) for n in dtype.names}
@@ -111,7 +116,7 @@ def encode(
     body = np.zeros(length, dtype=np.uint8)  # (zeroed: the padding between columns too)
     for array, offset in zip(arrays, offsets, strict=True):
         body[offset : offset + array.nbytes] = array.view(np.uint8)
-    header = _header(SCHEMA_IDS[schema], len(offsets), rows, seq, send_ts, length, offsets)
+    header = _header(SCHEMA_IDS[schema], len(offsets), rows, seq, send_ts, length, offsets, flags)
     return header, body
 
 
@@ -122,15 +127,15 @@ def heartbeat(seq: int, send_ts: int | None = None) -> tuple[bytes, bytes]:
 
 def _header(
     schema_id: int, columns: int, rows: int, seq: int, send_ts: int | None, length: int,
-    offsets: Sequence[int],
+    offsets: Sequence[int], flags: int = 0,
 ) -> bytes:  # fmt: skip
     stamp = time.time_ns() if send_ts is None else send_ts
     try:
-        fixed = _FIXED.pack(MAGIC, VERSION, schema_id, columns, 0, rows, 0, seq, stamp, length)
+        fixed = _FIXED.pack(MAGIC, VERSION, schema_id, columns, flags, rows, 0, seq, stamp, length)
     except struct.error:
         raise TickwiseError(
-            f"a header needs seq in 0..2**64-1 and send_ts in -2**63..2**63-1, "
-            f"got seq {seq}, send_ts {stamp}"
+            f"a header needs seq in 0..2**64-1, send_ts in -2**63..2**63-1 and flags in "
+            f"0..65535, got seq {seq}, send_ts {stamp}, flags {flags}"
         ) from None
     return fixed + struct.pack(f"<{columns}Q", *offsets)
 
@@ -145,6 +150,7 @@ class Message:
     send_ts: int
     rows: int
     columns: dict[str, np.ndarray]
+    flags: int = 0
 
     @property
     def is_heartbeat(self) -> bool:
@@ -174,7 +180,7 @@ def decode(frames: Sequence[Any]) -> Message:
     if len(head) < _FIXED_SIZE:
         raise WireError("header", f"a header has {_FIXED_SIZE}+ bytes, this one {len(head)}")
     fields = _FIXED.unpack_from(head)
-    magic, version, schema_id, ncols, _flags, rows, _pad, seq, send_ts, length = fields
+    magic, version, schema_id, ncols, flags, rows, _pad, seq, send_ts, length = fields
     if magic != MAGIC or version != VERSION:
         raise WireError("header", f"not a tickwise v{VERSION} header (magic {magic!r}, v{version})")
     if len(head) != header_size(ncols):
@@ -187,7 +193,7 @@ def decode(frames: Sequence[Any]) -> Message:
     if name == HEARTBEAT:
         if ncols or rows or length or len(body):
             raise WireError("schema", "a heartbeat has no columns, rows or body")
-        return Message(HEARTBEAT, seq, send_ts, 0, {})
+        return Message(HEARTBEAT, seq, send_ts, 0, {}, flags)
     dtype = DTYPES[name]
     if ncols != len(dtype.names):
         raise WireError("schema", f"{name} has {len(dtype.names)} columns, the header says {ncols}")
@@ -208,7 +214,7 @@ def decode(frames: Sequence[Any]) -> Message:
         view = np.frombuffer(body, dtype=kind, count=rows, offset=offset)
         view.flags.writeable = False
         columns[field] = view
-    return Message(name, seq, send_ts, rows, columns)
+    return Message(name, seq, send_ts, rows, columns, flags)
 
 
 def _dtype(schema: str) -> np.dtype:

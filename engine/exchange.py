@@ -1,0 +1,454 @@
+"""The paper exchange: the backtester's simulated exchange as a process of its own.
+
+`tickwise exchange` subscribes to the market-data feed and runs it through
+the same compiled loop and matching kernels as a backtest (with no strategy
+in it), and takes orders and cancels from any number of clients on a ROUTER
+socket. Each client request (one `orders` batch) gets one reply, in order:
+each new order ACKED or REJECTED with a reason, each cancel CANCEL_SENT or
+REJECTED as `unknown_order`. Fills and cancellations that happen later are
+reported of the exchange's own accord, fills before cancellations.
+
+The backtester's models apply as configured (`[backtest]` of a config
+file): an order reaches the matching at its send time (the client's `ts`)
+plus the order latency and jitter drawn from its id, or when it arrived if
+that is later, and meets the market at the first market event after that;
+a cancel likewise. Fees are the configured maker/taker fees. Time is the
+market's: the exchange's clock is the latest event it has seen.
+
+Cancel on disconnect: a client that sends nothing (not even a heartbeat)
+for `client_timeout_ms` has its resting orders cancelled (reason
+`client_gone`). Clients hear a heartbeat whenever they have heard nothing
+for `heartbeat_ms`.
+
+Client order ids must be 1..2**40-1 and increase; inside the exchange an
+order's id is the client's slot in its top bits and its own id below.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from tickwise.backtest.matching import arrive_nb
+from tickwise.backtest.replay import BacktestConfig, make_session
+from tickwise.feeds import wire
+from tickwise.feeds.transport import Subscriber
+
+from .callbacks import ignore
+from .context import CLK_N_OPEN, CLK_NOW, copy_context
+from .control import CurveKeys, is_loopback
+from .errors import TickwiseError
+from .instruments import Instruments
+from .jit import kernel
+from .limits import KillSwitch
+from .orders import cancel_row_nb, log_order_nb, order_latency_nb, remove_open_nb
+from .schemas import (
+    KINDS,
+    ORD_LIMIT,
+    ORD_MARKET,
+    ORDER_DTYPE,
+    REASON_BAD_PRICE,
+    REASON_BAD_QTY,
+    REASON_BAD_REQUEST,
+    REASON_BOOK_FULL,
+    REASON_CLIENT_GONE,
+    REASON_DUPLICATE_ID,
+    REASON_NONE,
+    REASON_UNKNOWN_INSTRUMENT,
+    REASON_UNKNOWN_ORDER,
+    STATUS_ACKED,
+    STATUS_CANCEL_SENT,
+    STATUS_CANCELLED,
+    STATUS_NEW,
+    STATUS_REJECTED,
+    TIF_GTC,
+    TIF_IOC,
+)
+from .strategy import Strategy
+
+CLIENT_SHIFT = 40  # an order's id inside the exchange: client slot << 40 | client's id
+ID_LIMIT = 1 << CLIENT_SHIFT
+MAX_CLIENTS = 1 << 20
+DEFAULT_HEARTBEAT_MS = 100.0
+DEFAULT_CLIENT_TIMEOUT_MS = 1_000.0
+
+
+class Venue(Strategy):
+    """The exchange's side of the loop: it trades nothing, it only keeps the market."""
+
+    strategy_name = "paper_exchange"
+    kinds = KINDS
+    on_quote = ignore
+    on_trade = ignore
+    on_bar = ignore
+    on_book = ignore
+
+
+@kernel
+def _find(ctx, xid):
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        if ctx.open_orders[k].id == xid:
+            return k
+    return -1
+
+
+@kernel
+def _refusal(ctx, last_id, oid, instrument, side, price, qty, order_type, tif):
+    """Why a new order is refused (REASON_NONE: it is not)."""
+    if oid <= last_id or oid >= ID_LIMIT:  # (ids increase: a repeat is never a new order)
+        return REASON_DUPLICATE_ID
+    if instrument >= ctx.instruments.size or not ctx.instruments[instrument].tick_size > 0.0:
+        return REASON_UNKNOWN_INSTRUMENT
+    if side not in (1, -1) or order_type not in (ORD_LIMIT, ORD_MARKET):
+        return REASON_BAD_REQUEST
+    if tif not in (TIF_GTC, TIF_IOC):
+        return REASON_BAD_REQUEST
+    if not (qty > 0.0 and qty < np.inf):
+        return REASON_BAD_QTY
+    if order_type == ORD_LIMIT and not (price > 0.0 and price < np.inf):
+        return REASON_BAD_PRICE
+    if ctx.clock[CLK_N_OPEN] >= ctx.open_orders.size:
+        return REASON_BOOK_FULL
+    return REASON_NONE
+
+
+@kernel
+def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qty, order_type,
+                     tif, status, session, strategy, out_status, out_reason):  # fmt: skip
+    """One client's request rows, in order: new orders enter the open-order table (reaching
+    the matching after the order latency) or are refused; cancels are noted (effective
+    after the latency). The reply's status and reason per row go in out_status/out_reason."""
+    now = ctx.clock[CLK_NOW]
+    base = np.uint64(client) << np.uint64(CLIENT_SHIFT)
+    for r in range(oid.size):
+        xid = base | oid[r]
+        if status[r] == STATUS_NEW:
+            reason = _refusal(ctx, last_ids[client], np.int64(oid[r]), instrument[r], side[r],
+                              price[r], qty[r], order_type[r], tif[r])  # fmt: skip
+            if reason != REASON_NONE:
+                out_status[r] = STATUS_REJECTED
+                out_reason[r] = reason
+                continue
+            last_ids[client] = oid[r]
+            i = instrument[r]
+            n = ctx.clock[CLK_N_OPEN]
+            o = ctx.open_orders[n]
+            o.id = xid
+            o.ts = ts[r]
+            o.active_ts = max(ts[r] + order_latency_nb(ctx, np.int64(oid[r])), now)
+            o.cancel_ts = 0
+            o.instrument = i
+            o.side = side[r]
+            o.price = price[r]
+            o.qty = qty[r]
+            o.filled = 0.0
+            o.queue = np.nan
+            o.order_type = order_type[r]
+            o.tif = tif[r]
+            o.status = STATUS_NEW
+            o.session = session[r]
+            o.strategy = strategy[r]
+            ctx.clock[CLK_N_OPEN] = n + 1
+            ctx.inst_open[i] += 1
+            out_status[r] = STATUS_ACKED
+            out_reason[r] = REASON_NONE
+        elif status[r] == STATUS_CANCEL_SENT:
+            k = _find(ctx, xid)
+            if k < 0:
+                out_status[r] = STATUS_REJECTED
+                out_reason[r] = REASON_UNKNOWN_ORDER
+                continue
+            o = ctx.open_orders[k]
+            if o.cancel_ts == 0:
+                o.cancel_ts = max(ts[r] + order_latency_nb(ctx, np.int64(oid[r])), now, 1)
+            out_status[r] = STATUS_CANCEL_SENT
+            out_reason[r] = REASON_NONE
+        else:
+            out_status[r] = STATUS_REJECTED
+            out_reason[r] = REASON_BAD_REQUEST
+
+
+@kernel
+def settle_nb(ctx):
+    """What has reached the exchange by its clock takes effect now, as it would at the next
+    market event: arriving orders meet the market as it stands, then due cancels."""
+    for i in range(ctx.inst_open.size):
+        if ctx.inst_open[i] > 0:
+            arrive_nb(ctx, i)
+    now = ctx.clock[CLK_NOW]
+    k = 0
+    while k < ctx.clock[CLK_N_OPEN]:
+        o = ctx.open_orders[k]
+        if o.cancel_ts != 0 and o.cancel_ts <= now and o.active_ts <= now:
+            cancel_row_nb(ctx, k)
+            continue
+        k += 1
+
+
+@kernel
+def cancel_client_nb(ctx, client):
+    """Cancel on disconnect: every order of `client` is cancelled now; how many."""
+    cancelled = 0
+    k = 0
+    while k < ctx.clock[CLK_N_OPEN]:
+        o = ctx.open_orders[k]
+        if (o.id >> np.uint64(CLIENT_SHIFT)) != np.uint64(client):
+            k += 1
+            continue
+        log_order_nb(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type,
+                     o.tif, STATUS_CANCELLED, REASON_CLIENT_GONE)  # fmt: skip
+        remove_open_nb(ctx, k)
+        cancelled += 1
+    return cancelled
+
+
+@dataclass
+class Client:
+    """One connected client, as the exchange knows it."""
+
+    identity: bytes
+    slot: int
+    last_heard_ns: int  # monotonic
+    last_sent_ns: int = 0
+    seq: int = 0  # messages sent to it
+    requests: int = 0
+    gone: bool = False  # its orders were cancelled for silence; it may come back
+
+
+@dataclass
+class ExchangeSummary:
+    """What the exchange did, for people and tests."""
+
+    clients: int = 0
+    requests: int = 0
+    orders: int = 0
+    rejects: int = 0
+    cancels: int = 0
+    fills: int = 0
+    cancelled_on_disconnect: int = 0
+    market_events: int = 0
+    malformed: int = 0  # client messages that were not well-formed requests (dropped)
+
+
+class PaperExchange:
+    """The exchange process's state and its turn of work; `run()` loops until stopped."""
+
+    def __init__(
+        self,
+        bind: str,
+        feed: str,
+        instruments: Instruments,
+        config: BacktestConfig | None = None,
+        *,
+        heartbeat_ms: float = DEFAULT_HEARTBEAT_MS,
+        client_timeout_ms: float = DEFAULT_CLIENT_TIMEOUT_MS,
+        keys: CurveKeys | None = None,
+        max_open_orders: int = 65_536,
+    ) -> None:
+        if keys is None and not is_loopback(bind):
+            raise TickwiseError(
+                f"the exchange binds its order socket to loopback only unless CurveZMQ keys are "
+                f"given; {bind} is not loopback"
+            )
+        for name, value in (("heartbeat_ms", heartbeat_ms), ("client_timeout_ms",
+                                                               client_timeout_ms)):  # fmt: skip
+            if not value > 0:
+                raise TickwiseError(f"{name} must be positive, got {value}")
+        config = config or BacktestConfig()
+        self.session = make_session(
+            Venue, instruments, {}, config, guarded=False, sample_ns=0,
+            killswitch=KillSwitch.off(), max_open_orders=max_open_orders,
+        )  # fmt: skip
+        self.session.warm_up()
+        self.heartbeat_ns = int(heartbeat_ms * 1e6)
+        self.client_timeout_ns = int(client_timeout_ms * 1e6)
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 1_000)
+        if keys is not None:
+            self.socket.curve_server = True
+            self.socket.curve_publickey = keys.public
+            self.socket.curve_secretkey = keys.secret
+        try:
+            self.socket.bind(bind)
+        except zmq.ZMQError as exc:
+            self.socket.close(linger=0)
+            self.context.term()
+            raise TickwiseError(f"cannot bind the exchange to {bind}: {exc}") from None
+        self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.feed = Subscriber(feed, context=self.context)
+        self.clients: dict[bytes, Client] = {}
+        self.by_slot: list[Client] = []
+        self.last_ids = np.zeros(1024, dtype=np.int64)  # per client slot: its highest order id
+        self._warm_up()
+        self.summary = ExchangeSummary()
+        self.poller = zmq.Poller()
+        self.poller.register(self.socket, zmq.POLLIN)
+        self.poller.register(self.feed.socket, zmq.POLLIN)
+
+    def _warm_up(self) -> None:
+        """Compile (or load) the request kernels before the first client comes."""
+        ctx = copy_context(self.session.ctx)
+        none = np.zeros(0, dtype=ORDER_DTYPE)
+        columns = [np.ascontiguousarray(none[n]) for n in ORDER_DTYPE.names if n != "reason"]
+        for column in columns:
+            column.flags.writeable = False  # (requests arrive as read-only views)
+        status = np.empty(0, dtype=np.int8)
+        reason = np.empty(0, dtype=np.int16)
+        take_requests_nb(ctx, 1, self.last_ids.copy(), *columns, status, reason)
+        settle_nb(ctx)
+        cancel_client_nb(ctx, 1)
+
+    # --- one turn -----------------------------------------------------------------------------
+
+    def turn(self, timeout_ms: int = 20) -> None:
+        """Wait up to `timeout_ms` for anything, handle all that came, then keep time."""
+        ready = dict(self.poller.poll(timeout_ms))
+        if self.socket in ready:
+            for _ in range(1_000):  # (bounded: the feed gets its turn)
+                try:
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._on_client(frames)
+        if self.feed.socket in ready:
+            for _ in range(64):
+                message = self.feed.receive(0)
+                if message is None:
+                    break
+                if not message.is_heartbeat:
+                    result = self.session.on_batch(message.schema, message.columns)
+                    self.summary.market_events += result.events
+                    self._report(result.orders, result.fills)
+        self._keep_time()
+
+    def _on_client(self, frames: list[Any]) -> None:
+        if len(frames) != 3:
+            self.summary.malformed += 1
+            return
+        identity = bytes(frames[0].buffer)
+        try:
+            message = wire.decode(frames[1:])
+        except wire.WireError:
+            self.summary.malformed += 1
+            return
+        client = self.clients.get(identity) or self._new_client(identity)
+        client.last_heard_ns = time.monotonic_ns()
+        client.gone = False
+        if message.is_heartbeat:
+            return
+        if message.schema != "orders":
+            self.summary.malformed += 1
+            return
+        self._on_request(client, message.columns, message.rows)
+
+    def _new_client(self, identity: bytes) -> Client:
+        slot = len(self.by_slot) + 1  # (slot 0 is never used: an id of 0 is never an order)
+        if slot >= MAX_CLIENTS:
+            raise TickwiseError(f"more than {MAX_CLIENTS:,} clients")
+        if slot >= self.last_ids.size:
+            self.last_ids = np.concatenate([self.last_ids, np.zeros_like(self.last_ids)])
+        client = Client(identity, slot, time.monotonic_ns())
+        self.clients[identity] = client
+        self.by_slot.append(client)
+        self.summary.clients += 1
+        return client
+
+    def _on_request(self, client: Client, columns: dict[str, np.ndarray], rows: int) -> None:
+        out_status = np.empty(rows, dtype=np.int8)
+        out_reason = np.empty(rows, dtype=np.int16)
+        take_requests_nb(
+            self.session.ctx, client.slot, self.last_ids, columns["id"], columns["ts"],
+            columns["instrument"], columns["side"], columns["price"], columns["qty"],
+            columns["order_type"], columns["tif"], columns["status"], columns["session"],
+            columns["strategy"], out_status, out_reason,
+        )  # fmt: skip
+        reply = {name: columns[name] for name in ORDER_DTYPE.names}
+        reply["status"] = out_status
+        reply["reason"] = out_reason
+        client.requests += 1
+        self.summary.requests += 1
+        new = columns["status"] == STATUS_NEW
+        self.summary.orders += int(np.count_nonzero(new & (out_status == STATUS_ACKED)))
+        self.summary.rejects += int(np.count_nonzero(out_status == STATUS_REJECTED))
+        self.summary.cancels += int(np.count_nonzero(out_status == STATUS_CANCEL_SENT))
+        self._send(client, "orders", reply, wire.FLAG_REPLY)
+        settle_nb(self.session.ctx)
+        done = self.session.drain_logs()
+        self._report(done.orders, done.fills)
+
+    def _report(self, orders: np.ndarray, fills: np.ndarray) -> None:
+        """Send each client its fills, then its cancellations (a cancelled IOC's fill first)."""
+        if not (orders.size or fills.size):
+            return
+        self.summary.fills += fills.size
+        fill_slots = fills["order_id"] >> np.uint64(CLIENT_SHIFT)
+        order_slots = orders["id"] >> np.uint64(CLIENT_SHIFT)
+        for slot in np.union1d(fill_slots, order_slots).tolist():
+            client = self.by_slot[slot - 1]
+            mine = fills[fill_slots == slot]
+            if mine.size:
+                mine = mine.copy()
+                mine["order_id"] &= np.uint64(ID_LIMIT - 1)
+                self._send(client, "fills", {n: mine[n] for n in mine.dtype.names})
+            gone = orders[order_slots == slot]
+            if gone.size:
+                gone = gone.copy()
+                gone["id"] &= np.uint64(ID_LIMIT - 1)
+                self._send(client, "orders", {n: gone[n] for n in gone.dtype.names})
+
+    def _send(self, client: Client, schema: str, columns: dict[str, np.ndarray],
+              flags: int = 0) -> None:  # fmt: skip
+        client.seq += 1
+        header, body = wire.encode(schema, columns, client.seq, flags=flags)
+        self.socket.send_multipart([client.identity, header, body])
+        client.last_sent_ns = time.monotonic_ns()
+
+    def _keep_time(self) -> None:
+        """Heartbeats to clients that heard nothing lately; cancel on disconnect."""
+        now = time.monotonic_ns()
+        for client in self.by_slot:
+            if client.gone:
+                continue
+            if now - client.last_heard_ns > self.client_timeout_ns:
+                cancelled = cancel_client_nb(self.session.ctx, client.slot)
+                client.gone = True
+                self.summary.cancelled_on_disconnect += int(cancelled)
+                done = self.session.drain_logs()
+                self._report(done.orders, done.fills)
+            elif now - client.last_sent_ns > self.heartbeat_ns:
+                header, body = wire.heartbeat(client.seq)
+                self.socket.send_multipart([client.identity, header, body])
+                client.last_sent_ns = now
+
+    def open_orders(self) -> int:
+        """Orders resting (or on their way to the matching) now, all clients."""
+        return self.session.open_orders
+
+    def close(self) -> None:
+        self.feed.close()
+        self.socket.close(linger=1_000)
+        self.context.term()
+
+    def __enter__(self) -> PaperExchange:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_exchange(exchange: PaperExchange, seconds: float | None = None,
+                 stop: list[str] | None = None) -> ExchangeSummary:  # fmt: skip
+    """Turn until `seconds` pass or something is put in `stop` (a signal handler's list)."""
+    stop = stop if stop is not None else []
+    began = time.monotonic()
+    while not stop:
+        exchange.turn(20)
+        if seconds is not None and time.monotonic() - began >= seconds:
+            break
+    exchange.summary.malformed += sum(exchange.feed.malformed.values())
+    return exchange.summary
