@@ -33,9 +33,11 @@ from tickwise.engine.context import (
     CFG_MAKER_FEE_UNIT,
     CFG_TAKER_FEE_BPS,
     CFG_TAKER_FEE_UNIT,
+    CLK_LATENCY_NS,
     CLK_N_FILL_LOG,
     CLK_N_OPEN,
     CLK_NOW,
+    GATEWAY_NS,
 )
 from tickwise.engine.jit import kernel
 from tickwise.engine.orders import cancel_row_nb, remove_open_nb
@@ -183,6 +185,8 @@ def arrive_nb(ctx, i):
     before anything is known of the instrument wait for its first event instead."""
     if ctx.inst_open[i] == 0:
         return
+    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+        return  # its orders went to an exchange process: none of them is matched here
     if ctx.market[i].ts == 0:
         return
     now = ctx.clock[CLK_NOW]
@@ -206,6 +210,8 @@ def match_quote_nb(ctx, i):
     queue; orders that could not be judged on arrival (nothing known yet) are judged now."""
     if ctx.inst_open[i] == 0:
         return
+    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+        return  # its orders went to an exchange process: none of them is matched here
     now = ctx.clock[CLK_NOW]
     m = ctx.market[i]
     taken_bid = 0.0
@@ -242,6 +248,8 @@ def match_trade_nb(ctx, i, px, sz):
     what the print leaves once the queue ahead of them is used up."""
     if ctx.inst_open[i] == 0:
         return
+    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+        return  # its orders went to an exchange process: none of them is matched here
     now = ctx.clock[CLK_NOW]
     taken = 0.0
     k = 0
@@ -292,6 +300,8 @@ def match_bar_nb(ctx, i, open_, high, low):
     limit when its range touches them, including limits that came to rest at this open."""
     if ctx.inst_open[i] == 0:
         return
+    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+        return  # its orders went to an exchange process: none of them is matched here
     now = ctx.clock[CLK_NOW]
     k = 0
     while k < ctx.clock[CLK_N_OPEN]:

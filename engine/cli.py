@@ -496,6 +496,9 @@ def _session_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], di
             f"a live session needs {', '.join('--' + k for k in missing)} "
             "(or the same keys in the [live] table of --config)"
         )
+    seconds = settings.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+        raise TickwiseError(f"[live] seconds must be a number, got {seconds!r}")
     for key in _LIVE_KEYS - {"seconds"}:
         if key in settings and not isinstance(settings[key], str | Path):
             raise TickwiseError(f"[live] {key} must be a string, got {settings[key]!r}")
@@ -635,8 +638,19 @@ def _print_status(reply: dict[str, Any]) -> None:
         ("resume blocked by", reply["resume_blocked_by"] or "nothing"),
         ("PnL (price units)", f"{reply['pnl']:,.2f}"),
         ("events processed", f"{reply['events']:,}"),
+        ("orders sent / fills", f"{reply.get('orders_sent', 0):,} / {reply.get('fills', 0):,}"),
+        ("orders per second (last 5 s)", f"{reply.get('orders_per_s', 0.0):,.1f}"),
         ("open orders", f"{reply['open_orders']:,}"),
+        ("feed send -> batch journaled (µs)", _p50_p99(reply.get("latency_us") or {})),
     ]
+    if "gateway" in reply:
+        gw = reply["gateway"]
+        rows += [
+            ("feed send -> orders out (µs)", _p50_p99(reply.get("tick_to_order_us") or {})),
+            ("request -> exchange reply (µs)", _p50_p99(reply.get("round_trip_us") or {})),
+            ("exchange", f"{gw['endpoint']}, last heard {gw['silent_ms']:,.0f} ms ago, "
+                         f"{gw['in_flight']} request(s) unanswered"),
+        ]  # fmt: skip
     rows += [(f"position {sym}", f"{qty:,.4g}") for sym, qty in reply["positions"].items()]
     for name, value in rows:
         table.add_row(name, value)

@@ -13,7 +13,10 @@ file): an order reaches the matching at its send time (the client's `ts`)
 plus the order latency and jitter drawn from its id, or when it arrived if
 that is later, and meets the market at the first market event after that;
 a cancel likewise. Fees are the configured maker/taker fees. Time is the
-market's: the exchange's clock is the latest event it has seen.
+market's: the exchange's clock is the latest event it has seen. When the
+market is quiet (no event for 50 ms, or four order latencies if longer),
+orders and cancels still on their way take effect against the market as it
+stands, rather than wait for an event that may not come.
 
 Cancel on disconnect: a client that sends nothing (not even a heartbeat)
 for `client_timeout_ms` has its resting orders cancelled (reason
@@ -75,6 +78,7 @@ ID_LIMIT = 1 << CLIENT_SHIFT
 MAX_CLIENTS = 1 << 20
 DEFAULT_HEARTBEAT_MS = 100.0
 DEFAULT_CLIENT_TIMEOUT_MS = 1_000.0
+QUIET_NS = 50_000_000  # a market quiet for 50 ms: what is on its way has arrived
 
 
 class Venue(Strategy):
@@ -190,6 +194,26 @@ def settle_nb(ctx):
 
 
 @kernel
+def settle_quiet_nb(ctx):
+    """The market has been quiet for longer than any order latency: whatever is on its way
+    has reached the exchange by now. Orders meet the market as it stands (once anything is
+    known of it), then every cancel received takes effect."""
+    now = ctx.clock[CLK_NOW]
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        o = ctx.open_orders[k]
+        o.active_ts = min(o.active_ts, now)
+    for i in range(ctx.inst_open.size):
+        if ctx.inst_open[i] > 0:
+            arrive_nb(ctx, i)
+    k = 0
+    while k < ctx.clock[CLK_N_OPEN]:
+        if ctx.open_orders[k].cancel_ts != 0:
+            cancel_row_nb(ctx, k)
+            continue
+        k += 1
+
+
+@kernel
 def cancel_client_nb(ctx, client):
     """Cancel on disconnect: every order of `client` is cancelled now; how many."""
     cancelled = 0
@@ -265,6 +289,12 @@ class PaperExchange:
         )  # fmt: skip
         self.session.warm_up()
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
+        # How long without a market event before orders and cancels on their way take
+        # effect anyway: well past any order latency (it is only there for quiet markets).
+        latency_ns = (config.order_latency_us + config.latency_jitter_us) * 1e3
+        self.quiet_ns = max(int(4 * latency_ns), QUIET_NS)
+        self._last_market_ns = time.monotonic_ns()
+        self._next_keep = 0
         self.client_timeout_ns = int(client_timeout_ms * 1e6)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
@@ -301,12 +331,14 @@ class PaperExchange:
         reason = np.empty(0, dtype=np.int16)
         take_requests_nb(ctx, 1, self.last_ids.copy(), *columns, status, reason)
         settle_nb(ctx)
+        settle_quiet_nb(ctx)
         cancel_client_nb(ctx, 1)
 
     # --- one turn -----------------------------------------------------------------------------
 
     def turn(self, timeout_ms: int = 20) -> None:
-        """Wait up to `timeout_ms` for anything, handle all that came, then keep time."""
+        """Wait up to `timeout_ms` for anything, handle all that came, then keep time
+        (every millisecond at most)."""
         ready = dict(self.poller.poll(timeout_ms))
         if self.socket in ready:
             for _ in range(1_000):  # (bounded: the feed gets its turn)
@@ -321,10 +353,14 @@ class PaperExchange:
                 if message is None:
                     break
                 if not message.is_heartbeat:
+                    self._last_market_ns = time.monotonic_ns()
                     result = self.session.on_batch(message.schema, message.columns)
                     self.summary.market_events += result.events
                     self._report(result.orders, result.fills)
-        self._keep_time()
+        now = time.monotonic_ns()
+        if now >= self._next_keep:
+            self._next_keep = now + 1_000_000
+            self._keep_time()
 
     def _on_client(self, frames: list[Any]) -> None:
         if len(frames) != 3:
@@ -344,7 +380,7 @@ class PaperExchange:
         if message.schema != "orders":
             self.summary.malformed += 1
             return
-        self._on_request(client, message.columns, message.rows)
+        self._on_request(client, message.columns, message.rows, frames[1:])
 
     def _new_client(self, identity: bytes) -> Client:
         slot = len(self.by_slot) + 1  # (slot 0 is never used: an id of 0 is never an order)
@@ -358,7 +394,8 @@ class PaperExchange:
         self.summary.clients += 1
         return client
 
-    def _on_request(self, client: Client, columns: dict[str, np.ndarray], rows: int) -> None:
+    def _on_request(self, client: Client, columns: dict[str, np.ndarray], rows: int,
+                    frames: list[Any]) -> None:  # fmt: skip
         out_status = np.empty(rows, dtype=np.int8)
         out_reason = np.empty(rows, dtype=np.int16)
         take_requests_nb(
@@ -367,16 +404,19 @@ class PaperExchange:
             columns["order_type"], columns["tif"], columns["status"], columns["session"],
             columns["strategy"], out_status, out_reason,
         )  # fmt: skip
-        reply = {name: columns[name] for name in ORDER_DTYPE.names}
-        reply["status"] = out_status
-        reply["reason"] = out_reason
+        # The reply is the request with each row's status and reason: sent before anything
+        # else is done with it.
+        client.seq += 1
+        header, body = wire.answer(frames, client.seq, {"status": out_status, "reason": out_reason},
+                                   wire.FLAG_REPLY)  # fmt: skip
+        self.socket.send_multipart([client.identity, header, body])
+        client.last_sent_ns = time.monotonic_ns()
         client.requests += 1
         self.summary.requests += 1
         new = columns["status"] == STATUS_NEW
         self.summary.orders += int(np.count_nonzero(new & (out_status == STATUS_ACKED)))
         self.summary.rejects += int(np.count_nonzero(out_status == STATUS_REJECTED))
         self.summary.cancels += int(np.count_nonzero(out_status == STATUS_CANCEL_SENT))
-        self._send(client, "orders", reply, wire.FLAG_REPLY)
         settle_nb(self.session.ctx)
         done = self.session.drain_logs()
         self._report(done.orders, done.fills)
@@ -409,8 +449,13 @@ class PaperExchange:
         client.last_sent_ns = time.monotonic_ns()
 
     def _keep_time(self) -> None:
-        """Heartbeats to clients that heard nothing lately; cancel on disconnect."""
+        """Heartbeats to clients that heard nothing lately; cancel on disconnect; what waits
+        for a market event when none has come for a while takes effect."""
         now = time.monotonic_ns()
+        if self.session.open_orders and now - self._last_market_ns > self.quiet_ns:
+            settle_quiet_nb(self.session.ctx)
+            done = self.session.drain_logs()
+            self._report(done.orders, done.fills)
         for client in self.by_slot:
             if client.gone:
                 continue
@@ -441,8 +486,9 @@ class PaperExchange:
         self.close()
 
 
-def run_exchange(exchange: PaperExchange, seconds: float | None = None,
-                 stop: list[str] | None = None) -> ExchangeSummary:  # fmt: skip
+def run_exchange(
+    exchange: PaperExchange, seconds: float | None = None, stop: list[str] | None = None
+) -> ExchangeSummary:
     """Turn until `seconds` pass or something is put in `stop` (a signal handler's list)."""
     stop = stop if stop is not None else []
     began = time.monotonic()

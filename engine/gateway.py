@@ -96,6 +96,7 @@ class Gateway:
             frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
+        arrived = time.time_ns()
         try:
             message = wire.decode(frames)
         except wire.WireError as exc:
@@ -107,16 +108,16 @@ class Gateway:
             self.lost_reports += message.seq - self.in_seq - (0 if message.is_heartbeat else 1)
         self.in_seq = max(self.in_seq, message.seq)
         if message.flags & wire.FLAG_REPLY:
-            self._check_reply(message)
+            self._check_reply(message, arrived)
         return message
 
-    def _check_reply(self, message: wire.Message) -> None:
+    def _check_reply(self, message: wire.Message, arrived: int) -> None:
         if not self.in_flight:
             self.mismatches.append(f"a reply (seq {message.seq}) to no request")
             return
         asked = self.in_flight.popleft()
         self.replies += 1
-        self.round_trips_us[(self.replies - 1) % _KEEP] = (time.time_ns() - asked.sent_ns) / 1e3
+        self.round_trips_us[(self.replies - 1) % _KEEP] = (arrived - asked.sent_ns) / 1e3
         got = message.columns
         if message.schema != "orders" or message.rows != asked.ids.size:
             self.mismatches.append(

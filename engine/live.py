@@ -54,6 +54,7 @@ from .strategy import load_strategy
 _LATENCY_KEEP = 1 << 20  # the latest per-batch latencies kept for percentiles
 _GROUP = 256  # most batches between two commits of the journal
 STOP_WAIT_S = 2.0  # at a stop, how long to wait for the exchange to confirm the cancels
+_WATCH_NS = 1_000_000  # the clock-driven checks and the control socket, at most this often
 
 
 @dataclass
@@ -161,7 +162,6 @@ def run_live(
     if gateway is not None:
         session.trade_through_gateway()
     session.warm_up(strategy.kinds, reports=gateway is not None)  # no tick pays for compiling
-    stale_ns = kill.stale_feed_ms * 1e6 if kill.stale_feed_ms else 0.0
     summary = LiveSummary()
     latencies = _Ring()
     tick_to_order = _Ring()
@@ -199,9 +199,8 @@ def run_live(
                 on_ready(server.endpoint)
             began = time.monotonic()
             gaps_seen = 0
-            malformed_seen = 0
-            stale_tripped = False
-            gateway_tripped = False
+            watch = _Watch(session, journal, sub, gw, link, kill, summary, rates)
+            next_watch = 0
             stop: list[str] = []  # set by SIGINT/SIGTERM: the loop ends at its next turn
             try:
                 with stop_on_signals(stop):
@@ -223,49 +222,36 @@ def run_live(
                                 )
                             link.market(message)
                             sent.append(message.send_ts)
-                            stale_tripped = False
+                            watch.stale_tripped = False
                         if gw is not None:
                             link.reports()
+                        if len(sub.gaps) > gaps_seen:  # (before anything more is sent)
+                            lost = sum(g.last - g.first + 1 for g in sub.gaps[gaps_seen:])
+                            gaps_seen = len(sub.gaps)
+                            session.trip("seq_gap", lost, 0.0)
+                            journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
+                            link.flush()
                         if journal.pending:
                             journal.commit()  # (its writer makes it durable, in order)
                         done = time.time_ns()
                         for send_ts in sent:
                             latencies.add((done - send_ts) / 1e3)
                             summary.batches += 1
-                        rates.note(summary.orders)
-                        if len(sub.gaps) > gaps_seen:
-                            lost = sum(g.last - g.first + 1 for g in sub.gaps[gaps_seen:])
-                            gaps_seen = len(sub.gaps)
-                            session.trip("seq_gap", lost, 0.0)
-                            journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
-                        bad = sum(sub.malformed.values())
-                        if bad > malformed_seen:  # counted, dropped, and journaled
-                            journal.event(time.time_ns(), "malformed", {
-                                "count": bad - malformed_seen,
-                                "latest": list(sub.recent_malformed)[-(bad - malformed_seen):],
-                            })  # fmt: skip
-                            malformed_seen = bad
-                        silent = sub.silent_for_ns()
-                        if stale_ns and silent > stale_ns and not stale_tripped:
-                            session.trip("stale_feed", silent / 1e6, stale_ns / 1e6)
-                            journal.event(time.time_ns(), "stale_feed", {"silent_ms": silent / 1e6})
-                            stale_tripped = True
-                        if gw is not None:
-                            gw.heartbeat_if_quiet()
-                            lost = gw.lost(kill.gateway_timeout_ms, kill.ack_timeout_ms)
-                            if lost and not gateway_tripped:
-                                session.trip("gateway_lost", lost[0], lost[1])
-                                waited = {"waited_ms": lost[0], "bound_ms": lost[1]}
-                                journal.event(time.time_ns(), "gateway_lost", waited)
-                            gateway_tripped = bool(lost)
-                            link.check_gateway()
+                        # What the clock and people drive, every millisecond at most: the
+                        # turns of a busy feed stay short.
+                        now = time.monotonic_ns()
+                        if now < next_watch:
+                            continue
+                        next_watch = now + _WATCH_NS
+                        watch.turn()
                         server.serve(0)
                         link.flush()  # what a person's command or a trip sent (cancels)
-                        if journal.pending:  # a person's command, a trip seen between batches
+                        if journal.pending:
                             journal.commit()
                         if seconds is not None and time.monotonic() - began >= seconds:
                             summary.stopped_by = f"{seconds:g} s passed"
                             break
+                        silent = sub.silent_for_ns()
                         if (
                             until_idle_s is not None
                             and summary.batches
@@ -305,6 +291,49 @@ def run_live(
     summary.tick_to_order_us = tick_to_order.percentiles()
     summary.tick_to_order_samples = tick_to_order.samples()
     return summary
+
+
+class _Watch:
+    """What a live session watches between batches: malformed feed messages (journaled), a
+    silent feed (`stale_feed`), a lost exchange (`gateway_lost`), replies or reports that
+    do not fit (`reconcile`), and its heartbeats to the exchange."""
+
+    def __init__(self, session: Session, journal: Journal, sub: Subscriber, gw: Gateway | None,
+                 link: _Link, kill: Any, summary: LiveSummary, rates: _Rates) -> None:  # fmt: skip
+        self.session, self.journal, self.sub, self.gw, self.link = session, journal, sub, gw, link
+        self.stale_ns = kill.stale_feed_ms * 1e6 if kill.stale_feed_ms else 0.0
+        self.gateway_timeout_ms = kill.gateway_timeout_ms
+        self.ack_timeout_ms = kill.ack_timeout_ms
+        self.summary, self.rates = summary, rates
+        self.malformed_seen = 0
+        self.stale_tripped = False
+        self.gateway_tripped = False
+
+    def turn(self) -> None:
+        session, journal, sub, gw = self.session, self.journal, self.sub, self.gw
+        self.rates.note(self.summary.orders)
+        bad = sum(sub.malformed.values())
+        if bad > self.malformed_seen:  # counted, dropped, and journaled
+            journal.event(time.time_ns(), "malformed", {
+                "count": bad - self.malformed_seen,
+                "latest": list(sub.recent_malformed)[-(bad - self.malformed_seen):],
+            })  # fmt: skip
+            self.malformed_seen = bad
+        silent = sub.silent_for_ns()
+        if self.stale_ns and silent > self.stale_ns and not self.stale_tripped:
+            session.trip("stale_feed", silent / 1e6, self.stale_ns / 1e6)
+            journal.event(time.time_ns(), "stale_feed", {"silent_ms": silent / 1e6})
+            self.stale_tripped = True
+        if gw is None:
+            return
+        gw.heartbeat_if_quiet()
+        lost = gw.lost(self.gateway_timeout_ms, self.ack_timeout_ms)
+        if lost and not self.gateway_tripped:
+            session.trip("gateway_lost", lost[0], lost[1])
+            journal.event(time.time_ns(), "gateway_lost",
+                          {"waited_ms": lost[0], "bound_ms": lost[1]})  # fmt: skip
+        self.gateway_tripped = bool(lost)
+        self.link.check_gateway()
 
 
 class _Link:
@@ -403,6 +432,7 @@ class _Link:
             if self.gw.socket.poll(20, zmq.POLLIN):
                 self.reports()
             self.flush()
+            self.gw.heartbeat_if_quiet()  # (or the exchange cancels them for silence)
 
 
 @contextmanager

@@ -97,6 +97,7 @@ class Session:
             instruments, timer_ns=strategy.timer_ns(self.params), **context_options
         )
         self.fault: str | None = None  # what the strategy raised, if it did
+        self.mismatched = _NO_ROWS  # report rows the last report batch found mismatched
         size = self.ctx.market.size
         self.state = strategy.new_state(size, self.params)
         self._p = named("Params", list(self.params))(**self.params)
@@ -201,9 +202,9 @@ class Session:
         and go on past a row whose strategy callback raised (the kill switch trips). Report
         runners also note the rows they found mismatched (`self.mismatched`)."""
         rows = len(args[0])
-        self.mismatched = np.empty(0, dtype=np.int64)
-        bad = np.empty(rows, dtype=np.int64)
-        at = np.zeros(1, dtype=np.int64)  # the report row under way
+        if reports:
+            bad = np.empty(rows, dtype=np.int64)
+            at = np.zeros(1, dtype=np.int64)  # the report row under way
         n_bad = 0
         orders, fills, equity, marks = [], [], [], []
         start = 0
@@ -231,11 +232,12 @@ class Session:
                 redone = retry
             orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
             fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
-            marks.append(self.ctx.mark_log[: self.ctx.clock[CLK_N_EQUITY_LOG]].copy())
+            samples = int(self.ctx.clock[CLK_N_EQUITY_LOG])
+            marks.append(self.ctx.mark_log[:samples].copy() if samples else self.ctx.mark_log[:0])
             equity.append(self._drain(self.ctx.equity_log, CLK_N_EQUITY_LOG))
             if start >= rows:
                 break
-        self.mismatched = bad[:n_bad]
+        self.mismatched = bad[:n_bad] if reports else _NO_ROWS
         return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity), _joined(marks))
 
     def drain_logs(self) -> BatchResult:
@@ -312,6 +314,8 @@ class Session:
                 f"{self.strategy.name()} sent more than {log.size} orders or fills while "
                 "handling a single event; the session stopped rather than lose any"
             )
+        if n == 0:
+            return log[:0]  # (nothing to copy: an empty view)
         self.ctx.clock[slot] = 0
         return log[:n].copy()
 
@@ -336,9 +340,19 @@ def _state_code(name: str) -> int:
 
 def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A contiguous read-only view of the right dtype: the loop is compiled for exactly that."""
+    if (
+        type(values) is np.ndarray
+        and values.dtype == dtype
+        and not values.flags.writeable
+        and values.flags.c_contiguous
+    ):
+        return values  # (as decoded from the wire)
     view = np.ascontiguousarray(values, dtype=dtype).view()
     view.flags.writeable = False
     return view
+
+
+_NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 def _empty(dtype: np.dtype) -> list[np.ndarray]:

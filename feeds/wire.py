@@ -59,6 +59,11 @@ REASONS: Final = ("frames", "header", "schema", "rows", "size")
 FLAG_REPLY: Final = 1
 
 _SCHEMAS: Final[dict[str, pa.Schema]] = {name: arrow_schema(dt) for name, dt in DTYPES.items()}
+# Per schema: (column name, its dtype), in body order.
+_FIELDS: Final[dict[str, tuple[tuple[str, np.dtype], ...]]] = {
+    name: tuple((n, dt.fields[n][0]) for n in dt.names) for name, dt in DTYPES.items()
+}
+_PADDING: Final = bytes(ALIGN)
 
 
 class WireError(TickwiseError):
@@ -68,17 +73,6 @@ class WireError(TickwiseError):
         assert reason in REASONS
         super().__init__(message)
         self.reason = reason
-
-
-def _layout(dtype: np.dtype, rows: int) -> tuple[list[int], int]:
-    """Each column's offset in the body, and the body's length."""
-    offsets = []
-    end = 0
-    for name in dtype.names:
-        start = -(-end // ALIGN) * ALIGN
-        offsets.append(start)
-        end = start + rows * dtype.fields[name][0].itemsize
-    return offsets, end
 
 
 def header_size(columns: int) -> int:
@@ -102,22 +96,52 @@ def encode(
     missing = [n for n in dtype.names if n not in columns]
     if missing:
         raise TickwiseError(f"a {schema} batch needs columns {missing}")
-    arrays = [np.ascontiguousarray(columns[n], dtype=dtype.fields[n][0]) for n in dtype.names]
-    rows = len(arrays[0])
-    for name, array in zip(dtype.names, arrays, strict=True):
-        if array.ndim != 1 or len(array) != rows:
+    # The body is the columns' bytes joined, each padded to its alignment: one copy of each
+    # column (a strided field of a record array included) and one join.
+    parts: list[bytes] = []
+    offsets: list[int] = []
+    end = 0
+    rows = -1
+    for name, kind in _FIELDS[schema]:
+        array = np.asarray(columns[name], dtype=kind)
+        if array.ndim != 1 or (rows >= 0 and len(array) != rows):
             raise TickwiseError(
-                f"{schema} column {name!r} has {len(array)} values where "
+                f"{schema} column {name!r} has {array.size} values where "
                 f"{dtype.names[0]!r} has {rows}"
             )
+        rows = len(array)
+        pad = -end % ALIGN
+        if pad:
+            parts.append(_PADDING[:pad])
+            end += pad
+        offsets.append(end)
+        data = array.tobytes()
+        parts.append(data)
+        end += len(data)
     if rows > MAX_ROWS:
         raise TickwiseError(f"a batch of {rows:,} rows is over the wire's {MAX_ROWS:,}")
-    offsets, length = _layout(dtype, rows)
-    body = np.zeros(length, dtype=np.uint8)  # (zeroed: the padding between columns too)
-    for array, offset in zip(arrays, offsets, strict=True):
-        body[offset : offset + array.nbytes] = array.view(np.uint8)
-    header = _header(SCHEMA_IDS[schema], len(offsets), rows, seq, send_ts, length, offsets, flags)
+    body = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    header = _header(SCHEMA_IDS[schema], len(offsets), rows, seq, send_ts, end, offsets, flags)
     return header, body
+
+
+def answer(
+    frames: Sequence[Any],
+    seq: int,
+    columns: Mapping[str, np.ndarray],
+    flags: int = 0,
+    send_ts: int | None = None,
+) -> tuple[bytes, bytearray]:
+    """An answer to a well-formed message (already decoded): its rows with `columns`
+    replaced, under a new header; one copy of the body, nothing encoded again."""
+    head = memoryview(getattr(frames[0], "buffer", frames[0])).cast("B")
+    body = bytearray(getattr(frames[1], "buffer", frames[1]))
+    _, _, schema_id, ncols, _, rows, _, _, _, length = _FIXED.unpack_from(head)
+    offsets = struct.unpack_from(f"<{ncols}Q", head, _FIXED_SIZE)
+    for (name, kind), offset in zip(_FIELDS[SCHEMA_NAMES[schema_id]], offsets, strict=True):
+        if name in columns:
+            np.ndarray((rows,), kind, body, offset)[:] = columns[name]
+    return _header(schema_id, ncols, rows, seq, send_ts, length, offsets, flags), body
 
 
 def heartbeat(seq: int, send_ts: int | None = None) -> tuple[bytes, bytes]:
@@ -202,17 +226,18 @@ def decode(frames: Sequence[Any]) -> Message:
     if length != len(body):
         raise WireError("size", f"the header says a body of {length} bytes, it has {len(body)}")
     offsets = struct.unpack_from(f"<{ncols}Q", head, _FIXED_SIZE)
+    writable = not body.readonly  # (views of a read-only frame are read-only already)
     columns = {}
     end = 0
-    for field, offset in zip(dtype.names, offsets, strict=True):
-        kind = dtype.fields[field][0]
+    for (field, kind), offset in zip(_FIELDS[name], offsets, strict=True):
         if offset % ALIGN or offset < end or offset + rows * kind.itemsize > length:
             raise WireError(
                 "size", f"column {field!r} at offset {offset} does not fit a {length}-byte body"
             )
         end = offset + rows * kind.itemsize
-        view = np.frombuffer(body, dtype=kind, count=rows, offset=offset)
-        view.flags.writeable = False
+        view = np.ndarray((rows,), kind, body, offset)
+        if writable:
+            view.flags.writeable = False
         columns[field] = view
     return Message(name, seq, send_ts, rows, columns, flags)
 
