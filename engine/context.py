@@ -44,7 +44,8 @@ CLK_JITTER_NS = 13  # plus up to this much more, drawn per order from CLK_LATENC
 CLK_LATENCY_SEED = 14
 CLK_FEED_NS = 15  # feed latency: the strategy sees an event this long after ts_event
 #                   (-1: when the data say, at its ts_recv)
-N_CLOCK = 16
+CLK_CANCEL_ASKS = 16  # cancels asked since a session trading through an exchange last sent
+N_CLOCK = 17
 
 # The order latency of a session whose orders go to an exchange process (`tickwise live
 # --gateway`): they never reach the loop's own simulated exchange, and a cancel stays

@@ -13,6 +13,7 @@ import numpy as np
 from tickwise.engine.jit import kernel
 
 from .context import (
+    CLK_CANCEL_ASKS,
     CLK_JITTER_NS,
     CLK_LATENCY_NS,
     CLK_LATENCY_SEED,
@@ -166,6 +167,7 @@ def _request_cancel(ctx, k):
         cancel_row_nb(ctx, k)
     else:
         o.cancel_ts = ctx.clock[CLK_RECV] + delay
+        ctx.clock[CLK_CANCEL_ASKS] += 1
     return True
 
 

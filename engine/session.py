@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .context import (
+    CLK_CANCEL_ASKS,
     CLK_EVENTS,
     CLK_JITTER_NS,
     CLK_LATENCY_NS,
@@ -156,6 +157,9 @@ class Session:
     def cancel_requests(self) -> np.ndarray:
         """Cancels the strategy or the kill switch asked for since the last call, as order
         rows (status CANCEL_SENT, the quantity left, ts when asked); they count as sent."""
+        if self.ctx.clock[CLK_CANCEL_ASKS] == 0:
+            return _NO_ORDERS
+        self.ctx.clock[CLK_CANCEL_ASKS] = 0
         n = int(self.ctx.clock[CLK_N_OPEN])
         table = self.ctx.open_orders[:n]
         asked = np.flatnonzero(table["cancel_ts"] >= GATEWAY_NS)
@@ -353,6 +357,7 @@ def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 _NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ORDERS = np.empty(0, dtype=ORDER_DTYPE)
 
 
 def _empty(dtype: np.dtype) -> list[np.ndarray]:

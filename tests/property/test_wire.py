@@ -154,6 +154,33 @@ def test_an_arrow_batch_encodes_like_its_columns() -> None:
     )
 
 
+@given(batch=batches("orders"), seq=st.integers(0, 2**64 - 1), flags=st.integers(0, 65535))
+def test_orders_encode_compiled_as_they_do_column_by_column(batch, seq, flags) -> None:
+    _, columns = batch
+    dtype = wire.DTYPES["orders"]
+    rows = np.zeros(len(columns["id"]), dtype)
+    for name, values in columns.items():
+        rows[name] = values
+    header, body = wire.encode_orders(rows, seq, 7, flags)
+    column_header, column_body = wire.encode("orders", columns, seq, 7, flags)
+    assert header == column_header
+    assert body.tobytes() == column_body.tobytes()
+
+
+@given(batch=batches("orders"), seq=st.integers(1, 2**64 - 1))
+def test_an_answer_is_its_request_with_the_columns_it_replaces(batch, seq) -> None:
+    _, columns = batch
+    frames = wire.encode("orders", columns, 1, 5)
+    request = wire.decode([frames[0], bytes(frames[1])])
+    status = np.full(request.rows, 3, np.int8)
+    head, body = wire.answer([frames[0], bytes(frames[1])], seq, {"status": status},
+                             wire.FLAG_REPLY, 11)  # fmt: skip
+    reply = wire.decode([head, bytes(body)])
+    assert (reply.seq, reply.send_ts, reply.flags, reply.rows) == (seq, 11, 1, request.rows)
+    for name, values in columns.items():
+        assert same_bits(reply.columns[name], status if name == "status" else values), name
+
+
 def test_a_header_with_too_many_rows_is_refused() -> None:
     header, body = wire.encode("bars", {n: [] for n in wire.DTYPES["bars"].names}, 1, 1)
     fields = list(wire._FIXED.unpack_from(header))
