@@ -2,7 +2,8 @@
 
 `ignore` stands for a callback a strategy leaves out; the `unguarded_*` kernels
 stand for the kill switch in the loop variant that benchmarks compile to
-measure what the guard costs (never used to trade).
+measure what the guard costs, and that the paper exchange runs (it only
+matches other sessions' orders); never in a session that trades.
 """
 
 from tickwise.engine.jit import kernel
@@ -15,14 +16,14 @@ def ignore(ctx, event, st, p):
 
 @kernel
 def unguarded_feed(ctx, i, ts, seq):
-    """No kill-switch look at an arriving event (benchmarks only)."""
+    """No kill-switch look at an arriving event (unguarded loops only)."""
 
 
 @kernel
 def unguarded_market(ctx, i, ts):
-    """No kill-switch look at the market (benchmarks only)."""
+    """No kill-switch look at the market (unguarded loops only)."""
 
 
 @kernel
 def unguarded_enforce(ctx):
-    """No kill-switch action (benchmarks only)."""
+    """No kill-switch action (unguarded loops only)."""

@@ -259,7 +259,8 @@ class ExchangeSummary:
 
 
 class PaperExchange:
-    """The exchange process's state and its turn of work; `run()` loops until stopped."""
+    """The exchange process's state and one turn of its work (`run_exchange` turns it until
+    stopped)."""
 
     def __init__(
         self,

@@ -28,7 +28,6 @@ from tickwise.feeds import wire
 
 from .errors import TickwiseError
 from .schemas import (
-    ORDER_DTYPE,
     REASON_UNKNOWN_ORDER,
     STATUS_ACKED,
     STATUS_CANCEL_SENT,
@@ -76,7 +75,6 @@ class Gateway:
         self.last_sent_ns = now
         self.heard_anything = False
         self.round_trips_us = np.empty(_KEEP)
-        wire.encode_orders(np.zeros(0, ORDER_DTYPE), 0)  # compiled before the first order
 
     def send(self, rows: np.ndarray) -> int:
         """Send one request (ORDER_DTYPE rows: NEW orders, CANCEL_SENT cancels; kept to check

@@ -40,6 +40,7 @@ import numpy as np
 import zmq
 
 from tickwise.backtest.replay import BacktestConfig, make_session
+from tickwise.feeds import wire
 from tickwise.feeds.transport import Subscriber
 
 from .control import DEFAULT_ENDPOINT, ControlServer
@@ -47,7 +48,7 @@ from .errors import TickwiseError
 from .gateway import Gateway
 from .instruments import Instruments
 from .journal import Journal
-from .schemas import STATUS_NEW, STATUS_REJECTED
+from .schemas import ORDER_DTYPE, STATUS_NEW, STATUS_REJECTED
 from .session import Session
 from .strategy import load_strategy
 
@@ -161,7 +162,10 @@ def run_live(
     session = make_session(strategy, instruments, params, config)
     if gateway is not None:
         session.trade_through_gateway()
-    session.warm_up(strategy.kinds, reports=gateway is not None)  # no tick pays for compiling
+    # No tick pays for compiling, nor a person's kill, nor a trip seen between batches.
+    session.warm_up(strategy.kinds, reports=gateway is not None, controls=True)
+    if gateway is not None:
+        wire.encode_orders(np.zeros(0, ORDER_DTYPE), 0)  # (and no order either)
     summary = LiveSummary()
     latencies = _Ring()
     tick_to_order = _Ring()

@@ -107,7 +107,8 @@ def _fingerprint(strategy: type[Strategy], source: str) -> str:
 
 def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
     """The loop module specialised for `strategy` (written and imported on first use).
-    `guarded=False` leaves the kill switch out: benchmarks only, never to trade."""
+    `guarded=False` leaves the kill switch out: for benchmarks, and for the paper exchange,
+    which only matches other sessions' orders; never for a session that trades."""
     source = specialised_source(strategy, guarded)
     digest = _fingerprint(strategy, source)
     name = f"tickwise_loop_{digest}"

@@ -50,6 +50,7 @@ from .schemas import (
     STATE_HALTED,
     STATE_NAMES,
     STATUS_CANCEL_SENT,
+    TRIP_MANUAL,
     TRIP_NAMES,
     market_dtype,
 )
@@ -132,14 +133,22 @@ class Session:
             chosen[inst.id] = True
         return chosen
 
-    def warm_up(self, kinds: tuple[str, ...] = KINDS, reports: bool = False) -> None:
+    def warm_up(self, kinds: tuple[str, ...] = KINDS, reports: bool = False,
+                controls: bool = False) -> None:  # fmt: skip
         """Compile (or load from cache) the loop for these kinds (all by default: a live feed
-        may send any), and with `reports` what applies an exchange's reports, on a throwaway
-        copy of the state, so no event pays for compilation."""
+        may send any), with `reports` what applies an exchange's reports, and with `controls`
+        what a person or the clock does between batches (halt, trip, resume, PnL), on a
+        throwaway copy of the state, so that no event pays for compilation."""
         ctx = copy_context(self.ctx)
         st = type(self._st)(**{k: v.copy() for k, v in self.state.items()})
         for kind in kinds:
             self._runners[kind](ctx, st, self._p, self._subscribed, 0, *_empty(market_dtype(kind)))
+        if controls:
+            total_pnl(ctx)
+            person_halt_nb(ctx, -1, STATE_HALTED)
+            external_trip_nb(ctx, TRIP_MANUAL, -1, 0.0, 0.0)
+            strategy_fault_nb(ctx)
+            resume_nb(ctx, -1, STATE_ACTIVE)
         if reports:
             bad, at = np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
             self.loop.run_fills(ctx, st, self._p, bad, at, 0, *_empty(FILL_DTYPE))
