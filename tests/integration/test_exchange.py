@@ -1,7 +1,8 @@
 """The paper exchange between real processes on 127.0.0.1: feed -> engine -> exchange ->
 fills, with the same orders as a backtest of the same events; a lost exchange and reports
 that do not fit trip the kill switch; a person's kill cancels the orders resting at the
-exchange; the exchange cancels the orders of a client gone silent."""
+exchange; the exchange cancels the orders of a client gone silent; a session SIGKILLed
+replays from its journal into the positions it last reported."""
 
 from __future__ import annotations
 
@@ -292,3 +293,39 @@ def test_the_exchange_cancels_the_orders_of_a_client_gone_silent() -> None:
         end(exchange, feed)
     assert exchange.returncode == 0, err
     assert "orders cancelled on a client's disconnect" in out
+
+
+def test_a_session_killed_with_sigkill_replays_into_the_positions_it_reported(
+    tmp_path: Path, deep: Path
+) -> None:
+    config = tmp_path / "session.toml"
+    config.write_text(CONFIG)
+    feed, feed_ep = spawn("feed", "replay", str(deep), "--bind", "tcp://127.0.0.1:*",
+                          "--speed", "4", "--subscribers", "2", *WAIT)  # fmt: skip
+    exchange, gateway = spawn("exchange", "--bind", "tcp://127.0.0.1:*", "--feed", feed_ep,
+                              "--instruments", str(deep), "--config", str(config))  # fmt: skip
+    live, control = spawn("live", "--strategy", "mean_reversion", "--feed", feed_ep, "--gateway",
+                          gateway, "--instruments", str(deep), *PARAMS, "--config", str(config),
+                          "--journal", str(tmp_path / "journal"), "--control",
+                          "tcp://127.0.0.1:*")  # fmt: skip
+    try:
+        feed.communicate(timeout=120)  # the whole history went out
+        seen: list[dict] = []
+
+        def settled(state: dict) -> bool:  # nothing working, nothing new for a second
+            seen.append(state)
+            return (len(seen) > 5 and state["open_orders"] == 0
+                    and state["events"] == seen[-6]["events"] and state["fills"] > 0)  # fmt: skip
+
+        state = wait_until(control, settled)
+        assert settled(state), state
+        live.send_signal(signal.SIGKILL)
+        live.wait(timeout=30)
+    finally:
+        end(live, exchange)
+    assert live.returncode == -signal.SIGKILL
+    replayed = replay_journal(tmp_path / "journal").summary()
+    positions = {sym: p["qty"] for sym, p in replayed["positions"].items() if p["qty"] != 0.0}
+    reported = {sym: qty for sym, qty in state["positions"].items() if qty != 0.0}
+    assert positions == reported
+    assert replayed["fills"] == state["fills"]
