@@ -347,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     jreplay.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jreplay.set_defaults(run=_cmd_journal_replay)
 
+    bench = _subparser(
+        commands, "bench", "benchmarks, each beside its floor measured in the same run",
+        "tickwise bench --quick --json bench-results/today.json   "
+        "(or: tickwise bench --compare old.json new.json)",
+    )  # fmt: skip
+    bench.add_argument("--quick", action="store_true", help="fewer rounds (for CI)")
+    bench.add_argument("--json", type=Path, default=None, help="also write the run here")
+    bench.add_argument("--only", action="append", default=[], metavar="SUITE",
+                       help="run only this suite (repeatable)")  # fmt: skip
+    bench.add_argument("--compare", nargs=2, type=Path, default=None, metavar=("OLD", "NEW"),
+                       help="compare two runs' ratios instead of running")  # fmt: skip
+    bench.set_defaults(run=_cmd_bench)
+
     strategies = _subparser(
         commands, "strategies", "registered strategies with their parameters and defaults",
         "tickwise strategies --json",
@@ -866,6 +879,64 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         ("of which compiling/loading the loop", f"{summary['warmup_s']:.2f} s"),
     ))  # fmt: skip
     stdout.print(f"results in {args.out}", markup=False)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from tickwise.benchmarks import harness
+    from tickwise.benchmarks.cases import SUITE
+
+    if args.compare:
+        old, new = (harness.load(p) for p in args.compare)
+        changes = harness.compare(old, new)
+        table = Table(title=f"{args.compare[0]} -> {args.compare[1]} (cost ratios to each "
+                      "case's floor; times are never compared)", title_justify="left")  # fmt: skip
+        for column in ("case", "statistic", "old ratio", "new ratio", "change", "verdict"):
+            table.add_column(column, justify="left" if column in ("case", "verdict") else "right")
+        for c in changes:
+            table.add_row(c.name, c.stat, "-" if c.old is None else f"{c.old:.2f}x",
+                          "-" if c.new is None else f"{c.new:.2f}x",
+                          "-" if c.factor is None else f"{c.factor:.2f}x", c.verdict)  # fmt: skip
+        stdout.print(table)
+        worse = [c for c in changes if c.verdict == "regression"]
+        stdout.print(f"{len(worse)} regression(s) (a ratio grown by more than "
+                     f"{harness.REGRESSION:g}x)", markup=False)  # fmt: skip
+        return 1 if worse else 0
+    unknown = sorted(set(args.only) - set(SUITE))
+    if unknown:
+        raise TickwiseError(f"--only {unknown}: no such suite; suites: {', '.join(SUITE)}")
+    cases = []
+    for name, measure in SUITE.items():
+        if not args.only or name in args.only:
+            cases.extend(measure(args.quick))
+    doc = harness.run_document(cases, args.quick)
+    table = Table(title=f"tickwise bench{' --quick' if args.quick else ''}: ours / floor "
+                  f"measured in the same run ({doc['machine']['cpu']}, "
+                  f"{doc['machine']['cores']} cores)", title_justify="left")  # fmt: skip
+    for column in ("case", "unit", "ours p50 / p90 / p99 / p99.9", "floor", "ratio p50, p99",
+                   "target", "verdict"):  # fmt: skip
+        table.add_column(column)
+    failed = []
+    for case in cases:
+        stats = [k for k in harness.LATENCY_STATS if k in case.ours] or list(case.ours)
+        fails = case.fails()
+        failed += [case.name] if fails else []
+        verdict = "FAILS" if fails else "misses" if case.misses() else "meets"
+        table.add_row(
+            case.name, case.unit, " / ".join(f"{case.ours[k]:,.2f}" for k in stats),
+            " / ".join(f"{case.floor[k]:,.2f}" for k in stats),
+            ", ".join(f"{case.ratio[k]:.2f}x" for k in ("p50", "p99") if k in case.ratio),
+            ", ".join(f"{k} {v:g}x" for k, v in case.target.items()) or "-", verdict,
+        )  # fmt: skip
+    stdout.print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2))
+        stdout.print(f"run written to {args.json}", markup=False)
+    if failed:
+        raise TickwiseError(
+            f"{', '.join(failed)}: ratio beyond {harness.FAIL_FACTOR:g}x its target"
+        )
     return 0
 
 

@@ -1,0 +1,268 @@
+"""What every benchmark case reports, how results are kept, and how two runs are compared.
+
+A case measures something of ours beside its floor, in the same run (a bare
+loop, a bare pyarrow read, a bare pyzmq relay): machines are shared and
+noisy, so what is kept and compared is the ratio of the two, per statistic
+(latency percentiles, or throughput), never an absolute time. A ratio is a
+cost ratio: ours over the floor for latencies and times, the floor's rate
+over ours for throughputs, so that above 1 is always slower than the floor.
+
+A run is a JSON document (`SCHEMA`, checked on writing and on reading) with
+the machine it ran on (CPU model, cores, Python and library versions, the
+commit), so that runs of different commits can be compared: `compare` flags
+a case whose ratio grew by more than a threshold as a regression.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from tickwise.engine.errors import TickwiseError
+
+LATENCY_STATS = ("p50", "p90", "p99", "p99.9")
+SCHEMA_VERSION = 1
+# A case's ratio this many times its target fails a CI run (noise never should).
+FAIL_FACTOR = 2.0
+# A ratio grown by this much from one run to another is flagged as a regression.
+REGRESSION = 1.25
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "tickwise benchmark run",
+    "type": "object",
+    "required": ["schema", "created", "quick", "machine", "cases"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "created": {"type": "string"},
+        "quick": {"type": "boolean"},
+        "machine": {
+            "type": "object",
+            "required": ["cpu", "cores", "python", "versions", "commit", "platform"],
+            "properties": {
+                "cpu": {"type": "string"},
+                "cores": {"type": "integer", "minimum": 1},
+                "python": {"type": "string"},
+                "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+                "commit": {"type": "string"},
+                "platform": {"type": "string"},
+            },
+        },
+        "cases": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "kind", "unit", "how", "ours", "floor", "ratio", "target"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "kind": {"enum": ["latency", "throughput"]},
+                    "unit": {"type": "string", "minLength": 1},
+                    "how": {"type": "string", "minLength": 1},
+                    "ours": {"$ref": "#/$defs/stats"},
+                    "floor": {"$ref": "#/$defs/stats"},
+                    "ratio": {"$ref": "#/$defs/stats"},
+                    "target": {"$ref": "#/$defs/stats"},
+                    "samples": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    },
+    "$defs": {
+        "stats": {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": 0},
+        },
+    },
+}
+
+
+@dataclass
+class Case:
+    """One measured case: ours and its floor, per statistic, and their ratio."""
+
+    name: str  # e.g. "wire.decode.quotes.64"
+    kind: str  # "latency" (percentiles of a time) or "throughput" (one rate)
+    unit: str  # of `ours` and `floor`: "µs", "ns/row", "rows/s", "events/s"
+    how: str  # what was run, in a sentence
+    ours: dict[str, float]
+    floor: dict[str, float]
+    target: dict[str, float] = field(default_factory=dict)  # the most each ratio may be
+    samples: int = 0
+    ratio: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("latency", "throughput"):
+            raise TickwiseError(f"case {self.name}: kind must be latency or throughput")
+        if not self.ratio:
+            self.ratio = ratios(self.kind, self.ours, self.floor)
+
+    def misses(self) -> dict[str, float]:
+        """The statistics whose ratio is above its target (with the ratio)."""
+        return {k: self.ratio[k] for k, limit in self.target.items() if self.ratio[k] > limit}
+
+    def fails(self, factor: float = FAIL_FACTOR) -> dict[str, float]:
+        """The statistics whose ratio is beyond `factor` times its target."""
+        return {
+            k: self.ratio[k] for k, limit in self.target.items() if self.ratio[k] > factor * limit
+        }
+
+
+def ratios(kind: str, ours: dict[str, float], floor: dict[str, float]) -> dict[str, float]:
+    """Cost ratios, statistic by statistic: above 1 is slower than the floor."""
+    out = {}
+    for key in ours:
+        if key not in floor:
+            continue
+        a, b = float(ours[key]), float(floor[key])
+        if a <= 0 or b <= 0:
+            raise TickwiseError(f"a {kind} of {key} must be positive, got {a} and {b}")
+        out[key] = a / b if kind == "latency" else b / a
+    return out
+
+
+def percentiles(samples: Sequence[float] | np.ndarray, scale: float = 1.0) -> dict[str, float]:
+    """p50/p90/p99/p99.9 of positive samples from an HDR histogram (3 significant digits,
+    1 .. 1e12 units), in the samples' unit divided by `scale`."""
+    values = np.asarray(samples, dtype=np.float64)
+    if values.size == 0:
+        raise TickwiseError("no samples to take percentiles of")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise TickwiseError("samples must be finite and not negative")
+    histogram = HdrHistogram(1, 10**12, 3)
+    for value in np.maximum(np.rint(values), 1).astype(np.int64).tolist():
+        histogram.record_value(value)
+    return {
+        f"p{p:g}": histogram.get_value_at_percentile(p) / scale for p in (50.0, 90.0, 99.0, 99.9)
+    }
+
+
+def machine() -> dict[str, Any]:
+    """The machine and software a run measured."""
+    versions = {}
+    for name in ("numpy", "numba", "pyarrow", "pyzmq", "polars", "tickwise"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": _commit(),
+        "platform": platform.platform(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, cwd=Path(__file__).parent)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def run_document(cases: list[Case], quick: bool) -> dict[str, Any]:
+    """A run as its JSON document (checked against `SCHEMA`)."""
+    doc = {
+        "schema": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": machine(),
+        "cases": [asdict(c) for c in cases],
+    }
+    check(doc, "the run")
+    return doc
+
+
+def check(doc: Any, where: str) -> None:
+    """Refuse a document that is not a benchmark run, saying what is wrong and where."""
+    try:
+        jsonschema.validate(doc, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path) or "the top"
+        raise TickwiseError(
+            f"{where} is not a tickwise benchmark run: at {path}: {exc.message}"
+        ) from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A run read back from its JSON file, checked."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise TickwiseError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise TickwiseError(f"{path}: not JSON: {exc}") from None
+    check(doc, str(path))
+    return doc
+
+
+@dataclass(frozen=True)
+class Change:
+    """A case's ratio from one run to another, and what that says."""
+
+    name: str
+    stat: str
+    old: float | None
+    new: float | None
+    verdict: str  # "regression", "better", "same", "new", "gone"
+
+    @property
+    def factor(self) -> float | None:
+        return None if self.old is None or self.new is None else self.new / self.old
+
+
+def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = REGRESSION
+            ) -> list[Change]:  # fmt: skip
+    """Each case's ratio per statistic, old run against new: a ratio grown by more than
+    `threshold` is a regression, one shrunk by as much is better (times are never
+    compared: the machines or their load may differ)."""
+    if not threshold > 1:
+        raise TickwiseError(f"the regression threshold must be above 1, got {threshold}")
+    before = {c["name"]: c for c in old["cases"]}
+    after = {c["name"]: c for c in new["cases"]}
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        stats = sorted((a or {}).get("ratio", {}).keys() | (b or {}).get("ratio", {}).keys())
+        for stat in stats:
+            x = a["ratio"].get(stat) if a else None
+            y = b["ratio"].get(stat) if b else None
+            if x is None:
+                verdict = "new"
+            elif y is None:
+                verdict = "gone"
+            elif y > x * threshold:
+                verdict = "regression"
+            elif y * threshold < x:
+                verdict = "better"
+            else:
+                verdict = "same"
+            changes.append(Change(name, stat, x, y, verdict))
+    return changes

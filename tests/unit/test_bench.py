@@ -1,0 +1,113 @@
+"""The benchmark harness itself: percentiles against a known sample, runs against their
+schema, and `--compare` flagging a made-up regression while passing an unchanged run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tickwise.benchmarks import harness
+from tickwise.benchmarks.harness import Case
+from tickwise.engine.errors import TickwiseError
+
+TICKWISE = str(Path(sys.executable).with_name("tickwise"))
+
+
+def test_percentiles_of_a_known_sample() -> None:
+    got = harness.percentiles(np.arange(1, 100_001), scale=1.0)
+    for key, exact in (("p50", 50_000), ("p90", 90_000), ("p99", 99_000), ("p99.9", 99_900)):
+        assert abs(got[key] - exact) <= exact * 1e-3, (key, got[key])  # 3 significant digits
+    assert harness.percentiles([2_000] * 10, scale=1e3) == {k: 2.0 for k in got}
+    with pytest.raises(TickwiseError, match="no samples"):
+        harness.percentiles([])
+    with pytest.raises(TickwiseError, match="finite"):
+        harness.percentiles([1.0, float("nan")])
+
+
+def test_ratios_are_costs_whatever_the_kind() -> None:
+    slow = Case("a", "latency", "µs", "x", ours={"p50": 30.0}, floor={"p50": 10.0},
+                target={"p50": 2.0})  # fmt: skip
+    assert slow.ratio == {"p50": 3.0}
+    assert slow.misses() == {"p50": 3.0}
+    assert slow.fails() == {}  # 3x is within twice the 2x target
+    rate = Case("b", "throughput", "rows/s", "x", ours={"rate": 40.0}, floor={"rate": 50.0})
+    assert rate.ratio == {"rate": 1.25}  # fewer rows a second than the floor: a cost above 1
+
+
+def run(cases: list[Case]) -> dict:
+    return harness.run_document(cases, quick=True)
+
+
+def test_a_run_is_checked_against_the_schema(tmp_path: Path) -> None:
+    doc = run([Case("c", "latency", "µs", "x", ours={"p50": 2.0}, floor={"p50": 1.0})])
+    assert doc["machine"]["cores"] >= 1
+    assert doc["machine"]["versions"]["numba"] != "absent"
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    assert harness.load(path) == doc
+    broken = copy.deepcopy(doc)
+    broken["cases"][0]["ratio"]["p50"] = -1.0
+    path.write_text(json.dumps(broken))
+    with pytest.raises(TickwiseError, match="at cases/0/ratio/p50"):
+        harness.load(path)
+    del broken["machine"]
+    with pytest.raises(TickwiseError, match="'machine' is a required property"):
+        harness.check(broken, "it")
+
+
+def test_compare_flags_a_regression_and_passes_an_unchanged_run() -> None:
+    base = run([
+        Case("loop", "latency", "ns", "x", ours={"p50": 20.0, "p99": 30.0},
+             floor={"p50": 10.0, "p99": 10.0}),
+        Case("gone", "latency", "ns", "x", ours={"p50": 1.0}, floor={"p50": 1.0}),
+    ])  # fmt: skip
+    assert {c.verdict for c in harness.compare(base, base)} == {"same"}
+    worse = copy.deepcopy(base)
+    worse["cases"][0]["ratio"]["p99"] *= 1.5  # a made-up regression
+    worse["cases"][0]["ratio"]["p50"] /= 1.5  # and an improvement
+    worse["cases"].pop()
+    worse["cases"].append(worse["cases"][0] | {"name": "new"})
+    verdicts = {(c.name, c.stat): c.verdict for c in harness.compare(base, worse)}
+    assert verdicts == {
+        ("loop", "p50"): "better", ("loop", "p99"): "regression", ("gone", "p50"): "gone",
+        ("new", "p50"): "new", ("new", "p99"): "new",
+    }  # fmt: skip
+
+
+def test_the_command_compares_and_runs(tmp_path: Path) -> None:
+    base = run([Case("loop", "latency", "ns", "x", ours={"p50": 20.0}, floor={"p50": 10.0})])
+    worse = copy.deepcopy(base)
+    worse["cases"][0]["ratio"]["p50"] = 4.0
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(base))
+    new.write_text(json.dumps(worse))
+    same = subprocess.run([TICKWISE, "bench", "--compare", str(old), str(old)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert "0 regression(s)" in same.stdout
+    flagged = subprocess.run([TICKWISE, "bench", "--compare", str(old), str(new)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert flagged.returncode == 1
+    assert "1 regression(s)" in flagged.stdout
+    assert "regression" in flagged.stdout
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{}")
+    refused = subprocess.run([TICKWISE, "bench", "--compare", str(garbage), str(old)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode != 0
+    assert refused.stderr.count("\n") == 1
+    assert "not a tickwise benchmark run" in refused.stderr
+    out = tmp_path / "results" / "wire.json"
+    ran = subprocess.run([TICKWISE, "bench", "--quick", "--only", "wire", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    doc = harness.load(out)
+    names = [c["name"] for c in doc["cases"]]
+    assert names == [f"wire.{w}.quotes.{n}" for n in (1, 64, 4096) for w in ("encode", "decode")]
+    assert all(c["ratio"]["p50"] > 0 for c in doc["cases"])
