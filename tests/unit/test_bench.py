@@ -106,7 +106,10 @@ def test_the_command_compares_and_runs(tmp_path: Path) -> None:
     out = tmp_path / "results" / "wire.json"
     ran = subprocess.run([TICKWISE, "bench", "--quick", "--only", "wire", "--json", str(out)],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
+    # The figures are this machine's at this moment: a ratio beyond twice its target fails the
+    # run (a loaded machine can do that), but the run is written either way.
+    if ran.returncode != 0:
+        assert "ratio beyond 2x its target" in ran.stderr, ran.stderr
     doc = harness.load(out)
     names = [c["name"] for c in doc["cases"]]
     assert names == [f"wire.{w}.quotes.{n}" for n in (1, 64, 4096) for w in ("encode", "decode")]
