@@ -48,7 +48,13 @@ from .errors import TickwiseError
 from .instruments import Instruments
 from .jit import kernel
 from .limits import KillSwitch
-from .orders import cancel_row_nb, log_order_nb, order_latency_nb, remove_open_nb
+from .orders import (
+    cancel_row_nb,
+    log_order_nb,
+    open_row_nb,
+    order_latency_nb,
+    remove_open_nb,
+)
 from .schemas import (
     KINDS,
     ORD_LIMIT,
@@ -90,14 +96,6 @@ class Venue(Strategy):
     on_trade = ignore
     on_bar = ignore
     on_book = ignore
-
-
-@kernel
-def _find(ctx, xid):
-    for k in range(ctx.clock[CLK_N_OPEN]):
-        if ctx.open_orders[k].id == xid:
-            return k
-    return -1
 
 
 @kernel
@@ -161,7 +159,7 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
             out_status[r] = STATUS_ACKED
             out_reason[r] = REASON_NONE
         elif status[r] == STATUS_CANCEL_SENT:
-            k = _find(ctx, xid)
+            k = open_row_nb(ctx, xid)
             if k < 0:
                 out_status[r] = STATUS_REJECTED
                 out_reason[r] = REASON_UNKNOWN_ORDER

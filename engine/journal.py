@@ -81,6 +81,8 @@ class Journal:
 
     def __init__(self, folder: Path, instruments: Instruments, *, background: bool = False,
                  group_ms: float = 5.0) -> None:  # fmt: skip
+        if not group_ms >= 0:  # (before any file is made)
+            raise TickwiseError(f"group_ms must be 0 or more, got {group_ms}")
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -106,8 +108,6 @@ class Journal:
         self._events: list[tuple[int, str, str]] = []
         self._failure: BaseException | None = None
         self._queue: queue.Queue | None = None
-        if not group_ms >= 0:
-            raise TickwiseError(f"group_ms must be 0 or more, got {group_ms}")
         self._group_s = group_ms / 1e3
         if background:
             self._queue = queue.Queue()

@@ -29,7 +29,6 @@ from tickwise.engine.context import (
     CLK_FEED_NS,
     CLK_N_EQUITY_LOG,
     CLK_N_FILL_LOG,
-    CLK_N_OPEN,
     CLK_N_ORDER_LOG,
     CLK_NEXT_SAMPLE,
     CLK_NEXT_TIMER,
@@ -41,7 +40,7 @@ from tickwise.engine.context import (
 from tickwise.engine.jit import kernel
 from tickwise.engine.killswitch import enforce_nb, guard_feed_nb, guard_market_nb
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
-from tickwise.engine.orders import log_order_nb, remove_open_nb
+from tickwise.engine.orders import log_order_nb, open_row_nb, remove_open_nb
 from tickwise.engine.portfolio import sample_equity_nb
 from tickwise.engine.risk import trip_nb
 from tickwise.engine.schemas import (
@@ -229,15 +228,6 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
 
 
 @kernel
-def _open_row(ctx, order_id):
-    """The open-order table's row of `order_id`, or -1."""
-    for k in range(ctx.clock[CLK_N_OPEN]):
-        if ctx.open_orders[k].id == order_id:
-            return k
-    return -1
-
-
-@kernel
 def _mismatch(ctx, bad, n_bad, row, order_id):
     """A report the engine did not expect: noted (row `row`) and the kill switch trips."""
     bad[n_bad] = row
@@ -259,7 +249,7 @@ def run_fills(ctx, st, p, bad, at, start, order_id, ts, instrument, side, price,
         if not _room_left(ctx):
             return r, n_bad
         at[0] = r
-        k = _open_row(ctx, order_id[r])
+        k = open_row_nb(ctx, order_id[r])
         q = qty[r]
         if k < 0:
             n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
@@ -296,7 +286,7 @@ def run_order_reports(ctx, st, p, bad, at, start, order_id, status, reason, qty)
         if not _room_left(ctx):
             return r, n_bad
         at[0] = r
-        k = _open_row(ctx, order_id[r])
+        k = open_row_nb(ctx, order_id[r])
         s = status[r]
         cancel_refused = s == STATUS_REJECTED and reason[r] == REASON_UNKNOWN_ORDER
         if cancel_refused:

@@ -172,13 +172,20 @@ def _request_cancel(ctx, k):
 
 
 @kernel
+def open_row_nb(ctx, order_id):
+    """The open-order table's row of `order_id`, or -1 when it is not open."""
+    for k in range(ctx.clock[CLK_N_OPEN]):
+        if ctx.open_orders[k].id == order_id:
+            return k
+    return -1
+
+
+@kernel
 def cancel(ctx, order_id):
     """Cancel one open order; False when it is not open (filled, cancelled, unknown) or a
     cancel of it is already on its way."""
-    for k in range(ctx.clock[CLK_N_OPEN]):
-        if ctx.open_orders[k].id == order_id:
-            return _request_cancel(ctx, k)
-    return False
+    k = open_row_nb(ctx, order_id)
+    return False if k < 0 else _request_cancel(ctx, k)
 
 
 @kernel
@@ -198,10 +205,7 @@ def cancel_all(ctx, instrument=-1):
 @kernel
 def is_open(ctx, order_id):
     """True while the order is working (not yet filled, cancelled or rejected)."""
-    for k in range(ctx.clock[CLK_N_OPEN]):  # noqa: SIM110 (a plain loop compiles; any() does not)
-        if ctx.open_orders[k].id == order_id:
-            return True
-    return False
+    return open_row_nb(ctx, order_id) >= 0
 
 
 @kernel

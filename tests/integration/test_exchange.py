@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,11 +32,10 @@ from tickwise.engine.schemas import (
 from tickwise.feeds import wire
 
 from ..conftest import simple_instruments, write_rows
+from .processes import TICKWISE, WAIT, spawn
 
-TICKWISE = str(Path(sys.executable).with_name("tickwise"))
 RESTING = str(Path(__file__).parents[1] / "resting.py") + ":Resting"
 PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
-WAIT = ["--wait", "300"]  # (the processes compile their loops first when no cache has them)
 CONFIG = """
 [backtest]
 feed_latency_us = 50.0
@@ -45,17 +43,6 @@ order_latency_us = 150.0
 latency_jitter_us = 50.0
 taker_fee_bps = 0.5
 """
-
-
-def spawn(*args: str) -> tuple[subprocess.Popen, str]:
-    """Start a tickwise command and read the endpoint it prints on its first line."""
-    proc = subprocess.Popen([TICKWISE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    first = proc.stdout.readline()
-    if " on tcp://" not in first:
-        proc.kill()
-        raise AssertionError(f"{args[0]}: {first!r} {proc.stderr.read()}")
-    return proc, first.rsplit(" on ", 1)[1].strip()
 
 
 def status(control: str) -> dict:
@@ -109,15 +96,23 @@ def deep(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       simple_instruments(n))  # fmt: skip
 
 
+def replayed_to_an_exchange(tmp_path: Path, history: Path) -> tuple:
+    """`feed replay` of `history` (waiting for an exchange and a session) and `tickwise
+    exchange` on it, with CONFIG's models: (config file, feed, its endpoint, exchange, its
+    endpoint)."""
+    config = tmp_path / "session.toml"
+    config.write_text(CONFIG)
+    feed, feed_ep = spawn("feed", "replay", str(history), "--bind", "tcp://127.0.0.1:*",
+                          "--speed", "4", "--subscribers", "2", *WAIT)  # fmt: skip
+    exchange, gateway = spawn("exchange", "--bind", "tcp://127.0.0.1:*", "--feed", feed_ep,
+                              "--instruments", str(history), "--config", str(config))  # fmt: skip
+    return config, feed, feed_ep, exchange, gateway
+
+
 def test_feed_engine_exchange_fills_every_order_the_backtest_sends(
     tmp_path: Path, deep: Path
 ) -> None:
-    config = tmp_path / "session.toml"
-    config.write_text(CONFIG)
-    feed, feed_ep = spawn("feed", "replay", str(deep), "--bind", "tcp://127.0.0.1:*",
-                          "--speed", "4", "--subscribers", "2", *WAIT)  # fmt: skip
-    exchange, gateway = spawn("exchange", "--bind", "tcp://127.0.0.1:*", "--feed", feed_ep,
-                              "--instruments", str(deep), "--config", str(config))  # fmt: skip
+    config, feed, feed_ep, exchange, gateway = replayed_to_an_exchange(tmp_path, deep)
     try:
         live = subprocess.run(
             [TICKWISE, "live", "--strategy", "mean_reversion", "--feed", feed_ep, "--gateway",
@@ -298,12 +293,7 @@ def test_the_exchange_cancels_the_orders_of_a_client_gone_silent() -> None:
 def test_a_session_killed_with_sigkill_replays_into_the_positions_it_reported(
     tmp_path: Path, deep: Path
 ) -> None:
-    config = tmp_path / "session.toml"
-    config.write_text(CONFIG)
-    feed, feed_ep = spawn("feed", "replay", str(deep), "--bind", "tcp://127.0.0.1:*",
-                          "--speed", "4", "--subscribers", "2", *WAIT)  # fmt: skip
-    exchange, gateway = spawn("exchange", "--bind", "tcp://127.0.0.1:*", "--feed", feed_ep,
-                              "--instruments", str(deep), "--config", str(config))  # fmt: skip
+    config, feed, feed_ep, exchange, gateway = replayed_to_an_exchange(tmp_path, deep)
     live, control = spawn("live", "--strategy", "mean_reversion", "--feed", feed_ep, "--gateway",
                           gateway, "--instruments", str(deep), *PARAMS, "--config", str(config),
                           "--journal", str(tmp_path / "journal"), "--control",

@@ -20,12 +20,9 @@ import pytest
 from tickwise.engine.journal import replay_journal
 
 from ..conftest import make_synth
+from .processes import TICKWISE, WAIT, spawn
 
-TICKWISE = str(Path(sys.executable).with_name("tickwise"))
 PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
-# A live session compiles its loop before subscribing when no cache has it yet (tens of
-# seconds on a busy machine): the feeds wait for it.
-WAIT = ["--wait", "300"]
 # A constant feed latency: the strategy sees each event 50 µs after its ts_event, live as in
 # the backtest (live, ts_recv is when the engine received it, which no backtest can know).
 CONFIG = """
@@ -34,17 +31,6 @@ feed_latency_us = 50.0
 order_latency_us = 150.0
 taker_fee_bps = 0.5
 """
-
-
-def spawn(*args: str) -> tuple[subprocess.Popen, str]:
-    """Start a tickwise command and read the endpoint it prints on its first line."""
-    proc = subprocess.Popen([TICKWISE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    first = proc.stdout.readline()
-    if " on tcp://" not in first:
-        proc.kill()
-        raise AssertionError(f"{args[0]}: {first!r} {proc.stderr.read()}")
-    return proc, first.rsplit(" on ", 1)[1].strip()
 
 
 @pytest.fixture(scope="module")
