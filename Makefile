@@ -35,10 +35,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is Numba compiling
 
+# Every suite of `tickwise bench` under pytest-benchmark; each run keeps its own JSON files.
 bench: $(STAMP)
 	@mkdir -p bench-results
 	$(BIN)/python -m pytest -q -s benchmarks --benchmark-only \
-		--benchmark-json=bench-results/pytest-benchmark.json
+		--benchmark-json=bench-results/pytest-benchmark-$$(date -u +%Y%m%dT%H%M%SZ).json
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-results .pytest_cache .ruff_cache .hypothesis .benchmarks

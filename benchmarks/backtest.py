@@ -28,11 +28,11 @@ from tickwise.feeds.history import columns, open_history
 try:
     from .data import quotes_file
     from .loop import PARAMS as BARE_PARAMS
-    from .loop import _bare
+    from .loop import bare_signals
 except ImportError:  # run as a script
     from data import quotes_file  # type: ignore[no-redef]
     from loop import PARAMS as BARE_PARAMS  # type: ignore[no-redef]
-    from loop import _bare  # type: ignore[no-redef]
+    from loop import bare_signals  # type: ignore[no-redef]
 
 CONFIG = BacktestConfig(taker_fee_bps=0.5, maker_fee_bps=0.1, order_latency_us=200.0,
                         latency_jitter_us=100.0, latency_seed=1)  # fmt: skip
@@ -52,9 +52,8 @@ def measure(rows: int, rounds: int) -> dict:
     params = [a for k, v in PARAMS.items() for a in ("--param", f"{k}={v}")]
     history = open_history(data)
     views = [columns(b) for b in history.batches(65_536)]  # the bare loop's data, in memory
-    n_inst = history.instruments.known_mask().size
     assert {k: BARE_PARAMS["mean_reversion"][k] for k in PARAMS} == PARAMS  # the same rule
-    _bare("mean_reversion", views[:1], n_inst)  # compile it
+    bare_signals("mean_reversion", views[:1], history.instruments)  # compile it
     one_cpu = min(os.sched_getaffinity(0))
     whole, free, replay, bare = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,13 +74,16 @@ def measure(rows: int, rounds: int) -> dict:
             free.append(timed[False])
             bt = run_backtest("mean_reversion", data, PARAMS, CONFIG)
             t2 = time.perf_counter()
-            _bare("mean_reversion", views, n_inst)
+            bare_signals("mean_reversion", views, history.instruments)
             bare.append(time.perf_counter() - t2)
             replay.append(bt.wall_s - bt.warmup_s)
     w, f, r_, b = np.array(whole), np.array(free), np.array(replay), np.array(bare)
     return {
         "rows": rows,
         "rounds": rounds,
+        "whole_s": whole,
+        "replay_s": replay,
+        "bare_s": bare,
         "whole_s_p50": float(np.median(w)),
         "whole_s_p10": float(np.percentile(w, 10)),
         "whole_s_p90": float(np.percentile(w, 90)),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from tickwise.feeds.synth import SynthConfig, synth
 
-DATA_DIR = Path(__file__).resolve().parent / ".data"
+# Generated once per machine and kept: a 10M-row history takes ~10 s to make.
+DATA_DIR = Path(
+    os.environ.get("TICKWISE_BENCH_DATA", Path.home() / ".cache" / "tickwise" / "bench-data")
+)
 
 
 def quotes_file(rows: int, instruments: int = 8, seed: int = 1) -> Path:

@@ -150,6 +150,28 @@ def percentiles(samples: Sequence[float] | np.ndarray, scale: float = 1.0) -> di
     }
 
 
+ROUND_STATS = {"p10": 10.0, "p50": 50.0, "p90": 90.0}
+
+
+def paired(name: str, unit: str, how: str, ours: Sequence[float], floor: Sequence[float],
+           target: dict[str, float]) -> Case:  # fmt: skip
+    """A throughput case from rounds in which ours and the floor took turns: rates at p10,
+    p50 and p90 of the rounds, and the cost ratio of each round's pair (not the ratio of
+    the percentiles: a pair shares the machine's mood, two percentiles need not)."""
+    a = np.asarray(ours, dtype=np.float64)
+    b = np.asarray(floor, dtype=np.float64)
+    if a.size == 0 or a.shape != b.shape:
+        raise TickwiseError(f"case {name}: rounds must be paired, got {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and (a > 0).all() and (b > 0).all()):
+        raise TickwiseError(f"case {name}: every round's rate must be positive and finite")
+
+    def stats(x: np.ndarray) -> dict[str, float]:
+        return {k: float(np.percentile(x, q)) for k, q in ROUND_STATS.items()}
+
+    return Case(name, "throughput", unit, how, ours=stats(a), floor=stats(b),
+                target=dict(target), samples=int(a.size), ratio=stats(b / a))  # fmt: skip
+
+
 def machine() -> dict[str, Any]:
     """The machine and software a run measured."""
     versions = {}

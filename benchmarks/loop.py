@@ -24,6 +24,7 @@ from tickwise.engine.indicators import (
     rolling_full,
     rolling_mean,
     rolling_push,
+    rolling_std,
     rolling_zscore,
 )
 from tickwise.engine.session import Session
@@ -45,9 +46,28 @@ EXCHANGE = {
     "latency_seed": 1,
 }
 
+# Every built-in strategy, trading whole lots of every synthetic instrument (lots 1 and 100).
 PARAMS = {
     "sma_cross": {"fast": 10, "slow": 30, "qty": 100.0, "long_short": True},
     "mean_reversion": {"window": 100, "entry_z": 2.0, "exit_z": 0.5, "qty": 100.0},
+    "obi_market_maker": {
+        "qty": 100.0,
+        "max_position": 1_000.0,
+        "half_spread_ticks": 2,
+        "imbalance_ticks": 1.0,
+        "inventory_ticks": 1.0,
+        "levels": 1,
+        "requote_ticks": 2,
+    },
+    "pairs": {
+        "leg_a": 0,
+        "leg_b": 2,
+        "beta": 1.0,
+        "window": 100,
+        "entry_z": 2.0,
+        "exit_z": 0.5,
+        "qty": 100.0,
+    },
 }
 
 
@@ -97,8 +117,70 @@ def bare_mean_reversion(instrument, bid, ask, window, side, entry_z, exit_z):
     return decisions
 
 
-def _bare(name: str, batches: list[dict], n_inst: int) -> int:
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
+def bare_obi_quotes(instrument, bid, ask, bid_sz, ask_sz, tick, half_spread, skew, requote,
+                    quoted_bid, quoted_ask):  # fmt: skip
+    """The market maker's quotes from the best sizes' imbalance (flat inventory), on the tick
+    grid and never crossing: how many times a side's wanted price moved enough to requote."""
+    requotes = 0
+    for k in range(instrument.size):
+        i = instrument[k]
+        b = bid[k]
+        a = ask[k]
+        t = tick[i]
+        total = bid_sz[k] + ask_sz[k]
+        imbalance = (bid_sz[k] - ask_sz[k]) / total if total > 0.0 else 0.0
+        centre = 0.5 * (b + a) + skew * imbalance * t
+        my_bid = min(np.floor((centre - half_spread * t) / t + 1e-9) * t, a - t)
+        my_ask = max(np.ceil((centre + half_spread * t) / t - 1e-9) * t, b + t)
+        if abs(my_bid - quoted_bid[i]) >= requote * t - 1e-12:
+            quoted_bid[i] = my_bid
+            requotes += 1
+        if abs(my_ask - quoted_ask[i]) >= requote * t - 1e-12:
+            quoted_ask[i] = my_ask
+            requotes += 1
+    return requotes
+
+
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
+def bare_pairs(instrument, bid, ask, leg_a, leg_b, beta, mids, window, side, entry_z, exit_z):
+    """The z-score rule on the spread of two legs' last mids: how many times the side moved."""
+    decisions = 0
+    for k in range(instrument.size):
+        i = instrument[k]
+        if i != leg_a and i != leg_b:
+            continue
+        mids[i] = 0.5 * (bid[k] + ask[k])
+        a = mids[leg_a]
+        b = mids[leg_b]
+        if not (a == a and b == b):
+            continue
+        spread = a - beta * b
+        rolling_push(window, 0, spread)
+        if not rolling_full(window, 0):
+            continue
+        std = rolling_std(window, 0)
+        if std <= 0.0:
+            continue
+        z = (spread - rolling_mean(window, 0)) / std
+        s = side[0]
+        if s == 0:
+            if z > entry_z:
+                s = -1
+            elif z < -entry_z:
+                s = 1
+        elif (s > 0 and z > -exit_z) or (s < 0 and z < exit_z):
+            s = 0
+        if s != side[0]:
+            decisions += 1
+            side[0] = s
+    return decisions
+
+
+def bare_signals(name: str, batches: list[dict], instruments) -> int:
+    """The strategy's signals alone over the batches' columns: how many it gave."""
     p = PARAMS[name]
+    n_inst = instruments.known_mask().size
     count = 0
     if name == "sma_cross":
         fast = np.zeros((n_inst, p["fast"] + HEADER))
@@ -106,6 +188,25 @@ def _bare(name: str, batches: list[dict], n_inst: int) -> int:
         prev = np.full(n_inst, np.nan)
         for c in batches:
             count += bare_sma_cross(c["instrument"], c["bid_px"], c["ask_px"], fast, slow, prev)
+    elif name == "obi_market_maker":
+        tick = np.ones(n_inst)
+        for inst in instruments:
+            tick[inst.id] = inst.tick_size
+        quoted_bid = np.full(n_inst, np.nan)
+        quoted_ask = np.full(n_inst, np.nan)
+        for c in batches:
+            count += bare_obi_quotes(c["instrument"], c["bid_px"], c["ask_px"], c["bid_sz"],
+                                     c["ask_sz"], tick, float(p["half_spread_ticks"]),
+                                     p["imbalance_ticks"], float(p["requote_ticks"]),
+                                     quoted_bid, quoted_ask)  # fmt: skip
+    elif name == "pairs":
+        mids = np.full(n_inst, np.nan)
+        window = np.zeros((1, p["window"] + HEADER))
+        side = np.zeros(1, dtype=np.int64)
+        for c in batches:
+            count += bare_pairs(c["instrument"], c["bid_px"], c["ask_px"], p["leg_a"],
+                                p["leg_b"], p["beta"], mids, window, side, p["entry_z"],
+                                p["exit_z"])  # fmt: skip
     else:
         window = np.zeros((n_inst, p["window"] + HEADER))
         side = np.zeros(n_inst, dtype=np.int64)
@@ -122,22 +223,22 @@ def _full(name: str, batches: list, instruments) -> Session:
     return session
 
 
-def compare(rows: int, rounds: int) -> dict:
-    """Per-event cost of each strategy's full loop and of its bare signal loop."""
+def compare(rows: int, rounds: int, names: tuple[str, ...] = tuple(PARAMS)) -> dict:
+    """Per-event cost of each strategy's full loop and of its bare signal loop, round by
+    round (the two take turns, so noise hits both alike)."""
     history = open_history(quotes_file(rows))
     batches = list(history.batches(65_536))
     views = [columns(b) for b in batches]
-    n_inst = history.instruments.known_mask().size
     out: dict = {"rows": rows, "rounds": rounds}
-    for name in PARAMS:
+    for name in names:
         warm = Session(load_strategy(name), history.instruments, PARAMS[name], **EXCHANGE)
         warm.warm_up()
-        _bare(name, views[:1], n_inst)  # compile the bare loop
+        bare_signals(name, views[:1], history.instruments)  # compile the bare loop
         bare_ns, full_ns = [], []
         signals = orders = fills = 0
         for _ in range(rounds):
             t0 = time.perf_counter()
-            signals = _bare(name, views, n_inst)
+            signals = bare_signals(name, views, history.instruments)
             t1 = time.perf_counter()
             session = _full(name, batches, history.instruments)
             t2 = time.perf_counter()
@@ -147,6 +248,8 @@ def compare(rows: int, rounds: int) -> dict:
             fills = int(session.ctx.portfolio["traded"].sum())
         ratios = np.array(full_ns) / np.array(bare_ns)
         out[name] = {
+            "bare_ns": bare_ns,
+            "full_ns": full_ns,
             "bare_ns_per_event_p50": float(np.median(bare_ns)),
             "full_ns_per_event_p50": float(np.median(full_ns)),
             "full_events_per_s_p50": 1e9 / float(np.median(full_ns)),
@@ -193,6 +296,8 @@ def batch_call_overhead(instruments, calls: int = 20_000) -> dict:
     w, d = np.array(wrapped) / 1e3, np.array(direct) / 1e3
     return {
         "calls": calls,
+        "on_batch_ns": wrapped,
+        "compiled_call_ns": direct,
         "on_batch_us_p50": float(np.median(w)),
         "on_batch_us_p99": float(np.percentile(w, 99)),
         "compiled_call_us_p50": float(np.median(d)),
@@ -207,7 +312,7 @@ def print_report(r: dict) -> None:
         f"with matching, fees (taker 1 bps + 0.001/unit, maker -0.2 bps) and order latency "
         f"(50 us + up to 20 us seeded jitter)"
     )
-    for name in PARAMS:
+    for name in (n for n in PARAMS if n in r):
         s = r[name]
         print(
             f"  {name:15s} full loop {s['full_ns_per_event_p50']:6.1f} ns/event "
@@ -215,7 +320,7 @@ def print_report(r: dict) -> None:
             f"{s['bare_ns_per_event_p50']:5.1f} ns/event; ratio p10 {s['ratio_p10']:.2f} "
             f"p50 {s['ratio_p50']:.2f} p90 {s['ratio_p90']:.2f} (target <= 3); "
             f"{s['bare_signals']:,} signals, {s['orders']:,} orders, "
-            f"{s['traded_qty']:,} units traded"
+            f"{s['traded_qty']:,.0f} units traded"
         )
     b = r["batch_call"]
     print(

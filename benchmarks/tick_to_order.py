@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import zmq
-from hdrh.histogram import HdrHistogram
 
 from tickwise.backtest.replay import BacktestConfig
 from tickwise.engine.journal import replay_journal
@@ -45,6 +44,11 @@ from tickwise.engine.schemas import ORDER_DTYPE, QUOTE_DTYPE, REASON_NAMES, STAT
 from tickwise.feeds import wire
 from tickwise.feeds.synth import Market, SynthConfig, make_instruments
 from tickwise.feeds.transport import Publisher
+
+try:
+    from .harness import percentiles
+except ImportError:  # run as a script
+    from harness import percentiles  # type: ignore[no-redef]
 
 PING = str(Path(__file__).with_name("ping.py")) + ":Ping"
 TICKWISE = str(Path(sys.executable).with_name("tickwise"))
@@ -126,13 +130,25 @@ def role_exchange_relay(bind: str, rows: int) -> None:
 
 
 def _spawn(args: list[str]) -> tuple[subprocess.Popen, str]:
+    """A process started, and the endpoint it bound (the last word of its first line)."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
-    if "tcp://" not in line:
+    endpoint = line.rsplit(" ", 1)[-1]
+    if "://" not in endpoint:
         proc.kill()
         raise RuntimeError(f"{args[:3]} did not start: {line!r}")
-    return proc, "tcp://" + line.rsplit("tcp://", 1)[1]
+    return proc, endpoint
+
+
+def _endpoints(transport: str, folder: Path) -> dict[str, str]:
+    """Where the feed, the exchange and the control socket bind: tcp loopback on free ports,
+    or ipc sockets in `folder`."""
+    if transport == "tcp":
+        return dict.fromkeys(("feed", "exchange", "control"), "tcp://127.0.0.1:*")
+    if transport == "ipc":
+        return {name: f"ipc://{folder / name}" for name in ("feed", "exchange", "control")}
+    raise ValueError(f"transport must be tcp or ipc, got {transport!r}")
 
 
 def _me(*args: str) -> list[str]:
@@ -142,40 +158,59 @@ def _me(*args: str) -> list[str]:
 # --- the two setups ------------------------------------------------------------------------------
 
 
-def measure_ours(rows: int, count: int, rate: float) -> tuple[np.ndarray, np.ndarray]:
-    feed, feed_ep = _spawn(_me("--role", "feed", "--rows", str(rows), "--count", str(count),
-                               "--rate", str(rate), "--subscribers", "2"))  # fmt: skip
-    try:
-        exchange, gateway = _spawn([TICKWISE, "exchange", "--bind", "tcp://127.0.0.1:*",
-                                    "--feed", feed_ep, "--instruments", "synth:1"])  # fmt: skip
+def measure_ours(rows: int, count: int, rate: float, transport: str = "tcp"
+                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        bind = _endpoints(transport, Path(tmp))
+        feed, feed_ep = _spawn(_me("--role", "feed", "--rows", str(rows), "--count", str(count),
+                                   "--rate", str(rate), "--subscribers", "2",
+                                   "--bind", bind["feed"]))  # fmt: skip
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                summary = run_live(
-                    PING, feed_ep, make_instruments(1), {"qty": 1.0}, CONFIG,
-                    journal_dir=Path(tmp) / "journal", control="tcp://127.0.0.1:*",
-                    gateway=gateway, until_idle_s=1.0,
-                )  # fmt: skip
-                if summary.status.get("halted"):
-                    orders = replay_journal(Path(tmp) / "journal").orders
-                    refused = orders[orders["status"] == STATUS_REJECTED]["reason"]
-                    raise RuntimeError(
-                        f"the session halted: {summary.status}; refusals: "
-                        f"{Counter(REASON_NAMES[int(r)] for r in refused)}"
-                    )
+            summary = _trade(feed_ep, bind, Path(tmp))
         finally:
-            exchange.terminate()
-            exchange.wait(30)
-    finally:
-        feed.wait(30)
+            feed.wait(30)
     return summary.tick_to_order_samples * 1e3, summary.round_trip_samples * 1e3  # ns
 
 
-def measure_floor(rows: int, count: int, rate: float) -> tuple[np.ndarray, np.ndarray]:
+def _trade(feed_ep: str, bind: dict[str, str], folder: Path) -> Any:
+    """The exchange and the live session over the feed until it goes quiet: its summary."""
+    exchange, gateway = _spawn([TICKWISE, "exchange", "--bind", bind["exchange"], "--feed",
+                                feed_ep, "--instruments", "synth:1"])  # fmt: skip
+    try:
+        summary = run_live(
+            PING, feed_ep, make_instruments(1), {"qty": 1.0}, CONFIG,
+            journal_dir=folder / "journal", control=bind["control"], gateway=gateway,
+            until_idle_s=1.0,
+        )  # fmt: skip
+    finally:
+        exchange.terminate()
+        exchange.wait(30)
+    if summary.status.get("halted"):
+        orders = replay_journal(folder / "journal").orders
+        refused = orders[orders["status"] == STATUS_REJECTED]["reason"]
+        raise RuntimeError(
+            f"the session halted: {summary.status}; refusals: "
+            f"{Counter(REASON_NAMES[int(r)] for r in refused)}"
+        )
+    return summary
+
+
+def measure_floor(rows: int, count: int, rate: float, transport: str = "tcp"
+                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        return _relay(rows, count, rate, _endpoints(transport, Path(tmp)))
+
+
+def _relay(rows: int, count: int, rate: float, bind: dict[str, str]
+           ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The floor's engine relay (here) between its feed and its exchange relay."""
     _, (head_len, body_len) = _frame_sizes(rows)
     head, body = bytes(head_len), bytes(body_len)
-    relay, relay_ep = _spawn(_me("--role", "exchange-relay", "--rows", str(rows)))
+    relay, relay_ep = _spawn(_me("--role", "exchange-relay", "--rows", str(rows),
+                                 "--bind", bind["exchange"]))  # fmt: skip
     feed, feed_ep = _spawn(_me("--role", "feed", "--rows", str(rows), "--count", str(count),
-                               "--rate", str(rate), "--subscribers", "1", "--bare"))  # fmt: skip
+                               "--rate", str(rate), "--subscribers", "1", "--bare",
+                               "--bind", bind["feed"]))  # fmt: skip
     tick, trip = np.empty(count), np.empty(count)
     n_tick = n_trip = 0
     sent_at = np.empty(count, dtype=np.int64)
@@ -213,43 +248,57 @@ def measure_floor(rows: int, count: int, rate: float) -> tuple[np.ndarray, np.nd
 
 
 def _hdr(samples_ns: np.ndarray, skip: int) -> dict[str, float]:
-    h = HdrHistogram(1, 60_000_000_000, 3)
-    for v in samples_ns[skip:]:
-        h.record_value(max(1, int(v)))
-    return {f"p{p:g}": h.get_value_at_percentile(p) / 1e3 for p in PERCENTILES} | {
-        "n": int(h.get_total_count())
-    }
+    """HDR percentiles (µs) of the samples after the first `skip`, and their count."""
+    return percentiles(samples_ns[skip:], 1e3) | {"n": int(samples_ns[skip:].size)}
 
 
-def measure(seconds: float = 10.0, rates: dict[int, float] | None = None) -> dict:
+def measure(seconds: float = 10.0, rates: dict[int, float] | None = None,
+            transports: tuple[str, ...] = ("tcp",)) -> dict:  # fmt: skip
     result: dict[str, Any] = {"seconds": seconds, "setups": []}
-    for rows, rate in (rates or RATES).items():
-        count = int(seconds * rate)
-        skip = int(rate * 0.5)  # the first half second: connections and caches warming
-        ours_tick, ours_trip = measure_ours(rows, count, rate)
-        floor_tick, floor_trip = measure_floor(rows, count, rate)
-        entry: dict[str, Any] = {
-            "rows": rows, "rate_per_s": rate,
-            "tick_to_order_us": {"ours": _hdr(ours_tick, skip), "floor": _hdr(floor_tick, skip)},
-            "round_trip_us": {"ours": _hdr(ours_trip, skip), "floor": _hdr(floor_trip, skip)},
-        }  # fmt: skip
-        for what in ("tick_to_order_us", "round_trip_us"):
-            e = entry[what]
-            e["ratio"] = {f"p{p:g}": e["ours"][f"p{p:g}"] / e["floor"][f"p{p:g}"]
-                          for p in PERCENTILES}  # fmt: skip
-        result["setups"].append(entry)
+    for transport in transports:
+        for rows, rate in (rates or RATES).items():
+            result["setups"].append(_setup(seconds, rows, rate, transport))
     return result
+
+
+def _to_ack(tick_ns: np.ndarray, trip_ns: np.ndarray) -> np.ndarray:
+    """Tick to ack per batch: its tick to order plus its request's round trip. Each batch
+    sends exactly one request (ping orders on every quote, and cancels nothing until the
+    stop, whose requests come last), so the two line up one to one."""
+    if trip_ns.size < tick_ns.size:
+        raise RuntimeError(f"{tick_ns.size} batches sent orders but only {trip_ns.size} "
+                           "requests were answered")  # fmt: skip
+    return tick_ns + trip_ns[: tick_ns.size]
+
+
+def _setup(seconds: float, rows: int, rate: float, transport: str) -> dict[str, Any]:
+    """Ours, then the floor, of one batch size and rate over one transport."""
+    count = int(seconds * rate)
+    skip = int(rate * 0.5)  # the first half second: connections and caches warming
+    ours_tick, ours_trip = measure_ours(rows, count, rate, transport)
+    floor_tick, floor_trip = measure_floor(rows, count, rate, transport)
+    entry: dict[str, Any] = {"transport": transport, "rows": rows, "rate_per_s": rate}
+    for what, ours, floor in (("tick_to_order_us", ours_tick, floor_tick),
+                              ("round_trip_us", ours_trip, floor_trip),
+                              ("tick_to_ack_us", _to_ack(ours_tick, ours_trip),
+                               _to_ack(floor_tick, floor_trip))):  # fmt: skip
+        e = entry[what] = {"ours": _hdr(ours, skip), "floor": _hdr(floor, skip)}
+        e["ratio"] = {f"p{p:g}": e["ours"][f"p{p:g}"] / e["floor"][f"p{p:g}"]
+                      for p in PERCENTILES}  # fmt: skip
+    return entry
 
 
 def print_report(r: dict) -> None:
     print(
-        f"tick-to-order over tcp loopback, {r['seconds']:g} s per setup; wall clock; "
+        f"tick-to-order over loopback, {r['seconds']:g} s per setup; wall clock; "
         "HDR percentiles in µs (first 0.5 s left out); floor: bare pyzmq relays, same hops"
     )
     for entry in r["setups"]:
-        print(f"  {entry['rows']}-event batches at {entry['rate_per_s']:g} batches/s:")
+        print(f"  {entry['transport']}: {entry['rows']}-event batches at "
+              f"{entry['rate_per_s']:g} batches/s:")  # fmt: skip
         for what, label in (("tick_to_order_us", "feed send -> orders out"),
-                            ("round_trip_us", "request -> exchange reply")):  # fmt: skip
+                            ("round_trip_us", "request -> exchange reply"),
+                            ("tick_to_ack_us", "feed send -> ack back")):  # fmt: skip
             e = entry[what]
             cells = "  ".join(
                 f"p{p:g} {e['ours'][f'p{p:g}']:7.1f} / {e['floor'][f'p{p:g}']:6.1f} "
@@ -277,6 +326,8 @@ def main() -> None:
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="3 s per setup")
+    parser.add_argument("--transport", action="append", choices=("tcp", "ipc"), default=[],
+                        help="tcp (loopback) or ipc; repeatable (default: tcp)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     if args.role == "feed":
@@ -286,7 +337,7 @@ def main() -> None:
         role_exchange_relay(args.bind, args.rows)
         return
     rates = {rows: rate * args.scale for rows, rate in RATES.items()}
-    result = measure(3.0 if args.quick else args.seconds, rates)
+    result = measure(3.0 if args.quick else args.seconds, rates, tuple(args.transport or ["tcp"]))
     print_report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

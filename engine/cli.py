@@ -885,6 +885,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from tickwise.benchmarks import harness
     from tickwise.benchmarks.cases import SUITE
+    from tickwise.benchmarks.cases import run as run_suites
 
     if args.compare:
         old, new = (harness.load(p) for p in args.compare)
@@ -905,27 +906,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only) - set(SUITE))
     if unknown:
         raise TickwiseError(f"--only {unknown}: no such suite; suites: {', '.join(SUITE)}")
-    cases = []
-    for name, measure in SUITE.items():
-        if not args.only or name in args.only:
-            cases.extend(measure(args.quick))
+    names = [name for name in SUITE if not args.only or name in args.only]
+    cases, failed = run_suites(names, args.quick, lambda line: stderr.print(line, markup=False))
     doc = harness.run_document(cases, args.quick)
-    table = Table(title=f"tickwise bench{' --quick' if args.quick else ''}: ours / floor "
-                  f"measured in the same run ({doc['machine']['cpu']}, "
-                  f"{doc['machine']['cores']} cores)", title_justify="left")  # fmt: skip
-    for column in ("case", "unit", "ours p50 / p90 / p99 / p99.9", "floor", "ratio p50, p99",
-                   "target", "verdict"):  # fmt: skip
-        table.add_column(column)
-    failed = []
+    table = Table(title=f"tickwise bench{' --quick' if args.quick else ''}: ours beside its "
+                  f"floor measured in the same run ({doc['machine']['cpu']}, "
+                  f"{doc['machine']['cores']} cores); latencies at p50 / p90 / p99 / p99.9, "
+                  f"rates at the median round; ratio = cost against the floor (above 1 is "
+                  f"slower)", title_justify="left")  # fmt: skip
+    for column in ("case", "unit", "ours", "floor", "ratio", "target", "verdict"):
+        table.add_column(column, justify="left" if column in ("case", "verdict") else "right")
     for case in cases:
-        stats = [k for k in harness.LATENCY_STATS if k in case.ours] or list(case.ours)
-        fails = case.fails()
-        failed += [case.name] if fails else []
-        verdict = "FAILS" if fails else "misses" if case.misses() else "meets"
+        verdict = "FAILS" if case.name in failed else "misses" if case.misses() else "meets"
+        stats = harness.LATENCY_STATS if case.kind == "latency" else ("p50",)
+        shown = ("p50", "p99") if case.kind == "latency" else ("p50",)
         table.add_row(
-            case.name, case.unit, " / ".join(f"{case.ours[k]:,.2f}" for k in stats),
-            " / ".join(f"{case.floor[k]:,.2f}" for k in stats),
-            ", ".join(f"{case.ratio[k]:.2f}x" for k in ("p50", "p99") if k in case.ratio),
+            case.name, case.unit, " / ".join(_figure(case.ours[k]) for k in stats),
+            " / ".join(_figure(case.floor[k]) for k in stats),
+            ", ".join(f"{k} {case.ratio[k]:.2f}x" for k in shown),
             ", ".join(f"{k} {v:g}x" for k, v in case.target.items()) or "-", verdict,
         )  # fmt: skip
     stdout.print(table)
@@ -935,9 +933,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         stdout.print(f"run written to {args.json}", markup=False)
     if failed:
         raise TickwiseError(
-            f"{', '.join(failed)}: ratio beyond {harness.FAIL_FACTOR:g}x its target"
+            f"{', '.join(sorted(failed))}: ratio beyond {harness.FAIL_FACTOR:g}x its target "
+            "in two measurements"
         )
     return 0
+
+
+def _figure(value: float) -> str:
+    """A figure for a table: 3 significant digits (whole numbers from 100), M or k for
+    large ones (rates)."""
+    value, suffix = (value / 1e6, " M") if value >= 1e6 else (value / 1e3, " k") \
+        if value >= 1e4 else (value, "")  # fmt: skip
+    return (f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + suffix
 
 
 def _cmd_strategies(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tickwise.benchmarks import harness
+from tickwise.benchmarks.cases import run as run_suites
 from tickwise.benchmarks.harness import Case
 from tickwise.engine.errors import TickwiseError
 
@@ -114,3 +115,47 @@ def test_the_command_compares_and_runs(tmp_path: Path) -> None:
     names = [c["name"] for c in doc["cases"]]
     assert names == [f"wire.{w}.quotes.{n}" for n in (1, 64, 4096) for w in ("encode", "decode")]
     assert all(c["ratio"]["p50"] > 0 for c in doc["cases"])
+
+
+def test_paired_rounds_give_the_ratio_of_each_pair() -> None:
+    # Round by round, ours and the floor: costs 2, 8 and 5.
+    case = harness.paired("p", "events/s", "x", ours=[50.0, 25.0, 10.0],
+                          floor=[100.0, 200.0, 50.0], target={"p50": 2.5})  # fmt: skip
+    assert case.kind == "throughput"
+    assert case.ours["p50"] == 25.0
+    assert case.floor["p50"] == 100.0
+    # The median pair's cost, not the cost of the medians (4): pairs share the machine's mood.
+    assert case.ratio == {"p10": pytest.approx(2.6), "p50": 5.0, "p90": pytest.approx(7.4)}
+    assert case.misses() == {"p50": 5.0}
+    assert case.fails() == {}
+    with pytest.raises(TickwiseError, match="paired"):
+        harness.paired("p", "events/s", "x", ours=[1.0], floor=[1.0, 2.0], target={})
+    with pytest.raises(TickwiseError, match="positive"):
+        harness.paired("p", "events/s", "x", ours=[0.0], floor=[1.0], target={})
+
+
+def test_a_case_fails_a_run_only_when_it_fails_twice() -> None:
+    def case(name: str, ratio: float) -> Case:
+        return Case(name, "latency", "µs", "x", ours={"p50": ratio}, floor={"p50": 1.0},
+                    target={"p50": 1.0})  # fmt: skip
+
+    # Each suite's measurements in turn: "noisy" fails once, "broken" twice, "fine" never.
+    script = {
+        "noisy": [[case("noisy.a", 2.5), case("noisy.b", 1.0)], [case("noisy.a", 1.5),
+                                                                 case("noisy.b", 2.1)]],
+        "broken": [[case("broken.a", 3.0)], [case("broken.a", 2.2)]],
+        "fine": [[case("fine.a", 1.9)]],
+    }  # fmt: skip
+    calls: list[str] = []
+
+    def measure(name: str, quick: bool) -> list[Case]:
+        calls.append(name)
+        return script[name][calls.count(name) - 1]
+
+    said: list[str] = []
+    cases, failed = run_suites(["noisy", "broken", "fine"], True, said.append, measure)
+    assert calls == ["noisy", "noisy", "broken", "broken", "fine"]
+    # noisy.b went beyond twice its target only in the second measurement: not confirmed.
+    assert failed == {"broken.a"}
+    assert [c.ratio["p50"] for c in cases] == [1.5, 2.1, 2.2, 1.9]  # the last measurements
+    assert any("measuring broken again" in line for line in said)
