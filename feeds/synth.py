@@ -278,13 +278,14 @@ class SynthResult:
 
 def synth(
     config: SynthConfig,
-    out: Path,
+    out: Path | str,
     *,
     partition: bool = False,
     overwrite: bool = False,
     on_rows: Callable[[int], None] | None = None,
 ) -> SynthResult:
     """Generate `config` into a Parquet file (or a hive directory with `partition`), atomically."""
+    out = Path(out)
     check_target(out, overwrite)
     began = time.perf_counter()
     market = Market(config)

@@ -333,6 +333,8 @@ def test_synth_refuses_to_overwrite_and_keeps_the_old_file(tmp_path: Path) -> No
     before = path.read_bytes()
     with pytest.raises(TickwiseError, match="already exists; pass --overwrite"):
         synth_mod.synth(SynthConfig(rows=500, instruments=2, seed=2), path)
+    with pytest.raises(TickwiseError, match="already exists; pass --overwrite"):
+        synth_mod.synth(SynthConfig(rows=500, instruments=2, seed=2), str(path))  # a str path
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.parquet"]
     assert pq.read_metadata(path).num_rows == 1_000
