@@ -202,8 +202,10 @@ def _cpu_model() -> str:
 
 def _commit() -> str:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, cwd=Path(__file__).parent)  # fmt: skip
+        # (with "-dirty" when the tree has changes the commit does not hold)
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"],
+                              capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() if done.returncode == 0 else "unknown"

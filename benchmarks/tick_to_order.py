@@ -1,6 +1,6 @@
 """Tick-to-order latency of a live session trading through the paper exchange, beside its floor.
 
-Ours, three processes on tcp loopback: a feed (tickwise's Publisher: quote
+Ours, three processes over tcp (or ipc) loopback: a feed (tickwise's Publisher: quote
 batches of N rows at a steady rate, each stamped with its send time), the
 paper exchange (`tickwise exchange`), and the live engine (`run_live` with a
 gateway, in this process) running `benchmarks/ping.py` (one market order per
