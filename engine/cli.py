@@ -914,8 +914,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                   f"{doc['machine']['cores']} cores); latencies at p50 / p90 / p99 / p99.9, "
                   f"rates at the median round; ratio = cost against the floor (above 1 is "
                   f"slower)", title_justify="left")  # fmt: skip
-    for column in ("case", "unit", "ours", "floor", "ratio", "target", "verdict"):
-        table.add_column(column, justify="left" if column in ("case", "verdict") else "right")
+    widest = max((len(c.name) for c in cases), default=4)
+    table.add_column("case", no_wrap=True, min_width=widest)  # (names are what --compare keys)
+    for column in ("unit", "ours", "floor", "ratio", "target", "verdict"):
+        table.add_column(column, justify="left" if column == "verdict" else "right")
     for case in cases:
         verdict = "FAILS" if case.name in failed else "misses" if case.misses() else "meets"
         stats = harness.LATENCY_STATS if case.kind == "latency" else ("p50",)
