@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run only this suite (repeatable)")  # fmt: skip
     bench.add_argument("--compare", nargs=2, type=Path, default=None, metavar=("OLD", "NEW"),
                        help="compare two runs' ratios instead of running")  # fmt: skip
+    bench.add_argument("--schema", action="store_true",
+                       help="print the JSON Schema a run is written in, and stop")  # fmt: skip
     bench.set_defaults(run=_cmd_bench)
 
     strategies = _subparser(
@@ -887,6 +889,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from tickwise.benchmarks.cases import SUITE
     from tickwise.benchmarks.cases import run as run_suites
 
+    if args.schema:
+        print(json.dumps(harness.SCHEMA, indent=2))
+        return 0
     if args.compare:
         old, new = (harness.load(p) for p in args.compare)
         changes = harness.compare(old, new)

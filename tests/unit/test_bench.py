@@ -104,6 +104,9 @@ def test_the_command_compares_and_runs(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert refused.stderr.count("\n") == 1
     assert "not a tickwise benchmark run" in refused.stderr
+    schema = subprocess.run([TICKWISE, "bench", "--schema"], capture_output=True, text=True,
+                            timeout=120, check=True)  # fmt: skip
+    assert json.loads(schema.stdout) == harness.SCHEMA
     out = tmp_path / "results" / "wire.json"
     ran = subprocess.run([TICKWISE, "bench", "--quick", "--only", "wire", "--json", str(out)],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
