@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument("--quick", action="store_true", help="fewer rounds (for CI)")
     bench.add_argument("--json", type=Path, default=None, help="also write the run here")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="replace the --json file if it exists")  # fmt: skip
     bench.add_argument("--only", action="append", default=[], metavar="SUITE",
                        help="run only this suite (repeatable)")  # fmt: skip
     bench.add_argument("--compare", nargs=2, type=Path, default=None, metavar=("OLD", "NEW"),
@@ -888,6 +890,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from tickwise.benchmarks import harness
     from tickwise.benchmarks.cases import SUITE
     from tickwise.benchmarks.cases import run as run_suites
+    from tickwise.feeds.store import check_target, make_folder, publish, temporary_path
 
     if args.schema:
         print(json.dumps(harness.SCHEMA, indent=2))
@@ -911,6 +914,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only) - set(SUITE))
     if unknown:
         raise TickwiseError(f"--only {unknown}: no such suite; suites: {', '.join(SUITE)}")
+    if args.json:  # refused before minutes of measuring, not after
+        check_target(args.json, args.overwrite)
+        make_folder(args.json.parent)
     names = [name for name in SUITE if not args.only or name in args.only]
     cases, failed = run_suites(names, args.quick, lambda line: stderr.print(line, markup=False))
     doc = harness.run_document(cases, args.quick)
@@ -935,8 +941,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
     stdout.print(table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
+        tmp = temporary_path(args.json)
+        tmp.write_text(json.dumps(doc, indent=2))
+        publish(tmp, args.json)
         stdout.print(f"run written to {args.json}", markup=False)
     if failed:
         raise TickwiseError(

@@ -115,6 +115,13 @@ def test_the_command_compares_and_runs(tmp_path: Path) -> None:
     if ran.returncode != 0:
         assert "ratio beyond 2x its target" in ran.stderr, ran.stderr
     doc = harness.load(out)
+    # A run already written is never replaced unless asked, and that is known before measuring.
+    again = subprocess.run([TICKWISE, "bench", "--only", "wire", "--json", str(out)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode != 0
+    assert "already exists; pass --overwrite" in again.stderr
+    assert "measuring" not in again.stderr
+    assert harness.load(out) == doc
     names = [c["name"] for c in doc["cases"]]
     assert names == [f"wire.{w}.quotes.{n}" for n in (1, 64, 4096) for w in ("encode", "decode")]
     assert all(c["ratio"]["p50"] > 0 for c in doc["cases"])
