@@ -909,7 +909,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         stdout.print(table)
         worse = [c for c in changes if c.verdict == "regression"]
         stdout.print(f"{len(worse)} regression(s) (a ratio grown by more than "
-                     f"{harness.REGRESSION:g}x)", markup=False)  # fmt: skip
+                     f"{harness.REGRESSION:g}x at p50, {harness.TAIL_REGRESSION:g}x at p99)",
+                     markup=False)  # fmt: skip
         return 1 if worse else 0
     unknown = sorted(set(args.only) - set(SUITE))
     if unknown:

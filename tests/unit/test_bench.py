@@ -64,25 +64,31 @@ def test_a_run_is_checked_against_the_schema(tmp_path: Path) -> None:
 
 def test_compare_flags_a_regression_and_passes_an_unchanged_run() -> None:
     base = run([
-        Case("loop", "latency", "ns", "x", ours={"p50": 20.0, "p99": 30.0},
-             floor={"p50": 10.0, "p99": 10.0}),
+        Case("loop", "latency", "ns", "x", ours={"p50": 20.0, "p99": 30.0, "p99.9": 50.0},
+             floor={"p50": 10.0, "p99": 10.0, "p99.9": 10.0}, target={"p50": 3.0, "p99": 4.0}),
         Case("gone", "latency", "ns", "x", ours={"p50": 1.0}, floor={"p50": 1.0}),
     ])  # fmt: skip
-    assert {c.verdict for c in harness.compare(base, base)} == {"same"}
+    assert {c.verdict for c in harness.compare(base, base)} == {"same", "not judged"}
     worse = copy.deepcopy(base)
-    worse["cases"][0]["ratio"]["p99"] *= 1.5  # a made-up regression
+    worse["cases"][0]["ratio"]["p99"] *= 1.6  # a made-up regression (tails: beyond 1.5x)
     worse["cases"][0]["ratio"]["p50"] /= 1.5  # and an improvement
+    worse["cases"][0]["ratio"]["p99.9"] *= 3  # a tail without a target: shown, not judged
     worse["cases"].pop()
     worse["cases"].append(worse["cases"][0] | {"name": "new"})
+    noisy = copy.deepcopy(base)
+    noisy["cases"][0]["ratio"]["p99"] *= 1.4  # as much as a p99 moves here from run to run
+    assert {c.verdict for c in harness.compare(base, noisy)} == {"same", "not judged"}
     verdicts = {(c.name, c.stat): c.verdict for c in harness.compare(base, worse)}
     assert verdicts == {
-        ("loop", "p50"): "better", ("loop", "p99"): "regression", ("gone", "p50"): "gone",
-        ("new", "p50"): "new", ("new", "p99"): "new",
+        ("loop", "p50"): "better", ("loop", "p99"): "regression",
+        ("loop", "p99.9"): "not judged", ("gone", "p50"): "gone",
+        ("new", "p50"): "new", ("new", "p99"): "new", ("new", "p99.9"): "new",
     }  # fmt: skip
 
 
 def test_the_command_compares_and_runs(tmp_path: Path) -> None:
-    base = run([Case("loop", "latency", "ns", "x", ours={"p50": 20.0}, floor={"p50": 10.0})])
+    base = run([Case("loop", "latency", "ns", "x", ours={"p50": 20.0}, floor={"p50": 10.0},
+                      target={"p50": 3.0})])  # fmt: skip
     worse = copy.deepcopy(base)
     worse["cases"][0]["ratio"]["p50"] = 4.0
     old, new = tmp_path / "old.json", tmp_path / "new.json"
