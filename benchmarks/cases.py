@@ -52,8 +52,9 @@ WIRE_TARGET = {"p50": 4.0, "p99": 6.0}
 # sma_cross (2.4x); budgets for the others, whose bare loops do far less per event:
 # mean_reversion's is the cheapest (10 ns/event against the engine's own ~30 ns: 4-5x);
 # pairs' skips the 6 instruments of 8 not in the pair (8.5-9x); the market maker's computes
-# two prices (6-8 ns/event) while the engine keeps 16 quotes working, finds them in its open
-# orders twice an event and requotes (a cancel and a new order) on 15 % of events (18-24x).
+# two prices (6-8 ns/event) while the engine keeps 16 quotes working, scans its open orders
+# up to four times an event and requotes (a cancel and a new order) on 15 % of events
+# (18-24x).
 LOOP_TARGETS = {"sma_cross": 3.0, "mean_reversion": 5.0, "pairs": 12.0, "obi_market_maker": 35.0}
 # Budget: Python's share of a one-row batch, on_batch (checks, column views, the call)
 # against the compiled call alone: measured 2.9x at p50, 3.4x at p99.
