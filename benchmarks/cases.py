@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from tickwise.engine.errors import TickwiseError
 from tickwise.engine.schemas import QUOTE_DTYPE
 from tickwise.feeds import wire
 
@@ -286,7 +287,7 @@ def measure(name: str, quick: bool) -> list[Case]:
     """One suite's cases, measured in a fresh process (one suite's memory, threads and
     compiled code never weigh on the next)."""
     if name not in SUITE:
-        raise KeyError(name)
+        raise TickwiseError(f"no benchmark suite {name!r}; suites: {', '.join(SUITE)}")
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
         return pool.submit(_run_suite, name, quick).result()

@@ -269,11 +269,10 @@ def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = REGRESS
             tail_threshold: float = TAIL_REGRESSION) -> list[Change]:  # fmt: skip
     """Each case's ratio per statistic, old run against new: a ratio grown by more than
     `threshold` (`tail_threshold` beyond the median) is a regression, one shrunk by as much
-    is better (times are never
-    compared: the machines or their load may differ). Only statistics a case has a target
-    for are judged; the others (p90, p99.9, the p10 and p90 of rounds) are shown "not
-    judged": they are the fate of a few samples, and two runs of the same code differ there
-    by 1.3-9x on a shared 2-vCPU machine."""
+    is better (times are never compared: the machines or their load may differ). Only
+    statistics a case has a target for are judged; the others (p90, p99.9, the p10 and p90
+    of rounds) are shown "not judged": they are the fate of a few samples, and two runs of
+    the same code differ there by 1.3-9x on a shared 2-vCPU machine."""
     if not (threshold > 1 and tail_threshold > 1):
         raise TickwiseError(
             f"regression thresholds must be above 1, got {threshold} and {tail_threshold}"

@@ -37,6 +37,7 @@ import numpy as np
 import zmq
 
 from tickwise.backtest.replay import BacktestConfig
+from tickwise.engine.errors import TickwiseError
 from tickwise.engine.journal import replay_journal
 from tickwise.engine.limits import RiskLimits
 from tickwise.engine.live import run_live
@@ -137,7 +138,7 @@ def _spawn(args: list[str]) -> tuple[subprocess.Popen, str]:
     endpoint = line.rsplit(" ", 1)[-1]
     if "://" not in endpoint:
         proc.kill()
-        raise RuntimeError(f"{args[:3]} did not start: {line!r}")
+        raise TickwiseError(f"the live benchmark: {args[:3]} did not start: {line!r}")
     return proc, endpoint
 
 
@@ -148,7 +149,7 @@ def _endpoints(transport: str, folder: Path) -> dict[str, str]:
         return dict.fromkeys(("feed", "exchange", "control"), "tcp://127.0.0.1:*")
     if transport == "ipc":
         return {name: f"ipc://{folder / name}" for name in ("feed", "exchange", "control")}
-    raise ValueError(f"transport must be tcp or ipc, got {transport!r}")
+    raise TickwiseError(f"transport must be tcp or ipc, got {transport!r}")
 
 
 def _me(*args: str) -> list[str]:
@@ -188,8 +189,8 @@ def _trade(feed_ep: str, bind: dict[str, str], folder: Path) -> Any:
     if summary.status.get("halted"):
         orders = replay_journal(folder / "journal").orders
         refused = orders[orders["status"] == STATUS_REJECTED]["reason"]
-        raise RuntimeError(
-            f"the session halted: {summary.status}; refusals: "
+        raise TickwiseError(
+            f"the live benchmark: the session halted: {summary.status}; refusals: "
             f"{Counter(REASON_NAMES[int(r)] for r in refused)}"
         )
     return summary
@@ -266,8 +267,8 @@ def _to_ack(tick_ns: np.ndarray, trip_ns: np.ndarray) -> np.ndarray:
     sends exactly one request (ping orders on every quote, and cancels nothing until the
     stop, whose requests come last), so the two line up one to one."""
     if trip_ns.size < tick_ns.size:
-        raise RuntimeError(f"{tick_ns.size} batches sent orders but only {trip_ns.size} "
-                           "requests were answered")  # fmt: skip
+        raise TickwiseError(f"the live benchmark: {tick_ns.size} batches sent orders but only "
+                            f"{trip_ns.size} requests were answered")  # fmt: skip
     return tick_ns + trip_ns[: tick_ns.size]
 
 

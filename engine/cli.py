@@ -932,8 +932,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column == "verdict" else "right")
     for case in cases:
         verdict = "FAILS" if case.name in failed else "misses" if case.misses() else "meets"
-        stats = harness.LATENCY_STATS if case.kind == "latency" else ("p50",)
-        shown = ("p50", "p99") if case.kind == "latency" else ("p50",)
+        stats = [k for k in (harness.LATENCY_STATS if case.kind == "latency" else ("p50",))
+                 if k in case.ours and k in case.floor]  # fmt: skip
+        shown = [k for k in ("p50", "p99") if k in case.ratio]
         table.add_row(
             case.name, case.unit, " / ".join(_figure(case.ours[k]) for k in stats),
             " / ".join(_figure(case.floor[k]) for k in stats),

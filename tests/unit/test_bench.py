@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tickwise.benchmarks import cases as cases_module
 from tickwise.benchmarks import harness
 from tickwise.benchmarks.cases import run as run_suites
 from tickwise.benchmarks.harness import Case
@@ -175,3 +176,8 @@ def test_a_case_fails_a_run_only_when_it_fails_twice() -> None:
     assert failed == {"broken.a"}
     assert [c.ratio["p50"] for c in cases] == [1.5, 2.1, 2.2, 1.9]  # the last measurements
     assert any("measuring broken again" in line for line in said)
+
+
+def test_an_unknown_suite_is_refused_by_name() -> None:
+    with pytest.raises(TickwiseError, match="no benchmark suite 'nope'; suites: wire, loop"):
+        cases_module.measure("nope", True)
