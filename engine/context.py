@@ -22,6 +22,7 @@ from .schemas import (
     OPEN_ORDER_DTYPE,
     ORDER_DTYPE,
     POSITION_DTYPE,
+    TRANSITION_DTYPE,
 )
 
 BOOK_DEPTH = 16  # price levels kept per side of each instrument's book
@@ -45,7 +46,8 @@ CLK_LATENCY_SEED = 14
 CLK_FEED_NS = 15  # feed latency: the strategy sees an event this long after ts_event
 #                   (-1: when the data say, at its ts_recv)
 CLK_CANCEL_ASKS = 16  # cancels asked since a session trading through an exchange last sent
-N_CLOCK = 17
+CLK_N_TRANSITIONS = 17  # rows used in ctx.transitions since Python last drained them
+N_CLOCK = 18
 
 # The order latency of a session whose orders go to an exchange process (`tickwise live
 # --gateway`): they never reach the loop's own simulated exchange, and a cancel stays
@@ -61,7 +63,7 @@ N_CONFIG = 4
 
 # Slots of `ctx.guard` (int64): the kill switch's state for the whole session.
 G_STATE = 0  # STATE_ACTIVE, STATE_REDUCING or STATE_HALTED
-G_TRIP = 1  # what tripped it (TRIP_*), latched until a person resumes
+G_TRIP = 1  # what moved the session to that state (TRIP_*; TRIP_NONE while ACTIVE)
 G_TRIP_TS = 2  # when (ns, event time)
 G_TRIP_INSTRUMENT = 3  # the instrument it concerned (-1: none in particular)
 G_PENDING = 4  # a trip whose cancels (and flattening) are still to send, this event
@@ -79,7 +81,7 @@ G_FLATTENING = 15  # 1 while the guard itself sends reduce-only orders
 N_GUARD = 16
 
 # Slots of `ctx.guard_f` (float64).
-GF_TRIP_VALUE = 0  # the value that tripped it
+GF_TRIP_VALUE = 0  # the value that moved the session to its state
 GF_TRIP_LIMIT = 1  # and the limit it crossed
 GF_PNL = 2  # session PnL, kept up to date event by event
 GF_PEAK = 3  # its peak (drawdown)
@@ -97,7 +99,9 @@ IG_GAP_SEQ = 2  # the sequence number after a gap: open while it is still the la
 IG_BUCKET = 3  # current price-jump bucket (ts // bucket width)
 IG_BUCKETS = 4  # buckets seen (the sigma estimate needs some)
 IG_BUCKET_END = 5  # when the current bucket ends (ns): the next event past it rolls the window
-N_IG = 6
+IG_TRIP = 6  # what moved the instrument to its own state (TRIP_*; TRIP_NONE while ACTIVE)
+IG_TRIP_TS = 7  # when (ns, event time)
+N_IG = 8
 
 # Columns of `ctx.inst_guard_f` (float64, a row per instrument).
 IGF_PNL = 0  # the instrument's PnL when last updated (its share of GF_PNL)
@@ -113,7 +117,9 @@ IGF_DOWN = 8  # a mid below the window's highest x this may be a jump down: judg
 IGF_UP = 9  # a mid above the window's lowest x this may be a jump up
 IGF_SAFE_LO = 10  # no mid within [SAFE_LO, SAFE_HI] is a jump: the test of the usual event
 IGF_SAFE_HI = 11
-N_IGF = 12
+IGF_TRIP_VALUE = 12  # the value that moved the instrument to its own state
+IGF_TRIP_LIMIT = 13  # and the limit it crossed
+N_IGF = 14
 
 JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
 
@@ -141,6 +147,7 @@ Ctx = namedtuple(
         "inst_guard_f",  # float64[instrument, IGF_*]
         "jump_ring",  # float64[instrument, 2 (min, max), JUMP_BUCKETS]: mids per bucket
         "throttle_ring",  # int64[max_orders_per_sec]: when the latest orders were sent
+        "transitions",  # TRANSITION_DTYPE: state changes since Python last drained them
     ],
 )
 
@@ -230,6 +237,9 @@ def new_context(
         inst_guard_f=inst_guard_f,
         jump_ring=jump_ring,
         throttle_ring=np.full(throttle, np.iinfo(np.int64).min // 2, dtype=np.int64),
+        # Without a resume, each scope (the session, each instrument) can only go up, to
+        # REDUCING then HALTED, within a batch; Python drains the log after every batch.
+        transitions=np.zeros(2 * (size + 1) + 64, dtype=TRANSITION_DTYPE),
     )
 
 

@@ -23,6 +23,7 @@ towards tripping so that rounding never lets a trip by.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,13 +32,13 @@ from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import (
     CLK_N_OPEN,
-    CLK_NOW,
     CLK_RECV,
     G_DUP_COUNT,
     G_FLATTENING,
     G_LAST_TS,
     G_LATE_RUN,
     G_PENDING,
+    G_REJECT_WINDOW,
     G_REJECTS,
     G_STATE,
     G_TRIP,
@@ -55,6 +56,8 @@ from .context import (
     IG_GAP_SEQ,
     IG_LAST_SEQ,
     IG_STATE,
+    IG_TRIP,
+    IG_TRIP_TS,
     IGF_CUR_HI,
     IGF_CUR_LO,
     IGF_DOWN,
@@ -65,6 +68,8 @@ from .context import (
     IGF_SAFE_HI,
     IGF_SAFE_LO,
     IGF_SIGMA_FACTOR,
+    IGF_TRIP_LIMIT,
+    IGF_TRIP_VALUE,
     IGF_UP,
     IGF_VAR,
     JUMP_BUCKETS,
@@ -80,13 +85,14 @@ from .limits import (
     LIM_MAX_DRAWDOWN,
     LIM_MAX_FEED_LATENCY_NS,
     LIM_MAX_LOSS,
+    LIM_MAX_REJECTS_PER_SEC,
     LIM_STALE_NS,
     pnl_floor,
 )
 from .market import mid_price
 from .orders import _request_cancel, submit_nb
 from .portfolio import unrealized_pnl
-from .risk import staying_qty, trading_state, trip_nb
+from .risk import staying_qty, trading_state, transition_nb, trip_nb
 from .schemas import (
     ORD_MARKET,
     STATE_ACTIVE,
@@ -98,8 +104,8 @@ from .schemas import (
     TRIP_MAX_DRAWDOWN,
     TRIP_MAX_LOSS,
     TRIP_NAMES,
-    TRIP_NONE,
     TRIP_PRICE_JUMP,
+    TRIP_REJECT_RATE,
     TRIP_SEQ_GAP,
     TRIP_STALE_FEED,
     TRIP_STRATEGY_FAULT,
@@ -347,20 +353,13 @@ def _enforce(ctx):
 
 @cold_kernel
 def person_halt_nb(ctx, instrument, state):
-    """A person's command: halt (or reduce) the session, or one instrument, now."""
-    g = ctx.guard
-    if instrument >= 0:
-        ctx.inst_guard[instrument, IG_STATE] = max(ctx.inst_guard[instrument, IG_STATE], state)
-    else:
-        g[G_STATE] = max(g[G_STATE], state)
-    if g[G_TRIP] == TRIP_NONE:
-        g[G_TRIP] = TRIP_MANUAL
-        g[G_TRIP_TS] = ctx.clock[CLK_NOW]
-        g[G_TRIP_INSTRUMENT] = instrument
-        ctx.guard_f[GF_TRIP_VALUE] = 0.0
-        ctx.guard_f[GF_TRIP_LIMIT] = 0.0
-    g[G_TRIPS] += 1
-    g[G_PENDING] = 1
+    """A person's command: halt (or reduce) the session, or one instrument, now. A scope
+    already in that state or a stricter one keeps it, and its cause."""
+    before = ctx.inst_guard[instrument, IG_STATE] if instrument >= 0 else ctx.guard[G_STATE]
+    if state > before:
+        transition_nb(ctx, instrument, TRIP_MANUAL, state, instrument, 0.0, 0.0)
+    ctx.guard[G_TRIPS] += 1
+    ctx.guard[G_PENDING] = 1
     enforce_nb(ctx)
 
 
@@ -381,22 +380,21 @@ def strategy_fault_nb(ctx):
 
 @cold_kernel
 def resume_nb(ctx, instrument, state):
-    """A person resumes the session (or one instrument) to `state`; the latch is cleared and
-    the counters that tripped start afresh."""
-    g = ctx.guard
+    """A person resumes one instrument, or the session and every instrument, to `state`
+    (ACTIVE, or REDUCING: never looser than asked). Resuming one instrument touches no other
+    scope; resuming the session also starts afresh the counters that trip it."""
     if instrument >= 0:
-        ctx.inst_guard[instrument, IG_STATE] = state
-    else:
-        g[G_STATE] = state
-        for i in range(ctx.inst_guard.shape[0]):
-            ctx.inst_guard[i, IG_STATE] = min(ctx.inst_guard[i, IG_STATE], state)
-    g[G_TRIP] = TRIP_NONE
-    g[G_TRIP_TS] = 0
-    g[G_TRIP_INSTRUMENT] = -1
+        if ctx.inst_guard[instrument, IG_STATE] != state:
+            transition_nb(ctx, instrument, TRIP_MANUAL, state, instrument, 0.0, 0.0)
+        return
+    if ctx.guard[G_STATE] != state:
+        transition_nb(ctx, -1, TRIP_MANUAL, state, -1, 0.0, 0.0)
+    for i in range(ctx.inst_guard.shape[0]):
+        if ctx.inst_guard[i, IG_STATE] > state:
+            transition_nb(ctx, i, TRIP_MANUAL, state, i, 0.0, 0.0)
+    g = ctx.guard
     g[G_DUP_COUNT] = 0
     g[G_REJECTS] = 0
-    ctx.guard_f[GF_TRIP_VALUE] = 0.0
-    ctx.guard_f[GF_TRIP_LIMIT] = 0.0
 
 
 def _jump_now(ctx: Any, i: int) -> float:
@@ -410,8 +408,9 @@ def _jump_now(ctx: Any, i: int) -> float:
     return max(hi - mid, mid - lo, 0.0) / mid * 100.0 if np.isfinite(lo) else 0.0
 
 
-def blocked_resume(ctx: Any) -> str:
-    """The conditions that still hold, one clause each ('' when trading may resume)."""
+def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int = -1) -> list[str]:
+    """The conditions behind the kill switch's triggers that still hold now, one clause each
+    (none: trading may resume). For one instrument, those of the whole session and its own."""
     lim, g, gf = ctx.limits, ctx.guard, ctx.guard_f
     on = [lim[LIM_ACTION + t] != STATE_ACTIVE for t in range(len(TRIP_NAMES))]
     clauses = []
@@ -424,39 +423,72 @@ def blocked_resume(ctx: Any) -> str:
             f"drawdown {gf[GF_PEAK] - gf[GF_PNL]:,.2f} is still beyond max_drawdown "
             f"({lim[LIM_MAX_DRAWDOWN]:,.2f})"
         )
-    ig = ctx.inst_guard
-    gaps = np.flatnonzero((ig[:, IG_GAP_SEQ] != 0) & (ig[:, IG_GAP_SEQ] == ig[:, IG_LAST_SEQ]))
-    if on[TRIP_SEQ_GAP] and gaps.size:
-        clauses.append(
-            f"instruments {gaps.tolist()} have not seen an event in sequence since a gap"
-        )
     if on[TRIP_FEED_LATENCY] and g[G_LATE_RUN] > 0:
         clauses.append("the latest events still arrive later than max_feed_latency_ms")
+    now = ctx.clock[CLK_RECV]
+    if (
+        on[TRIP_REJECT_RATE]
+        and now - g[G_REJECT_WINDOW] < 1_000_000_000
+        and g[G_REJECTS] > lim[LIM_MAX_REJECTS_PER_SEC]
+    ):
+        clauses.append(
+            f"{int(g[G_REJECTS])} orders were refused in the last second, beyond "
+            f"max_rejects_per_sec ({lim[LIM_MAX_REJECTS_PER_SEC]:g})"
+        )
+    ig = ctx.inst_guard
+    scope = range(ig.shape[0]) if instrument < 0 else (instrument,)
+    known = ctx.instruments["tick_size"] > 0.0
+    gaps = [
+        symbol(i) for i in scope
+        if known[i] and ig[i, IG_GAP_SEQ] != 0 and ig[i, IG_GAP_SEQ] == ig[i, IG_LAST_SEQ]
+    ]  # fmt: skip
+    if on[TRIP_SEQ_GAP] and gaps:
+        clauses.append(f"{', '.join(gaps)} had no event in sequence since a gap")
     if on[TRIP_PRICE_JUMP] and lim[LIM_JUMP_PCT] < np.inf:
-        jumping = [i for i in range(ctx.market.size) if _jump_now(ctx, i) > lim[LIM_JUMP_PCT]]
+        jumping = [symbol(i) for i in scope
+                   if known[i] and _jump_now(ctx, i) > lim[LIM_JUMP_PCT]]  # fmt: skip
         if jumping:
-            clauses.append(f"instruments {jumping} still move beyond price_jump_pct in the window")
-    return "; ".join(clauses)
+            clauses.append(f"{', '.join(jumping)} still move beyond price_jump_pct in the window")
+    return clauses
+
+
+def _cause(trip: int, ts: int, instrument: str | None, value: float, limit: float
+           ) -> dict[str, Any]:  # fmt: skip
+    return {"trigger": TRIP_NAMES[trip], "ts": ts, "instrument": instrument, "value": value,
+            "limit": limit}  # fmt: skip
 
 
 def guard_status(ctx: Any, instruments: Any, fault: str | None = None) -> dict[str, Any]:
-    """The trading state and the latched cause of the last trip, for summaries and people."""
-    g, gf = ctx.guard, ctx.guard_f
-    trip = int(g[G_TRIP])
+    """The trading state of the session and of each instrument not ACTIVE, with the cause that
+    holds each now, for summaries and people. `halt_reason` (and `halt_ts`, ...) is the
+    session's cause, or while the session itself is ACTIVE the earliest of its instruments'."""
+    g, gf, ig, igf = ctx.guard, ctx.guard_f, ctx.inst_guard, ctx.inst_guard_f
+    by_instrument = {}
+    for inst in instruments:
+        i = inst.id
+        if ig[i, IG_STATE] == STATE_ACTIVE:
+            continue
+        by_instrument[inst.symbol] = {
+            "state": STATE_NAMES[int(ig[i, IG_STATE])],
+            **_cause(int(ig[i, IG_TRIP]), int(ig[i, IG_TRIP_TS]), inst.symbol,
+                     float(igf[i, IGF_TRIP_VALUE]), float(igf[i, IGF_TRIP_LIMIT])),
+        }  # fmt: skip
     where = int(g[G_TRIP_INSTRUMENT])
-    by_instrument = {
-        inst.symbol: STATE_NAMES[int(ctx.inst_guard[inst.id, IG_STATE])]
-        for inst in instruments
-        if ctx.inst_guard[inst.id, IG_STATE] != STATE_ACTIVE
-    }
+    cause = None
+    if g[G_STATE] != STATE_ACTIVE:
+        cause = _cause(int(g[G_TRIP]), int(g[G_TRIP_TS]),
+                       instruments[where].symbol if where >= 0 else None,
+                       float(gf[GF_TRIP_VALUE]), float(gf[GF_TRIP_LIMIT]))  # fmt: skip
+    elif by_instrument:
+        cause = min(by_instrument.values(), key=lambda c: c["ts"])
     return {
         "state": STATE_NAMES[int(g[G_STATE])],
         "halted": bool(g[G_STATE] != STATE_ACTIVE or by_instrument),
-        "halt_reason": None if trip == TRIP_NONE else TRIP_NAMES[trip],
-        "halt_ts": None if trip == TRIP_NONE else int(g[G_TRIP_TS]),
-        "halt_instrument": instruments[where].symbol if where >= 0 and trip else None,
-        "halt_value": None if trip == TRIP_NONE else float(gf[GF_TRIP_VALUE]),
-        "halt_limit": None if trip == TRIP_NONE else float(gf[GF_TRIP_LIMIT]),
+        "halt_reason": cause["trigger"] if cause else None,
+        "halt_ts": cause["ts"] if cause else None,
+        "halt_instrument": cause["instrument"] if cause else None,
+        "halt_value": cause["value"] if cause else None,
+        "halt_limit": cause["limit"] if cause else None,
         "instruments": by_instrument,
         "trips": int(g[G_TRIPS]),
         "fault": fault,

@@ -25,6 +25,7 @@ from .schemas import (
     N_TRIPS,
     STATE_HALTED,
     STATE_REDUCING,
+    TRIP_BAD_DATA,
     TRIP_FEED_LATENCY,
     TRIP_GATEWAY_LOST,
     TRIP_MAX_DRAWDOWN,
@@ -161,6 +162,12 @@ class KillSwitch:
     gateway_timeout_ms: float = 2_000.0  # nothing from the exchange for this long (0: off)
     ack_timeout_ms: float = 1_000.0  # a request (orders, cancels) unanswered this long (0: off)
     reconcile: bool = True  # the exchange reports an order, fill or cancel not expected
+    # What a live session takes from outside (feed rows, the exchange's reports) is checked
+    # before any kernel sees it; bad rows are dropped, and so many within one second trip
+    # `bad_data` (0: off). A row whose ts_event is further than max_ts_skew_ms from the
+    # session's clock is bad (0: any time).
+    max_bad_rows_per_sec: float = 10.0
+    max_ts_skew_ms: float = 60_000.0
     # Triggers that move to REDUCING (only position-reducing orders pass) instead of HALTED.
     reduce_only_on: tuple[str, ...] = field(default_factory=tuple)
 
@@ -169,7 +176,7 @@ class KillSwitch:
         _positive("max_drawdown", self.max_drawdown)
         for name in ("price_jump_pct", "price_jump_sigmas", "stale_feed_ms",
                      "max_feed_latency_ms", "max_rejects_per_sec", "gateway_timeout_ms",
-                     "ack_timeout_ms"):  # fmt: skip
+                     "ack_timeout_ms", "max_bad_rows_per_sec", "max_ts_skew_ms"):  # fmt: skip
             _off_or_positive(name, getattr(self, name))
         _positive("price_jump_window_ms", self.price_jump_window_ms, allow_inf=False)
         _positive("feed_latency_events", self.feed_latency_events, allow_inf=False)
@@ -197,7 +204,7 @@ class KillSwitch:
         """Every automatic trigger off (a person can still halt)."""
         return cls(price_jump_pct=0, stale_feed_ms=0, seq_gap=False, max_feed_latency_ms=0,
                    max_rejects_per_sec=0, strategy_faults=False, gateway_timeout_ms=0,
-                   ack_timeout_ms=0, reconcile=False)  # fmt: skip
+                   ack_timeout_ms=0, reconcile=False, max_bad_rows_per_sec=0)  # fmt: skip
 
 
 def _from_table(cls: type, table: dict[str, Any], where: str) -> Any:
@@ -261,9 +268,10 @@ def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
         TRIP_RUNAWAY: bool(risk.runaway_repeats),
         TRIP_GATEWAY_LOST: bool(kill.gateway_timeout_ms or kill.ack_timeout_ms),
         TRIP_RECONCILE: kill.reconcile,
+        TRIP_BAD_DATA: bool(kill.max_bad_rows_per_sec),
     }
     for trip, name in TRIP_NAMES.items():
-        on = switched.get(trip, True)  # a person's command is always on
+        on = switched.get(trip, True)  # a person's command and a lost journal: always on
         target = STATE_REDUCING if name in kill.reduce_only_on else STATE_HALTED
         lim[LIM_ACTION + trip] = target if on else 0
     return lim

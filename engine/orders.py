@@ -25,13 +25,15 @@ from .context import (
     G_SESSION,
     G_STRATEGY,
 )
-from .risk import gate_nb, working_qty
+from .risk import gate_nb, trading_state, working_qty
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
     REASON_NONE,
     SIDE_BUY,
     SIDE_SELL,
+    STATE_HALTED,
+    STATE_REDUCING,
     STATUS_CANCELLED,
     STATUS_NEW,
     STATUS_REJECTED,
@@ -226,7 +228,15 @@ def net_position(ctx, instrument):
 @kernel
 def trade_to(ctx, instrument, target):
     """Send a market order for the difference between `target` and the net position;
-    its id, or 0 when there is nothing to do."""
+    its id, or 0 when there is nothing to do. It sends only what the trading state lets
+    leave: nothing while the instrument is HALTED, and while it is REDUCING at most what
+    brings the position to flat (the target moved towards 0, never past it)."""
+    state = trading_state(ctx, instrument)
+    if state == STATE_HALTED:
+        return 0
+    if state == STATE_REDUCING:
+        pos = ctx.portfolio[instrument].qty
+        target = min(max(target, min(pos, 0.0)), max(pos, 0.0))
     net = net_position(ctx, instrument)
     if target == net:
         return 0

@@ -9,9 +9,9 @@ position and gross exposure counting working orders, self-trade prevention
 and the order-rate throttle. Limits are in `ctx.limits` (engine/limits.py).
 
 `trip_nb` is the kill switch's latch: it moves the session (or one instrument)
-to HALTED or REDUCING, records the first cause with the values that tripped
-it, and leaves the cancels and any flattening to `engine.killswitch`, which
-sends them in the same event.
+to HALTED or REDUCING through `transition_nb`, which records the cause with
+the values that tripped it and logs the change, and leaves the cancels and
+any flattening to `engine.killswitch`, which sends them in the same event.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import (
     CLK_N_OPEN,
+    CLK_N_TRANSITIONS,
     CLK_NOW,
     CLK_RECV,
     G_DUP_COUNT,
@@ -43,6 +44,10 @@ from .context import (
     GF_TRIP_LIMIT,
     GF_TRIP_VALUE,
     IG_STATE,
+    IG_TRIP,
+    IG_TRIP_TS,
+    IGF_TRIP_LIMIT,
+    IGF_TRIP_VALUE,
 )
 from .limits import (
     LIM_ACTION,
@@ -248,29 +253,62 @@ def check_order_nb(ctx, i, side, qty, price, order_type):
     return REASON_NONE
 
 
+@cold_kernel
+def transition_nb(ctx, scope, trigger, state, instrument, value, limit):
+    """Move `scope` (an instrument, or -1: the whole session) to `state` because of `trigger`,
+    which becomes its cause (none once ACTIVE again), and log the change for the journal.
+    Each scope keeps its own cause, so one never overwrites or clears another's."""
+    now = ctx.clock[CLK_NOW]
+    cause = trigger if state != STATE_ACTIVE else TRIP_NONE
+    if scope >= 0:
+        ig = ctx.inst_guard
+        before = ig[scope, IG_STATE]
+        ig[scope, IG_STATE] = state
+        ig[scope, IG_TRIP] = cause
+        ig[scope, IG_TRIP_TS] = now if cause != TRIP_NONE else 0
+        ctx.inst_guard_f[scope, IGF_TRIP_VALUE] = value
+        ctx.inst_guard_f[scope, IGF_TRIP_LIMIT] = limit
+    else:
+        g = ctx.guard
+        before = g[G_STATE]
+        g[G_STATE] = state
+        g[G_TRIP] = cause
+        g[G_TRIP_TS] = now if cause != TRIP_NONE else 0
+        g[G_TRIP_INSTRUMENT] = instrument if cause != TRIP_NONE else -1
+        ctx.guard_f[GF_TRIP_VALUE] = value
+        ctx.guard_f[GF_TRIP_LIMIT] = limit
+    n = ctx.clock[CLK_N_TRANSITIONS]
+    if n < ctx.transitions.size:  # (room for every change a batch can make: see new_context)
+        t = ctx.transitions[n]
+        t.ts = now
+        t.scope = scope
+        t.trigger = trigger
+        t.from_state = before
+        t.to_state = state
+        t.instrument = instrument
+        t.value = value
+        t.limit = limit
+        ctx.clock[CLK_N_TRANSITIONS] = n + 1
+
+
 @kernel
 def trip_nb(ctx, trip, instrument, value, limit):
     """The kill switch trips: move to the state configured for `trip` (nothing when that
-    trigger is off, or the state is already in force). The first cause is latched with its
-    values until a person resumes; cancels and flattening follow in the same event."""
+    trigger is off, or that state or a stricter one is already in force). The trigger
+    becomes the cause of the new state until a person resumes; cancels and flattening
+    follow in the same event."""
     action = np.int64(ctx.limits[LIM_ACTION + trip])
     if action == STATE_ACTIVE:
         return False
     g = ctx.guard
+    scope = -1
     if trip == TRIP_PRICE_JUMP and ctx.limits[LIM_JUMP_HALTS_INSTRUMENT] != 0.0 and instrument >= 0:
         if ctx.inst_guard[instrument, IG_STATE] >= action or g[G_STATE] >= action:
             return False
-        ctx.inst_guard[instrument, IG_STATE] = action
-    else:
-        if g[G_STATE] >= action:
-            return False
-        g[G_STATE] = action
-    if g[G_TRIP] == TRIP_NONE:
-        g[G_TRIP] = trip
-        g[G_TRIP_TS] = ctx.clock[CLK_NOW]
-        g[G_TRIP_INSTRUMENT] = instrument
-        ctx.guard_f[GF_TRIP_VALUE] = value
-        ctx.guard_f[GF_TRIP_LIMIT] = limit
+        scope = instrument
+    elif g[G_STATE] >= action:
+        return False
+    transition_nb(ctx, scope, trip, action, instrument, value, limit)
     g[G_TRIPS] += 1
     g[G_PENDING] = 1
     return True
@@ -302,8 +340,8 @@ def note_order_nb(ctx, i, side, qty, price, reason):
         gf[GF_DUP_QTY] = qty
         gf[GF_DUP_PRICE] = price
     if reason != REASON_NONE:
-        if reason == REASON_HALTED:
-            return  # orders refused because trading is halted do not count as a reject storm
+        if reason in (REASON_HALTED, REASON_REDUCE_ONLY):
+            return  # the kill switch's own refusals (halted, reducing) are no reject storm
         if now - g[G_REJECT_WINDOW] >= _SECOND:
             g[G_REJECT_WINDOW] = now
             g[G_REJECTS] = 0

@@ -115,6 +115,9 @@ TRIP_RUNAWAY: Final = 9  # the same order repeated too often too fast
 TRIP_MANUAL: Final = 10  # a person's command
 TRIP_GATEWAY_LOST: Final = 11  # the exchange silent, or a request unanswered, beyond its bound
 TRIP_RECONCILE: Final = 12  # the exchange reported what the engine never sent or expected
+TRIP_BAD_DATA: Final = 13  # bad rows from outside (feed, exchange) beyond their rate limit
+TRIP_JOURNAL_LOST: Final = 14  # the journal could not be written: the session stops
+TRIP_STOP: Final = 15  # the session stopping (a signal, its time, an idle feed): cancel all
 TRIP_NAMES: Final = {
     TRIP_NONE: "none",
     TRIP_MAX_LOSS: "max_loss",
@@ -129,6 +132,9 @@ TRIP_NAMES: Final = {
     TRIP_MANUAL: "manual",
     TRIP_GATEWAY_LOST: "gateway_lost",
     TRIP_RECONCILE: "reconcile",
+    TRIP_BAD_DATA: "bad_data",
+    TRIP_JOURNAL_LOST: "journal_lost",
+    TRIP_STOP: "stop",
 }
 N_TRIPS: Final = len(TRIP_NAMES)
 
@@ -221,6 +227,21 @@ FILL_DTYPE: Final = np.dtype(
         ("qty", "<f8"),
         ("fee", "<f8"),
         ("liquidity", "i1"),
+    ]
+)
+
+# One change of a trading state (the kill switch's or a person's), as kernels log it: the
+# audit trail of every transition, in order.
+TRANSITION_DTYPE: Final = np.dtype(
+    [
+        ("ts", "<i8"),  # event time of the change (ns)
+        ("scope", "<i4"),  # the instrument whose own state changed (-1: the whole session)
+        ("trigger", "i1"),  # TRIP_*: what moved it (TRIP_MANUAL: a person)
+        ("from_state", "i1"),  # STATE_*
+        ("to_state", "i1"),
+        ("instrument", "<i4"),  # the instrument the trigger concerned (-1: none in particular)
+        ("value", "<f8"),  # the value that tripped it
+        ("limit", "<f8"),  # and the limit it crossed
     ]
 )
 

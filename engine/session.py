@@ -8,10 +8,12 @@ and what comes back is the batch's order events and fills.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -24,6 +26,8 @@ from .context import (
     CLK_N_FILL_LOG,
     CLK_N_OPEN,
     CLK_N_ORDER_LOG,
+    CLK_N_TRANSITIONS,
+    CLK_NOW,
     GATEWAY_NS,
     Ctx,
     copy_context,
@@ -100,6 +104,13 @@ class Session:
         )
         self.fault: str | None = None  # what the strategy raised, if it did
         self.mismatched = _NO_ROWS  # report rows the last report batch found mismatched
+        # Every change of a trading state, in order, until taken (`take_transitions`), and
+        # the latest ones kept for status.
+        self.transitions: list[dict[str, Any]] = []
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_KEPT)
+        # What only the caller can see that a resume must wait for (a live session's silent
+        # feed or lost exchange): clauses for an instrument id, or -1 for the whole session.
+        self.outside_conditions: Callable[[int], list[str]] | None = None
         size = self.ctx.market.size
         self.state = strategy.new_state(size, self.params)
         self._p = named("Params", list(self.params))(**self.params)
@@ -231,6 +242,8 @@ class Session:
                 else:
                     start = run(self.ctx, self._st, self._p, self._subscribed, start, *args)
             except Exception as exc:  # raised inside the strategy: halt, then go on
+                if numba.config.BOUNDSCHECK and isinstance(exc, IndexError):
+                    raise  # (bounds checked, as in the tests: an index out of range is a bug)
                 # The row whose event was under way (a timer raises before its event counts).
                 failed_at = (
                     int(at[0]) if reports
@@ -251,6 +264,7 @@ class Session:
             if start >= rows:
                 break
         self.mismatched = bad[:n_bad] if reports else _NO_ROWS
+        self._note_transitions()
         return BatchResult(rows, _joined(orders), _joined(fills), _joined(equity), _joined(marks))
 
     def drain_logs(self) -> BatchResult:
@@ -270,22 +284,29 @@ class Session:
             raise TickwiseError("halt to 'halted' or 'reducing'; to trade again, resume")
         # The cancels it sends are in the order log, returned with the next batch's events.
         person_halt_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target)
+        self._note_transitions()
 
     def resume(self, instrument: int | None = None, state: str = "active") -> None:
-        """A person resumes trading (to ACTIVE, or REDUCING). Refused, saying why, while the
-        condition that tripped the kill switch persists."""
+        """A person resumes trading (to ACTIVE, or REDUCING): the session and every instrument,
+        or one instrument only. Refused, saying why, while any condition behind a trigger
+        persists (`blocked_resume`)."""
         target = _state_code(state)
         if target == STATE_HALTED:
             raise TickwiseError("resume to 'active' or 'reducing'")
-        blocked = blocked_resume(self.ctx)
+        blocked = self.blocked_resume(instrument)
         if blocked:
-            raise TickwiseError(f"cannot resume: {blocked}")
+            raise TickwiseError(f"cannot resume: {'; '.join(blocked)}")
         resume_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target)
-        self.fault = None
+        self._note_transitions()
+        if instrument is None:
+            self.fault = None
 
     def status(self) -> dict[str, Any]:
-        """The trading state and, after a trip, what tripped it, when and by how much."""
-        return guard_status(self.ctx, self.instruments, self.fault)
+        """The trading state of the session and each instrument, the cause that holds each now
+        (what tripped it, when, by how much) and the latest changes of state."""
+        return guard_status(self.ctx, self.instruments, self.fault) | {
+            "history": list(self.history)
+        }
 
     def trip(self, cause: str, value: float, limit: float, instrument: int | None = None) -> None:
         """Trip the kill switch for a condition seen outside the loop (e.g. `stale_feed` from
@@ -295,10 +316,38 @@ class Session:
             raise TickwiseError(f"unknown kill-switch trigger {cause!r}")
         where = -1 if instrument is None else self._instrument(instrument)
         external_trip_nb(self.ctx, codes[cause], where, float(value), float(limit))
+        self._note_transitions()
 
-    def blocked_resume(self) -> str:
-        """Why a resume would be refused now ('' when it would not)."""
-        return blocked_resume(self.ctx)
+    def blocked_resume(self, instrument: int | None = None) -> list[str]:
+        """Why a resume (of the session, or of one instrument) would be refused now: the
+        conditions that still hold, one clause each (none: it would not be)."""
+        where = -1 if instrument is None else self._instrument(instrument)
+        clauses = blocked_resume(self.ctx, self.instruments.symbol, where)
+        if self.outside_conditions is not None:
+            clauses += self.outside_conditions(where)
+        return clauses
+
+    def take_transitions(self) -> list[dict[str, Any]]:
+        """The changes of trading state since the last call, in order (for the journal)."""
+        taken, self.transitions = self.transitions, []
+        return taken
+
+    def _note_transitions(self) -> None:
+        n = int(self.ctx.clock[CLK_N_TRANSITIONS])
+        if n == 0:
+            return
+        self.ctx.clock[CLK_N_TRANSITIONS] = 0
+        for row in self.ctx.transitions[:n].tolist():
+            ts, scope, trigger, before, after, instrument, value, limit = row
+            change = {
+                "ts": ts, "scope": "session" if scope < 0 else self.instruments.symbol(scope),
+                "trigger": TRIP_NAMES[trigger], "from": STATE_NAMES[before],
+                "to": STATE_NAMES[after],
+                "instrument": None if instrument < 0 else self.instruments.symbol(instrument),
+                "value": value, "limit": limit,
+            }  # fmt: skip
+            self.transitions.append(change)
+            self.history.append(change)
 
     def pnl(self) -> float:
         """Session PnL now: realised + marked to the mid (or last trade) - fees."""
@@ -313,6 +362,20 @@ class Session:
     def open_orders(self) -> int:
         """Orders resting (or on their way) now."""
         return int(self.ctx.clock[CLK_N_OPEN])
+
+    @property
+    def clock_ns(self) -> int:
+        """The event time of the latest event (ns; 0 before any)."""
+        return int(self.ctx.clock[CLK_NOW])
+
+    def unconfirmed_cancels(self, instrument: int = -1) -> int:
+        """Open orders (of one instrument id, or all with -1) whose cancel was asked and not
+        yet confirmed: until it is, nobody knows whether they still trade."""
+        table = self.ctx.open_orders[: self.open_orders]
+        asked = table["cancel_ts"] != 0
+        if instrument >= 0:
+            asked &= table["instrument"] == instrument
+        return int(np.count_nonzero(asked))
 
     def _instrument(self, instrument: int) -> int:
         try:
@@ -365,6 +428,7 @@ def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return view
 
 
+HISTORY_KEPT = 20  # the latest changes of trading state a status shows
 _NO_ROWS = np.empty(0, dtype=np.int64)
 _NO_ORDERS = np.empty(0, dtype=ORDER_DTYPE)
 

@@ -65,7 +65,17 @@ from .orders import (  # noqa: F401
     working_qty,
 )
 from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  # noqa: F401
-from .schemas import KINDS, SIDE_BUY, SIDE_SELL, TIF_GTC, TIF_IOC  # noqa: F401
+from .risk import trading_state  # noqa: F401  (ACTIVE, REDUCING or HALTED, per instrument)
+from .schemas import (  # noqa: F401
+    KINDS,
+    SIDE_BUY,
+    SIDE_SELL,
+    STATE_ACTIVE,
+    STATE_HALTED,
+    STATE_REDUCING,
+    TIF_GTC,
+    TIF_IOC,
+)
 
 GTC = TIF_GTC  # good till cancelled (the default for limit orders)
 IOC = TIF_IOC  # immediate or cancel: fill what can be filled now, cancel the rest

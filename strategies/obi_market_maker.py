@@ -10,12 +10,19 @@ centre is `mid + imbalance_ticks * imbalance * tick - inventory_ticks *
 most one tick under the best ask, ask at least one above the best bid). No
 bid is kept while `position + qty > max_position`, no ask while `position -
 qty < -max_position`. A working quote is replaced once its wanted price has
-moved by `requote_ticks` ticks or more; quotes are GTC limit orders of `qty`.
+moved by `requote_ticks` ticks or more (cancelled, and its successor sent once the cancel
+is confirmed); quotes are GTC limit orders of `qty`.
+While the kill switch has the instrument REDUCING only the quote that shrinks the
+position is kept (when `qty` does not exceed it); while HALTED nothing is sent. A quote that
+would trade against our own quote on the other side (still working, or its cancel not yet
+confirmed) waits: self-trade prevention would refuse it.
 """
 
 from __future__ import annotations
 
 from tickwise.engine.strategy import (
+    STATE_ACTIVE,
+    STATE_HALTED,
     Param,
     PerInstrument,
     Strategy,
@@ -30,21 +37,23 @@ from tickwise.engine.strategy import (
     round_to_tick,
     sell,
     tick_size,
+    trading_state,
 )
 
 
 @kernel
 def _keep_quote(ctx, i, side, wanted, price, ids, prices, p):
-    """Keep instrument i's quote on one side at `price` (or none when not `wanted`)."""
+    """Keep instrument i's quote on one side at `price` (or none when not `wanted`). A quote
+    to move is cancelled first; its successor goes once it is gone (confirmed cancelled or
+    filled), so that one quote a side works at a time and the two never meet."""
     oid = ids[i]
     if oid != 0 and not is_open(ctx, oid):
         oid = 0  # filled or cancelled since
     if oid != 0:
         moved = abs(prices[i] - price) >= p.requote_ticks * tick_size(ctx, i) - 1e-12
-        if wanted and not moved:
-            return
-        cancel(ctx, oid)
-        oid = 0
+        if not wanted or moved:
+            cancel(ctx, oid)  # (nothing when its cancel is already on its way)
+        return
     if wanted:
         oid = buy(ctx, i, p.qty, price) if side > 0 else sell(ctx, i, p.qty, price)
         prices[i] = price
@@ -52,7 +61,15 @@ def _keep_quote(ctx, i, side, wanted, price, ids, prices, p):
 
 
 @kernel
+def _working(ctx, oid):
+    return oid != 0 and is_open(ctx, oid)
+
+
+@kernel
 def _quote(ctx, i, st, p):
+    state = trading_state(ctx, i)
+    if state == STATE_HALTED:
+        return  # (the kill switch has cancelled the quotes; nothing may leave)
     bid = best_bid(ctx, i)
     ask = best_ask(ctx, i)
     if not (bid == bid and ask == ask):
@@ -67,6 +84,13 @@ def _quote(ctx, i, st, p):
     my_ask = round_to_tick(ctx, i, my_ask, 0)
     can_buy = pos + p.qty <= p.max_position and my_bid > 0.0
     can_sell = pos - p.qty >= -p.max_position
+    if state != STATE_ACTIVE:  # reducing: only a quote that shrinks the position
+        can_buy = can_buy and pos <= -p.qty
+        can_sell = can_sell and pos >= p.qty
+    if _working(ctx, st.ask_id[i]) and my_bid >= st.ask_px[i]:
+        can_buy = False  # (it would meet our own ask)
+    if _working(ctx, st.bid_id[i]) and my_ask <= st.bid_px[i]:
+        can_sell = False
     _keep_quote(ctx, i, 1, can_buy, my_bid, st.bid_id, st.bid_px, p)
     _keep_quote(ctx, i, -1, can_sell, my_ask, st.ask_id, st.ask_px, p)
 

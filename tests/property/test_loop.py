@@ -17,8 +17,8 @@ from tickwise.feeds.history import open_history
 from ..conftest import make_synth
 
 PARAMS = {
-    "mean_reversion": {"window": 40, "entry_z": 1.5, "exit_z": 0.2, "qty": 2.0},
-    "sma_cross": {"fast": 5, "slow": 20, "qty": 3.0, "long_short": True},
+    "mean_reversion": {"window": 40, "entry_z": 1.5, "exit_z": 0.2, "qty": 200.0},
+    "sma_cross": {"fast": 5, "slow": 20, "qty": 300.0, "long_short": True},
 }
 
 

@@ -198,7 +198,7 @@ def test_halt_is_latched_and_resume_waits_for_the_condition_to_clear() -> None:
     assert s.status()["halted"]  # latched, though the feed is fine again
     s2 = session([], kill)
     s2.on_batch("quotes", quotes([10.0] * 3, seqs=[1, 2, 9]))  # the gap is the latest event
-    with pytest.raises(TickwiseError, match="cannot resume: instruments \\[0\\]"):
+    with pytest.raises(TickwiseError, match="cannot resume: I0 had no event in sequence"):
         s2.resume()
     s.resume()
     assert not s.status()["halted"]
@@ -217,7 +217,7 @@ def test_a_person_can_halt_or_reduce_one_instrument_or_all() -> None:
     assert s.ctx.portfolio[0]["qty"] == 70.0
     s.resume()
     s.halt(instrument=0)
-    assert s.status()["instruments"] == {"I0": "halted"}
+    assert {k: v["state"] for k, v in s.status()["instruments"].items()} == {"I0": "halted"}
     with pytest.raises(TickwiseError, match="unknown trading state"):
         s.halt(state="paused")
 
@@ -314,3 +314,69 @@ def test_a_missing_or_stale_reference_price_means_the_collar_refuses() -> None:
     s = session([(1, +1, 1, 9.9)], risk=risk)
     reasons += [REASON_NAMES[int(x)] for x in s.on_batch("quotes", one_sided).orders["reason"]]
     assert reasons == ["none", "no_reference_price", "no_reference_price"]
+
+
+def test_the_kill_switchs_own_refusals_never_count_as_a_reject_storm() -> None:
+    """A person puts I0 in REDUCING; the strategy keeps buying (refused as reduce_only, 14
+    times within milliseconds): that is the kill switch working, not a reject storm, so
+    `reject_rate` (5 a second here) must not halt the whole session."""
+    storm = KillSwitch(**{**vars(QUIET), "max_rejects_per_sec": 5.0})
+    s = session([(e, +1, 1, NAN) for e in range(3, 17)], storm)
+    s.halt(instrument=0, state="reducing")
+    r = s.on_batch("quotes", quotes([10.0] * 16))
+    refused = r.orders[r.orders["status"] == STATUS_REJECTED]["reason"]
+    assert refused.tolist() == [REASON_REDUCE_ONLY] * 14
+    status = s.status()
+    assert status["state"] == "active"
+    assert status["instruments"]["I0"]["state"] == "reducing"
+    assert status["instruments"]["I0"]["trigger"] == "manual"
+
+
+def test_resuming_one_instrument_leaves_the_session_and_the_others_as_they_are() -> None:
+    s = Session(load_strategy("mean_reversion"), simple_instruments(3), risk=RiskLimits.off(),
+                killswitch=KillSwitch())  # fmt: skip
+    s.halt(instrument=1, state="reducing")
+    s.trip("stale_feed", 900.0, 500.0)  # the whole session
+    s.halt(instrument=2)
+    s.resume(instrument=1)
+    status = s.status()
+    assert (status["state"], status["halt_reason"], status["halt_value"]) == (
+        "halted", "stale_feed", 900.0)  # fmt: skip
+    assert {k: (v["state"], v["trigger"]) for k, v in status["instruments"].items()} == {
+        "I2": ("halted", "manual")
+    }
+    assert [(h["scope"], h["to"], h["trigger"]) for h in status["history"]] == [
+        ("I1", "reducing", "manual"), ("session", "halted", "stale_feed"),
+        ("I2", "halted", "manual"), ("I1", "active", "manual"),
+    ]  # fmt: skip
+
+
+def test_built_in_strategies_send_nothing_the_trading_state_would_refuse(tmp_path: Path) -> None:
+    """mean_reversion trades through `trade_to`, which asks the trading state: an instrument
+    HALTED sends nothing at all (not a stream of refusals), one REDUCING only what brings
+    its position to flat, while the others trade on."""
+    from tickwise.feeds.history import open_history
+
+    from ..conftest import make_synth
+
+    data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=20_000, instruments=3, seed=5)
+    history = open_history(data)
+    s = Session(load_strategy("mean_reversion"), history.instruments,
+                {"window": 20, "entry_z": 1.0, "qty": 100.0}, risk=RiskLimits.off(),
+                killswitch=KillSwitch.off())  # fmt: skip
+    batches = list(history.batches(5_000))
+    s.on_batch("quotes", batches[0])
+    long_or_short = next(i for i in range(3) if s.ctx.portfolio[i]["qty"] != 0.0)
+    flat = next(i for i in range(3) if i != long_or_short)
+    position = float(s.ctx.portfolio[long_or_short]["qty"])
+    s.halt(instrument=flat)
+    s.halt(instrument=long_or_short, state="reducing")
+    orders = np.concatenate([s.on_batch("quotes", b).orders for b in batches[1:]])
+    assert np.count_nonzero(orders["status"] == STATUS_REJECTED) == 0
+    new = orders[orders["status"] == STATUS_NEW]
+    assert np.count_nonzero(new["instrument"] == flat) == 0
+    reducing = new[new["instrument"] == long_or_short]
+    assert reducing["side"].tolist() == [-np.sign(position)]  # one order, to flat
+    assert s.ctx.portfolio[long_or_short]["qty"] == 0.0
+    third = 3 - flat - long_or_short
+    assert np.count_nonzero(new["instrument"] == third) > 0  # trading on

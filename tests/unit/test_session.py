@@ -256,12 +256,17 @@ def test_obi_market_maker_quotes_both_sides_leaning_with_imbalance_and_inventory
     third["ts_event"][:] = third["ts_recv"][:] = T0 + 2_000_000
     r3 = s.on_batch("quotes", third)
     assert r3.fills[["side", "price", "liquidity"]].tolist() == [(1, 10.01, LIQ_MAKER)]
-    # Long 1 of max 10 leans the centre down 0.1 tick: new bid 9.98, ask moved to 10.01.
+    # Long 1 of max 10 leans the centre down 0.1 tick: new bid 9.98; the ask, to move to
+    # 10.01, is cancelled first, and its successor waits until it is gone: one quote a side.
     assert r3.orders[["status", "side", "price"]].tolist() == [
         (STATUS_NEW, 1, 9.98),
         (STATUS_CANCELLED, -1, 10.03),
-        (STATUS_NEW, -1, 10.01),
     ]
+    fourth = {k: v.copy() for k, v in third.items()}
+    fourth["seq"][:] = 4
+    fourth["ts_event"][:] = fourth["ts_recv"][:] = T0 + 3_000_000
+    r4 = s.on_batch("quotes", fourth)
+    assert r4.orders[["status", "side", "price"]].tolist() == [(STATUS_NEW, -1, 10.01)]
 
 
 def test_obi_market_maker_never_exceeds_its_inventory_limit(tmp_path) -> None:
