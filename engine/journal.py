@@ -2,15 +2,29 @@
 each batch boundary, and its replay into positions.
 
 A journal is a folder of segments, one per session start (`NNNNNN.orders.arrow`,
-`.fills.arrow`, `.events.arrow`, `.commits.arrow`: Arrow IPC streams). A commit
-writes one record batch to each of the first three (empty if nothing
-happened), flushes and fsyncs them, and only then appends its marker to the
-commits stream and fsyncs that: the k-th batch of each stream belongs to the
-k-th commit, and a batch counts only once its marker is on disk. A process
-killed at any instant (SIGKILL included) leaves at worst a torn last message,
-which replay passes over: it rebuilds exactly what was committed. Segments
-are never appended to after they are closed, so a torn file is never
-written to again.
+`.fills.arrow`, `.events.arrow`, `.commits.arrow`: Arrow IPC streams). A segment's streams
+are made with their headers (the schema and the instrument table) durable before its first
+commit. A commit writes one record batch to each of the first three (empty if nothing
+happened), fsyncs them, and only then appends its marker to the commits stream and fsyncs
+that: the k-th batch of each stream belongs to the k-th commit, and a batch counts only once
+its marker is on disk. A process killed at any instant (SIGKILL included) leaves at worst a
+torn last message, which replay passes over: it rebuilds exactly what was committed.
+Segments are never appended to after they are closed (nor after a failure), so a torn file
+is never written to again; a stream ends at its last commit (Arrow readers take the end of
+the file for the end of the stream: there is no end marker to fail to write).
+
+One session writes a folder at a time: a journal holds an exclusive lock on `LOCK` in the
+folder (which names its pid) from before its segment is made until `close()`, and a second
+session on the folder is refused in one line. The LOCK file stays (replay reads only
+segments). A start that fails leaves nothing it made behind: no segment, no LOCK, no folder.
+
+A commit that cannot be made durable (a full disk, a file-size limit, an I/O error, the
+folder deleted under the session) loses the journal, never silently and never with a
+traceback: `failure` says at once what failed, where and why, in one line; what the failed
+commit began is cut off and nothing more is written; `add`, `event` and `commit` only count
+in `dropped` what they could not journal, and `flush` and `close` return. The session reads
+`failure` and decides. Everything committed before the failure replays exactly. (Only the
+disk's errors are caught: a bug, in the writer thread too, is still a traceback.)
 
 A live session commits in the background (`background=True`): `commit()`
 hands what is queued to a writer thread and returns, so the fsyncs (four
@@ -27,14 +41,17 @@ positions it rebuilds are the session's to the last bit.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import queue
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -73,50 +90,140 @@ COMMIT_SCHEMA = pa.schema(
     ]
 )
 _STREAMS = ("orders", "fills", "events")
+_SCHEMAS = {"orders": ORDER_SCHEMA, "fills": FILL_SCHEMA, "events": EVENT_SCHEMA,
+            "commits": COMMIT_SCHEMA}  # fmt: skip
 _META_INSTRUMENTS = b"tickwise.instruments"
+_LOCK = "LOCK"
 
 
 class Journal:
-    """Appends a session's records to a new segment of the journal folder `folder`."""
+    """Appends a session's records to a new segment of the journal folder `folder`, which it
+    holds alone until `close()`."""
 
     def __init__(self, folder: Path, instruments: Instruments, *, background: bool = False,
                  group_ms: float = 5.0) -> None:  # fmt: skip
         if not group_ms >= 0:  # (before any file is made)
             raise TickwiseError(f"group_ms must be 0 or more, got {group_ms}")
         self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TickwiseError(f"cannot create the journal folder {self.folder}: {exc}") from None
-        self.segment = 1 + max((_segment_number(p) for p in self.folder.glob("*.commits.arrow")),
-                               default=0)  # fmt: skip
-        meta = {_META_INSTRUMENTS: instruments.to_json()}
-        self._files: dict[str, IO[bytes]] = {}
-        self._writers: dict[str, pa.ipc.RecordBatchStreamWriter] = {}
-        self._schemas: dict[str, pa.Schema] = {}
-        for name, schema in (("orders", ORDER_SCHEMA), ("fills", FILL_SCHEMA),
-                             ("events", EVENT_SCHEMA), ("commits", COMMIT_SCHEMA)):  # fmt: skip
-            path = self.folder / f"{self.segment:06d}.{name}.arrow"
-            f = open(path, "xb")  # noqa: SIM115 (closed in close())
-            self._files[name] = f
-            self._schemas[name] = schema.with_metadata(meta)
-            self._writers[name] = pa.ipc.new_stream(f, self._schemas[name])
-        _fsync_folder(self.folder)
+        self.segment = 0
         self.commits = 0
         self._orders: list[np.ndarray] = []
         self._fills: list[np.ndarray] = []
         self._events: list[tuple[int, str, str]] = []
-        self._failure: BaseException | None = None
+        self._failure: str | None = None
+        self._dropped = {"orders": 0, "fills": 0, "events": 0}
+        self._dropped_lock = threading.Lock()
+        self._bug: BaseException | None = None  # raised in the writer thread, re-raised here
+        self._closed = False
         self._queue: queue.Queue | None = None
         self._group_s = group_ms / 1e3
+        self._paths: dict[str, Path] = {}
+        self._fds: dict[str, int] = {}
+        self._lock_fd = -1
+        self._made_dirs: list[Path] = []  # what this start made, removed if it fails
+        self._made_files: list[Path] = []
+        try:
+            self._start(instruments, background)
+        except OSError as exc:
+            self._undo_start()
+            raise TickwiseError(f"cannot start the journal in {self.folder}: {exc}") from None
+        except BaseException:
+            self._undo_start()
+            raise
+
+    def _start(self, instruments: Instruments, background: bool) -> None:
+        """Take the folder, make the segment's four streams with their headers durable, then
+        name this process in LOCK (last: a start that fails leaves an old LOCK as it was)."""
+        self._made_dirs = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self.segment = 1 + max((_segment_number(p) for p in self.folder.glob("*.commits.arrow")),
+                               default=0)  # fmt: skip
+        for name in _SCHEMAS:
+            path = self.folder / f"{self.segment:06d}.{name}.arrow"
+            self._fds[name] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._paths[name] = path
+            self._made_files.append(path)
+        meta = {_META_INSTRUMENTS: instruments.to_json()}
+        for name, schema in _SCHEMAS.items():
+            try:
+                _write_all(self._fds[name], schema.with_metadata(meta).serialize())
+                os.fsync(self._fds[name])
+            except OSError as exc:  # (named: an fd's error is not)
+                raise OSError(exc.errno, exc.strerror, str(self._paths[name])) from None
+        _fsync_folder(self.folder)
+        pid = f"{os.getpid()}\n".encode()
+        _write_all(self._lock_fd, pid)
+        os.ftruncate(self._lock_fd, len(pid))
         if background:
             self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._writer, name="tickwise-journal",
                                             daemon=True)  # fmt: skip
             self._thread.start()
 
+    def _take_lock(self) -> None:
+        """Lock `LOCK` (exclusive, without waiting), or refuse naming the session holding it."""
+        path = self.folder / _LOCK
+        while True:
+            try:
+                fd, made = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                try:
+                    fd, made = os.open(path, os.O_RDWR), False
+                except FileNotFoundError:  # (removed meanwhile by a start that failed)
+                    continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise TickwiseError(
+                    f"journal folder {self.folder} is in use by another session "
+                    f"(pid {holder or 'unknown'}); give each session its own --journal"
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, path):
+                break
+            # A start that failed removed the LOCK we locked: it is no one's lock any more.
+            os.close(fd)
+        self._lock_fd = fd
+        if made:
+            self._made_files.append(path)
+
+    def _undo_start(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        # LOCK too, while still locked: a start that opened it meanwhile sees it gone and
+        # makes its own (see `_take_lock`).
+        for path in self._made_files:
+            with suppress(OSError):
+                path.unlink()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+        for folder in self._made_dirs:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # (not empty: someone else's now)
+                break
+
+    @property
+    def failure(self) -> str | None:
+        """Why the journal is lost (what failed, which file, the OS error), or None."""
+        return self._failure
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Rows not made durable since the journal was lost: orders, fills, events."""
+        with self._dropped_lock:
+            return dict(self._dropped)
+
     def add(self, orders: np.ndarray, fills: np.ndarray) -> None:
         """Queue a batch's order events and fills for the next commit."""
+        if self._failure is not None:
+            self._drop(len(orders), len(fills), 0)
+            return
         if len(orders):
             self._orders.append(orders)
         if len(fills):
@@ -124,6 +231,9 @@ class Journal:
 
     def event(self, ts: int, what: str, detail: dict[str, Any]) -> None:
         """Queue a kill-switch, control or feed event for the next commit."""
+        if self._failure is not None:
+            self._drop(0, 0, 1)
+            return
         self._events.append((int(ts), what, json.dumps(detail, sort_keys=True, default=str)))
 
     @property
@@ -133,20 +243,23 @@ class Journal:
 
     def commit(self) -> None:
         """Make everything queued durable (one fsync per stream), then mark it committed; in
-        the background, hand it to the writer thread (durable shortly, in order)."""
-        self._raise_failure()
+        the background, hand it to the writer thread (durable shortly, in order). A journal
+        lost (`failure`) writes nothing: what was queued is counted in `dropped`."""
+        self._raise_bug()
         work = (self._orders, self._fills, self._events)
         self._orders, self._fills, self._events = [], [], []
-        if self._queue is None:
+        if self._failure is not None:
+            self._drop(*_rows(*work))
+        elif self._queue is None:
             self._commit(*work)
         else:
             self._queue.put(work)
 
     def flush(self) -> None:
-        """Wait until every commit made so far is durable."""
+        """Wait until every commit made so far is durable (or, the journal lost, dropped)."""
         if self._queue is not None:
             self._queue.join()
-        self._raise_failure()
+        self._raise_bug()
 
     def _writer(self) -> None:
         """Commits in order; those queued while one was being written go together as one
@@ -168,23 +281,24 @@ class Journal:
             done = taken[-1] is None
             work = [w for w in taken if w is not None]
             try:
-                if work and self._failure is None:  # (after a failure nothing is written)
-                    self._commit(
-                        [o for w in work for o in w[0]],
-                        [f for w in work for f in w[1]],
-                        [e for w in work for e in w[2]],
-                    )
-            except BaseException as exc:  # handed to the session at its next commit
-                self._failure = exc
+                if work:
+                    self._write_group(work)
+            except BaseException as exc:  # a bug, not the disk: raised in the session's thread
+                self._bug = exc
             finally:
                 for _ in taken:
                     self._queue.task_done()
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise TickwiseError(
-                f"the journal in {self.folder} could not be written: {self._failure}"
-            ) from self._failure
+    def _write_group(self, work: list[tuple[list, list, list]]) -> None:
+        orders, fills, events = ([r for w in work for r in w[k]] for k in range(3))
+        if self._failure is None and self._bug is None:
+            self._commit(orders, fills, events)
+        else:  # (after a failure nothing is written)
+            self._drop(*_rows(orders, fills, events))
+
+    def _raise_bug(self) -> None:
+        if self._bug is not None:
+            raise self._bug
 
     def _commit(self, orders_: list[np.ndarray], fills_: list[np.ndarray],
                 events_: list[tuple[int, str, str]]) -> None:  # fmt: skip
@@ -194,23 +308,53 @@ class Journal:
             [pa.array([e[k] for e in events_], type=f.type)
              for k, f in enumerate(EVENT_SCHEMA)], schema=EVENT_SCHEMA,
         )  # fmt: skip
-        self._write("orders", record_batch(orders, ORDER_SCHEMA))
-        self._write("fills", record_batch(fills, FILL_SCHEMA))
-        self._write("events", events)
-        marker = {"commit": [self.commits], "wall_ns": [time.time_ns()], "orders": [len(orders)],
-                  "fills": [len(fills)], "events": [len(events_)]}  # fmt: skip
-        self._write("commits", pa.RecordBatch.from_pydict(marker, schema=COMMIT_SCHEMA))
-        self.commits += 1
+        batches = {"orders": record_batch(orders, ORDER_SCHEMA),
+                   "fills": record_batch(fills, FILL_SCHEMA), "events": events}  # fmt: skip
+        rows = (len(orders), len(fills), len(events_))
+        for name, batch in batches.items():
+            if not self._append(name, batch.serialize(), rows):
+                return
+        marker = {"commit": [self.commits], "wall_ns": [time.time_ns()], "orders": [rows[0]],
+                  "fills": [rows[1]], "events": [rows[2]]}  # fmt: skip
+        marker_batch = pa.RecordBatch.from_pydict(marker, schema=COMMIT_SCHEMA)
+        if self._append("commits", marker_batch.serialize(), rows):
+            self.commits += 1
 
-    def _write(self, name: str, batch: pa.RecordBatch) -> None:
-        writer, f = self._writers[name], self._files[name]
-        writer.write_batch(batch.replace_schema_metadata(self._schemas[name].metadata))
-        f.flush()
-        os.fsync(f.fileno())
+    def _append(self, name: str, data: pa.Buffer, rows: tuple[int, int, int]) -> bool:
+        """Append `data` to stream `name` and make it durable; if the disk refuses, cut off
+        what was written (a marker not known durable must not count on replay either), lose
+        the journal with the commit's `rows` dropped, and say False."""
+        fd = self._fds[name]
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+            if os.fstat(fd).st_nlink == 0:  # written, but to a file no longer in any folder
+                raise FileNotFoundError(errno.ENOENT, "deleted while the session ran (its "
+                                        "folder removed?)")  # fmt: skip
+        except OSError as exc:
+            with suppress(OSError):
+                os.ftruncate(fd, start)
+            self._drop(*rows)
+            self._failure = (
+                f"the journal lost commit {self.commits} of segment {self.segment}: "
+                f"{self._paths[name]}: {exc}"
+            )
+            return False
+        return True
+
+    def _drop(self, orders: int, fills: int, events: int) -> None:
+        with self._dropped_lock:
+            self._dropped["orders"] += orders
+            self._dropped["fills"] += fills
+            self._dropped["events"] += events
 
     def close(self, commit: bool = True) -> None:
-        """Commit what is queued (unless told not to), wait for the writer, close the segment;
-        a commit that could not be written is raised (when committing)."""
+        """Commit what is queued (unless told not to), wait for the writer, close the segment
+        and give the folder up. A journal lost returns all the same (read `failure`)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if commit and self.pending:
                 self.commit()
@@ -219,17 +363,36 @@ class Journal:
                 self._queue.put(None)
                 self._thread.join()
                 self._queue = None
-            for name in self._writers:
-                self._writers[name].close()
-                self._files[name].close()
+            for fd in self._fds.values():
+                os.close(fd)
+            os.close(self._lock_fd)
         if commit:
-            self._raise_failure()
+            self._raise_bug()
 
     def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close(commit=exc_type is None)
+
+
+def _rows(orders: list[np.ndarray], fills: list[np.ndarray], events: list) -> tuple[int, ...]:
+    return sum(map(len, orders)), sum(map(len, fills)), len(events)
+
+
+def _write_all(fd: int, data: pa.Buffer | bytes) -> None:
+    view = memoryview(data)
+    while view:  # (a write cut short by a full disk or a size limit: the rest raises)
+        view = view[os.write(fd, view) :]
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 def _segment_number(path: Path) -> int:
@@ -263,6 +426,41 @@ def _read_stream(path: Path, limit: int) -> tuple[list[pa.RecordBatch], dict | N
         except (pa.ArrowInvalid, OSError):  # a message cut short by a crash
             break
     return batches, meta
+
+
+@dataclass
+class _Committed:
+    """The committed batches of every segment of a journal, stream by stream, in order."""
+
+    batches: dict[str, list[pa.RecordBatch]]
+    instruments_json: bytes | None
+    segments: int
+    commits: int
+
+
+def _read_committed(folder: Path) -> _Committed:
+    if not folder.is_dir():
+        raise TickwiseError(f"{folder}: no such journal folder")
+    segments = sorted(folder.glob("*.commits.arrow"), key=_segment_number)
+    if not segments:
+        raise TickwiseError(f"{folder}: not a tickwise journal (no *.commits.arrow segment)")
+    out = _Committed({name: [] for name in _STREAMS}, None, len(segments), 0)
+    for marker_path in segments:
+        prefix = marker_path.name.removesuffix(".commits.arrow")
+        markers, _ = _read_stream(marker_path, 1 << 62)
+        done = sum(b.num_rows for b in markers)
+        out.commits += done
+        for name in _STREAMS:
+            batches, meta = _read_stream(folder / f"{prefix}.{name}.arrow", done)
+            if len(batches) < done:
+                raise TickwiseError(
+                    f"{folder / f'{prefix}.{name}.arrow'}: {len(batches)} batches for "
+                    f"{done} commits; the journal is damaged"
+                )
+            out.batches[name] += batches
+            if meta and _META_INSTRUMENTS in meta and out.instruments_json is None:
+                out.instruments_json = meta[_META_INSTRUMENTS]
+    return out
 
 
 @dataclass
@@ -302,36 +500,14 @@ def _position(row: np.void) -> dict[str, float]:
 def replay_journal(folder: Path) -> Replayed:
     """Read every committed record of the journal in `folder` and rebuild the positions."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise TickwiseError(f"{folder}: no such journal folder")
-    segments = sorted(folder.glob("*.commits.arrow"), key=_segment_number)
-    if not segments:
-        raise TickwiseError(f"{folder}: not a tickwise journal (no *.commits.arrow segment)")
-    orders, fills, events = [], [], []
-    instruments: Instruments | None = None
-    commits = 0
-    for marker_path in segments:
-        prefix = marker_path.name.removesuffix(".commits.arrow")
-        markers, _ = _read_stream(marker_path, 1 << 62)
-        done = sum(b.num_rows for b in markers)
-        commits += done
-        parts = {}
-        for name in _STREAMS:
-            batches, meta = _read_stream(folder / f"{prefix}.{name}.arrow", done)
-            if len(batches) < done:
-                raise TickwiseError(
-                    f"{folder / f'{prefix}.{name}.arrow'}: {len(batches)} batches for "
-                    f"{done} commits; the journal is damaged"
-                )
-            parts[name] = batches
-            if meta and _META_INSTRUMENTS in meta and instruments is None:
-                instruments = Instruments.from_json(meta[_META_INSTRUMENTS], str(folder))
-        orders += [_records(b, ORDER_DTYPE) for b in parts["orders"]]
-        fills += [_records(b, FILL_DTYPE) for b in parts["fills"]]
-        events += [row for b in parts["events"] for row in b.to_pylist()]
-    if instruments is None:
+    committed = _read_committed(folder)
+    if committed.instruments_json is None:
         raise TickwiseError(f"{folder}: the journal carries no instrument table")
-    fill_rows = np.concatenate([np.empty(0, FILL_DTYPE), *fills])
+    instruments = Instruments.from_json(committed.instruments_json, str(folder))
+    parts = committed.batches
+    orders = [_records(b, ORDER_DTYPE) for b in parts["orders"]]
+    fill_rows = np.concatenate([np.empty(0, FILL_DTYPE),
+                                *(_records(b, FILL_DTYPE) for b in parts["fills"])])  # fmt: skip
     _check_fills(fill_rows, instruments, folder)
     ctx = new_context(instruments)
     _book_fills(ctx, fill_rows["instrument"].astype(np.int64), fill_rows["side"].astype(np.int64),
@@ -340,11 +516,19 @@ def replay_journal(folder: Path) -> Replayed:
         instruments=instruments,
         orders=np.concatenate([np.empty(0, ORDER_DTYPE), *orders]),
         fills=fill_rows,
-        events=events,
+        events=[row for b in parts["events"] for row in b.to_pylist()],
         positions=ctx.portfolio.copy(),
-        segments=len(segments),
-        commits=commits,
+        segments=committed.segments,
+        commits=committed.commits,
     )
+
+
+def journal_events(folder: Path) -> list[dict[str, Any]]:
+    """The committed events of the journal in `folder`, every segment in order, each as
+    {"ts": ns, "what": ..., "detail": {...}} (what `tickwise journal events` prints)."""
+    batches = _read_committed(Path(folder)).batches["events"]
+    return [{"ts": row["ts"], "what": row["what"], "detail": json.loads(row["detail"])}
+            for b in batches for row in b.to_pylist()]  # fmt: skip
 
 
 def _check_fills(fills: np.ndarray, instruments: Instruments, folder: Path) -> None:
