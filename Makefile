@@ -32,8 +32,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The tests run the compiled code with Numba's bounds checking on: an index out of range
+# anywhere is an IndexError in a test, never silent corruption. Numba's cache does not tell
+# checked code from unchecked, so the checked code is cached apart.
+TEST_ENV := NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(HOME)/.cache/tickwise/numba-boundscheck
+
 test: lint
-	$(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is Numba compiling
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is Numba compiling
 
 # Every suite of `tickwise bench` under pytest-benchmark; each run keeps its own JSON files.
 bench: $(STAMP)

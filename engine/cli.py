@@ -82,6 +82,12 @@ def _publisher_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _operator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator", default=None, help="who gives the command, for the journal (your OS user)"
+    )
+
+
 def _control_options(parser: argparse.ArgumentParser) -> None:
     """Where a live session's control socket is, and how to reach it."""
     parser.add_argument(
@@ -275,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--journal", type=Path, help="journal folder")
     live.add_argument("--control", help="control socket (tcp://127.0.0.1:5560)")
     live.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    _operator_option(live)
     live.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
                       help="stop once the feed has sent nothing for this long")  # fmt: skip
     live.set_defaults(run=_cmd_live)
@@ -319,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
         'tickwise kill --reason "fat finger on SYN2"',
     )  # fmt: skip
     _control_options(kill)
-    kill.add_argument("--reason", default=None, help="why, in your words (kept with the halt)")
+    kill.add_argument("--reason", default=None,
+                      help="why, in your words (journaled with the halt; 1,000 characters at "
+                      "most)")  # fmt: skip
+    _operator_option(kill)
     kill.add_argument("--instrument", default=None, help="halt only this symbol")
     kill.add_argument(
         "--reducing", action="store_true", help="go to REDUCING (orders that reduce pass)"
@@ -334,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--confirm", action="store_true", help="required: automated orders will leave again"
     )
+    resume.add_argument("--reason", default=None, help="why, in your words (journaled)")
+    _operator_option(resume)
     resume.add_argument("--instrument", default=None, help="resume only this symbol")
     resume.add_argument("--reducing", action="store_true", help="resume to REDUCING, not ACTIVE")
     resume.set_defaults(run=_cmd_resume)
@@ -346,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     jreplay.add_argument("folder", type=Path, help="the journal folder of a session")
     jreplay.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jreplay.set_defaults(run=_cmd_journal_replay)
+    jevents = _subparser(
+        journal_cmds, "events", "the audit trail: every change of trading state with its cause, "
+        "every person's command with who and why, bad data, the session's start and stop",
+        "tickwise journal events sessions/today/journal --json",
+    )  # fmt: skip
+    jevents.add_argument("folder", type=Path, help="the journal folder of a session")
+    jevents.add_argument("--json", action="store_true", help="print JSON lines, one per event")
+    jevents.set_defaults(run=_cmd_journal_events)
 
     bench = _subparser(
         commands, "bench", "benchmarks, each beside its floor measured in the same run",
@@ -542,22 +562,25 @@ def _cmd_live(args: argparse.Namespace) -> int:
         _instrument_table(str(settings["instruments"])), params, config,
         journal_dir=Path(settings["journal"]), control=str(settings["control"]), gateway=gateway,
         seconds=settings.get("seconds"), until_idle_s=args.until_idle, on_ready=ready,
+        operator=_operator(args),
     )  # fmt: skip
     lat = summary.latency_us
     rows = [
-        ("batches / events", f"{summary.batches:,} / {summary.events:,}"),
+        ("feed messages / events", f"{summary.batches:,} / {summary.events:,}"),
         ("orders / fills / rejects",
          f"{summary.orders:,} / {summary.fills:,} / {summary.rejects:,}"),
         ("PnL (price units, after fees)", f"{summary.pnl:,.2f}"),
-        ("kill switch", summary.status.get("halt_reason") or "not tripped"),
+        ("kill switch", _state_line(summary.status)),
         ("resting orders cancelled on stop", f"{summary.cancelled_on_stop:,}"),
-        ("feed: heartbeats / gaps / malformed",
+        ("feed: heartbeats / gaps / malformed messages",
          f"{summary.heartbeats:,} / {summary.gaps:,} / {sum(summary.malformed.values()):,}"),
-        ("feed send -> batch journaled, per batch (wall clock, µs)", _p50_p99(lat)),
+        ("rows dropped at the boundary, by reason", _counts(summary.bad_rows)),
+        ("rows of kinds the strategy does not take", _counts(summary.ignored)),
+        ("feed send -> messages journaled, per message (wall clock, µs)", _p50_p99(lat)),
     ]  # fmt: skip
     if gateway:
         rows += [
-            ("feed send -> orders sent, per batch with orders (wall clock, µs)",
+            ("feed send -> orders sent, per turn with orders (wall clock, µs)",
              _p50_p99(summary.tick_to_order_us)),
             ("request -> exchange reply, round trip (wall clock, µs)",
              _p50_p99(summary.round_trip_us)),
@@ -565,8 +588,31 @@ def _cmd_live(args: argparse.Namespace) -> int:
         ]  # fmt: skip
     rows.append(("wall clock", f"{summary.wall_s:.1f} s"))
     _print_measures(f"live session, stopped by {summary.stopped_by}", rows)
+    if summary.journal_failure is not None:
+        raise TickwiseError(
+            f"the journal in {settings['journal']} was lost ({summary.journal_failure}); the "
+            f"session halted and stopped; not journaled: {_counts(summary.not_journaled)}"
+        )
     stdout.print(f"journal in {settings['journal']}", markup=False)
     return 0
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items() if v) or "none"
+
+
+def _state_line(status: dict[str, Any]) -> str:
+    """`HALTED by reject_rate (SYN2); SYN1 reducing by manual`: the state of the session and of
+    each instrument not active, each with the cause that holds it now."""
+    if not status:
+        return "-"
+    parts = []
+    if status["state"] != "active":
+        where = f" ({status['halt_instrument']})" if status.get("halt_instrument") else ""
+        parts.append(f"{status['state'].upper()} by {status['halt_reason']}{where}")
+    for symbol, inst in status.get("instruments", {}).items():
+        parts.append(f"{symbol} {inst['state']} by {inst['trigger']}")
+    return "; ".join(parts) or "ACTIVE, not tripped"
 
 
 def _p50_p99(percentiles: dict[str, float]) -> str:
@@ -603,6 +649,8 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
         ("orders cancelled on a client's disconnect", f"{summary.cancelled_on_disconnect:,}"),
         ("market events matched against", f"{summary.market_events:,}"),
         ("malformed messages dropped", f"{summary.malformed:,}"),
+        ("market rows dropped at the boundary", f"{sum(summary.bad_rows.values()):,}"),
+        *((f"  of which {reason}", f"{count:,}") for reason, count in summary.bad_rows.items()),
         ("orders resting at the end", f"{resting:,}"),
     ))  # fmt: skip
     return 0
@@ -649,16 +697,16 @@ def _print_status(reply: dict[str, Any]) -> None:
     table.add_column("what")
     table.add_column("value")
     rows = [
-        ("state", reply["state"].upper()),
-        ("kill switch tripped by", reply["halt_reason"] or "nothing"),
+        ("state", _state_line(reply)),
         ("a person's halt, because", reply["reason"] or "-"),
-        ("resume blocked by", reply["resume_blocked_by"] or "nothing"),
+        ("resume blocked by", "; ".join(reply["resume_blocked_by"] or []) or "nothing"),
         ("PnL (price units)", f"{reply['pnl']:,.2f}"),
         ("events processed", f"{reply['events']:,}"),
         ("orders sent / fills", f"{reply.get('orders_sent', 0):,} / {reply.get('fills', 0):,}"),
         ("orders per second (last 5 s)", f"{reply.get('orders_per_s', 0.0):,.1f}"),
         ("open orders", f"{reply['open_orders']:,}"),
-        ("feed send -> batch journaled (µs)", _p50_p99(reply.get("latency_us") or {})),
+        ("feed send -> message journaled (µs)", _p50_p99(reply.get("latency_us") or {})),
+        ("rows dropped at the boundary", _counts(reply.get("bad_rows") or {})),
     ]
     if "gateway" in reply:
         gw = reply["gateway"]
@@ -669,6 +717,8 @@ def _print_status(reply: dict[str, Any]) -> None:
                          f"{gw['in_flight']} request(s) unanswered"),
         ]  # fmt: skip
     rows += [(f"position {sym}", f"{qty:,.4g}") for sym, qty in reply["positions"].items()]
+    rows += [(f"{fmt_ns(h['ts'], 3)}", f"{h['scope']}: {h['from']} -> {h['to']} by {h['trigger']}")
+             for h in reply.get("history", [])[-5:]]  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
@@ -685,7 +735,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_kill(args: argparse.Namespace) -> int:
     payload = {"cmd": "kill", "reason": args.reason, "instrument": args.instrument,
-               "state": "reducing" if args.reducing else "halted"}  # fmt: skip
+               "state": "reducing" if args.reducing else "halted",
+               "operator": _operator(args)}  # fmt: skip
     _print_status(_control(args, payload))
     return 0
 
@@ -694,9 +745,44 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if not args.confirm:
         raise TickwiseError("resume lets automated orders leave again: add --confirm")
     payload = {"cmd": "resume", "confirm": True, "instrument": args.instrument,
-               "state": "reducing" if args.reducing else "active"}  # fmt: skip
+               "state": "reducing" if args.reducing else "active", "reason": args.reason,
+               "operator": _operator(args)}  # fmt: skip
     _print_status(_control(args, payload))
     return 0
+
+
+def _operator(args: argparse.Namespace) -> str:
+    from .control import default_operator
+
+    return args.operator if args.operator is not None else default_operator()
+
+
+def _cmd_journal_events(args: argparse.Namespace) -> int:
+    from .journal import journal_events
+
+    events = journal_events(args.folder)
+    if args.json:
+        for event in events:
+            print(json.dumps(event, sort_keys=True))
+        return 0
+    table = Table(title=f"{args.folder}: {len(events):,} events", title_justify="left")
+    for column in ("time (UTC)", "what", "detail"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(fmt_ns(event["ts"]), event["what"], _event_detail(event))
+    stdout.print(table)
+    return 0
+
+
+def _event_detail(event: dict[str, Any]) -> str:
+    """One line a person reads: a change of state as `scope: from -> to by trigger`, anything
+    else as its fields."""
+    d = event["detail"]
+    if event["what"] == "transition":
+        by = d["trigger"] + (f" ({d['instrument']})" if d.get("instrument") else "")
+        values = f", value {d['value']:,.6g}, limit {d['limit']:,.6g}" if d.get("limit") else ""
+        return f"{d['scope']}: {d['from']} -> {d['to']} by {by}{values}"
+    return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
 def _cmd_journal_replay(args: argparse.Namespace) -> int:

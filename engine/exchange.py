@@ -30,7 +30,7 @@ order's id is the client's slot in its top bits and its own id below.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,8 @@ import zmq
 from tickwise.backtest.matching import arrive_nb
 from tickwise.backtest.replay import BacktestConfig, make_session
 from tickwise.feeds import wire
-from tickwise.feeds.transport import Subscriber
+from tickwise.feeds.screen import Screen, ts_window
+from tickwise.feeds.transport import Subscriber, joined_columns
 
 from .callbacks import ignore
 from .context import CLK_N_OPEN, CLK_NOW, copy_context
@@ -57,6 +58,7 @@ from .orders import (
 )
 from .schemas import (
     KINDS,
+    MARKET_DTYPES,
     ORD_LIMIT,
     ORD_MARKET,
     ORDER_DTYPE,
@@ -254,6 +256,7 @@ class ExchangeSummary:
     cancelled_on_disconnect: int = 0
     market_events: int = 0
     malformed: int = 0  # client messages that were not well-formed requests (dropped)
+    bad_rows: dict[str, int] = field(default_factory=dict)  # market rows dropped, by reason
 
 
 class PaperExchange:
@@ -287,6 +290,10 @@ class PaperExchange:
             killswitch=KillSwitch.off(), max_open_orders=max_open_orders,
         )  # fmt: skip
         self.session.warm_up()
+        # Market rows are checked as a live session checks them (the same skew allowed).
+        self.screen = Screen(instruments)
+        self.skew_ns = config.killswitch.max_ts_skew_ms * 1e6
+        self.wall_clock = config.feed_latency_us < 0
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
         # How long without a market event before orders and cancels on their way take
         # effect anyway: well past any order latency (it is only there for quiet markets).
@@ -298,6 +305,7 @@ class PaperExchange:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 1_000)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES)
         if keys is not None:
             self.socket.curve_server = True
             self.socket.curve_publickey = keys.public
@@ -347,19 +355,50 @@ class PaperExchange:
                     break
                 self._on_client(frames)
         if self.feed.socket in ready:
-            for _ in range(64):
-                message = self.feed.receive(0)
-                if message is None:
-                    break
-                if not message.is_heartbeat:
-                    self._last_market_ns = time.monotonic_ns()
-                    result = self.session.on_batch(message.schema, message.columns)
-                    self.summary.market_events += result.events
-                    self._report(result.orders, result.fills)
+            self._market()
         now = time.monotonic_ns()
         if now >= self._next_keep:
             self._next_keep = now + 1_000_000
             self._keep_time()
+
+    def _market(self, group: int = 256) -> None:
+        """Every market message waiting (up to `group`): rows checked at the boundary (bad
+        ones counted and dropped), consecutive messages of one kind matched as one batch."""
+        run: list[wire.Message] = []
+        for _ in range(group):
+            message = self.feed.receive(0)
+            if message is None:
+                break
+            if message.is_heartbeat:
+                continue
+            self._last_market_ns = time.monotonic_ns()
+            if run and message.schema != run[0].schema:
+                self._match(run)
+                run = []
+            run.append(message)
+        if run:
+            self._match(run)
+
+    def _match(self, messages: list[wire.Message]) -> None:
+        kind = messages[0].schema
+        if kind not in MARKET_DTYPES:  # (an `orders` batch on the feed: not market data)
+            self.screen.wrong_kind(kind, sum(m.rows for m in messages))
+            return
+        columns = joined_columns(messages)
+        clock = time.time_ns() if self.wall_clock else self.session.clock_ns
+        good = self.screen.good(
+            kind, columns, ts_window(clock, self.skew_ns, wall_clock=self.wall_clock)
+        )
+        result = self.session.on_batch(kind, good)
+        self.summary.market_events += result.events
+        self._report(result.orders, result.fills)
+
+    def finish(self, quiet_ms: int = 100, most_s: float = 1.0) -> None:
+        """At a stop: take what has already arrived (until nothing has for `quiet_ms`, for
+        `most_s` at most), so that a stop right after the last message still covers it."""
+        until = time.monotonic() + most_s
+        while time.monotonic() < until and self.poller.poll(quiet_ms):
+            self.turn(0)
 
     def _on_client(self, frames: list[Any]) -> None:
         if len(frames) != 3:
@@ -495,5 +534,7 @@ def run_exchange(
         exchange.turn(20)
         if seconds is not None and time.monotonic() - began >= seconds:
             break
+    exchange.finish()
     exchange.summary.malformed += sum(exchange.feed.malformed.values())
+    exchange.summary.bad_rows = dict(exchange.screen.bad)
     return exchange.summary

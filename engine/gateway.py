@@ -28,9 +28,13 @@ from tickwise.feeds import wire
 
 from .errors import TickwiseError
 from .schemas import (
+    LIQ_MAKER,
+    LIQ_TAKER,
+    REASON_NAMES,
     REASON_UNKNOWN_ORDER,
     STATUS_ACKED,
     STATUS_CANCEL_SENT,
+    STATUS_NAMES,
     STATUS_NEW,
     STATUS_REJECTED,
 )
@@ -57,6 +61,7 @@ class Gateway:
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 2_000)  # cancels sent at a stop get out
+        self.socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES)
         try:
             self.socket.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -152,11 +157,16 @@ class Gateway:
         silent_ms = (time.monotonic_ns() - self.last_heard_ns) / 1e6
         if timeout_ms and silent_ms > timeout_ms:
             return silent_ms, timeout_ms
-        if ack_timeout_ms and self.in_flight:
-            waited_ms = (time.time_ns() - self.in_flight[0].sent_ns) / 1e6
-            if waited_ms > ack_timeout_ms:
-                return waited_ms, ack_timeout_ms
+        waited_ms = self.oldest_unanswered_ms()
+        if ack_timeout_ms and waited_ms > ack_timeout_ms:
+            return waited_ms, ack_timeout_ms
         return None
+
+    def oldest_unanswered_ms(self) -> float:
+        """How long the oldest request still without its reply has waited (0: none)."""
+        if not self.in_flight:
+            return 0.0
+        return (time.time_ns() - self.in_flight[0].sent_ns) / 1e6
 
     def round_trip_percentiles(self) -> dict[str, float]:
         """Request sent -> its reply received (wall clock, µs): p50/p90/p99/p99.9."""
@@ -172,3 +182,27 @@ class Gateway:
 
     def close(self, linger_ms: int = 2_000) -> None:
         self.socket.close(linger=linger_ms)
+
+
+def impossible_rows(schema: str, columns: dict[str, np.ndarray], known: np.ndarray) -> np.ndarray:
+    """Rows of an exchange's report no engine may book (a bool per row): fills of an unknown
+    instrument, a side not +-1, a quantity not positive and finite, a price not positive and
+    finite, a fee not finite, an unknown liquidity flag; order reports with an unknown
+    status or reason, or a quantity not finite and non-negative. Checked before any kernel
+    sees the report: a kernel would index or book them as they are."""
+    if schema == "fills":
+        inst = columns["instrument"].astype(np.int64)
+        known_inst = (inst < known.size) & known[np.minimum(inst, max(known.size - 1, 0))]
+        qty, price, fee = columns["qty"], columns["price"], columns["fee"]
+        good = (
+            known_inst & np.isin(columns["side"], (-1, 1))
+            & (qty > 0) & np.isfinite(qty) & (price > 0) & np.isfinite(price)
+            & np.isfinite(fee) & np.isin(columns["liquidity"], (LIQ_MAKER, LIQ_TAKER))
+        )  # fmt: skip
+        return ~good
+    qty = columns["qty"]
+    good = (
+        np.isin(columns["status"], list(STATUS_NAMES))
+        & np.isin(columns["reason"], list(REASON_NAMES)) & np.isfinite(qty) & (qty >= 0)
+    )  # fmt: skip
+    return ~good

@@ -1,10 +1,15 @@
-"""A live session: market data in over ZeroMQ, the compiled loop per received batch, the
-kill switch driven also by the clock, the journal and the control socket.
+"""A live session: market data in over ZeroMQ, the compiled loop per turn, the kill switch
+driven also by the clock, the journal and the control socket.
 
-Per received batch, Python stamps when it arrived (ts_recv), runs the
-session's compiled loop over it (the same loop as a backtest), sends the
-orders and cancels it produced, journals them (durable before the next
-batch) and answers control requests.
+Each turn, Python takes every message waiting on the feed, stamps when it
+arrived (ts_recv), checks every row at the boundary (`feeds.screen`: an
+instrument id outside the table, a price or size that breaks the data
+contract, a time too far from the clock: counted by reason, journaled,
+dropped; too many trip `bad_data`), runs the good rows of consecutive
+messages of one kind through the session's compiled loop in one call (the
+same loop as a backtest), sends the orders and cancels it produced, journals
+them and answers control requests. Market kinds the strategy does not take
+are counted and ignored.
 
 Where orders go: with a gateway (`tickwise exchange` at its endpoint) they
 leave over ZeroMQ and the exchange's replies and reports (acks, fills,
@@ -13,11 +18,13 @@ of its fills; the session reconciles them with what it sent. Without one,
 they fill in the loop's own simulated exchange against the live market,
 with the configured fee and latency models (paper trading in process).
 
-Between batches it watches what the loop cannot see: the feed silent (no
-message or heartbeat for `stale_feed_ms`: `stale_feed`), batches lost on the
-wire (`seq_gap`), the exchange silent or a request unanswered
-(`gateway_lost`), and replies or reports that do not fit what was sent
-(`reconcile`).
+Between batches it watches what the loop cannot see (`engine.vitals`): the
+feed silent (no message or heartbeat for `stale_feed_ms`: `stale_feed`),
+batches lost on the wire (`seq_gap`), the exchange silent or a request
+unanswered (`gateway_lost`), replies or reports that do not fit what was sent
+(`reconcile`), and the journal (`journal_lost`: the session stops). Every
+change of trading state is journaled as it happens, with its cause; a
+person's resume is refused while any condition behind a trigger still holds.
 
 A stop (SIGINT, SIGTERM, `seconds` or an idle feed when asked) cancels the
 resting orders (waiting for the exchange to confirm), commits the journal
@@ -26,10 +33,12 @@ and returns a summary.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,19 +50,22 @@ import zmq
 
 from tickwise.backtest.replay import BacktestConfig, make_session
 from tickwise.feeds import wire
-from tickwise.feeds.transport import Subscriber
+from tickwise.feeds.screen import Screen, ts_window
+from tickwise.feeds.transport import Subscriber, joined_columns
 
-from .control import DEFAULT_ENDPOINT, ControlServer
+from .control import DEFAULT_ENDPOINT, ControlServer, default_operator
 from .errors import TickwiseError
-from .gateway import Gateway
+from .gateway import Gateway, impossible_rows
 from .instruments import Instruments
 from .journal import Journal
-from .schemas import ORDER_DTYPE, STATUS_NEW, STATUS_REJECTED
+from .limits import KillSwitch
+from .schemas import MARKET_DTYPES, ORDER_DTYPE, QUOTE_DTYPE, STATUS_NEW, STATUS_REJECTED
 from .session import Session
 from .strategy import load_strategy
+from .vitals import BadRowRate, Vitals, holding
 
 _LATENCY_KEEP = 1 << 20  # the latest per-batch latencies kept for percentiles
-_GROUP = 256  # most batches between two commits of the journal
+_GROUP = 256  # most feed messages taken in one turn (one commit of the journal)
 STOP_WAIT_S = 2.0  # at a stop, how long to wait for the exchange to confirm the cancels
 _WATCH_NS = 1_000_000  # the clock-driven checks and the control socket, at most this often
 
@@ -62,7 +74,8 @@ _WATCH_NS = 1_000_000  # the clock-driven checks and the control socket, at most
 class LiveSummary:
     """What a live session did, for people and for tests."""
 
-    batches: int = 0
+    batches: int = 0  # feed messages taken (not heartbeats)
+    loop_calls: int = 0  # compiled calls that ran them (consecutive ones of a kind as one)
     events: int = 0
     orders: int = 0
     rejects: int = 0
@@ -70,12 +83,16 @@ class LiveSummary:
     heartbeats: int = 0
     gaps: int = 0
     malformed: dict[str, int] = field(default_factory=dict)
+    bad_rows: dict[str, int] = field(default_factory=dict)  # dropped at the boundary, by reason
+    ignored: dict[str, int] = field(default_factory=dict)  # rows of kinds the strategy skips
     pnl: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)  # the kill switch as the stop found it
     stopped_by: str = ""
     cancelled_on_stop: int = 0  # resting orders the stop cancelled
     left_open: int = 0  # orders the exchange had not confirmed gone when the session ended
     wall_s: float = 0.0
+    journal_failure: str | None = None  # why the journal could not be written (it stopped)
+    not_journaled: dict[str, int] = field(default_factory=dict)  # rows lost with it
     # Per batch, from the feed's send time to the batch's orders being out (journaled), µs.
     latency_us: dict[str, float] = field(default_factory=dict)
     # With an exchange: the feed's send time to the batch's orders leaving (per batch that
@@ -143,21 +160,24 @@ def run_live(
     until_idle_s: float | None = None,
     on_ready: Callable[[str], None] | None = None,
     group: int = _GROUP,
+    operator: str | None = None,
 ) -> LiveSummary:
     """Run a live session until SIGINT/SIGTERM, `seconds` of wall clock, or, with
-    `until_idle_s`, that long without any message after the first batch. Up to `group`
-    batches already waiting run under one journal commit.
+    `until_idle_s`, that long without any message after the first batch. Every market message
+    already waiting (up to `group`) runs through the loop together, in one compiled call per
+    run of one kind, under one journal commit.
 
     Without `gateway`, orders fill in the loop's own simulated exchange (paper trading in
     process); with it, they go to the exchange process there (`tickwise exchange`), and
-    what it reports comes back into the session."""
+    what it reports comes back into the session. The journal records who started it
+    (`operator`, the OS user by default). A journal that can no longer be written
+    trips `journal_lost` and stops the session (`summary.journal_failure` says why)."""
     if group < 1:
         raise TickwiseError(f"group must be at least 1, got {group}")
     for name, value in (("seconds", seconds), ("until_idle_s", until_idle_s)):
         if value is not None and not value > 0:
             raise TickwiseError(f"{name} must be positive, got {value}")
     config = config or BacktestConfig()
-    kill = config.killswitch
     strategy = load_strategy(strategy_spec)
     session = make_session(strategy, instruments, params, config)
     if gateway is not None:
@@ -166,156 +186,156 @@ def run_live(
     session.warm_up(strategy.kinds, reports=gateway is not None, controls=True)
     if gateway is not None:
         wire.encode_orders(np.zeros(0, ORDER_DTYPE), 0)  # (and no order either)
+    Screen(instruments).good("quotes", _no_quotes(), (0, 0))  # (nor the boundary's check)
     summary = LiveSummary()
-    latencies = _Ring()
-    tick_to_order = _Ring()
-    rates = _Rates()
-    with (
-        Subscriber(feed) as sub,
-        Journal(journal_dir, instruments, background=True) as journal,
-        _linked(gateway, gateway_heartbeat_ms) as gw,
-    ):
-        link = _Link(session, journal, gw, summary, tick_to_order)
-
-        def extra_status() -> dict[str, Any]:
-            extra = {
-                "batches": summary.batches, "feed_gaps": len(sub.gaps),
-                "malformed": dict(sub.malformed), "latency_us": latencies.percentiles(),
-                "orders_sent": summary.orders, "fills": summary.fills,
-                "orders_per_s": rates.per_second(summary.orders),
-            }  # fmt: skip
-            if gw is not None:
-                extra["tick_to_order_us"] = tick_to_order.percentiles()
-                extra["round_trip_us"] = gw.round_trip_percentiles()
-                extra["gateway"] = _gateway_status(gw)
-            return extra
-
-        server = ControlServer(
-            session, control, extra_status=extra_status,
-            on_command=lambda cmd, req: journal.event(time.time_ns(), cmd, req),
-        )  # fmt: skip
-        poller = zmq.Poller()
-        poller.register(sub.socket, zmq.POLLIN)
-        if gw is not None:
-            poller.register(gw.socket, zmq.POLLIN)
+    # Everything that can refuse the start comes before the journal, which is opened last:
+    # a refused start leaves no segment behind.
+    with contextlib.ExitStack() as stack:
+        sub = stack.enter_context(Subscriber(feed))
+        gw = stack.enter_context(_linked(gateway, gateway_heartbeat_ms))
+        server = ControlServer(session, control)
+        stack.callback(server.close)
+        journal = stack.enter_context(Journal(journal_dir, instruments, background=True))
+        journal.event(time.time_ns(), "start", {
+            "strategy": strategy.name(), "params": session.params, "feed": feed,
+            "gateway": gateway, "control": server.endpoint, "pid": os.getpid(),
+            "operator": operator or default_operator(),
+        })  # fmt: skip
+        link = _Link(session, journal, gw, sub, summary, config)
+        watch = _Watch(link, config.killswitch)
+        session.outside_conditions = watch.holding
+        server.extra_status = link.status
+        server.on_command = lambda cmd, detail: journal.event(time.time_ns(), cmd, detail)
+        if on_ready:
+            on_ready(server.endpoint)
         try:
-            if on_ready:
-                on_ready(server.endpoint)
-            began = time.monotonic()
-            gaps_seen = 0
-            watch = _Watch(session, journal, sub, gw, link, kill, summary, rates)
-            next_watch = 0
-            stop: list[str] = []  # set by SIGINT/SIGTERM: the loop ends at its next turn
-            try:
-                with stop_on_signals(stop):
-                    while not stop:
-                        ready = dict(poller.poll(20))
-                        # Every batch already waiting, then one commit for them all (a commit
-                        # costs the journal's writer four fsyncs, more than a batch of the loop).
-                        sent = []
-                        while sub.socket in ready and len(sent) < group:
-                            message = sub.receive(0)
-                            if message is None:
-                                break
-                            if message.is_heartbeat:
-                                continue
-                            if message.schema not in strategy.kinds:
-                                raise TickwiseError(
-                                    f"{strategy.name()} trades on {', '.join(strategy.kinds)}; "
-                                    f"the feed sends {message.schema}"
-                                )
-                            link.market(message)
-                            sent.append(message.send_ts)
-                            watch.stale_tripped = False
-                        if gw is not None:
-                            link.reports()
-                        if len(sub.gaps) > gaps_seen:  # (before anything more is sent)
-                            lost = sum(g.last - g.first + 1 for g in sub.gaps[gaps_seen:])
-                            gaps_seen = len(sub.gaps)
-                            session.trip("seq_gap", lost, 0.0)
-                            journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
-                            link.flush()
-                        if journal.pending:
-                            journal.commit()  # (its writer makes it durable, in order)
-                        done = time.time_ns()
-                        for send_ts in sent:
-                            latencies.add((done - send_ts) / 1e3)
-                            summary.batches += 1
-                        # What the clock and people drive, every millisecond at most: the
-                        # turns of a busy feed stay short.
-                        now = time.monotonic_ns()
-                        if now < next_watch:
-                            continue
-                        next_watch = now + _WATCH_NS
-                        watch.turn()
-                        server.serve(0)
-                        link.flush()  # what a person's command or a trip sent (cancels)
-                        if journal.pending:
-                            journal.commit()
-                        if seconds is not None and time.monotonic() - began >= seconds:
-                            summary.stopped_by = f"{seconds:g} s passed"
-                            break
-                        silent = sub.silent_for_ns()
-                        if (
-                            until_idle_s is not None
-                            and summary.batches
-                            and silent > until_idle_s * 1e9
-                        ):
-                            summary.stopped_by = f"the feed idle for {until_idle_s:g} s"
-                            break
-            except KeyboardInterrupt:  # (run from a thread other than main)
-                summary.stopped_by = "a signal"
-            if stop:
-                summary.stopped_by = stop[0]
-            # A clean stop: no order left resting, everything journaled. (The summary keeps
-            # the kill switch as it was: halting to cancel is the stop's, not a person's.)
-            summary.status = session.status()
-            summary.cancelled_on_stop = session.open_orders
-            if session.open_orders:
-                session.halt()
-                journal.event(time.time_ns(), "stop", {"cancelled": summary.cancelled_on_stop})
-            link.flush()
-            if gw is not None:
-                link.settle(STOP_WAIT_S)
-            summary.left_open = session.open_orders
-            if journal.pending:
-                journal.commit()
-            summary.wall_s = time.monotonic() - began
-        finally:
-            server.close()
-        summary.heartbeats = sub.heartbeats
-        summary.gaps = len(sub.gaps)
-        summary.malformed = dict(sub.malformed)
-        if gw is not None:
-            summary.round_trip_us = gw.round_trip_percentiles()
-            summary.round_trip_samples = gw.round_trip_samples()
-            summary.gateway = _gateway_status(gw)
+            _turn_until_stopped(link, watch, server, seconds, until_idle_s, group)
+        except BaseException:  # a bug: nothing automated may go on working without the session
+            _emergency_stop(link)
+            raise
+        _stop(link)
+    summary.journal_failure = journal.failure
+    summary.not_journaled = dict(journal.dropped) if journal.failure else {}
+    summary.heartbeats = sub.heartbeats
+    summary.gaps = len(sub.gaps)
+    summary.malformed = dict(sub.malformed)
+    summary.bad_rows = dict(link.screen.bad)
+    summary.ignored = dict(link.ignored)
+    if gw is not None:
+        summary.round_trip_us = gw.round_trip_percentiles()
+        summary.round_trip_samples = gw.round_trip_samples()
+        summary.gateway = _gateway_status(gw)
     summary.pnl = session.pnl()
-    summary.latency_us = latencies.percentiles()
-    summary.tick_to_order_us = tick_to_order.percentiles()
-    summary.tick_to_order_samples = tick_to_order.samples()
+    summary.latency_us = link.latencies.percentiles()
+    summary.tick_to_order_us = link.tick_to_order.percentiles()
+    summary.tick_to_order_samples = link.tick_to_order.samples()
     return summary
 
 
-class _Watch:
-    """What a live session watches between batches: malformed feed messages (journaled), a
-    silent feed (`stale_feed`), a lost exchange (`gateway_lost`), replies or reports that
-    do not fit (`reconcile`), and its heartbeats to the exchange."""
+def _turn_until_stopped(link: _Link, watch: _Watch, server: ControlServer, seconds: float | None,
+                        until_idle_s: float | None, group: int) -> None:  # fmt: skip
+    """The session's turns: everything waiting on the feed, then the exchange's reports, then
+    a commit; every millisecond at most, what the clock and people drive."""
+    summary, sub, gw = link.summary, link.sub, link.gw
+    poller = zmq.Poller()
+    poller.register(sub.socket, zmq.POLLIN)
+    if gw is not None:
+        poller.register(gw.socket, zmq.POLLIN)
+    began = time.monotonic()
+    next_watch = 0
+    stop: list[str] = []  # set by SIGINT/SIGTERM: the loop ends at its next turn
+    try:
+        with stop_on_signals(stop):
+            while not stop:
+                ready = dict(poller.poll(20))
+                if sub.socket in ready:
+                    link.market(sub, group)
+                if gw is not None:
+                    link.reports()
+                link.gaps()
+                link.commit()
+                # What the clock and people drive, every millisecond at most: the turns of a
+                # busy feed stay short.
+                now = time.monotonic_ns()
+                if now < next_watch:
+                    continue
+                next_watch = now + _WATCH_NS
+                if watch.turn():
+                    stop.append("the journal was lost")
+                    break
+                server.serve(0)
+                link.flush()  # what a person's command or a trip sent (cancels)
+                link.commit()
+                if seconds is not None and time.monotonic() - began >= seconds:
+                    summary.stopped_by = f"{seconds:g} s passed"
+                    break
+                silent = sub.silent_for_ns()
+                if until_idle_s is not None and summary.batches and silent > until_idle_s * 1e9:
+                    summary.stopped_by = f"the feed idle for {until_idle_s:g} s"
+                    break
+    except KeyboardInterrupt:  # (run from a thread other than main)
+        summary.stopped_by = "a signal"
+    if stop:
+        summary.stopped_by = stop[0]
+    summary.wall_s = time.monotonic() - began
 
-    def __init__(self, session: Session, journal: Journal, sub: Subscriber, gw: Gateway | None,
-                 link: _Link, kill: Any, summary: LiveSummary, rates: _Rates) -> None:  # fmt: skip
-        self.session, self.journal, self.sub, self.gw, self.link = session, journal, sub, gw, link
+
+def _stop(link: _Link) -> None:
+    """A clean stop: no order left resting, everything journaled that can be. (The summary
+    keeps the kill switch as it was: halting to cancel is the stop's, not a person's.)"""
+    session, summary = link.session, link.summary
+    summary.status = session.status()
+    summary.cancelled_on_stop = session.open_orders
+    if session.open_orders:
+        session.trip("stop", summary.cancelled_on_stop, 0.0)
+        link.journal.event(time.time_ns(), "stop", {"cancelled": summary.cancelled_on_stop})
+    link.flush()
+    if link.gw is not None:
+        link.settle(STOP_WAIT_S)
+    summary.left_open = session.open_orders
+    link.transitions()
+    link.journal.event(time.time_ns(), "end", {
+        "stopped_by": summary.stopped_by, "events": summary.events, "orders": summary.orders,
+        "fills": summary.fills, "left_open": summary.left_open, "state": session.status()["state"],
+    })  # fmt: skip
+    link.commit()
+    link.journal.flush()
+
+
+def _emergency_stop(link: _Link) -> None:
+    """The session is ending on an error: halt, and send the cancels of its resting orders
+    (waiting briefly for the exchange), before the error is raised."""
+    with contextlib.suppress(Exception):
+        link.session.trip("stop", link.session.open_orders, 0.0)
+        link.flush()
+        if link.gw is not None:
+            link.settle(STOP_WAIT_S)
+
+
+class _Watch:
+    """What a live session watches between batches: malformed feed messages and bad rows
+    (journaled; too many bad rows trip `bad_data`), a silent feed (`stale_feed`), a lost
+    exchange (`gateway_lost`), replies or reports that do not fit (`reconcile`), the journal
+    (`journal_lost`), and its heartbeats to the exchange. `holding` says which of these
+    conditions still hold, for a resume."""
+
+    def __init__(self, link: _Link, kill: KillSwitch) -> None:
+        self.link, self.kill = link, kill
         self.stale_ns = kill.stale_feed_ms * 1e6 if kill.stale_feed_ms else 0.0
-        self.gateway_timeout_ms = kill.gateway_timeout_ms
-        self.ack_timeout_ms = kill.ack_timeout_ms
-        self.summary, self.rates = summary, rates
         self.malformed_seen = 0
+        self.bad_seen = 0
         self.stale_tripped = False
         self.gateway_tripped = False
 
-    def turn(self) -> None:
-        session, journal, sub, gw = self.session, self.journal, self.sub, self.gw
-        self.rates.note(self.summary.orders)
+    def turn(self) -> bool:
+        """One look around; True when the journal is lost (the session must stop)."""
+        link = self.link
+        session, journal, sub, gw = link.session, link.journal, link.sub, link.gw
+        link.rates.note(link.summary.orders)
+        if journal.failure is not None:
+            session.trip("journal_lost", 0.0, 0.0)
+            link.transitions()
+            return True
         bad = sum(sub.malformed.values())
         if bad > self.malformed_seen:  # counted, dropped, and journaled
             journal.event(time.time_ns(), "malformed", {
@@ -323,46 +343,135 @@ class _Watch:
                 "latest": list(sub.recent_malformed)[-(bad - self.malformed_seen):],
             })  # fmt: skip
             self.malformed_seen = bad
+        self._bad_rows()
         silent = sub.silent_for_ns()
-        if self.stale_ns and silent > self.stale_ns and not self.stale_tripped:
-            session.trip("stale_feed", silent / 1e6, self.stale_ns / 1e6)
-            journal.event(time.time_ns(), "stale_feed", {"silent_ms": silent / 1e6})
-            self.stale_tripped = True
-        if gw is None:
+        if self.stale_ns and silent > self.stale_ns:
+            if not self.stale_tripped:
+                session.trip("stale_feed", silent / 1e6, self.stale_ns / 1e6)
+                self.stale_tripped = True
+        else:
+            self.stale_tripped = False
+        if gw is not None:
+            gw.heartbeat_if_quiet()
+            lost = gw.lost(self.kill.gateway_timeout_ms, self.kill.ack_timeout_ms)
+            if lost and not self.gateway_tripped:
+                session.trip("gateway_lost", lost[0], lost[1])
+            self.gateway_tripped = bool(lost)
+            link.check_gateway()
+        link.transitions()
+        return False
+
+    def _bad_rows(self) -> None:
+        link = self.link
+        dropped = link.screen.dropped + link.bad_reports
+        if dropped == self.bad_seen:
             return
-        gw.heartbeat_if_quiet()
-        lost = gw.lost(self.gateway_timeout_ms, self.ack_timeout_ms)
-        if lost and not self.gateway_tripped:
-            session.trip("gateway_lost", lost[0], lost[1])
-            journal.event(time.time_ns(), "gateway_lost",
-                          {"waited_ms": lost[0], "bound_ms": lost[1]})  # fmt: skip
-        self.gateway_tripped = bool(lost)
-        self.link.check_gateway()
+        link.journal.event(time.time_ns(), "bad_data", {
+            "rows": dropped - self.bad_seen, "by_reason": dict(link.screen.bad),
+            "bad_reports": link.bad_reports, "latest": list(link.screen.samples),
+        })  # fmt: skip
+        link.screen.samples.clear()
+        self.bad_seen = dropped
+        limit = self.kill.max_bad_rows_per_sec
+        rate = link.bad_rate.last_second()
+        if limit and rate > limit:
+            link.session.trip("bad_data", rate, limit)
+
+    def vitals(self, instrument: int = -1) -> Vitals:
+        """What the session sees outside its loop now (cancels: of one instrument, or all)."""
+        link = self.link
+        gw = link.gw
+        now = time.monotonic_ns()
+        return Vitals(
+            feed_silent_ms=link.sub.silent_for_ns() / 1e6,
+            feed_in_sequence=link.sub.in_sequence,
+            exchange=gw is not None,
+            exchange_silent_ms=(now - gw.last_heard_ns) / 1e6 if gw is not None else 0.0,
+            oldest_unanswered_ms=gw.oldest_unanswered_ms() if gw is not None else 0.0,
+            unconfirmed_cancels=link.session.unconfirmed_cancels(instrument),
+            bad_rows_last_s=link.bad_rate.last_second(),
+            journal_failure=link.journal.failure,
+        )
+
+    def holding(self, instrument: int) -> list[str]:
+        """The conditions outside the loop that still hold (for `Session.resume`)."""
+        return holding(self.vitals(instrument), self.kill)
 
 
 class _Link:
-    """Moves a live session's batches and orders: market batches through the loop, its
-    orders and cancels to the exchange (when there is one), the exchange's reports back
-    into the loop; all of it journaled."""
+    """Moves a live session's batches and orders: market data from the feed through the
+    boundary's checks and the loop, its orders and cancels to the exchange (when there is
+    one), the exchange's reports back into the loop; all of it journaled."""
 
-    def __init__(self, session: Session, journal: Journal, gw: Gateway | None,
-                 summary: LiveSummary, tick_to_order: _Ring) -> None:  # fmt: skip
+    def __init__(self, session: Session, journal: Journal, gw: Gateway | None, sub: Subscriber,
+                 summary: LiveSummary, config: BacktestConfig) -> None:  # fmt: skip
         self.session = session
         self.journal = journal
         self.gw = gw
+        self.sub = sub
         self.summary = summary
-        self.tick_to_order = tick_to_order
+        self.kinds = session.strategy.kinds
+        self.screen = Screen(session.instruments)
+        self.skew_ns = config.killswitch.max_ts_skew_ms * 1e6
+        self.wall_clock = config.feed_latency_us < 0  # else the data's own time (a replay)
+        self.bad_rate = BadRowRate()
+        self.bad_reports = 0  # exchange report rows no engine may book
+        self.ignored: Counter[str] = Counter()  # rows of market kinds the strategy does not take
+        self.latencies = _Ring()
+        self.tick_to_order = _Ring()
+        self.rates = _Rates()
         self.mismatches_seen = 0
         self.lost_reports_seen = 0
+        self.gaps_seen = 0
 
-    def market(self, message: Any) -> None:
-        """One market batch: stamped on arrival, through the loop, orders out, journaled."""
-        columns = dict(message.columns)
-        if "ts_recv" in columns:  # when this engine received it: the feed latency it sees
-            columns["ts_recv"] = np.full(message.rows, time.time_ns(), dtype=np.int64)
-        result = self.session.on_batch(message.schema, columns)
-        self.summary.events += result.events
-        self._out(result, message.send_ts)
+    def market(self, sub: Subscriber, group: int) -> None:
+        """Every market message waiting (up to `group`), as few compiled calls as their kinds
+        allow: consecutive messages of one kind run as one batch."""
+        run: list[Any] = []
+        for _ in range(group):
+            message = sub.receive(0)
+            if message is None:
+                break
+            if message.is_heartbeat:
+                continue
+            if run and message.schema != run[0].schema:
+                self._run(run)
+                run = []
+            run.append(message)
+        if run:
+            self._run(run)
+
+    def _run(self, messages: list[Any]) -> None:
+        """Messages of one kind: stamped on arrival, checked at the boundary, through the
+        loop as one batch, orders out, journaled."""
+        kind = messages[0].schema
+        rows = sum(m.rows for m in messages)
+        if kind not in MARKET_DTYPES:  # (an `orders` batch on a feed: not market data)
+            self.screen.wrong_kind(kind, rows)
+            self.bad_rate.add(rows)
+        elif kind not in self.kinds:  # a feed may carry kinds this strategy does not take
+            if not self.ignored[kind]:
+                self.journal.event(time.time_ns(), "ignored", {"kind": kind, "takes": self.kinds})
+            self.ignored[kind] += rows
+        else:
+            columns = joined_columns(messages)
+            now = time.time_ns()
+            if "ts_recv" in columns:  # when this engine received it: the feed latency it sees
+                columns["ts_recv"] = np.full(rows, now, dtype=np.int64)
+            clock = now if self.wall_clock else self.session.clock_ns
+            before = self.screen.dropped
+            good = self.screen.good(
+                kind, columns, ts_window(clock, self.skew_ns, wall_clock=self.wall_clock)
+            )
+            self.bad_rate.add(self.screen.dropped - before)
+            result = self.session.on_batch(kind, good)
+            self.summary.loop_calls += 1
+            self.summary.events += result.events
+            self._out(result, min(m.send_ts for m in messages))
+        done = time.time_ns()
+        for message in messages:
+            self.latencies.add((done - message.send_ts) / 1e3)
+        self.summary.batches += len(messages)
 
     def _out(self, result: Any, feed_send_ts: int | None = None) -> None:
         """Send what the loop produced to the exchange first (latency), then journal it."""
@@ -382,32 +491,64 @@ class _Link:
         self.journal.add(result.orders, result.fills)
         if cancels is not None and cancels.size:
             self.journal.add(cancels, result.fills[:0])
+        self.transitions()
+
+    def transitions(self) -> None:
+        """Journal every change of trading state the session made since the last call."""
+        for change in self.session.take_transitions():
+            self.journal.event(change["ts"], "transition", change)
 
     def flush(self) -> None:
         """Send and journal what kernels logged between batches (a halt's cancels)."""
         self._out(self.session.drain_logs())
 
+    def commit(self) -> None:
+        if self.journal.pending:
+            self.journal.commit()  # (its writer makes it durable, in order)
+
+    def gaps(self) -> None:
+        """Feed messages lost on the wire trip `seq_gap` (before anything more is sent)."""
+        sub = self.sub
+        if len(sub.gaps) > self.gaps_seen:
+            lost = sum(g.last - g.first + 1 for g in sub.gaps[self.gaps_seen :])
+            self.gaps_seen = len(sub.gaps)
+            self.session.trip("seq_gap", lost, 0.0)
+            self.journal.event(time.time_ns(), "seq_gap", {"batches_lost": lost})
+            self.flush()
+
     def reports(self, limit: int = 1_024) -> None:
-        """Apply what the exchange sent (replies, fills, cancellations), as it came."""
+        """Apply what the exchange sent (replies, fills, cancellations), as it came; rows no
+        engine may book are dropped, and trip `reconcile`."""
         assert self.gw is not None
+        known = self.session.instruments.known_mask()
         for _ in range(limit):
             message = self.gw.receive()
             if message is None:
                 return
             if message.is_heartbeat:
                 continue
-            if message.schema == "fills":
-                result = self.session.on_fills(message.columns)
-            elif message.schema == "orders":
-                result = self.session.on_order_reports(message.columns)
-            else:
+            if message.schema not in ("fills", "orders"):
                 self.gw.mismatches.append(f"the exchange sent {message.schema}")
                 continue
+            columns = message.columns
+            impossible = impossible_rows(message.schema, columns, known)
+            if impossible.any():
+                self.bad_reports += int(impossible.sum())
+                self.bad_rate.add(int(impossible.sum()))
+                self.gw.mismatches.append(
+                    f"{int(impossible.sum())} {message.schema} rows (seq {message.seq}) with "
+                    "impossible values"
+                )
+                columns = {name: values[~impossible] for name, values in columns.items()}
+            if message.schema == "fills":
+                result = self.session.on_fills(columns)
+            else:
+                result = self.session.on_order_reports(columns)
             if self.session.mismatched.size:
                 rows = self.session.mismatched[:20].tolist()
                 self.journal.event(time.time_ns(), "reconcile", {
                     "report": message.schema, "seq": message.seq, "rows": rows,
-                    "ids": message.columns["order_id" if message.schema == "fills" else "id"][
+                    "ids": columns["order_id" if message.schema == "fills" else "id"][
                         self.session.mismatched[:20]].tolist(),
                 })  # fmt: skip
             self._out(result)  # the strategy may have answered its fills with orders
@@ -437,6 +578,27 @@ class _Link:
                 self.reports()
             self.flush()
             self.gw.heartbeat_if_quiet()  # (or the exchange cancels them for silence)
+
+    def status(self) -> dict[str, Any]:
+        """What only the live session knows, for `tickwise status`."""
+        summary, sub, gw = self.summary, self.sub, self.gw
+        extra = {
+            "batches": summary.batches, "feed_gaps": len(sub.gaps),
+            "malformed": dict(sub.malformed), "bad_rows": dict(self.screen.bad),
+            "bad_reports": self.bad_reports, "ignored": dict(self.ignored),
+            "latency_us": self.latencies.percentiles(), "orders_sent": summary.orders,
+            "fills": summary.fills, "orders_per_s": self.rates.per_second(summary.orders),
+            "journal_failure": self.journal.failure,
+        }  # fmt: skip
+        if gw is not None:
+            extra["tick_to_order_us"] = self.tick_to_order.percentiles()
+            extra["round_trip_us"] = gw.round_trip_percentiles()
+            extra["gateway"] = _gateway_status(gw)
+        return extra
+
+
+def _no_quotes() -> dict[str, np.ndarray]:
+    return {n: np.empty(0, QUOTE_DTYPE[n]) for n in QUOTE_DTYPE.names}
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,8 @@ def _socket(kind: int, endpoint: str, bind: bool, context: zmq.Context | None) -
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        if not bind:  # a frame beyond this disconnects the sender, never reaches memory
+            sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES)
         sock.setsockopt(zmq.SNDHWM if bind else zmq.RCVHWM, _HWM)
         if bind:
             sock.bind(endpoint)
@@ -208,6 +210,15 @@ def rebased(
         yield moved
 
 
+def joined_columns(messages: Sequence[wire.Message]) -> dict[str, np.ndarray]:
+    """The columns of consecutive messages of one kind as one batch (one message's own views;
+    copies joined for several): what a receiver runs through its loop in one call."""
+    if len(messages) == 1:
+        return dict(messages[0].columns)
+    names = messages[0].columns
+    return {n: np.concatenate([m.columns[n] for m in messages]) for n in names}
+
+
 @dataclass
 class Gap:
     """Batches a subscriber never received: sequence numbers `first` to `last`."""
@@ -229,6 +240,8 @@ class Subscriber:
     recent_malformed: deque = field(default_factory=lambda: deque(maxlen=100))
     gaps: list[Gap] = field(default_factory=list)
     last_seq: int | None = None
+    # False from a gap until a message follows its predecessor in sequence again.
+    in_sequence: bool = True
     # Monotonic clock at the last well-formed message: a feed sending only garbage is silent.
     last_heard_ns: int = 0
 
@@ -259,11 +272,15 @@ class Subscriber:
             if self.last_seq is not None and message.seq > self.last_seq:
                 self.gaps.append(Gap(self.last_seq + 1, message.seq))
                 self.last_seq = message.seq
+                self.in_sequence = False
             return
         self.messages += 1
         self.rows += message.rows
         if self.last_seq is not None and message.seq > self.last_seq + 1:
             self.gaps.append(Gap(self.last_seq + 1, message.seq - 1))
+            self.in_sequence = False
+        elif self.last_seq is None or message.seq == self.last_seq + 1:
+            self.in_sequence = True
         self.last_seq = message.seq
 
     def silent_for_ns(self) -> int:

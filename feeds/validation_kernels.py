@@ -1,7 +1,10 @@
 """Compiled checks of market-data rows, one call per batch.
 
-Each kernel scans a batch and returns `(fault, row, column)` for the first bad
-row, or `(FAULT_NONE, -1, -1)`. Order state (last timestamp and sequence per
+The rules a row must keep are written once per kind (`quote_fault`, ...).
+The file checks (`check_*_nb`) scan a batch and return `(fault, row, column)`
+for the first bad row, or `(FAULT_NONE, -1, -1)`; the live screen
+(`screen_*_nb`) marks every row's fault, for a receiver that drops bad rows
+and keeps the good ones. Order state (last timestamp and sequence per
 instrument, the previous row's key) lives in arrays owned by the caller, so a
 stream is checked batch by batch exactly as if it were checked whole.
 """
@@ -23,6 +26,18 @@ FAULT_CROSSED = 8  # quote with bid_px above ask_px
 FAULT_BAD_SIDE = 9  # side other than +1 / -1
 FAULT_BAR_RANGE = 10  # bar whose high/low do not enclose open and close
 FAULT_DUP_BAR = 11  # two bars of one instrument with the same ts_event
+FAULT_TS_SKEW = 12  # ts_event too far from the receiver's clock (live screen only)
+
+# What a live session counts bad rows by (journal, status, summary).
+FAULT_NAMES = {
+    FAULT_UNKNOWN_INSTRUMENT: "unknown_instrument",
+    FAULT_BAD_PRICE: "bad_price",
+    FAULT_BAD_SIZE: "bad_size",
+    FAULT_CROSSED: "crossed",
+    FAULT_BAD_SIDE: "bad_side",
+    FAULT_BAR_RANGE: "bar_range",
+    FAULT_TS_SKEW: "ts_skew",
+}
 
 OK = (FAULT_NONE, -1, -1)
 
@@ -78,16 +93,76 @@ def _bad_size(x):
     return not (x >= 0.0 and x < np.inf)
 
 
-# Each value check first runs a branch-free pass that the compiler vectorises (the
-# common case: nothing wrong), and only looks for the first bad row when there is one.
+# The value rules of one row of each kind, defined once: the file validator reports the
+# first row that breaks one, the live screen drops every row that does. Each returns
+# (fault, column), columns numbered in the order of the arguments.
+
+
+@njit(cache=True)
+def quote_fault(b, a, bs, as_):
+    """Prices positive and finite, sizes non-negative and finite, bid not above ask."""
+    if _bad_price(b):
+        return FAULT_BAD_PRICE, 0
+    if _bad_price(a):
+        return FAULT_BAD_PRICE, 1
+    if _bad_size(bs):
+        return FAULT_BAD_SIZE, 2
+    if _bad_size(as_):
+        return FAULT_BAD_SIZE, 3
+    if b > a:
+        return FAULT_CROSSED, -1
+    return FAULT_NONE, -1
+
+
+@njit(cache=True)
+def trade_fault(px, sz, side):
+    """Price positive and finite, size positive and finite, side +1 or -1."""
+    if _bad_price(px):
+        return FAULT_BAD_PRICE, 0
+    if _bad_size(sz) or sz == 0.0:
+        return FAULT_BAD_SIZE, 1
+    if side != 1 and side != -1:
+        return FAULT_BAD_SIDE, 2
+    return FAULT_NONE, -1
+
+
+@njit(cache=True)
+def bar_fault(open_, high, low, close, volume):
+    """OHLC positive and finite, volume non-negative, low <= open, close <= high."""
+    if _bad_price(open_):
+        return FAULT_BAD_PRICE, 0
+    if _bad_price(high):
+        return FAULT_BAD_PRICE, 1
+    if _bad_price(low):
+        return FAULT_BAD_PRICE, 2
+    if _bad_price(close):
+        return FAULT_BAD_PRICE, 3
+    if _bad_size(volume):
+        return FAULT_BAD_SIZE, 4
+    if low > min(open_, close) or high < max(open_, close):
+        return FAULT_BAR_RANGE, -1
+    return FAULT_NONE, -1
+
+
+@njit(cache=True)
+def book_fault(side, px, sz):
+    """Side +1 or -1, price positive and finite, size non-negative (0 removes the level)."""
+    if side != 1 and side != -1:
+        return FAULT_BAD_SIDE, 0
+    if _bad_price(px):
+        return FAULT_BAD_PRICE, 1
+    if _bad_size(sz):
+        return FAULT_BAD_SIZE, 2
+    return FAULT_NONE, -1
+
+
+# Each file check first runs a branch-free pass that the compiler vectorises (the common
+# case: nothing wrong), and only looks for the first bad row when there is one.
 
 
 @njit(cache=True)
 def check_quotes_nb(bid_px, ask_px, bid_sz, ask_sz):
-    """Prices positive and finite, sizes non-negative and finite, bid not above ask.
-
-    Columns are numbered in the order of the arguments.
-    """
+    """The first row of a quotes batch that breaks `quote_fault`'s rules."""
     bad = False
     for i in range(bid_px.size):
         b, a = bid_px[i], ask_px[i]
@@ -99,71 +174,114 @@ def check_quotes_nb(bid_px, ask_px, bid_sz, ask_sz):
     if not bad:
         return OK
     for i in range(bid_px.size):
-        if _bad_price(bid_px[i]):
-            return FAULT_BAD_PRICE, i, 0
-        if _bad_price(ask_px[i]):
-            return FAULT_BAD_PRICE, i, 1
-        if _bad_size(bid_sz[i]):
-            return FAULT_BAD_SIZE, i, 2
-        if _bad_size(ask_sz[i]):
-            return FAULT_BAD_SIZE, i, 3
-        if bid_px[i] > ask_px[i]:
-            return FAULT_CROSSED, i, -1
+        fault, column = quote_fault(bid_px[i], ask_px[i], bid_sz[i], ask_sz[i])
+        if fault != FAULT_NONE:
+            return fault, i, column
     return OK
 
 
 @njit(cache=True)
 def check_trades_nb(px, sz, side):
-    """Price positive and finite, size positive and finite, side +1 or -1."""
+    """The first row of a trades batch that breaks `trade_fault`'s rules."""
     bad = False
     for i in range(px.size):
         bad |= _bad_price(px[i]) | _bad_size(sz[i]) | (sz[i] == 0.0) | (side[i] * side[i] != 1)
     if not bad:
         return OK
     for i in range(px.size):
-        if _bad_price(px[i]):
-            return FAULT_BAD_PRICE, i, 0
-        if _bad_size(sz[i]) or sz[i] == 0.0:
-            return FAULT_BAD_SIZE, i, 1
-        if side[i] != 1 and side[i] != -1:
-            return FAULT_BAD_SIDE, i, 2
+        fault, column = trade_fault(px[i], sz[i], side[i])
+        if fault != FAULT_NONE:
+            return fault, i, column
     return OK
 
 
 @njit(cache=True)
 def check_bars_nb(open_, high, low, close, volume):
-    """OHLC positive and finite, volume non-negative, low <= open, close <= high."""
+    """The first row of a bars batch that breaks `bar_fault`'s rules."""
     for i in range(open_.size):
-        if _bad_price(open_[i]):
-            return FAULT_BAD_PRICE, i, 0
-        if _bad_price(high[i]):
-            return FAULT_BAD_PRICE, i, 1
-        if _bad_price(low[i]):
-            return FAULT_BAD_PRICE, i, 2
-        if _bad_price(close[i]):
-            return FAULT_BAD_PRICE, i, 3
-        if _bad_size(volume[i]):
-            return FAULT_BAD_SIZE, i, 4
-        lo = min(open_[i], close[i])
-        hi = max(open_[i], close[i])
-        if low[i] > lo or high[i] < hi:
-            return FAULT_BAR_RANGE, i, -1
+        fault, column = bar_fault(open_[i], high[i], low[i], close[i], volume[i])
+        if fault != FAULT_NONE:
+            return fault, i, column
     return OK
 
 
 @njit(cache=True)
 def check_book_nb(side, px, sz):
-    """Side +1 or -1, price positive and finite, size non-negative (0 removes the level)."""
+    """The first row of a book batch that breaks `book_fault`'s rules."""
     bad = False
     for i in range(px.size):
         bad |= (side[i] * side[i] != 1) | _bad_price(px[i]) | _bad_size(sz[i])
     if not bad:
         return OK
     for i in range(px.size):
-        if side[i] != 1 and side[i] != -1:
-            return FAULT_BAD_SIDE, i, 0
-        if _bad_price(px[i]):
-            return FAULT_BAD_PRICE, i, 1
-        if _bad_size(sz[i]):
-            return FAULT_BAD_SIZE, i, 2
+        fault, column = book_fault(side[i], px[i], sz[i])
+        if fault != FAULT_NONE:
+            return fault, i, column
     return OK
+
+
+# --- the live screen: every row judged, bad ones marked (none dropped here) -----------------
+
+
+@njit(cache=True)
+def _place_fault(known, ts_lo, ts_hi, ts, instrument):
+    """An instrument id outside the table, or ts_event outside [ts_lo, ts_hi]."""
+    if instrument >= known.size or not known[instrument]:
+        return FAULT_UNKNOWN_INSTRUMENT
+    if ts < ts_lo or ts > ts_hi:
+        return FAULT_TS_SKEW
+    return FAULT_NONE
+
+
+@njit(cache=True)
+def screen_quotes_nb(known, ts_lo, ts_hi, fault, ts_event, instrument, bid_px, ask_px,
+                     bid_sz, ask_sz):  # fmt: skip
+    """Each row's fault (FAULT_NONE when good) into `fault`; the count of bad rows."""
+    bad = 0
+    for k in range(ts_event.size):
+        f = _place_fault(known, ts_lo, ts_hi, ts_event[k], instrument[k])
+        if f == FAULT_NONE:
+            f = quote_fault(bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])[0]
+        fault[k] = f
+        bad += f != FAULT_NONE
+    return bad
+
+
+@njit(cache=True)
+def screen_trades_nb(known, ts_lo, ts_hi, fault, ts_event, instrument, px, sz, side):
+    """As `screen_quotes_nb`, for trades."""
+    bad = 0
+    for k in range(ts_event.size):
+        f = _place_fault(known, ts_lo, ts_hi, ts_event[k], instrument[k])
+        if f == FAULT_NONE:
+            f = trade_fault(px[k], sz[k], side[k])[0]
+        fault[k] = f
+        bad += f != FAULT_NONE
+    return bad
+
+
+@njit(cache=True)
+def screen_bars_nb(known, ts_lo, ts_hi, fault, ts_event, instrument, open_, high, low, close,
+                   volume):  # fmt: skip
+    """As `screen_quotes_nb`, for bars."""
+    bad = 0
+    for k in range(ts_event.size):
+        f = _place_fault(known, ts_lo, ts_hi, ts_event[k], instrument[k])
+        if f == FAULT_NONE:
+            f = bar_fault(open_[k], high[k], low[k], close[k], volume[k])[0]
+        fault[k] = f
+        bad += f != FAULT_NONE
+    return bad
+
+
+@njit(cache=True)
+def screen_book_nb(known, ts_lo, ts_hi, fault, ts_event, instrument, side, px, sz):
+    """As `screen_quotes_nb`, for book deltas."""
+    bad = 0
+    for k in range(ts_event.size):
+        f = _place_fault(known, ts_lo, ts_hi, ts_event[k], instrument[k])
+        if f == FAULT_NONE:
+            f = book_fault(side[k], px[k], sz[k])[0]
+        fault[k] = f
+        bad += f != FAULT_NONE
+    return bad

@@ -52,6 +52,10 @@ SCHEMA_IDS: Final[dict[str, int]] = {
 SCHEMA_NAMES: Final[dict[int, str]] = {v: k for k, v in SCHEMA_IDS.items()}
 DTYPES: Final[dict[str, np.dtype]] = {**MARKET_DTYPES, "orders": ORDER_DTYPE, "fills": FILL_DTYPE}
 MAX_ROWS: Final = 1 << 24  # a batch beyond 16 M rows is not a message but a mistake
+# The largest frame a tickwise socket takes (ZMQ_MAXMSGSIZE): ZeroMQ disconnects a peer that
+# sends more before it is held in memory. 64 MiB holds over a million quotes; a feed sends
+# batches of thousands.
+MAX_FRAME_BYTES: Final = 64 << 20
 ALIGN: Final = 8
 
 _FIXED: Final = struct.Struct("<2sBBHHIIQqQ")  # magic .. body length

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -15,6 +16,14 @@ from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import market_schema
 from tickwise.feeds.store import HistoryWriter
 from tickwise.feeds.synth import SynthConfig, synth
+
+# Numba's cache does not tell bounds-checked code from unchecked: checked runs (make test)
+# keep theirs apart, or they would load unchecked code and check nothing.
+if numba.config.BOUNDSCHECK and not os.environ.get("NUMBA_CACHE_DIR"):
+    raise pytest.UsageError(
+        "NUMBA_BOUNDSCHECK=1 needs its own NUMBA_CACHE_DIR (make test sets both); a shared "
+        "cache would hand the tests code compiled without bounds checks"
+    )
 
 # Numba compiles on first use; no example should fail for taking long.
 settings.register_profile(

@@ -196,10 +196,26 @@ def test_a_lost_exchange_trips_the_kill_switch(tmp_path: Path) -> None:
         assert state["halt_reason"] == "gateway_lost", state
         assert state["halt_limit"] == 500.0
         assert state["halt_value"] > 500.0
+        # The exchange is still gone: a person's resume is refused, and nothing is sent to it.
+        sent = status(control)["gateway"]["requests"]
+        refused = subprocess.run([TICKWISE, "resume", "--confirm", "--control", control,
+                                  "--timeout", "30"], capture_output=True, text=True,
+                                 timeout=60)  # fmt: skip
+        assert refused.returncode != 0
+        assert "the exchange has been silent for" in refused.stderr
+        time.sleep(0.5)  # (the strategy would have sent its orders again by now)
+        later = status(control)
+        assert later["halted"]
+        assert later["gateway"]["requests"] == sent
     finally:
         end(live, feed, exchange)
-    events = [e["what"] for e in replay_journal(tmp_path / "journal").events]
-    assert "gateway_lost" in events
+    events = replay_journal(tmp_path / "journal").events
+    changes = [json.loads(e["detail"]) for e in events if e["what"] == "transition"]
+    first = changes[0]
+    assert (first["scope"], first["to"], first["trigger"]) == ("session", "halted", "gateway_lost")
+    refusals = [json.loads(e["detail"]) for e in events if e["what"] == "resume_refused"]
+    assert len(refusals) == 1
+    assert "the exchange has been silent" in refusals[0]["error"]
 
 
 def test_reports_that_do_not_fit_what_was_sent_trip_the_kill_switch(tmp_path: Path) -> None:
@@ -235,6 +251,7 @@ def test_reports_that_do_not_fit_what_was_sent_trip_the_kill_switch(tmp_path: Pa
             )
             stranger = np.zeros(1, wire.DTYPES["fills"])
             stranger["order_id"], stranger["qty"], stranger["price"] = 999_999, 1.0, 100.0
+            stranger["side"] = 1  # (a fill that could be real, of an order never sent)
             seq += 1
             columns = {n: stranger[n] for n in stranger.dtype.names}
             fake.send_multipart([identity, *wire.encode("fills", columns, seq)])

@@ -5,6 +5,7 @@ cleanly with everything journaled."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -118,8 +119,13 @@ def test_a_person_kills_a_live_session_and_a_signal_stops_it_cleanly(
     assert live.returncode == 0, err
     assert "stopped by a signal" in out
     journal = replay_journal(tmp_path / "journal")
-    assert [e["what"] for e in journal.events] == ["kill"]
-    killed_at = journal.events[0]["ts"]  # the engine's wall clock, as its orders' send times
+    assert [e["what"] for e in journal.events] == ["start", "kill", "transition", "end"]
+    kill = json.loads(journal.events[1]["detail"])
+    assert (kill["reason"], kill["operator"]) == ("test", getpass.getuser())
+    change = json.loads(journal.events[2]["detail"])
+    assert (change["scope"], change["from"], change["to"], change["trigger"]) == (
+        "session", "active", "halted", "manual")  # fmt: skip
+    killed_at = journal.events[1]["ts"]  # the engine's wall clock, as its orders' send times
     before = journal.orders["ts"] < killed_at
     assert np.count_nonzero(before & (journal.orders["status"] == 0)) > 0  # it was trading
     # Once halted, nothing automated left: every order event after the kill is a cancel or a
@@ -184,6 +190,52 @@ def test_a_feed_gone_silent_trips_the_kill_switch_by_the_clock(tmp_path: Path) -
     assert live.returncode == 0
 
 
+def resume(control: str) -> subprocess.CompletedProcess:
+    return subprocess.run([TICKWISE, "resume", "--confirm", "--control", control, "--timeout",
+                           "30"], capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_resume_is_refused_while_the_feed_is_silent_and_taken_once_it_is_heard_again(
+    tmp_path: Path,
+) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "500",
+                           "--instruments", "2", *WAIT)  # fmt: skip
+    live, control = live_on(endpoint, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while json.loads(subprocess.run([TICKWISE, "status", "--json", "--control", control],
+                                        capture_output=True, text=True,
+                                        timeout=60).stdout)["batches"] < 50:  # fmt: skip
+            assert time.monotonic() < deadline
+        feed.send_signal(signal.SIGSTOP)  # alive, but silent: no data, no heartbeats
+        state = wait_for_halt(control)
+        assert state["halt_reason"] == "stale_feed", state
+        refused = resume(control)
+        assert refused.returncode != 0
+        assert "the feed has been silent for" in refused.stderr, refused.stderr
+        assert wait_for_halt(control)["halted"]
+        feed.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while (done := resume(control)).returncode != 0:  # heard again (and caught up)
+            assert time.monotonic() < deadline, done.stderr
+            time.sleep(0.2)
+        assert "ACTIVE" in done.stdout
+    finally:
+        feed.send_signal(signal.SIGCONT)
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+        feed.kill()
+        feed.wait(30)
+    assert live.returncode == 0
+    events = replay_journal(tmp_path / "journal").events
+    refusals = [json.loads(e["detail"]) for e in events if e["what"] == "resume_refused"]
+    assert "the feed has been silent for" in refusals[0]["error"]
+    changes = [json.loads(e["detail"]) for e in events if e["what"] == "transition"]
+    assert (changes[0]["to"], changes[0]["trigger"]) == ("halted", "stale_feed")
+    resumes = [c for c in changes if (c["from"], c["to"]) == ("halted", "active")]
+    assert resumes[-1]["trigger"] == "manual"
+
+
 GAPPY_FEED = r"""
 import sys, time, zmq, numpy as np
 from tickwise.feeds import wire
@@ -225,7 +277,8 @@ def test_batches_lost_on_the_wire_trip_the_kill_switch_and_garbage_is_journaled(
     assert state["halt_reason"] == "seq_gap"
     assert state["halt_value"] == 3.0  # batches 4, 5 and 6
     journal = replay_journal(tmp_path / "journal")
-    assert sorted(e["what"] for e in journal.events) == ["malformed", "seq_gap"]
+    assert sorted(e["what"] for e in journal.events) == [
+        "end", "malformed", "seq_gap", "start", "transition"]  # fmt: skip
     malformed = next(e for e in journal.events if e["what"] == "malformed")
     assert "unknown schema id 9" in malformed["detail"]
 
@@ -249,20 +302,26 @@ def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
 ) -> None:
     """One-row messages at full speed into a session that commits every 3 batches: each
     message must still be run exactly once, in order (the event count, no sequence gap)."""
+    from tickwise.backtest.replay import BacktestConfig
     from tickwise.engine.live import run_live
     from tickwise.feeds.history import open_history
 
     feed, endpoint = spawn("feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*",
                            "--speed", "max", "--batch-rows", "1", *WAIT)  # fmt: skip
     try:
+        # (the history keeps its own times: the session sees them 50 µs late, as in
+        # `test_live_and_backtest_give_the_same_orders_for_the_same_events`)
         summary = run_live("mean_reversion", endpoint, open_history(data).instruments,
                            {"window": 30, "entry_z": 1.0, "qty": 100.0},
+                           BacktestConfig(feed_latency_us=50.0),
                            journal_dir=tmp_path / "journal", control="tcp://127.0.0.1:*",
                            until_idle_s=2.0, group=3)  # fmt: skip
         feed.communicate(timeout=120)
     finally:
         feed.kill()
     assert summary.events == summary.batches == 30_000
+    # Messages waiting together ran as one compiled call (at most `group` of them).
+    assert summary.batches / 3 <= summary.loop_calls < summary.batches
     assert summary.gaps == 0
     assert summary.status["halt_reason"] != "seq_gap"
 

@@ -1,0 +1,115 @@
+"""The live boundary of market data: every row a receiver takes off the wire is checked, in bulk
+per batch, before any kernel sees it.
+
+A row is bad when its instrument id is not in the receiver's table (a kernel
+would index its arrays with it), its values break the data contract (the
+same rules a history file must keep: `validation_kernels.quote_fault`, ...),
+or its ts_event lies outside the window of time the receiver accepts
+(`ts_window`). Bad rows are counted by reason and dropped; the good ones go
+on in their order. A message of a kind that is not market data at all (an
+`orders` batch on a feed) is bad as a whole (`wrong_kind`).
+
+One compiled pass per batch marks each row's fault; a batch with nothing
+wrong (the usual one) goes on as it came, without a copy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tickwise.engine.instruments import Instruments
+from tickwise.engine.schemas import MARKET_DTYPES
+
+from . import validation_kernels as vk
+
+WRONG_KIND = "wrong_kind"  # a whole message that is not market data
+SAMPLES_KEPT = 5  # bad rows kept (with their values) per reason, for the journal
+
+_SCREENS = {
+    "quotes": vk.screen_quotes_nb,
+    "trades": vk.screen_trades_nb,
+    "bars": vk.screen_bars_nb,
+    "book": vk.screen_book_nb,
+}
+# The columns each kind's screen takes after (known, ts_lo, ts_hi, fault), in order.
+_ARGUMENTS = {
+    "quotes": ("ts_event", "instrument", "bid_px", "ask_px", "bid_sz", "ask_sz"),
+    "trades": ("ts_event", "instrument", "px", "sz", "side"),
+    "bars": ("ts_event", "instrument", "open", "high", "low", "close", "volume"),
+    "book": ("ts_event", "instrument", "side", "px", "sz"),
+}
+_ALL_TIME = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+
+
+def ts_window(clock_ns: int, max_skew_ns: float, *, wall_clock: bool) -> tuple[int, int]:
+    """The ts_event values a receiver takes: within `max_skew_ns` of its clock either way when
+    that clock is the wall clock (a live market), and not further back than that from the
+    latest event seen when the clock is the data's own (a history replayed with its past
+    times, whose next event may come any time later). `max_skew_ns` 0: any time."""
+    if not max_skew_ns:
+        return _ALL_TIME
+    skew = int(min(max_skew_ns, 2**62))
+    if wall_clock:
+        return clock_ns - skew, clock_ns + skew
+    if clock_ns <= 0:  # nothing seen yet
+        return _ALL_TIME
+    return clock_ns - skew, _ALL_TIME[1]
+
+
+class Screen:
+    """Checks the market data one receiver takes; counts what it drops, by reason."""
+
+    def __init__(self, instruments: Instruments) -> None:
+        self.known = instruments.known_mask()
+        self.rows = 0  # rows screened
+        self.bad: Counter[str] = Counter()  # rows dropped, by reason
+        # The latest bad rows, with their values, for the journal (a few per reason).
+        self.samples: deque[dict[str, Any]] = deque(maxlen=SAMPLES_KEPT * len(vk.FAULT_NAMES))
+        self._fault = np.empty(4_096, dtype=np.uint8)
+
+    @property
+    def dropped(self) -> int:
+        """Rows dropped since the receiver began."""
+        return sum(self.bad.values())
+
+    def wrong_kind(self, schema: str, rows: int) -> None:
+        """A whole message that is not market data: its rows counted as bad."""
+        self.rows += rows
+        self.bad[WRONG_KIND] += rows
+        self.samples.append({"reason": WRONG_KIND, "schema": schema, "rows": rows})
+
+    def good(self, kind: str, columns: Mapping[str, np.ndarray], window: tuple[int, int]
+             ) -> dict[str, np.ndarray]:  # fmt: skip
+        """The rows of a `kind` batch that pass (the same arrays when all do)."""
+        rows = len(columns["ts_event"])
+        self.rows += rows
+        if rows > self._fault.size:
+            self._fault = np.empty(max(rows, 2 * self._fault.size), dtype=np.uint8)
+        fault = self._fault[:rows]
+        args = [columns[name] for name in _ARGUMENTS[kind]]
+        if _SCREENS[kind](self.known, window[0], window[1], fault, *args) == 0:
+            return dict(columns)
+        counts = np.bincount(fault, minlength=max(vk.FAULT_NAMES) + 1)
+        for code, name in vk.FAULT_NAMES.items():
+            if counts[code]:
+                self.bad[name] += int(counts[code])
+                self._sample(kind, columns, fault, code, name)
+        keep = fault == vk.FAULT_NONE
+        return {name: values[keep] for name, values in columns.items()}
+
+    def _sample(self, kind: str, columns: Mapping[str, np.ndarray], fault: np.ndarray,
+                code: int, name: str) -> None:  # fmt: skip
+        for row in np.flatnonzero(fault == code)[:SAMPLES_KEPT].tolist():
+            values = {n: _plain(columns[n][row]) for n in MARKET_DTYPES[kind].names}
+            self.samples.append({"reason": name, "kind": kind, **values})
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as JSON can hold it (NaN and infinities as text)."""
+    if isinstance(value, np.floating):
+        return float(value) if np.isfinite(value) else str(value)
+    return int(value)
