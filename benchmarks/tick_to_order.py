@@ -75,7 +75,7 @@ def _quotes(rows: int) -> dict[str, np.ndarray]:
     return {n: np.concatenate([b.column(n).to_numpy() for b in batches]) for n in QUOTE_DTYPE.names}
 
 
-def _frame_sizes(rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def frame_sizes(rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """(header, body) bytes of a quotes message and of an orders message of `rows` rows."""
     quotes = wire.encode(
         "quotes", {n: np.zeros(rows, QUOTE_DTYPE[n]) for n in QUOTE_DTYPE.names}, 1
@@ -92,7 +92,7 @@ def _frame_sizes(rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
 def role_feed(bind: str, rows: int, count: int, rate: float, bare: bool, subscribers: int) -> None:
     """Publish `count` batches of `rows` quotes at `rate` a second (bare: frames only)."""
     quotes = _quotes(rows * count)
-    (head_len, body_len), _ = _frame_sizes(rows)
+    (head_len, body_len), _ = frame_sizes(rows)
     publisher = Publisher(bind, heartbeat_ms=100.0)
     print(publisher.endpoint, flush=True)
     if not publisher.wait_for_subscriber(300.0, subscribers):
@@ -118,7 +118,7 @@ def role_feed(bind: str, rows: int, count: int, rate: float, bare: bool, subscri
 
 def role_exchange_relay(bind: str, rows: int) -> None:
     """Answer every request with frames of a reply's size, until told to stop."""
-    _, (head_len, body_len) = _frame_sizes(rows)
+    _, (head_len, body_len) = frame_sizes(rows)
     head, body = bytes(head_len), bytes(body_len)
     with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as sock:
         sock.bind(bind)
@@ -205,7 +205,7 @@ def measure_floor(rows: int, count: int, rate: float, transport: str = "tcp"
 def _relay(rows: int, count: int, rate: float, bind: dict[str, str]
            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The floor's engine relay (here) between its feed and its exchange relay."""
-    _, (head_len, body_len) = _frame_sizes(rows)
+    _, (head_len, body_len) = frame_sizes(rows)
     head, body = bytes(head_len), bytes(body_len)
     relay, relay_ep = _spawn(_me("--role", "exchange-relay", "--rows", str(rows),
                                  "--bind", bind["exchange"]))  # fmt: skip

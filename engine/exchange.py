@@ -40,7 +40,7 @@ from tickwise.backtest.matching import arrive_nb
 from tickwise.backtest.replay import BacktestConfig, make_session
 from tickwise.feeds import wire
 from tickwise.feeds.screen import Screen, ts_window
-from tickwise.feeds.transport import Subscriber, joined_columns
+from tickwise.feeds.transport import Subscriber
 
 from .callbacks import ignore
 from .context import CLK_N_OPEN, CLK_NOW, copy_context
@@ -62,6 +62,7 @@ from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
     ORDER_DTYPE,
+    QUOTE_DTYPE,
     REASON_BAD_PRICE,
     REASON_BAD_QTY,
     REASON_BAD_REQUEST,
@@ -290,8 +291,11 @@ class PaperExchange:
             killswitch=KillSwitch.off(), max_open_orders=max_open_orders,
         )  # fmt: skip
         self.session.warm_up()
+        wire.warm_up()
         # Market rows are checked as a live session checks them (the same skew allowed).
         self.screen = Screen(instruments)
+        self.screen.good("quotes", {n: np.empty(0, QUOTE_DTYPE[n]) for n in QUOTE_DTYPE.names},
+                         (0, 0))  # (compiled now, not at the first message)  # fmt: skip
         self.skew_ns = config.killswitch.max_ts_skew_ms * 1e6
         self.wall_clock = config.feed_latency_us < 0
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
@@ -364,27 +368,21 @@ class PaperExchange:
     def _market(self, group: int = 256) -> None:
         """Every market message waiting (up to `group`): rows checked at the boundary (bad
         ones counted and dropped), consecutive messages of one kind matched as one batch."""
-        run: list[wire.Message] = []
-        for _ in range(group):
-            message = self.feed.receive(0)
-            if message is None:
-                break
-            if message.is_heartbeat:
-                continue
+        packets = self.feed.take(group)
+        if packets:
             self._last_market_ns = time.monotonic_ns()
-            if run and message.schema != run[0].schema:
-                self._match(run)
-                run = []
-            run.append(message)
-        if run:
-            self._match(run)
+        start = 0
+        for k in range(1, len(packets) + 1):
+            if k == len(packets) or packets[k].schema != packets[start].schema:
+                self._match(packets[start:k])
+                start = k
 
-    def _match(self, messages: list[wire.Message]) -> None:
-        kind = messages[0].schema
+    def _match(self, packets: list[wire.Packet]) -> None:
+        kind = packets[0].schema
         if kind not in MARKET_DTYPES:  # (an `orders` batch on the feed: not market data)
-            self.screen.wrong_kind(kind, sum(m.rows for m in messages))
+            self.screen.wrong_kind(kind, sum(p.rows for p in packets))
             return
-        columns = joined_columns(messages)
+        columns = wire.gather(packets)
         clock = time.time_ns() if self.wall_clock else self.session.clock_ns
         good = self.screen.good(
             kind, columns, ts_window(clock, self.skew_ns, wall_clock=self.wall_clock)

@@ -25,6 +25,7 @@ import numpy as np
 import zmq
 
 from tickwise.feeds import wire
+from tickwise.feeds.transport import receive_frames
 
 from .errors import TickwiseError
 from .schemas import (
@@ -97,9 +98,8 @@ class Gateway:
     def receive(self) -> wire.Message | None:
         """The next message from the exchange if one is waiting (a heartbeat, a reply or a
         report), else None. Malformed ones are counted and dropped."""
-        try:
-            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+        frames = receive_frames(self.socket)
+        if frames is None:
             return None
         arrived = time.time_ns()
         try:
@@ -194,15 +194,16 @@ def impossible_rows(schema: str, columns: dict[str, np.ndarray], known: np.ndarr
         inst = columns["instrument"].astype(np.int64)
         known_inst = (inst < known.size) & known[np.minimum(inst, max(known.size - 1, 0))]
         qty, price, fee = columns["qty"], columns["price"], columns["fee"]
+        side, liquidity = columns["side"], columns["liquidity"]
         good = (
-            known_inst & np.isin(columns["side"], (-1, 1))
+            known_inst & ((side == 1) | (side == -1))
             & (qty > 0) & np.isfinite(qty) & (price > 0) & np.isfinite(price)
-            & np.isfinite(fee) & np.isin(columns["liquidity"], (LIQ_MAKER, LIQ_TAKER))
+            & np.isfinite(fee) & ((liquidity == LIQ_MAKER) | (liquidity == LIQ_TAKER))
         )  # fmt: skip
         return ~good
-    qty = columns["qty"]
+    qty, status, reason = columns["qty"], columns["status"], columns["reason"]
     good = (
-        np.isin(columns["status"], list(STATUS_NAMES))
-        & np.isin(columns["reason"], list(REASON_NAMES)) & np.isfinite(qty) & (qty >= 0)
+        (status >= 0) & (status < len(STATUS_NAMES)) & (reason >= 0)
+        & (reason < len(REASON_NAMES)) & np.isfinite(qty) & (qty >= 0)
     )  # fmt: skip
     return ~good

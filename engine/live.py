@@ -51,7 +51,7 @@ import zmq
 from tickwise.backtest.replay import BacktestConfig, make_session
 from tickwise.feeds import wire
 from tickwise.feeds.screen import Screen, ts_window
-from tickwise.feeds.transport import Subscriber, joined_columns
+from tickwise.feeds.transport import Subscriber
 
 from .control import DEFAULT_ENDPOINT, ControlServer, default_operator
 from .errors import TickwiseError
@@ -59,7 +59,7 @@ from .gateway import Gateway, impossible_rows
 from .instruments import Instruments
 from .journal import Journal
 from .limits import KillSwitch
-from .schemas import MARKET_DTYPES, ORDER_DTYPE, QUOTE_DTYPE, STATUS_NEW, STATUS_REJECTED
+from .schemas import MARKET_DTYPES, QUOTE_DTYPE, STATUS_NEW, STATUS_REJECTED
 from .session import Session
 from .strategy import load_strategy
 from .vitals import BadRowRate, Vitals, holding
@@ -138,6 +138,11 @@ class _Ring:
         self.values[self.count % self.values.size] = value_us
         self.count += 1
 
+    def add_many(self, values_us: np.ndarray) -> None:
+        at = (self.count + np.arange(values_us.size)) % self.values.size
+        self.values[at] = values_us
+        self.count += values_us.size
+
     def percentiles(self) -> dict[str, float]:
         return _percentiles(self.values, self.count)
 
@@ -184,8 +189,7 @@ def run_live(
         session.trade_through_gateway()
     # No tick pays for compiling, nor a person's kill, nor a trip seen between batches.
     session.warm_up(strategy.kinds, reports=gateway is not None, controls=True)
-    if gateway is not None:
-        wire.encode_orders(np.zeros(0, ORDER_DTYPE), 0)  # (and no order either)
+    wire.warm_up()  # (nor a message, nor an order)
     Screen(instruments).good("quotes", _no_quotes(), (0, 0))  # (nor the boundary's check)
     summary = LiveSummary()
     # Everything that can refuse the start comes before the journal, which is opened last:
@@ -250,7 +254,7 @@ def _turn_until_stopped(link: _Link, watch: _Watch, server: ControlServer, secon
                 ready = dict(poller.poll(20))
                 if sub.socket in ready:
                     link.market(sub, group)
-                if gw is not None:
+                if gw is not None and gw.socket in ready:
                     link.reports()
                 link.gaps()
                 link.commit()
@@ -412,6 +416,7 @@ class _Link:
         self.summary = summary
         self.kinds = session.strategy.kinds
         self.screen = Screen(session.instruments)
+        self.known = session.instruments.known_mask()
         self.skew_ns = config.killswitch.max_ts_skew_ms * 1e6
         self.wall_clock = config.feed_latency_us < 0  # else the data's own time (a replay)
         self.bad_rate = BadRowRate()
@@ -427,25 +432,18 @@ class _Link:
     def market(self, sub: Subscriber, group: int) -> None:
         """Every market message waiting (up to `group`), as few compiled calls as their kinds
         allow: consecutive messages of one kind run as one batch."""
-        run: list[Any] = []
-        for _ in range(group):
-            message = sub.receive(0)
-            if message is None:
-                break
-            if message.is_heartbeat:
-                continue
-            if run and message.schema != run[0].schema:
-                self._run(run)
-                run = []
-            run.append(message)
-        if run:
-            self._run(run)
+        packets = sub.take(group)
+        start = 0
+        for k in range(1, len(packets) + 1):
+            if k == len(packets) or packets[k].schema != packets[start].schema:
+                self._run(packets[start:k])
+                start = k
 
-    def _run(self, messages: list[Any]) -> None:
+    def _run(self, packets: list[wire.Packet]) -> None:
         """Messages of one kind: stamped on arrival, checked at the boundary, through the
         loop as one batch, orders out, journaled."""
-        kind = messages[0].schema
-        rows = sum(m.rows for m in messages)
+        kind = packets[0].schema
+        rows = sum(p.rows for p in packets)
         if kind not in MARKET_DTYPES:  # (an `orders` batch on a feed: not market data)
             self.screen.wrong_kind(kind, rows)
             self.bad_rate.add(rows)
@@ -454,7 +452,7 @@ class _Link:
                 self.journal.event(time.time_ns(), "ignored", {"kind": kind, "takes": self.kinds})
             self.ignored[kind] += rows
         else:
-            columns = joined_columns(messages)
+            columns = wire.gather(packets)
             now = time.time_ns()
             if "ts_recv" in columns:  # when this engine received it: the feed latency it sees
                 columns["ts_recv"] = np.full(rows, now, dtype=np.int64)
@@ -467,11 +465,10 @@ class _Link:
             result = self.session.on_batch(kind, good)
             self.summary.loop_calls += 1
             self.summary.events += result.events
-            self._out(result, min(m.send_ts for m in messages))
-        done = time.time_ns()
-        for message in messages:
-            self.latencies.add((done - message.send_ts) / 1e3)
-        self.summary.batches += len(messages)
+            self._out(result, min(p.send_ts for p in packets))
+        sent = np.fromiter((p.send_ts for p in packets), dtype=np.int64, count=len(packets))
+        self.latencies.add_many((time.time_ns() - sent) / 1e3)
+        self.summary.batches += len(packets)
 
     def _out(self, result: Any, feed_send_ts: int | None = None) -> None:
         """Send what the loop produced to the exchange first (latency), then journal it."""
@@ -520,7 +517,7 @@ class _Link:
         """Apply what the exchange sent (replies, fills, cancellations), as it came; rows no
         engine may book are dropped, and trip `reconcile`."""
         assert self.gw is not None
-        known = self.session.instruments.known_mask()
+        known = self.known
         for _ in range(limit):
             message = self.gw.receive()
             if message is None:

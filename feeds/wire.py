@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +34,7 @@ import pyarrow as pa
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.schemas import FILL_DTYPE, MARKET_DTYPES, ORDER_DTYPE, arrow_schema
 
-from .wire_kernels import order_body_nb
+from .wire_kernels import gather_nb, order_body_nb
 
 MAGIC: Final = b"TW"
 VERSION: Final = 1
@@ -71,6 +71,11 @@ _FIELDS: Final[dict[str, tuple[tuple[str, np.dtype], ...]]] = {
     name: tuple((n, dt.fields[n][0]) for n in dt.names) for name, dt in DTYPES.items()
 }
 _PADDING: Final = bytes(ALIGN)
+_OFFSETS: Final = {n: f"<{n}Q" for n in range(1, 32)}  # (a format string made once)
+_ITEMSIZES: Final[dict[str, np.ndarray]] = {
+    name: np.array([kind.itemsize for _, kind in fields], dtype=np.int64)
+    for name, fields in _FIELDS.items()
+}
 
 
 class WireError(TickwiseError):
@@ -106,29 +111,27 @@ def encode(
     # The body is the columns' bytes joined, each padded to its alignment: one copy of each
     # column (a strided field of a record array included) and one join.
     parts: list[bytes] = []
-    offsets: list[int] = []
     end = 0
-    rows = -1
-    for name, kind in _FIELDS[schema]:
-        array = np.asarray(columns[name], dtype=kind)
-        if array.ndim != 1 or (rows >= 0 and len(array) != rows):
+    rows = len(columns[dtype.names[0]])
+    if rows > MAX_ROWS:
+        raise TickwiseError(f"a batch of {rows:,} rows is over the wire's {MAX_ROWS:,}")
+    offsets, length = layout(schema, rows)
+    for (name, kind), offset in zip(_FIELDS[schema], offsets, strict=True):
+        array = columns[name]
+        if type(array) is not np.ndarray or array.dtype != kind:
+            array = np.asarray(array, dtype=kind)
+        if array.ndim != 1 or len(array) != rows:
             raise TickwiseError(
                 f"{schema} column {name!r} has {array.size} values where "
                 f"{dtype.names[0]!r} has {rows}"
             )
-        rows = len(array)
-        pad = -end % ALIGN
-        if pad:
-            parts.append(_PADDING[:pad])
-            end += pad
-        offsets.append(end)
+        if offset > end:
+            parts.append(_PADDING[: offset - end])
         data = array.tobytes()
         parts.append(data)
-        end += len(data)
-    if rows > MAX_ROWS:
-        raise TickwiseError(f"a batch of {rows:,} rows is over the wire's {MAX_ROWS:,}")
+        end = offset + len(data)
     body = np.frombuffer(b"".join(parts), dtype=np.uint8)
-    header = _header(SCHEMA_IDS[schema], len(offsets), rows, seq, send_ts, end, offsets, flags)
+    header = _header(SCHEMA_IDS[schema], len(offsets), rows, seq, send_ts, length, offsets, flags)
     return header, body
 
 
@@ -142,23 +145,12 @@ def encode_orders(
         raise TickwiseError(f"encode_orders takes ORDER_DTYPE records, got {rows.dtype}")
     if rows.size > MAX_ROWS:
         raise TickwiseError(f"a batch of {rows.size:,} rows is over the wire's {MAX_ROWS:,}")
-    offsets, length = _order_layout(rows.size)
+    offsets, length = layout("orders", rows.size)
     body = np.zeros(length, dtype=np.uint8)
     order_body_nb(rows, body, np.asarray(offsets, dtype=np.int64))
     header = _header(SCHEMA_IDS["orders"], len(offsets), rows.size, seq, send_ts, length, offsets,
                      flags)  # fmt: skip
     return header, body
-
-
-@functools.lru_cache(maxsize=1_024)
-def _order_layout(rows: int) -> tuple[tuple[int, ...], int]:
-    offsets = []
-    end = 0
-    for _, kind in _FIELDS["orders"]:
-        end = -(-end // ALIGN) * ALIGN
-        offsets.append(end)
-        end += rows * kind.itemsize
-    return tuple(offsets), end
 
 
 def answer(
@@ -229,14 +221,56 @@ class Message:
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+class Packet(NamedTuple):
+    """A message that passed every check, its columns not yet viewed: its header's fields and
+    its body. A receiver taking many messages at once joins their columns in one pass
+    (`gather`) rather than viewing each message's first. (A tuple: made per message.)"""
+
+    schema: str
+    seq: int
+    send_ts: int
+    rows: int
+    flags: int
+    offsets: tuple[int, ...]
+    body: Any  # the body frame: bytes, a memoryview or a zmq Frame's buffer
+    canonical: bool  # laid out as tickwise lays out a batch (`layout`)
+
+    @property
+    def is_heartbeat(self) -> bool:
+        return self.schema == HEARTBEAT
+
+    def message(self) -> Message:
+        """The same message with its columns as read-only views of the body (no copy)."""
+        if self.is_heartbeat:
+            return Message(HEARTBEAT, self.seq, self.send_ts, 0, {}, self.flags)
+        body = np.frombuffer(self.body, dtype=np.uint8)
+        writable = body.flags.writeable  # (views of a read-only frame are read-only already)
+        columns = {}
+        rows = self.rows
+        for (field, kind), offset in zip(_FIELDS[self.schema], self.offsets, strict=True):
+            view = body[offset : offset + rows * kind.itemsize].view(kind)
+            if writable:
+                view.flags.writeable = False
+            columns[field] = view
+        return Message(self.schema, self.seq, self.send_ts, rows, columns, self.flags)
+
+
 def decode(frames: Sequence[Any]) -> Message:
     """Check and decode a received message (its frames as bytes, memoryviews or zmq Frames)."""
+    return check(frames).message()
+
+
+def check(frames: Sequence[Any]) -> Packet:
+    """Check a received message (its frames as bytes, memoryviews or zmq Frames) without
+    viewing its columns: a WireError naming what is wrong, or its Packet."""
     if len(frames) != 2:
         raise WireError("frames", f"a message has 2 frames (header, body), this one {len(frames)}")
-    try:
-        head, body = (memoryview(getattr(f, "buffer", f)).cast("B") for f in frames)
-    except (TypeError, ValueError) as exc:  # not bytes-like, or not contiguous
-        raise WireError("frames", f"a frame is not a contiguous byte buffer ({exc})") from None
+    head, body = frames
+    if type(head) is not bytes or type(body) is not bytes:  # (what a socket gives: as it is)
+        try:
+            head, body = (memoryview(getattr(f, "buffer", f)).cast("B") for f in frames)
+        except (TypeError, ValueError) as exc:  # not bytes-like, or not contiguous
+            raise WireError("frames", f"a frame is not a contiguous byte buffer ({exc})") from None
     if len(head) < _FIXED_SIZE:
         raise WireError("header", f"a header has {_FIXED_SIZE}+ bytes, this one {len(head)}")
     fields = _FIXED.unpack_from(head)
@@ -253,7 +287,7 @@ def decode(frames: Sequence[Any]) -> Message:
     if name == HEARTBEAT:
         if ncols or rows or length or len(body):
             raise WireError("schema", "a heartbeat has no columns, rows or body")
-        return Message(HEARTBEAT, seq, send_ts, 0, {}, flags)
+        return Packet(HEARTBEAT, seq, send_ts, 0, flags, (), body, True)
     dtype = DTYPES[name]
     if ncols != len(dtype.names):
         raise WireError("schema", f"{name} has {len(dtype.names)} columns, the header says {ncols}")
@@ -261,9 +295,16 @@ def decode(frames: Sequence[Any]) -> Message:
         raise WireError("rows", f"{rows:,} rows is over the wire's {MAX_ROWS:,}")
     if length != len(body):
         raise WireError("size", f"the header says a body of {length} bytes, it has {len(body)}")
-    offsets = struct.unpack_from(f"<{ncols}Q", head, _FIXED_SIZE)
-    writable = not body.readonly  # (views of a read-only frame are read-only already)
-    columns = {}
+    offsets = struct.unpack_from(_OFFSETS[ncols], head, _FIXED_SIZE)
+    expected, end = layout(name, rows)
+    canonical = offsets == expected and end <= length  # (what tickwise sends)
+    if not canonical:
+        _check_offsets(name, rows, offsets, length)
+    return Packet(name, seq, send_ts, rows, flags, offsets, body, canonical)
+
+
+def _check_offsets(name: str, rows: int, offsets: tuple[int, ...], length: int) -> None:
+    """Each column aligned, after the one before, and inside the body."""
     end = 0
     for (field, kind), offset in zip(_FIELDS[name], offsets, strict=True):
         if offset % ALIGN or offset < end or offset + rows * kind.itemsize > length:
@@ -271,11 +312,53 @@ def decode(frames: Sequence[Any]) -> Message:
                 "size", f"column {field!r} at offset {offset} does not fit a {length}-byte body"
             )
         end = offset + rows * kind.itemsize
-        view = np.ndarray((rows,), kind, body, offset)
-        if writable:
-            view.flags.writeable = False
-        columns[field] = view
-    return Message(name, seq, send_ts, rows, columns, flags)
+
+
+@functools.lru_cache(maxsize=4_096)
+def layout(schema: str, rows: int) -> tuple[tuple[int, ...], int]:
+    """Where tickwise puts each column of a `schema` batch of `rows` rows, and where the body
+    ends: the columns back to back, each at the next multiple of 8."""
+    offsets = []
+    end = 0
+    for _, kind in _FIELDS[schema]:
+        end = -(-end // ALIGN) * ALIGN
+        offsets.append(end)
+        end += rows * kind.itemsize
+    return tuple(offsets), end
+
+
+def gather(packets: Sequence[Packet]) -> dict[str, np.ndarray]:
+    """The columns of packets of one schema, in order, as one batch: one packet's own views,
+    or, for several, one compiled pass copying every column of every body into one buffer
+    laid out as the wire lays out a batch of all their rows."""
+    if len(packets) == 1:
+        return dict(packets[0].message().columns)
+    schema = packets[0].schema
+    if any(p.schema != schema for p in packets):
+        raise TickwiseError("gather takes packets of one schema")
+    rows = [p.rows for p in packets]
+    total = sum(rows)
+    out_offsets, length = layout(schema, total)
+    if all(p.canonical for p in packets):
+        # One pass: each body's columns where `layout` puts them (the kernel works them out).
+        blob = np.frombuffer(b"".join(p.body for p in packets), dtype=np.uint8)
+        out = np.empty(length, dtype=np.uint8)
+        lengths = np.fromiter((len(p.body) for p in packets), np.int64, len(packets))
+        gather_nb(blob, lengths, np.array(rows), _ITEMSIZES[schema], out, np.array(out_offsets))
+        return {
+            field: out[offset : offset + total * kind.itemsize].view(kind)
+            for (field, kind), offset in zip(_FIELDS[schema], out_offsets, strict=True)
+        }
+    views = [p.message().columns for p in packets]  # (a sender laying columns out its own way)
+    return {field: np.concatenate([v[field] for v in views]) for field, _ in _FIELDS[schema]}
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the wire's kernels, so that no message pays for it."""
+    encode_orders(np.zeros(0, ORDER_DTYPE), 0)
+    quotes = DTYPES["quotes"]
+    packet = check(encode("quotes", {n: np.zeros(1, quotes.fields[n][0]) for n in quotes.names}, 0))
+    gather([packet, packet])
 
 
 def _dtype(schema: str) -> np.dtype:

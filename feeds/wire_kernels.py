@@ -1,5 +1,6 @@
-"""Compiled writing of order batches into a wire body (`feeds/wire.py`): the order request a
-live session sends per batch is one call instead of one copy per column."""
+"""Compiled work on wire bodies (`feeds/wire.py`): the order request a live session sends per
+batch written in one call instead of one copy per column, and the columns of many received
+messages joined in one pass."""
 
 from __future__ import annotations
 
@@ -38,3 +39,23 @@ def order_body_nb(rows, body, offsets):
         session[i] = r.session
         strategy[i] = r.strategy
         reason[i] = r.reason
+
+
+@njit(cache=True)
+def gather_nb(blob, lengths, rows, sizes, out, out_offsets):
+    """Copy every column of every body in `blob` (bodies back to back, `lengths[m]` bytes
+    each, laid out by the wire's rule for `rows[m]` rows: columns in order, each at the next
+    multiple of 8) into `out`, where column c begins at `out_offsets[c]` and holds every
+    message's values in order."""
+    start = 0
+    done = 0
+    for m in range(lengths.size):
+        offset = 0
+        for c in range(sizes.size):
+            offset = (offset + 7) // 8 * 8
+            n = rows[m] * sizes[c]
+            dst = out_offsets[c] + done * sizes[c]
+            out[dst : dst + n] = blob[start + offset : start + offset + n]
+            offset += n
+        start += lengths[m]
+        done += rows[m]

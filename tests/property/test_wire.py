@@ -190,3 +190,41 @@ def test_a_header_with_too_many_rows_is_refused() -> None:
         wire.decode([bad, body])
     assert caught.value.reason == "rows"
     assert struct.calcsize("<2sBBHHIIQqQ") == 40  # the header's fixed part, as documented
+
+
+def _spread(header: bytes, body: np.ndarray, name: str, gap: int) -> tuple[bytes, bytes]:
+    """The same batch laid out its own way by another sender: each column `gap` x 8 bytes
+    further on than tickwise puts it (still aligned, in order, inside the body)."""
+    ncols = len(wire.DTYPES[name].names)
+    offsets = struct.unpack_from(f"<{ncols}Q", header, 40)
+    raw = body.tobytes()
+    ends = [*offsets[1:], len(raw)]
+    moved, parts = [], []
+    for k, (start, end) in enumerate(zip(offsets, ends, strict=True)):
+        parts.append(bytes(8 * gap))
+        moved.append(start + 8 * gap * (k + 1))
+        parts.append(raw[start:end])
+    new_body = b"".join(parts)
+    fixed = bytearray(header[:40])
+    struct.pack_into("<Q", fixed, 32, len(new_body))
+    return bytes(fixed) + struct.pack(f"<{ncols}Q", *moved), new_body
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(SCHEMAS), data=st.data(), gaps=st.lists(st.integers(0, 3), max_size=6))
+def test_gathering_packets_gives_the_rows_of_every_message_in_order(name, data, gaps) -> None:
+    """What a receiver taking many messages at once runs: one batch with every message's
+    rows in order, bit for bit, whether the senders laid their columns out as tickwise does
+    or their own way."""
+    packets, expected = [], {field: [] for field in wire.DTYPES[name].names}
+    for seq, gap in enumerate([0, *gaps]):
+        _, columns = data.draw(batches(name))
+        header, body = wire.encode(name, columns, seq)
+        frames = [header, bytes(body)] if gap == 0 else list(_spread(header, body, name, gap))
+        packets.append(wire.check(frames))
+        assert packets[-1].canonical == (gap == 0)
+        for field, values in columns.items():
+            expected[field].append(values)
+    gathered = wire.gather(packets)
+    for field, parts in expected.items():
+        assert same_bits(gathered[field], np.concatenate(parts)), field

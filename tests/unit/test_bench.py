@@ -181,3 +181,36 @@ def test_a_case_fails_a_run_only_when_it_fails_twice() -> None:
 def test_an_unknown_suite_is_refused_by_name() -> None:
     with pytest.raises(TickwiseError, match="no benchmark suite 'nope'; suites: wire, loop"):
         cases_module.measure("nope", True)
+
+
+def _run(rate: float, **changed: object) -> dict:
+    """A run of the sustained-rate benchmark that kept up on every term, but for `changed`."""
+    kept_up = {"rate": rate, "published": 1_000, "published_per_s": rate, "events": 1_000,
+               "gaps": 0, "halted": False, "halt_reason": None,
+               "tick_to_order_us": {"p50": 500.0, "p99": 5_000.0}, "samples": 100}  # fmt: skip
+    return kept_up | changed
+
+
+@pytest.mark.parametrize(
+    ("changed", "kept_up"),
+    [({}, True), ({"published_per_s": 9_400.0}, False), ({"events": 999}, False),
+     ({"gaps": 1}, False), ({"halted": True, "halt_reason": "bad_data"}, False),
+     ({"tick_to_order_us": {"p50": 500.0, "p99": 10_000.0}}, False),
+     ({"tick_to_order_us": {}}, False)],
+)  # fmt: skip
+def test_a_rate_is_sustained_only_when_every_term_holds(changed: dict, kept_up: bool) -> None:
+    from tickwise.benchmarks import sustained
+
+    assert sustained.sustained(_run(10_000.0, **changed)) is kept_up
+
+
+def test_the_ladder_stops_at_the_first_rate_not_sustained() -> None:
+    from tickwise.benchmarks import sustained
+
+    def measure(rate: float, seconds: float) -> dict:
+        return _run(rate, events=1_000 if rate <= 10_000 else 998)
+
+    best, runs = sustained.climb(measure, (5_000, 10_000, 20_000, 50_000), 1.0, say=print)
+    assert best == 10_000.0
+    assert [r["rate"] for r in runs] == [5_000, 10_000, 20_000]
+    assert [r["sustained"] for r in runs] == [True, True, False]
