@@ -82,7 +82,7 @@ LIVE_LATENCIES = {
 # the ladder's top, which the bare relays reach: 1x. Missed on a 2-vCPU machine, where the
 # feed alone takes a vCPU at that rate and the session sustains 10,000 (README): the budget
 # is that, 5x.
-SUSTAINED_TARGET = {"p50": 5.0}
+SUSTAINED_TARGET = {"p50": 5.0}  # (the ladder starts at 2,500: 20x, which fails)
 # Budget, at the session's highest sustained rate: tick to order against the bare relay's at
 # the same rate (measured 6.7x at p50 and 10.4x at p99; a sustained rate's p99 is under 10 ms
 # by definition, the relay's 0.7 ms).

@@ -46,7 +46,7 @@ except ImportError:  # run as a script
 TICKWISE = str(Path(sys.executable).with_name("tickwise"))
 TICK_TO_ORDER = str(Path(__file__).with_name("tick_to_order.py"))
 # Quotes per second; the top is issue 15's goal, which the bare relays reach on a 2-vCPU machine.
-LADDER = (5_000, 10_000, 20_000, 35_000, 50_000)
+LADDER = (2_500, 5_000, 10_000, 20_000, 35_000, 50_000)
 INSTRUMENTS = 4
 P99_BOUND_US = 10_000.0
 RATE_SHARE = 0.95  # of the rate asked, the feed must have published

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rich.markup import escape
 from rich.table import Table
 
 from tickwise import __version__
 
-from .console import fmt_ns, fmt_rate, progress, stderr, stdout
+from .console import fmt_ns, fmt_rate, plain, progress, stderr, stdout
 from .errors import TickwiseError
 from .schemas import KINDS
 
@@ -678,7 +679,7 @@ def _print_measures(title: str, rows: Sequence[tuple[str, str]]) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(*plain(name, value))
     stdout.print(table)
 
 
@@ -720,7 +721,7 @@ def _print_status(reply: dict[str, Any]) -> None:
     rows += [(f"{fmt_ns(h['ts'], 3)}", f"{h['scope']}: {h['from']} -> {h['to']} by {h['trigger']}")
              for h in reply.get("history", [])[-5:]]  # fmt: skip
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(*plain(name, value))
     stdout.print(table)
 
 
@@ -752,9 +753,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> str:
-    from .control import default_operator
+    from .control import check_operator, default_operator
 
-    return args.operator if args.operator is not None else default_operator()
+    return check_operator(args.operator) if args.operator is not None else default_operator()
 
 
 def _cmd_journal_events(args: argparse.Namespace) -> int:
@@ -769,7 +770,7 @@ def _cmd_journal_events(args: argparse.Namespace) -> int:
     for column in ("time (UTC)", "what", "detail"):
         table.add_column(column)
     for event in events:
-        table.add_row(fmt_ns(event["ts"]), event["what"], _event_detail(event))
+        table.add_row(*plain(fmt_ns(event["ts"]), event["what"], _event_detail(event)))
     stdout.print(table)
     return 0
 
@@ -802,8 +803,9 @@ def _cmd_journal_replay(args: argparse.Namespace) -> int:
     for column in ("instrument", "position", "avg price", "realised PnL", "fees", "traded"):
         table.add_column(column, justify="left" if column == "instrument" else "right")
     for symbol, p in summary["positions"].items():
-        table.add_row(symbol, f"{p['qty']:,.4g}", f"{p['avg_px']:,.6g}", f"{p['realized']:,.2f}",
-                      f"{p['fees']:,.2f}", f"{p['traded']:,.4g}")  # fmt: skip
+        table.add_row(*plain(symbol, f"{p['qty']:,.4g}", f"{p['avg_px']:,.6g}",
+                             f"{p['realized']:,.2f}", f"{p['fees']:,.2f}",
+                             f"{p['traded']:,.4g}"))  # fmt: skip
     stdout.print(table)
     return 0
 
@@ -854,7 +856,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.valid else EXIT_ERROR
     stdout.print(
-        f"[bold]{report.path}[/]: {report.kind}, {report.rows:,} rows in {report.files} file(s), "
+        f"[bold]{escape(str(report.path))}[/]: {report.kind}, {report.rows:,} rows in "
+        f"{report.files} file(s), "
         f"{fmt_ns(report.ts_first)} → {fmt_ns(report.ts_last)} UTC"
     )
     schema = Table(title="schema", title_justify="left")
@@ -868,7 +871,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         right = col in ("id", "rows", "low", "high")
         table.add_column(col, justify="right" if right else "left", no_wrap=True)
     for i in report.instruments:
-        table.add_row(
+        table.add_row(*plain(
             str(i.id),
             i.symbol,
             f"{i.tick_size:g}",
@@ -878,7 +881,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             "-" if i.px_high is None else f"{i.px_high:g}",
             fmt_ns(i.ts_first),
             fmt_ns(i.ts_last),
-        )
+        ))  # fmt: skip
     stdout.print(table)
     speed = fmt_rate(report.rows_checked, report.wall_s, "rows")
     if report.valid:
@@ -954,7 +957,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         bt = run_backtest(args.strategy, args.data, params, config, on_events=advance)
     summary = write_results(bt, args.out, overwrite=args.overwrite)
     rate = fmt_rate(summary["events"], summary["wall_s"], "events")
-    _print_measures(f"[bold]{summary['strategy']}[/] on {args.data}", (
+    _print_measures(f"[bold]{escape(summary['strategy'])}[/] on {escape(str(args.data))}", (
         ("events", f"{summary['events']:,}"),
         ("orders / fills / rejects",
          f"{summary['orders']:,} / {summary['fills']:,} / {summary['rejects']:,}"),

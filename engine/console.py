@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -59,3 +60,9 @@ def fmt_rate(count: int, seconds: float, unit: str) -> str:
         if rate >= factor:
             return f"{rate / factor:.2f} {prefix} {unit}/s"
     return f"{rate:.1f} {unit}/s"
+
+
+def plain(*values: object) -> list[Text]:
+    """Table cells shown as they are: text from outside (a symbol, a person's reason, a path)
+    is never read as markup, which could hide it or end the command."""
+    return [Text(str(value)) for value in values]

@@ -39,6 +39,7 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
 
 # A request's JSON, in bytes: ZeroMQ disconnects a client that sends a bigger frame.
 MAX_REQUEST_BYTES = 65_536
+MAX_REPLY_BYTES = 16 << 20  # what a client takes back
 MAX_REQUESTS_PER_SERVE = 64  # messages read per `serve` call: a flood waits for the next
 MAX_REASON_CHARS = 1_000
 MAX_OPERATOR_CHARS = 64
@@ -159,7 +160,8 @@ class ControlServer:
         self.session = session
         self.extra_status = extra_status
         self.on_command = on_command
-        self.reason: str | None = None  # the person's words with the last kill
+        # The person's words with the kill of each scope ("" the session, else a symbol).
+        self.reasons: dict[str, str] = {}
         self._ids = {inst.symbol: inst.id for inst in session.instruments}
         self.socket = (context or zmq.Context.instance()).socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -223,7 +225,8 @@ class ControlServer:
         }
         out = {
             **s.status(),
-            "reason": self.reason,
+            "reason": self.reasons.get(""),
+            "reasons": dict(self.reasons),
             "resume_blocked_by": s.blocked_resume() or None,
             "positions": positions,
             "pnl": s.pnl(),
@@ -278,7 +281,8 @@ class ControlServer:
 
     def _kill(self, request: _Request) -> dict[str, Any]:
         self.session.halt(request.instrument_id, request.state)
-        self.reason = request.reason or None
+        if request.reason:
+            self.reasons[request.instrument or ""] = request.reason
         self._heard("kill", request.detail())
         return {"ok": True, **self.status()}
 
@@ -290,7 +294,10 @@ class ControlServer:
         except TickwiseError as exc:
             self._heard("resume_refused", request.detail() | {"error": str(exc)})
             raise
-        self.reason = None
+        if request.instrument is None:
+            self.reasons.clear()  # (every scope resumed)
+        else:
+            self.reasons.pop(request.instrument, None)
         self._heard("resume", request.detail())
         return {"ok": True, **self.status()}
 
@@ -354,6 +361,15 @@ def _constant(text: str) -> NoReturn:
     raise TickwiseError(f"{_A_REQUEST}; got {text}, which JSON does not have")
 
 
+def check_operator(name: str) -> str:
+    """An operator's name as the control socket takes it (at most 64 printable characters),
+    or a TickwiseError saying what is wrong: for `tickwise live --operator` too."""
+    checked = _text({"operator": name}, "operator", MAX_OPERATOR_CHARS)
+    if not checked:
+        raise TickwiseError("operator: got an empty name; allowed: printable text")
+    return checked
+
+
 def _text(fields: dict[str, Any], key: str, most: int) -> str | None:
     """A free-text field: a string of at most `most` printable characters, or null."""
     value = fields.get(key)
@@ -412,6 +428,7 @@ def request(
         )
     sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)  # (a status fits in far less)
     try:
         if server_key is not None:
             public, secret = zmq.curve_keypair()

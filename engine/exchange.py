@@ -24,12 +24,15 @@ for `client_timeout_ms` has its resting orders cancelled (reason
 for `heartbeat_ms`.
 
 Client order ids must be 1..2**40-1 and increase; inside the exchange an
-order's id is the client's slot in its top bits and its own id below.
+order's id is the client's slot in its top bits and its own id below. A
+request's send time may not be negative nor more than 60 s past the market's
+clock (refused as `bad_request`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +42,7 @@ import zmq
 from tickwise.backtest.matching import arrive_nb
 from tickwise.backtest.replay import BacktestConfig, make_session
 from tickwise.feeds import wire
-from tickwise.feeds.screen import Screen, ts_window
+from tickwise.feeds.screen import Screen
 from tickwise.feeds.transport import Subscriber
 
 from .callbacks import ignore
@@ -88,6 +91,7 @@ MAX_CLIENTS = 1 << 20
 DEFAULT_HEARTBEAT_MS = 100.0
 DEFAULT_CLIENT_TIMEOUT_MS = 1_000.0
 QUIET_NS = 50_000_000  # a market quiet for 50 ms: what is on its way has arrived
+MAX_AHEAD_NS = 60_000_000_000  # a request sent more than 60 s past the market's clock: refused
 
 
 class Venue(Strategy):
@@ -102,10 +106,19 @@ class Venue(Strategy):
 
 
 @kernel
-def _refusal(ctx, last_id, oid, instrument, side, price, qty, order_type, tif):
+def _bad_time(ts, now):
+    """A request's send time that cannot be: before the epoch, or later than the market's
+    clock allows (an order would wait for the market to reach it, and rest unseen)."""
+    return ts < 0 or (now > 0 and ts > now + MAX_AHEAD_NS)
+
+
+@kernel
+def _refusal(ctx, last_id, oid, ts, instrument, side, price, qty, order_type, tif):
     """Why a new order is refused (REASON_NONE: it is not)."""
     if oid <= last_id or oid >= ID_LIMIT:  # (ids increase: a repeat is never a new order)
         return REASON_DUPLICATE_ID
+    if _bad_time(ts, ctx.clock[CLK_NOW]):
+        return REASON_BAD_REQUEST
     if instrument >= ctx.instruments.size or not ctx.instruments[instrument].tick_size > 0.0:
         return REASON_UNKNOWN_INSTRUMENT
     if side not in (1, -1) or order_type not in (ORD_LIMIT, ORD_MARKET):
@@ -132,8 +145,8 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
     for r in range(oid.size):
         xid = base | oid[r]
         if status[r] == STATUS_NEW:
-            reason = _refusal(ctx, last_ids[client], np.int64(oid[r]), instrument[r], side[r],
-                              price[r], qty[r], order_type[r], tif[r])  # fmt: skip
+            reason = _refusal(ctx, last_ids[client], np.int64(oid[r]), ts[r], instrument[r],
+                              side[r], price[r], qty[r], order_type[r], tif[r])  # fmt: skip
             if reason != REASON_NONE:
                 out_status[r] = STATUS_REJECTED
                 out_reason[r] = reason
@@ -162,6 +175,10 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
             out_status[r] = STATUS_ACKED
             out_reason[r] = REASON_NONE
         elif status[r] == STATUS_CANCEL_SENT:
+            if _bad_time(ts[r], now):
+                out_status[r] = STATUS_REJECTED
+                out_reason[r] = REASON_BAD_REQUEST
+                continue
             k = open_row_nb(ctx, xid)
             if k < 0:
                 out_status[r] = STATUS_REJECTED
@@ -293,11 +310,10 @@ class PaperExchange:
         self.session.warm_up()
         wire.warm_up()
         # Market rows are checked as a live session checks them (the same skew allowed).
-        self.screen = Screen(instruments)
+        self.screen = Screen(instruments, config.killswitch.max_ts_skew_ms * 1e6,
+                             wall_clock=config.feed_latency_us < 0)  # fmt: skip
         self.screen.good("quotes", {n: np.empty(0, QUOTE_DTYPE[n]) for n in QUOTE_DTYPE.names},
-                         (0, 0))  # (compiled now, not at the first message)  # fmt: skip
-        self.skew_ns = config.killswitch.max_ts_skew_ms * 1e6
-        self.wall_clock = config.feed_latency_us < 0
+                         0)  # (compiled now, not at the first message)  # fmt: skip
         self.heartbeat_ns = int(heartbeat_ms * 1e6)
         # How long without a market event before orders and cancels on their way take
         # effect anyway: well past any order latency (it is only there for quiet markets).
@@ -371,22 +387,15 @@ class PaperExchange:
         packets = self.feed.take(group)
         if packets:
             self._last_market_ns = time.monotonic_ns()
-        start = 0
-        for k in range(1, len(packets) + 1):
-            if k == len(packets) or packets[k].schema != packets[start].schema:
-                self._match(packets[start:k])
-                start = k
+        for run in wire.runs(packets):
+            self._match(run)
 
-    def _match(self, packets: list[wire.Packet]) -> None:
+    def _match(self, packets: Sequence[wire.Packet]) -> None:
         kind = packets[0].schema
         if kind not in MARKET_DTYPES:  # (an `orders` batch on the feed: not market data)
             self.screen.wrong_kind(kind, sum(p.rows for p in packets))
             return
-        columns = wire.gather(packets)
-        clock = time.time_ns() if self.wall_clock else self.session.clock_ns
-        good = self.screen.good(
-            kind, columns, ts_window(clock, self.skew_ns, wall_clock=self.wall_clock)
-        )
+        good = self.screen.good(kind, wire.gather(packets), time.time_ns())
         result = self.session.on_batch(kind, good)
         self.summary.market_events += result.events
         self._report(result.orders, result.fills)
@@ -409,6 +418,9 @@ class PaperExchange:
             self.summary.malformed += 1
             return
         client = self.clients.get(identity) or self._new_client(identity)
+        if client is None:  # (the table of clients is full: not one more)
+            self.summary.malformed += 1
+            return
         client.last_heard_ns = time.monotonic_ns()
         client.gone = False
         if message.is_heartbeat:
@@ -418,10 +430,10 @@ class PaperExchange:
             return
         self._on_request(client, message.columns, message.rows, frames[1:])
 
-    def _new_client(self, identity: bytes) -> Client:
+    def _new_client(self, identity: bytes) -> Client | None:
         slot = len(self.by_slot) + 1  # (slot 0 is never used: an id of 0 is never an order)
         if slot >= MAX_CLIENTS:
-            raise TickwiseError(f"more than {MAX_CLIENTS:,} clients")
+            return None
         if slot >= self.last_ids.size:
             self.last_ids = np.concatenate([self.last_ids, np.zeros_like(self.last_ids)])
         client = Client(identity, slot, time.monotonic_ns())

@@ -29,8 +29,6 @@ from tickwise.feeds.transport import receive_frames
 
 from .errors import TickwiseError
 from .schemas import (
-    LIQ_MAKER,
-    LIQ_TAKER,
     REASON_NAMES,
     REASON_UNKNOWN_ORDER,
     STATUS_ACKED,
@@ -38,6 +36,7 @@ from .schemas import (
     STATUS_NAMES,
     STATUS_NEW,
     STATUS_REJECTED,
+    impossible_fills,
 )
 
 _KEEP = 1 << 16  # latest request round trips kept for percentiles
@@ -185,22 +184,12 @@ class Gateway:
 
 
 def impossible_rows(schema: str, columns: dict[str, np.ndarray], known: np.ndarray) -> np.ndarray:
-    """Rows of an exchange's report no engine may book (a bool per row): fills of an unknown
-    instrument, a side not +-1, a quantity not positive and finite, a price not positive and
-    finite, a fee not finite, an unknown liquidity flag; order reports with an unknown
-    status or reason, or a quantity not finite and non-negative. Checked before any kernel
+    """Rows of an exchange's report no engine may book (a bool per row): fills no engine makes
+    (`schemas.impossible_fills`); order reports with an unknown status or reason, or a
+    quantity not finite and non-negative. Checked before any kernel
     sees the report: a kernel would index or book them as they are."""
     if schema == "fills":
-        inst = columns["instrument"].astype(np.int64)
-        known_inst = (inst < known.size) & known[np.minimum(inst, max(known.size - 1, 0))]
-        qty, price, fee = columns["qty"], columns["price"], columns["fee"]
-        side, liquidity = columns["side"], columns["liquidity"]
-        good = (
-            known_inst & ((side == 1) | (side == -1))
-            & (qty > 0) & np.isfinite(qty) & (price > 0) & np.isfinite(price)
-            & np.isfinite(fee) & ((liquidity == LIQ_MAKER) | (liquidity == LIQ_TAKER))
-        )  # fmt: skip
-        return ~good
+        return impossible_fills(columns, known)
     qty, status, reason = columns["qty"], columns["status"], columns["reason"]
     good = (
         (status >= 0) & (status < len(STATUS_NAMES)) & (reason >= 0)

@@ -70,6 +70,7 @@ from .schemas import (
     POSITION_DTYPE,
     STATUS_NEW,
     STATUS_REJECTED,
+    impossible_fills,
     record_batch,
 )
 
@@ -167,6 +168,7 @@ class Journal:
         while True:
             try:
                 fd, made = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+                self._made_files.append(path)  # (removed if anything after fails)
             except FileExistsError:
                 try:
                     fd, made = os.open(path, os.O_RDWR), False
@@ -177,6 +179,8 @@ class Journal:
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                 os.close(fd)
+                if made:  # (another start locked it first: its lock now, never to be removed)
+                    self._made_files.remove(path)
                 raise TickwiseError(
                     f"journal folder {self.folder} is in use by another session "
                     f"(pid {holder or 'unknown'}); give each session its own --journal"
@@ -188,9 +192,9 @@ class Journal:
                 break
             # A start that failed removed the LOCK we locked: it is no one's lock any more.
             os.close(fd)
+            if made:
+                self._made_files.remove(path)
         self._lock_fd = fd
-        if made:
-            self._made_files.append(path)
 
     def _undo_start(self) -> None:
         for fd in self._fds.values():
@@ -533,15 +537,9 @@ def journal_events(folder: Path) -> list[dict[str, Any]]:
 
 def _check_fills(fills: np.ndarray, instruments: Instruments, folder: Path) -> None:
     """Only fills the engine could have made are booked: anything else is damage, named."""
-    known = instruments.known_mask()
-    inst = fills["instrument"].astype(np.int64)
-    good = (
-        (fills["qty"] > 0) & np.isfinite(fills["qty"]) & np.isfinite(fills["price"])
-        & np.isfinite(fills["fee"]) & np.isin(fills["side"], (-1, 1))
-        & (inst < known.size) & known[np.minimum(inst, max(known.size - 1, 0))]
-    )  # fmt: skip
-    if not good.all():
-        k = int(np.flatnonzero(~good)[0])
+    bad = impossible_fills(fills, instruments.known_mask())
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
         f = fills[k]
         raise TickwiseError(
             f"{folder}: committed fill {k} (order {int(f['order_id'])}: instrument "

@@ -92,7 +92,7 @@ from .limits import (
 from .market import mid_price
 from .orders import _request_cancel, submit_nb
 from .portfolio import unrealized_pnl
-from .risk import staying_qty, trading_state, transition_nb, trip_nb
+from .risk import staying_qty, trading_state, transition_nb, trip_at_nb, trip_nb
 from .schemas import (
     ORD_MARKET,
     STATE_ACTIVE,
@@ -352,22 +352,22 @@ def _enforce(ctx):
 
 
 @cold_kernel
-def person_halt_nb(ctx, instrument, state):
-    """A person's command: halt (or reduce) the session, or one instrument, now. A scope
+def person_halt_nb(ctx, instrument, state, now):
+    """A person's command at `now`: halt (or reduce) the session, or one instrument. A scope
     already in that state or a stricter one keeps it, and its cause."""
     before = ctx.inst_guard[instrument, IG_STATE] if instrument >= 0 else ctx.guard[G_STATE]
     if state > before:
-        transition_nb(ctx, instrument, TRIP_MANUAL, state, instrument, 0.0, 0.0)
+        transition_nb(ctx, instrument, TRIP_MANUAL, state, instrument, 0.0, 0.0, now)
     ctx.guard[G_TRIPS] += 1
     ctx.guard[G_PENDING] = 1
     enforce_nb(ctx)
 
 
 @cold_kernel
-def external_trip_nb(ctx, trip, instrument, value, limit):
-    """A condition seen outside the loop (the live feed silent, or messages lost on the wire)
-    trips the kill switch (if that trigger is on), and the switch acts on it now."""
-    trip_nb(ctx, trip, instrument, value, limit)
+def external_trip_nb(ctx, trip, instrument, value, limit, now):
+    """A condition seen outside the loop at `now` (the live feed silent, messages lost on the
+    wire) trips the kill switch (if that trigger is on), and the switch acts on it now."""
+    trip_at_nb(ctx, trip, instrument, value, limit, now)
     enforce_nb(ctx)
 
 
@@ -379,19 +379,19 @@ def strategy_fault_nb(ctx):
 
 
 @cold_kernel
-def resume_nb(ctx, instrument, state):
+def resume_nb(ctx, instrument, state, now):
     """A person resumes one instrument, or the session and every instrument, to `state`
-    (ACTIVE, or REDUCING: never looser than asked). Resuming one instrument touches no other
-    scope; resuming the session also starts afresh the counters that trip it."""
+    (ACTIVE, or REDUCING: never looser than asked) at `now`. Resuming one instrument touches
+    no other scope; resuming the session also starts afresh the counters that trip it."""
     if instrument >= 0:
         if ctx.inst_guard[instrument, IG_STATE] != state:
-            transition_nb(ctx, instrument, TRIP_MANUAL, state, instrument, 0.0, 0.0)
+            transition_nb(ctx, instrument, TRIP_MANUAL, state, instrument, 0.0, 0.0, now)
         return
     if ctx.guard[G_STATE] != state:
-        transition_nb(ctx, -1, TRIP_MANUAL, state, -1, 0.0, 0.0)
+        transition_nb(ctx, -1, TRIP_MANUAL, state, -1, 0.0, 0.0, now)
     for i in range(ctx.inst_guard.shape[0]):
         if ctx.inst_guard[i, IG_STATE] > state:
-            transition_nb(ctx, i, TRIP_MANUAL, state, i, 0.0, 0.0)
+            transition_nb(ctx, i, TRIP_MANUAL, state, i, 0.0, 0.0, now)
     g = ctx.guard
     g[G_DUP_COUNT] = 0
     g[G_REJECTS] = 0
@@ -408,9 +408,11 @@ def _jump_now(ctx: Any, i: int) -> float:
     return max(hi - mid, mid - lo, 0.0) / mid * 100.0 if np.isfinite(lo) else 0.0
 
 
-def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int = -1) -> list[str]:
-    """The conditions behind the kill switch's triggers that still hold now, one clause each
-    (none: trading may resume). For one instrument, those of the whole session and its own."""
+def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int, now: int
+                   ) -> list[str]:  # fmt: skip
+    """The conditions behind the kill switch's triggers that still hold at `now` (ns), one
+    clause each (none: trading may resume). For one instrument (-1: all), those of the
+    whole session and its own."""
     lim, g, gf = ctx.limits, ctx.guard, ctx.guard_f
     on = [lim[LIM_ACTION + t] != STATE_ACTIVE for t in range(len(TRIP_NAMES))]
     clauses = []
@@ -425,7 +427,6 @@ def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int = -1)
         )
     if on[TRIP_FEED_LATENCY] and g[G_LATE_RUN] > 0:
         clauses.append("the latest events still arrive later than max_feed_latency_ms")
-    now = ctx.clock[CLK_RECV]
     if (
         on[TRIP_REJECT_RATE]
         and now - g[G_REJECT_WINDOW] < 1_000_000_000

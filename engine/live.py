@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +50,10 @@ import zmq
 
 from tickwise.backtest.replay import BacktestConfig, make_session
 from tickwise.feeds import wire
-from tickwise.feeds.screen import Screen, ts_window
+from tickwise.feeds.screen import Screen
 from tickwise.feeds.transport import Subscriber
 
-from .control import DEFAULT_ENDPOINT, ControlServer, default_operator
+from .control import DEFAULT_ENDPOINT, ControlServer, check_operator, default_operator
 from .errors import TickwiseError
 from .gateway import Gateway, impossible_rows
 from .instruments import Instruments
@@ -68,6 +68,8 @@ _LATENCY_KEEP = 1 << 20  # the latest per-batch latencies kept for percentiles
 _GROUP = 256  # most feed messages taken in one turn (one commit of the journal)
 STOP_WAIT_S = 2.0  # at a stop, how long to wait for the exchange to confirm the cancels
 _WATCH_NS = 1_000_000  # the clock-driven checks and the control socket, at most this often
+_BAD_EVENT_NS = 100_000_000  # bad rows journaled at most this often
+_STATUS_NS = 250_000_000  # latency percentiles for status worked out at most this often
 
 
 @dataclass
@@ -182,6 +184,7 @@ def run_live(
     for name, value in (("seconds", seconds), ("until_idle_s", until_idle_s)):
         if value is not None and not value > 0:
             raise TickwiseError(f"{name} must be positive, got {value}")
+    who = default_operator() if operator is None else check_operator(operator)
     config = config or BacktestConfig()
     strategy = load_strategy(strategy_spec)
     session = make_session(strategy, instruments, params, config)
@@ -190,7 +193,7 @@ def run_live(
     # No tick pays for compiling, nor a person's kill, nor a trip seen between batches.
     session.warm_up(strategy.kinds, reports=gateway is not None, controls=True)
     wire.warm_up()  # (nor a message, nor an order)
-    Screen(instruments).good("quotes", _no_quotes(), (0, 0))  # (nor the boundary's check)
+    Screen(instruments).good("quotes", _no_quotes(), 0)  # (nor the boundary's check)
     summary = LiveSummary()
     # Everything that can refuse the start comes before the journal, which is opened last:
     # a refused start leaves no segment behind.
@@ -203,11 +206,13 @@ def run_live(
         journal.event(time.time_ns(), "start", {
             "strategy": strategy.name(), "params": session.params, "feed": feed,
             "gateway": gateway, "control": server.endpoint, "pid": os.getpid(),
-            "operator": operator or default_operator(),
+            "operator": who,
         })  # fmt: skip
         link = _Link(session, journal, gw, sub, summary, config)
         watch = _Watch(link, config.killswitch)
         session.outside_conditions = watch.holding
+        if config.feed_latency_us < 0:  # (a replay's clock is its data's: kept as it is)
+            session.clock = time.time_ns
         server.extra_status = link.status
         server.on_command = lambda cmd, detail: journal.event(time.time_ns(), cmd, detail)
         if on_ready:
@@ -217,7 +222,9 @@ def run_live(
         except BaseException:  # a bug: nothing automated may go on working without the session
             _emergency_stop(link)
             raise
-        _stop(link)
+        with stop_on_signals([]):  # (a second Ctrl-C must not cut the stop short)
+            watch.last_look()
+            _stop(link)
     summary.journal_failure = journal.failure
     summary.not_journaled = dict(journal.dropped) if journal.failure else {}
     summary.heartbeats = sub.heartbeats
@@ -309,11 +316,14 @@ def _stop(link: _Link) -> None:
 def _emergency_stop(link: _Link) -> None:
     """The session is ending on an error: halt, and send the cancels of its resting orders
     (waiting briefly for the exchange), before the error is raised."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), stop_on_signals([]):
         link.session.trip("stop", link.session.open_orders, 0.0)
         link.flush()
         if link.gw is not None:
             link.settle(STOP_WAIT_S)
+        link.transitions()
+        link.commit()  # (what was sent is journaled: the journal's exit commits nothing)
+        link.journal.flush()
 
 
 class _Watch:
@@ -328,6 +338,7 @@ class _Watch:
         self.stale_ns = kill.stale_feed_ms * 1e6 if kill.stale_feed_ms else 0.0
         self.malformed_seen = 0
         self.bad_seen = 0
+        self.next_bad_event = 0
         self.stale_tripped = False
         self.gateway_tripped = False
 
@@ -365,11 +376,20 @@ class _Watch:
         link.transitions()
         return False
 
+    def last_look(self) -> None:
+        """At a stop: journal what is still to journal (bad rows of the last 100 ms)."""
+        self.next_bad_event = 0
+        self._bad_rows()
+
     def _bad_rows(self) -> None:
+        """New bad rows journaled (at most every 100 ms: a steady stream of them must not
+        flood the journal), and their rate judged."""
         link = self.link
         dropped = link.screen.dropped + link.bad_reports
-        if dropped == self.bad_seen:
+        now = time.monotonic_ns()
+        if dropped == self.bad_seen or now < self.next_bad_event:
             return
+        self.next_bad_event = now + _BAD_EVENT_NS
         link.journal.event(time.time_ns(), "bad_data", {
             "rows": dropped - self.bad_seen, "by_reason": dict(link.screen.bad),
             "bad_reports": link.bad_reports, "latest": list(link.screen.samples),
@@ -392,6 +412,7 @@ class _Watch:
             exchange=gw is not None,
             exchange_silent_ms=(now - gw.last_heard_ns) / 1e6 if gw is not None else 0.0,
             oldest_unanswered_ms=gw.oldest_unanswered_ms() if gw is not None else 0.0,
+            requests_in_flight=len(gw.in_flight) if gw is not None else 0,
             unconfirmed_cancels=link.session.unconfirmed_cancels(instrument),
             bad_rows_last_s=link.bad_rate.last_second(),
             journal_failure=link.journal.failure,
@@ -415,10 +436,11 @@ class _Link:
         self.sub = sub
         self.summary = summary
         self.kinds = session.strategy.kinds
-        self.screen = Screen(session.instruments)
+        # The clock is the wall clock, or with a feed latency set the data's own (a replay).
+        self.screen = Screen(session.instruments, config.killswitch.max_ts_skew_ms * 1e6,
+                             wall_clock=config.feed_latency_us < 0)  # fmt: skip
         self.known = session.instruments.known_mask()
-        self.skew_ns = config.killswitch.max_ts_skew_ms * 1e6
-        self.wall_clock = config.feed_latency_us < 0  # else the data's own time (a replay)
+        self.journal_tripped = False
         self.bad_rate = BadRowRate()
         self.bad_reports = 0  # exchange report rows no engine may book
         self.ignored: Counter[str] = Counter()  # rows of market kinds the strategy does not take
@@ -428,18 +450,21 @@ class _Link:
         self.mismatches_seen = 0
         self.lost_reports_seen = 0
         self.gaps_seen = 0
+        self.percentiles_due = 0
+        self.percentiles: dict[str, Any] = {}
 
     def market(self, sub: Subscriber, group: int) -> None:
         """Every market message waiting (up to `group`), as few compiled calls as their kinds
         allow: consecutive messages of one kind run as one batch."""
-        packets = sub.take(group)
-        start = 0
-        for k in range(1, len(packets) + 1):
-            if k == len(packets) or packets[k].schema != packets[start].schema:
-                self._run(packets[start:k])
-                start = k
+        if self.journal.failure is not None and not self.journal_tripped:
+            # (before anything more is sent: the watch stops the session at its next look)
+            self.session.trip("journal_lost", 0.0, 0.0)
+            self.journal_tripped = True
+            self.flush()
+        for run in wire.runs(sub.take(group)):
+            self._run(run)
 
-    def _run(self, packets: list[wire.Packet]) -> None:
+    def _run(self, packets: Sequence[wire.Packet]) -> None:
         """Messages of one kind: stamped on arrival, checked at the boundary, through the
         loop as one batch, orders out, journaled."""
         kind = packets[0].schema
@@ -456,11 +481,8 @@ class _Link:
             now = time.time_ns()
             if "ts_recv" in columns:  # when this engine received it: the feed latency it sees
                 columns["ts_recv"] = np.full(rows, now, dtype=np.int64)
-            clock = now if self.wall_clock else self.session.clock_ns
             before = self.screen.dropped
-            good = self.screen.good(
-                kind, columns, ts_window(clock, self.skew_ns, wall_clock=self.wall_clock)
-            )
+            good = self.screen.good(kind, columns, now)
             self.bad_rate.add(self.screen.dropped - before)
             result = self.session.on_batch(kind, good)
             self.summary.loop_calls += 1
@@ -577,19 +599,26 @@ class _Link:
             self.gw.heartbeat_if_quiet()  # (or the exchange cancels them for silence)
 
     def status(self) -> dict[str, Any]:
-        """What only the live session knows, for `tickwise status`."""
+        """What only the live session knows, for `tickwise status`. Latency percentiles are
+        worked out at most every 250 ms: a burst of status requests must not hold up the
+        session (a percentile of a million samples takes tens of ms)."""
         summary, sub, gw = self.summary, self.sub, self.gw
+        now = time.monotonic_ns()
+        if now >= self.percentiles_due:
+            self.percentiles_due = now + _STATUS_NS
+            self.percentiles = {"latency_us": self.latencies.percentiles()}
+            if gw is not None:
+                self.percentiles["tick_to_order_us"] = self.tick_to_order.percentiles()
+                self.percentiles["round_trip_us"] = gw.round_trip_percentiles()
         extra = {
             "batches": summary.batches, "feed_gaps": len(sub.gaps),
             "malformed": dict(sub.malformed), "bad_rows": dict(self.screen.bad),
             "bad_reports": self.bad_reports, "ignored": dict(self.ignored),
-            "latency_us": self.latencies.percentiles(), "orders_sent": summary.orders,
-            "fills": summary.fills, "orders_per_s": self.rates.per_second(summary.orders),
-            "journal_failure": self.journal.failure,
+            "orders_sent": summary.orders, "fills": summary.fills,
+            "orders_per_s": self.rates.per_second(summary.orders),
+            "journal_failure": self.journal.failure, **self.percentiles,
         }  # fmt: skip
         if gw is not None:
-            extra["tick_to_order_us"] = self.tick_to_order.percentiles()
-            extra["round_trip_us"] = gw.round_trip_percentiles()
             extra["gateway"] = _gateway_status(gw)
         return extra
 

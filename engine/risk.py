@@ -254,11 +254,11 @@ def check_order_nb(ctx, i, side, qty, price, order_type):
 
 
 @cold_kernel
-def transition_nb(ctx, scope, trigger, state, instrument, value, limit):
-    """Move `scope` (an instrument, or -1: the whole session) to `state` because of `trigger`,
-    which becomes its cause (none once ACTIVE again), and log the change for the journal.
-    Each scope keeps its own cause, so one never overwrites or clears another's."""
-    now = ctx.clock[CLK_NOW]
+def transition_nb(ctx, scope, trigger, state, instrument, value, limit, now):
+    """Move `scope` (an instrument, or -1: the whole session) to `state` because of `trigger`
+    at time `now` (ns), which becomes its cause (none once ACTIVE again), and log the change
+    for the journal. Each scope keeps its own cause, so one never overwrites or clears
+    another's."""
     cause = trigger if state != STATE_ACTIVE else TRIP_NONE
     if scope >= 0:
         ig = ctx.inst_guard
@@ -293,8 +293,14 @@ def transition_nb(ctx, scope, trigger, state, instrument, value, limit):
 
 @kernel
 def trip_nb(ctx, trip, instrument, value, limit):
-    """The kill switch trips: move to the state configured for `trip` (nothing when that
-    trigger is off, or that state or a stricter one is already in force). The trigger
+    """The kill switch trips in the event under way (see `trip_at_nb`)."""
+    return trip_at_nb(ctx, trip, instrument, value, limit, ctx.clock[CLK_NOW])
+
+
+@kernel
+def trip_at_nb(ctx, trip, instrument, value, limit, now):
+    """The kill switch trips at `now`: move to the state configured for `trip` (nothing when
+    that trigger is off, or that state or a stricter one is already in force). The trigger
     becomes the cause of the new state until a person resumes; cancels and flattening
     follow in the same event."""
     action = np.int64(ctx.limits[LIM_ACTION + trip])
@@ -308,7 +314,7 @@ def trip_nb(ctx, trip, instrument, value, limit):
         scope = instrument
     elif g[G_STATE] >= action:
         return False
-    transition_nb(ctx, scope, trip, action, instrument, value, limit)
+    transition_nb(ctx, scope, trip, action, instrument, value, limit, now)
     g[G_TRIPS] += 1
     g[G_PENDING] = 1
     return True

@@ -360,6 +360,23 @@ def record_batch(records: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def impossible_fills(fills: np.ndarray | dict[str, np.ndarray], known: np.ndarray) -> np.ndarray:
+    """Fills no engine makes (a bool per row): an instrument not in `known` (the instruments'
+    `known_mask()`), a side not +-1, a quantity not positive and finite, a price not positive
+    and finite, a fee not finite, an unknown liquidity flag. What an exchange reports and what
+    a journal holds are checked by this before anything books them."""
+    inst = np.asarray(fills["instrument"]).astype(np.int64)
+    known_inst = (inst < known.size) & known[np.minimum(inst, max(known.size - 1, 0))]
+    qty, price, fee = fills["qty"], fills["price"], fills["fee"]
+    side, liquidity = fills["side"], fills["liquidity"]
+    good = (
+        known_inst & ((side == 1) | (side == -1))
+        & (qty > 0) & np.isfinite(qty) & (price > 0) & np.isfinite(price)
+        & np.isfinite(fee) & ((liquidity == LIQ_MAKER) | (liquidity == LIQ_TAKER))
+    )  # fmt: skip
+    return ~good
+
+
 ORDER_SCHEMA: Final = arrow_schema(ORDER_DTYPE)
 FILL_SCHEMA: Final = arrow_schema(FILL_DTYPE)
 EQUITY_SCHEMA: Final = arrow_schema(EQUITY_DTYPE)

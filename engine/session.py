@@ -28,7 +28,10 @@ from .context import (
     CLK_N_ORDER_LOG,
     CLK_N_TRANSITIONS,
     CLK_NOW,
+    CLK_RECV,
+    G_STATE,
     GATEWAY_NS,
+    IG_STATE,
     Ctx,
     copy_context,
     new_context,
@@ -111,6 +114,9 @@ class Session:
         # What only the caller can see that a resume must wait for (a live session's silent
         # feed or lost exchange): clauses for an instrument id, or -1 for the whole session.
         self.outside_conditions: Callable[[int], list[str]] | None = None
+        # The time of what happens between batches (a person's command, a trip seen outside
+        # the loop): a live session's wall clock; else the latest event's.
+        self.clock: Callable[[], int] | None = None
         size = self.ctx.market.size
         self.state = strategy.new_state(size, self.params)
         self._p = named("Params", list(self.params))(**self.params)
@@ -158,10 +164,10 @@ class Session:
             self._runners[kind](ctx, st, self._p, self._subscribed, 0, *_empty(market_dtype(kind)))
         if controls:
             total_pnl(ctx)
-            person_halt_nb(ctx, -1, STATE_HALTED)
-            external_trip_nb(ctx, TRIP_MANUAL, -1, 0.0, 0.0)
+            person_halt_nb(ctx, -1, STATE_HALTED, 0)
+            external_trip_nb(ctx, TRIP_MANUAL, -1, 0.0, 0.0, 0)
             strategy_fault_nb(ctx)
-            resume_nb(ctx, -1, STATE_ACTIVE)
+            resume_nb(ctx, -1, STATE_ACTIVE, 0)
         if reports:
             bad, at = np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
             self.loop.run_fills(ctx, st, self._p, bad, at, 0, *_empty(FILL_DTYPE))
@@ -288,7 +294,8 @@ class Session:
         if target == STATE_ACTIVE:
             raise TickwiseError("halt to 'halted' or 'reducing'; to trade again, resume")
         # The cancels it sends are in the order log, returned with the next batch's events.
-        person_halt_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target)
+        where = -1 if instrument is None else self._instrument(instrument)
+        person_halt_nb(self.ctx, where, target, self._now())
         self._note_transitions()
 
     def resume(self, instrument: int | None = None, state: str = "active") -> None:
@@ -301,7 +308,8 @@ class Session:
         blocked = self.blocked_resume(instrument)
         if blocked:
             raise TickwiseError(f"cannot resume: {'; '.join(blocked)}")
-        resume_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target)
+        resume_nb(self.ctx, -1 if instrument is None else self._instrument(instrument), target,
+                  self._now())  # fmt: skip
         self._note_transitions()
         if instrument is None:
             self.fault = None
@@ -320,17 +328,21 @@ class Session:
         if cause not in codes:
             raise TickwiseError(f"unknown kill-switch trigger {cause!r}")
         where = -1 if instrument is None else self._instrument(instrument)
-        external_trip_nb(self.ctx, codes[cause], where, float(value), float(limit))
+        external_trip_nb(self.ctx, codes[cause], where, float(value), float(limit), self._now())
         self._note_transitions()
 
     def blocked_resume(self, instrument: int | None = None) -> list[str]:
         """Why a resume (of the session, or of one instrument) would be refused now: the
         conditions that still hold, one clause each (none: it would not be)."""
         where = -1 if instrument is None else self._instrument(instrument)
-        clauses = blocked_resume(self.ctx, self.instruments.symbol, where)
+        now = self.clock() if self.clock is not None else int(self.ctx.clock[CLK_RECV])
+        clauses = blocked_resume(self.ctx, self.instruments.symbol, where, now)
         if self.outside_conditions is not None:
             clauses += self.outside_conditions(where)
         return clauses
+
+    def _now(self) -> int:
+        return self.clock() if self.clock is not None else int(self.ctx.clock[CLK_NOW])
 
     def take_transitions(self) -> list[dict[str, Any]]:
         """The changes of trading state since the last call, in order (for the journal)."""
@@ -374,12 +386,17 @@ class Session:
         return int(self.ctx.clock[CLK_NOW])
 
     def unconfirmed_cancels(self, instrument: int = -1) -> int:
-        """Open orders (of one instrument id, or all with -1) whose cancel was asked and not
-        yet confirmed: until it is, nobody knows whether they still trade."""
+        """Open orders whose cancel was asked and not yet confirmed, of one instrument id, or
+        (-1) of every instrument not ACTIVE: the kill switch cancelled those, and until the
+        cancels are confirmed nobody knows whether they still trade. (A strategy's own
+        cancels of instruments still trading are routine: they do not count.)"""
         table = self.ctx.open_orders[: self.open_orders]
         asked = table["cancel_ts"] != 0
         if instrument >= 0:
             asked &= table["instrument"] == instrument
+        else:
+            stopped = np.maximum(self.ctx.inst_guard[:, IG_STATE], self.ctx.guard[G_STATE])
+            asked &= stopped[table["instrument"]] != STATE_ACTIVE
         return int(np.count_nonzero(asked))
 
     def _instrument(self, instrument: int) -> int:

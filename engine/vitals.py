@@ -8,7 +8,10 @@ batches: a feed that fell silent (`stale_feed`), messages lost on the wire
 journal that can no longer be written (`journal_lost`). The same readings
 say whether such a condition still holds, so that a person's resume is
 refused until each has cleared: the feed heard again, the exchange heard
-again, every cancel the kill switch sent confirmed, the bad rows stopped.
+again and every request answered and every cancel the kill switch sent
+confirmed (after `reconcile` too: the session then knows again what the
+exchange holds of its orders; its positions are its own booking, which a
+person checks against the exchange's), the bad rows stopped.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Vitals:
     exchange: bool  # the session trades through an exchange process
     exchange_silent_ms: float = 0.0  # since the exchange's last message
     oldest_unanswered_ms: float = 0.0  # the oldest request still without its reply (0: none)
+    requests_in_flight: int = 0  # requests sent and not yet answered
     unconfirmed_cancels: int = 0  # orders whose cancel is not yet confirmed (in scope)
     bad_rows_last_s: int = 0  # rows dropped at the boundary within the last second
     journal_failure: str | None = None
@@ -57,6 +61,11 @@ def holding(v: Vitals, kill: KillSwitch) -> list[str]:
         clauses.append(
             f"a request to the exchange has been unanswered for {v.oldest_unanswered_ms:,.0f} "
             f"ms (ack_timeout_ms {kill.ack_timeout_ms:g})"
+        )
+    if v.exchange and v.requests_in_flight:
+        clauses.append(
+            f"{v.requests_in_flight} request(s) to the exchange not yet answered: what it holds "
+            "is not known until they are"
         )
     if v.unconfirmed_cancels:
         clauses.append(

@@ -15,6 +15,7 @@ wrong (the usual one) goes on as it came, without a copy.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -42,28 +43,36 @@ _ARGUMENTS = {
     "bars": ("ts_event", "instrument", "open", "high", "low", "close", "volume"),
     "book": ("ts_event", "instrument", "side", "px", "sz"),
 }
-_ALL_TIME = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+# No row's ts_event may lie outside this, whatever the window: kernels add latencies and
+# timer periods to it, and 2**62 ns (the year 2116) leaves room for any of them.
+MAX_TS = 1 << 62
 
 
-def ts_window(clock_ns: int, max_skew_ns: float, *, wall_clock: bool) -> tuple[int, int]:
-    """The ts_event values a receiver takes: within `max_skew_ns` of its clock either way when
-    that clock is the wall clock (a live market), and not further back than that from the
-    latest event seen when the clock is the data's own (a history replayed with its past
-    times, whose next event may come any time later). `max_skew_ns` 0: any time."""
+def ts_window(clock_ns: int, max_skew_ns: float, *, wall_clock: bool,
+              wall_now_ns: int | None = None) -> tuple[int, int]:  # fmt: skip
+    """The ts_event values a receiver takes. On a live market's wall clock: within
+    `max_skew_ns` of it either way. On the data's own clock (a history replayed with its past
+    times, whose next event may come any time later, or go back when the replay restarts):
+    anything up to `max_skew_ns` past the wall clock, since a history cannot have happened
+    after now. Always within (0, MAX_TS]. `max_skew_ns` 0: no skew bound."""
     if not max_skew_ns:
-        return _ALL_TIME
-    skew = int(min(max_skew_ns, 2**62))
+        return 1, MAX_TS
+    skew = int(min(max_skew_ns, MAX_TS))
     if wall_clock:
-        return clock_ns - skew, clock_ns + skew
-    if clock_ns <= 0:  # nothing seen yet
-        return _ALL_TIME
-    return clock_ns - skew, _ALL_TIME[1]
+        return max(clock_ns - skew, 1), min(clock_ns + skew, MAX_TS)
+    now = time.time_ns() if wall_now_ns is None else wall_now_ns
+    return 1, min(now + skew, MAX_TS)
 
 
 class Screen:
-    """Checks the market data one receiver takes; counts what it drops, by reason."""
+    """Checks the market data one receiver takes; counts what it drops, by reason. The
+    receiver's clock is the wall clock (`wall_clock`, a live market) or the data's own (a
+    history replayed); rows further than `max_skew_ns` from it are bad (`ts_window`)."""
 
-    def __init__(self, instruments: Instruments) -> None:
+    def __init__(self, instruments: Instruments, max_skew_ns: float = 0.0,
+                 wall_clock: bool = True) -> None:  # fmt: skip
+        self.max_skew_ns = max_skew_ns
+        self.wall_clock = wall_clock
         self.known = instruments.known_mask()
         self.rows = 0  # rows screened
         self.bad: Counter[str] = Counter()  # rows dropped, by reason
@@ -82,9 +91,10 @@ class Screen:
         self.bad[WRONG_KIND] += rows
         self.samples.append({"reason": WRONG_KIND, "schema": schema, "rows": rows})
 
-    def good(self, kind: str, columns: Mapping[str, np.ndarray], window: tuple[int, int]
+    def good(self, kind: str, columns: Mapping[str, np.ndarray], clock_ns: int
              ) -> dict[str, np.ndarray]:  # fmt: skip
-        """The rows of a `kind` batch that pass (the same arrays when all do)."""
+        """The rows of a `kind` batch that pass at `clock_ns` (the same arrays when all do)."""
+        window = ts_window(clock_ns, self.max_skew_ns, wall_clock=self.wall_clock)
         rows = len(columns["ts_event"])
         self.rows += rows
         if rows > self._fault.size:

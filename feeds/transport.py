@@ -36,8 +36,9 @@ def _socket(kind: int, endpoint: str, bind: bool, context: zmq.Context | None) -
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     try:
-        if not bind:  # a frame beyond this disconnects the sender, never reaches memory
-            sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES)
+        # A frame beyond this disconnects its sender before it reaches memory (a publisher
+        # receives subscriptions only: a few bytes each).
+        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES if not bind else 1 << 16)
         sock.setsockopt(zmq.SNDHWM if bind else zmq.RCVHWM, _HWM)
         if bind:
             sock.bind(endpoint)
@@ -221,15 +222,19 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 
 
-def receive_frames(socket: zmq.Socket) -> list[bytes] | None:
+def receive_frames(socket: zmq.Socket, keep: int = 3) -> list[bytes] | None:
     """The frames of the next message waiting on `socket` (None: none is), each as bytes:
-    `recv_multipart` at half its cost for a two-frame message."""
+    `recv_multipart` at half its cost for a two-frame message. Beyond the first `keep`
+    frames the rest are received and dropped: no message of ours has more, and a peer
+    sending thousands must not be held in memory (`MAX_FRAME_BYTES` bounds each frame)."""
     try:
         frames = [socket.recv(_NOBLOCK)]
     except zmq.Again:
         return None
     while socket.get(_RCVMORE):
-        frames.append(socket.recv(_NOBLOCK))
+        frame = socket.recv(_NOBLOCK)
+        if len(frames) < keep:
+            frames.append(frame)
     return frames
 
 
@@ -272,10 +277,12 @@ class Subscriber:
         packet = self._next()
         return None if packet is None else packet.message()
 
-    def take(self, limit: int) -> list[wire.Packet]:
-        """Every well-formed batch waiting now (up to `limit` messages, heartbeats counted and
-        not returned), checked but not yet viewed: for `wire.gather`."""
+    def take(self, limit: int, max_bytes: int = wire.MAX_FRAME_BYTES) -> list[wire.Packet]:
+        """Every well-formed batch waiting now (up to `limit` messages and about `max_bytes`
+        of bodies: a turn's memory is bounded; heartbeats counted and not returned), checked
+        but not yet viewed: for `wire.gather`."""
         taken = []
+        size = 0
         for _ in range(limit):
             frames = receive_frames(self.socket)
             if frames is None:
@@ -283,6 +290,9 @@ class Subscriber:
             packet = self._checked(frames)
             if packet is not None and not packet.is_heartbeat:
                 taken.append(packet)
+                size += len(packet.body)
+                if size >= max_bytes:
+                    break
         return taken
 
     def _next(self) -> wire.Packet | None:

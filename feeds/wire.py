@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final, NamedTuple
@@ -325,6 +325,16 @@ def layout(schema: str, rows: int) -> tuple[tuple[int, ...], int]:
         offsets.append(end)
         end += rows * kind.itemsize
     return tuple(offsets), end
+
+
+def runs(packets: Sequence[Packet]) -> Iterator[Sequence[Packet]]:
+    """The packets in runs of consecutive ones of one schema, in order: what a receiver runs
+    through its loop as one batch each."""
+    start = 0
+    for k in range(1, len(packets) + 1):
+        if k == len(packets) or packets[k].schema != packets[start].schema:
+            yield packets[start:k]
+            start = k
 
 
 def gather(packets: Sequence[Packet]) -> dict[str, np.ndarray]:

@@ -364,11 +364,12 @@ def test_kill_and_resume_are_heard_with_the_validated_operator_and_reason(desk: 
             "operator": "ann", "confirm": False}  # fmt: skip
     reply = ask(desk.server, client, json.dumps(kill).encode())
     assert reply["ok"]
-    assert reply["reason"] == "fat finger"
-    assert ask(desk.server, client, STATUS)["reason"] == "fat finger"
+    assert reply["reasons"] == {"I1": "fat finger"}  # (each scope keeps its own)
+    assert reply["reason"] is None  # (the whole session's: no one gave one)
+    assert ask(desk.server, client, STATUS)["reasons"] == {"I1": "fat finger"}
     ask(desk.server, client, b'{"cmd": "kill", "operator": "bob"}')  # defaults filled in
     resume = {"cmd": "resume", "confirm": True, "operator": "cy"}
-    assert ask(desk.server, client, json.dumps(resume).encode())["reason"] is None
+    assert ask(desk.server, client, json.dumps(resume).encode())["reasons"] == {}
     assert desk.heard == [
         ("kill", kill),
         ("kill", {"cmd": "kill", "instrument": None, "state": "halted", "reason": None,

@@ -173,12 +173,14 @@ def test_a_storm_of_bad_rows_trips_bad_data_and_resume_waits_for_it_to_pass(
     tmp_path: Path,
 ) -> None:
     feed = Publisher("tcp://127.0.0.1:*")
+    config = tmp_path / "session.toml"
+    config.write_text("[killswitch]\nstale_feed_ms = 0\n")  # (only the storm may trip it)
     live = None
     try:
         live, control = spawn(
             "live", "--strategy", "mean_reversion", "--feed", feed.endpoint, "--instruments",
             f"synth:{INSTRUMENTS}", "--journal", str(tmp_path / "journal"), "--control",
-            "tcp://127.0.0.1:*",
+            "tcp://127.0.0.1:*", "--config", str(config),
         )  # fmt: skip
         assert feed.wait_for_subscriber(300.0)
         time.sleep(0.3)
@@ -322,3 +324,82 @@ def test_anything_on_the_feed_is_run_dropped_or_ignored_and_every_row_is_account
         venue.close()
     assert exchange_dropped(exchange_out) == expected["exchange_bad"]
     replay_journal(venue.journal)
+
+
+def test_on_a_replays_own_clock_times_past_today_are_dropped_and_history_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A session replaying history (its clock the data's, `feed_latency_us`) takes rows from
+    any past time, and drops a row from the future, which would otherwise move its clock
+    days (or to the end of int64) ahead and leave every later row behind it."""
+    config = tmp_path / "session.toml"
+    config.write_text("[backtest]\nfeed_latency_us = 50.0\n[killswitch]\nstale_feed_ms = 0\n"
+                      "max_bad_rows_per_sec = 0\nseq_gap = false\n")  # fmt: skip
+    feed = Publisher("tcp://127.0.0.1:*")
+    live = None
+    past = 1_700_000_000_000_000_000  # November 2023
+    try:
+        live, control = spawn(
+            "live", "--strategy", "mean_reversion", "--feed", feed.endpoint, "--instruments",
+            f"synth:{INSTRUMENTS}", "--journal", str(tmp_path / "journal"), "--control",
+            "tcp://127.0.0.1:*", "--config", str(config),
+        )  # fmt: skip
+        assert feed.wait_for_subscriber(300.0)
+        time.sleep(0.3)
+        feed.publish("quotes", rows("quotes", 5, ts_event=past))
+        feed.publish("quotes", rows("quotes", 1, ts_event=time.time_ns() + 3 * DAY_NS))
+        feed.publish("quotes", rows("quotes", 1, ts_event=2**63 - 1))
+        feed.publish("quotes", rows("quotes", 5, ts_event=past + 1_000_000))  # history goes on
+        feed.publish("quotes", rows("quotes", 5, ts_event=past - DAY_NS))  # (a restart: taken)
+        deadline = time.monotonic() + 30
+        while (state := request(control, {"cmd": "status"}))["batches"] < 5:
+            assert time.monotonic() < deadline, state
+            time.sleep(0.01)
+        assert state["bad_rows"] == {"ts_skew": 2}
+        assert state["events"] == 15
+        assert state["state"] == "active"
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+        assert live.returncode == 0
+    finally:
+        if live is not None and live.poll() is None:
+            live.kill()
+        feed.close()
+
+
+def test_text_from_outside_is_shown_as_it_is_never_as_markup(tmp_path: Path) -> None:
+    """A reason (or a symbol, a path) such as `[/]` is rich's markup: printed as markup it
+    ended the command with a traceback, and `[bold red]` hid what followed."""
+    feed = Publisher("tcp://127.0.0.1:*")
+    live = None
+    reason = "[/] fat finger [bold red]on SYN2"
+    try:
+        live, control = spawn(
+            "live", "--strategy", "mean_reversion", "--feed", feed.endpoint, "--instruments",
+            f"synth:{INSTRUMENTS}", "--journal", str(tmp_path / "journal"), "--control",
+            "tcp://127.0.0.1:*",
+        )  # fmt: skip
+        killed = subprocess.run([TICKWISE, "kill", "--reason", reason, "--control", control,
+                                 "--timeout", "30"], capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert killed.returncode == 0, killed.stderr
+        assert reason in killed.stdout
+        status = subprocess.run([TICKWISE, "status", "--control", control, "--timeout", "30"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert reason in status.stdout
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+    finally:
+        if live is not None and live.poll() is None:
+            live.kill()
+        feed.close()
+    table = subprocess.run([TICKWISE, "journal", "events", str(tmp_path / "journal")],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "Traceback" not in table.stderr
+
+    def squeezed(text: str) -> str:  # (the table wraps its widest cell over lines)
+        return "".join(c for c in text if c not in " \n│")
+
+    assert squeezed(reason) in squeezed(table.stdout)

@@ -125,6 +125,8 @@ def test_a_person_kills_a_live_session_and_a_signal_stops_it_cleanly(
     change = json.loads(journal.events[2]["detail"])
     assert (change["scope"], change["from"], change["to"], change["trigger"]) == (
         "session", "active", "halted", "manual")  # fmt: skip
+    # The change's time is when the person acted (the wall clock), not the last quote's.
+    assert abs(change["ts"] - journal.events[1]["ts"]) < 50_000_000
     killed_at = journal.events[1]["ts"]  # the engine's wall clock, as its orders' send times
     before = journal.orders["ts"] < killed_at
     assert np.count_nonzero(before & (journal.orders["status"] == 0)) > 0  # it was trading

@@ -175,7 +175,7 @@ def trading_state(session: Session) -> str:
 
 def everything(session: Session, server: ControlServer) -> tuple:
     """All a request could change: the engine context, bit for bit, and the status."""
-    return tuple(a.tobytes() for a in session.ctx), trading_state(session), server.reason
+    return tuple(a.tobytes() for a in session.ctx), trading_state(session), dict(server.reasons)
 
 
 def exchange(body: bytes, request: object, before: list[bytes] | None, halted_first: bool) -> str:
@@ -217,12 +217,15 @@ def exchange(body: bytes, request: object, before: list[bytes] | None, halted_fi
         state = detail(request)["state"]
         status = session.status()
         if expected == "kill":
-            assert reply["reason"] == (request.get("reason") or None)
+            # (each scope keeps its own: the session's is `reason`, an instrument's by symbol)
+            scope = request.get("instrument") or ""
+            assert reply["reasons"].get(scope) == (request.get("reason") or None)
             assert status["halted"] is True
             if request.get("instrument") is None:
                 assert status["state"] == ("halted" if halted_first else state)
         else:
-            assert reply["reason"] is None
+            resumed = request.get("instrument")
+            assert (reply["reasons"] == {}) if resumed is None else resumed not in reply["reasons"]
             if request.get("instrument") is None:
                 assert status["state"] == state
         return expected

@@ -35,8 +35,9 @@ def records(draw, dtype: np.dtype, most: int = 6) -> np.ndarray:
         out["instrument"] = draw(hnp.arrays(np.uint32, n, elements=st.integers(0, 2)))
         out["side"] = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([-1, 1])))
         out["qty"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.001, 1e6)))
-        out["price"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1e6)))
+        out["price"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.001, 1e6)))
         out["fee"] = draw(hnp.arrays(np.float64, n, elements=st.floats(-1e3, 1e3)))
+        out["liquidity"] = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([0, 1])))
     return out
 
 

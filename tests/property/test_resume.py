@@ -151,7 +151,10 @@ HOLDS = {
     "gateway_lost": lambda x: {"exchange_silent_ms": 2_000.0 + x},
     "bad_data": lambda x: {"bad_rows_last_s": 11 + int(x)},
     "journal_lost": lambda x: {"journal_failure": "disk full"},
-    "reconcile": lambda x: {"unconfirmed_cancels": 1 + int(x) % 50},
+    "reconcile": lambda x: {
+        "unconfirmed_cancels": 1 + int(x) % 50,
+        "requests_in_flight": 1 + int(x) % 7,
+    },
 }
 SAYS = {
     "stale_feed": "the feed has been silent",
@@ -159,7 +162,7 @@ SAYS = {
     "gateway_lost": "the exchange has been silent",
     "bad_data": "bad rows in the last second",
     "journal_lost": "the journal is lost",
-    "reconcile": "not yet confirmed gone",
+    "reconcile": "not yet answered",
 }
 
 
@@ -187,7 +190,8 @@ def test_a_condition_outside_the_loop_blocks_a_resume_exactly_while_it_holds(
 @given(reading=st.builds(
     Vitals, feed_silent_ms=st.floats(0, 1e6), feed_in_sequence=st.booleans(),
     exchange=st.booleans(), exchange_silent_ms=st.floats(0, 1e6),
-    oldest_unanswered_ms=st.floats(0, 1e6), unconfirmed_cancels=st.integers(0, 5),
+    oldest_unanswered_ms=st.floats(0, 1e6), requests_in_flight=st.integers(0, 3),
+    unconfirmed_cancels=st.integers(0, 5),
     bad_rows_last_s=st.integers(0, 100), journal_failure=st.none() | st.just("EFBIG"),
 ), kill=st.builds(
     KillSwitch, stale_feed_ms=st.sampled_from([0.0, 500.0, 5_000.0]), seq_gap=st.booleans(),
@@ -197,18 +201,24 @@ def test_a_condition_outside_the_loop_blocks_a_resume_exactly_while_it_holds(
 def test_a_reading_blocks_exactly_the_conditions_that_hold_of_triggers_switched_on(
     reading: Vitals, kill: KillSwitch
 ) -> None:
-    expected = [
-        reading.journal_failure is not None,
-        bool(kill.stale_feed_ms) and reading.feed_silent_ms > kill.stale_feed_ms,
-        kill.seq_gap and not reading.feed_in_sequence,
-        reading.exchange and bool(kill.gateway_timeout_ms)
+    expected = {
+        "the journal is lost": reading.journal_failure is not None,
+        "the feed has been silent": bool(kill.stale_feed_ms)
+        and reading.feed_silent_ms > kill.stale_feed_ms,
+        "no feed message has arrived in sequence": kill.seq_gap and not reading.feed_in_sequence,
+        "the exchange has been silent": reading.exchange and bool(kill.gateway_timeout_ms)
         and reading.exchange_silent_ms > kill.gateway_timeout_ms,
-        reading.exchange and bool(kill.ack_timeout_ms)
+        "has been unanswered for": reading.exchange and bool(kill.ack_timeout_ms)
         and reading.oldest_unanswered_ms > kill.ack_timeout_ms,
-        reading.unconfirmed_cancels > 0,
-        bool(kill.max_bad_rows_per_sec) and reading.bad_rows_last_s > kill.max_bad_rows_per_sec,
-    ]  # fmt: skip
-    assert len(holding(reading, kill)) == sum(expected)
+        "not yet answered": reading.exchange and reading.requests_in_flight > 0,
+        "not yet confirmed gone": reading.unconfirmed_cancels > 0,
+        "bad rows in the last second": bool(kill.max_bad_rows_per_sec)
+        and reading.bad_rows_last_s > kill.max_bad_rows_per_sec,
+    }  # fmt: skip
+    clauses = holding(reading, kill)
+    assert len(clauses) == sum(expected.values())
+    for says, holds in expected.items():
+        assert any(says in c for c in clauses) == holds, says
 
 
 def test_one_instrument_is_resumed_only_once_its_own_cancels_are_confirmed() -> None:
