@@ -117,6 +117,13 @@ def spawn_live(feed: str, gateway: str, config: Path, journal: Path
                  str(journal), "--control", "tcp://127.0.0.1:*", "--param", "qty=100")  # fmt: skip
 
 
+def paper_session(feed: Publisher, folder: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """A session on `feed` filling its orders in process, its journal in `folder`."""
+    return spawn("live", "--strategy", "mean_reversion", "--feed", feed.endpoint,
+                 "--instruments", f"synth:{INSTRUMENTS}", "--journal", str(folder / "journal"),
+                 "--control", "tcp://127.0.0.1:*", *extra)  # fmt: skip
+
+
 def exchange_dropped(out: str) -> int:
     """The rows the exchange's summary says it dropped at its boundary."""
     line = next(x for x in out.splitlines() if "market rows dropped at the boundary" in x)
@@ -177,11 +184,7 @@ def test_a_storm_of_bad_rows_trips_bad_data_and_resume_waits_for_it_to_pass(
     config.write_text("[killswitch]\nstale_feed_ms = 0\n")  # (only the storm may trip it)
     live = None
     try:
-        live, control = spawn(
-            "live", "--strategy", "mean_reversion", "--feed", feed.endpoint, "--instruments",
-            f"synth:{INSTRUMENTS}", "--journal", str(tmp_path / "journal"), "--control",
-            "tcp://127.0.0.1:*", "--config", str(config),
-        )  # fmt: skip
+        live, control = paper_session(feed, tmp_path, "--config", str(config))
         assert feed.wait_for_subscriber(300.0)
         time.sleep(0.3)
         feed.publish("quotes", rows("quotes", 5))
@@ -339,11 +342,7 @@ def test_on_a_replays_own_clock_times_past_today_are_dropped_and_history_goes_on
     live = None
     past = 1_700_000_000_000_000_000  # November 2023
     try:
-        live, control = spawn(
-            "live", "--strategy", "mean_reversion", "--feed", feed.endpoint, "--instruments",
-            f"synth:{INSTRUMENTS}", "--journal", str(tmp_path / "journal"), "--control",
-            "tcp://127.0.0.1:*", "--config", str(config),
-        )  # fmt: skip
+        live, control = paper_session(feed, tmp_path, "--config", str(config))
         assert feed.wait_for_subscriber(300.0)
         time.sleep(0.3)
         feed.publish("quotes", rows("quotes", 5, ts_event=past))
@@ -374,11 +373,7 @@ def test_text_from_outside_is_shown_as_it_is_never_as_markup(tmp_path: Path) -> 
     live = None
     reason = "[/] fat finger [bold red]on SYN2"
     try:
-        live, control = spawn(
-            "live", "--strategy", "mean_reversion", "--feed", feed.endpoint, "--instruments",
-            f"synth:{INSTRUMENTS}", "--journal", str(tmp_path / "journal"), "--control",
-            "tcp://127.0.0.1:*",
-        )  # fmt: skip
+        live, control = paper_session(feed, tmp_path)
         killed = subprocess.run([TICKWISE, "kill", "--reason", reason, "--control", control,
                                  "--timeout", "30"], capture_output=True, text=True,
                                 timeout=60)  # fmt: skip
