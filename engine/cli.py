@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send orders to the paper exchange at this endpoint (`tickwise exchange`); "
         "without it, orders fill in the engine's own simulated exchange",
     )
-    live.add_argument("--journal", type=Path, help="journal folder")
+    live.add_argument("--journal", help="journal folder (one session's: it is locked)")
     live.add_argument("--control", help="control socket (tcp://127.0.0.1:5560)")
     live.add_argument("--seconds", type=float, default=None, help="stop after this long")
     _operator_option(live)
@@ -426,6 +427,9 @@ def _cmd_feed_synth(args: argparse.Namespace) -> int:
         episodes=tuple(parse_episode(e) for e in args.inject),
     )  # fmt: skip
     market = Market(config)
+    # Compiled (or loaded) before anyone subscribes: on a cold cache that takes seconds, and
+    # the first rows would leave already late, as if the feed had been silent.
+    next(Market(dataclasses.replace(config, rows=1)).batches(), None)
 
     def batches(rows: int) -> Iterator[Any]:
         # The market's clock starts now: events carry today's times, episodes fall at their
@@ -540,6 +544,8 @@ def _session_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], di
     for key in _LIVE_KEYS - {"seconds"}:
         if key in settings and not isinstance(settings[key], str | Path):
             raise TickwiseError(f"[live] {key} must be a string, got {settings[key]!r}")
+    if not str(settings["journal"]).strip():
+        raise TickwiseError("--journal needs a folder (an empty name would be the current one)")
     params |= _parse_params(args.param)
     return config, params, settings
 
@@ -596,6 +602,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
         )
     stdout.print(f"journal in {settings['journal']}", markup=False)
     return 0
+
+
+def _money(value: float | str) -> str:
+    """A PnL as people read it (a figure that is not a number comes as text: "-inf")."""
+    return value if isinstance(value, str) else f"{value:,.2f}"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -697,11 +708,15 @@ def _print_status(reply: dict[str, Any]) -> None:
     table = Table(title="live session", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
+    reasons = reply.get("reasons") or {}
     rows = [
         ("state", _state_line(reply)),
-        ("a person's halt, because", reply["reason"] or "-"),
+        (
+            "a person's halt, because",
+            "; ".join(f"{scope or 'session'}: {why}" for scope, why in reasons.items()) or "-",
+        ),
         ("resume blocked by", "; ".join(reply["resume_blocked_by"] or []) or "nothing"),
-        ("PnL (price units)", f"{reply['pnl']:,.2f}"),
+        ("PnL (price units)", _money(reply["pnl"])),
         ("events processed", f"{reply['events']:,}"),
         ("orders sent / fills", f"{reply.get('orders_sent', 0):,} / {reply.get('fills', 0):,}"),
         ("orders per second (last 5 s)", f"{reply.get('orders_per_s', 0.0):,.1f}"),

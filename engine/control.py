@@ -40,7 +40,7 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
 # A request's JSON, in bytes: ZeroMQ disconnects a client that sends a bigger frame.
 MAX_REQUEST_BYTES = 65_536
 MAX_REPLY_BYTES = 16 << 20  # what a client takes back
-MAX_REQUESTS_PER_SERVE = 64  # messages read per `serve` call: a flood waits for the next
+MAX_REQUESTS_PER_SERVE = 8  # messages read per `serve` call: a flood waits for the next
 MAX_REASON_CHARS = 1_000
 MAX_OPERATOR_CHARS = 64
 
@@ -50,7 +50,11 @@ COMMAND_STATES = {"status": (), "kill": ("halted", "reducing"), "resume": ("acti
 
 # Control characters (which would rewrite a person's terminal) and halves of surrogate pairs
 # (which no terminal or UTF-8 file can take): never in a reason or an operator.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Bidirectional controls too (U+202A-202E, U+2066-2069, the marks): they make a terminal
+# show text other than what was written.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 _SHOWN_CHARS = 40  # of a string an error message quotes
 _MAX_NUMBER_CHARS = 32  # no request field is a number: a longer one is refused unparsed
 _A_REQUEST = 'a request is a JSON object such as {"cmd": "status"}'
@@ -195,7 +199,7 @@ class ControlServer:
     def _reply(self, raw: bytes) -> bytes:
         reply = self.handle(raw)
         try:
-            return json.dumps(reply).encode()
+            return json.dumps(_plain_json(reply), allow_nan=False).encode()
         except Exception as exc:  # (extra_status gave what JSON cannot carry: a bug)
             return json.dumps(_internal_error(exc)).encode()
 
@@ -307,6 +311,18 @@ class ControlServer:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+def _plain_json(value: Any) -> Any:
+    """`value` as standard JSON holds it: an infinite or NaN figure (a limit that is off, a
+    PnL no price can mark) as the text "inf", "-inf" or "nan", which every reader takes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(v) for v in value]
+    return value
 
 
 def _parsed(raw: bytes) -> dict[str, Any]:

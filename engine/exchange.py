@@ -311,6 +311,7 @@ class PaperExchange:
         wire.warm_up()
         # Market rows are checked as a live session checks them (the same skew allowed).
         self.screen = Screen(instruments, config.killswitch.max_ts_skew_ms * 1e6,
+                             config.killswitch.max_ts_ahead_ms * 1e6,
                              wall_clock=config.feed_latency_us < 0)  # fmt: skip
         self.screen.good("quotes", {n: np.empty(0, QUOTE_DTYPE[n]) for n in QUOTE_DTYPE.names},
                          0)  # (compiled now, not at the first message)  # fmt: skip

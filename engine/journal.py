@@ -140,6 +140,7 @@ class Journal:
         self._take_lock()
         self.segment = 1 + max((_segment_number(p) for p in self.folder.glob("*.commits.arrow")),
                                default=0)  # fmt: skip
+        _check_same_instruments(self.folder, self.segment - 1, instruments)
         for name in _SCHEMAS:
             path = self.folder / f"{self.segment:06d}.{name}.arrow"
             self._fds[name] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -399,6 +400,22 @@ def _same_file(fd: int, path: Path) -> bool:
     return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
+def _check_same_instruments(folder: Path, last: int, instruments: Instruments) -> None:
+    """A journal folder holds sessions of one instrument table: the positions it replays are
+    booked against it. A session trading another is refused before it writes anything."""
+    if last < 1:
+        return
+    _, meta = _read_stream(folder / f"{last:06d}.orders.arrow", 0)
+    if not meta or _META_INSTRUMENTS not in meta:
+        return  # (damaged: replay says so)
+    held = Instruments.from_json(meta[_META_INSTRUMENTS], str(folder))
+    if held != instruments:
+        raise TickwiseError(
+            f"journal folder {folder} holds sessions of instruments {held.symbols()}; this "
+            f"session trades {instruments.symbols()}: give it its own --journal"
+        )
+
+
 def _segment_number(path: Path) -> int:
     try:
         return int(path.name.split(".", 1)[0])
@@ -462,8 +479,15 @@ def _read_committed(folder: Path) -> _Committed:
                     f"{done} commits; the journal is damaged"
                 )
             out.batches[name] += batches
-            if meta and _META_INSTRUMENTS in meta and out.instruments_json is None:
-                out.instruments_json = meta[_META_INSTRUMENTS]
+            if meta and _META_INSTRUMENTS in meta:
+                if out.instruments_json is None:
+                    out.instruments_json = meta[_META_INSTRUMENTS]
+                elif meta[_META_INSTRUMENTS] != out.instruments_json:
+                    raise TickwiseError(
+                        f"{folder}: segment {prefix} was written for other instruments than "
+                        "the segments before it; a journal folder holds one session's "
+                        "instruments (give each session its own --journal)"
+                    )
     return out
 
 

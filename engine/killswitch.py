@@ -281,6 +281,15 @@ def _judge_pnl(ctx, total):
         trip_nb(ctx, TRIP_MAX_DRAWDOWN, -1, gf[GF_PEAK] - total, lim[LIM_MAX_DRAWDOWN])
 
 
+@cold_kernel
+def _total_again(igf):
+    """The session's PnL summed afresh from each instrument's share."""
+    total = 0.0
+    for j in range(igf.shape[0]):
+        total += igf[j, IGF_PNL]
+    return total
+
+
 @kernel
 def watch_market_nb(ctx, i, ts):
     """Once instrument i's event and fills are applied: the session's PnL against the loss
@@ -297,6 +306,8 @@ def watch_market_nb(ctx, i, ts):
     now_pnl = p.realized + marked - p.fees
     total = gf[GF_PNL] + now_pnl - igf[i, IGF_PNL]
     igf[i, IGF_PNL] = now_pnl
+    if total != total:  # a running sum that met an infinity stays NaN: sum it again
+        total = _total_again(igf)
     gf[GF_PNL] = total
     if total > gf[GF_PEAK]:  # (rare: a branch is cheaper than a store each event)
         gf[GF_PEAK] = total

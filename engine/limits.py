@@ -164,10 +164,12 @@ class KillSwitch:
     reconcile: bool = True  # the exchange reports an order, fill or cancel not expected
     # What a live session takes from outside (feed rows, the exchange's reports) is checked
     # before any kernel sees it; bad rows are dropped, and so many within one second trip
-    # `bad_data` (0: off). A row whose ts_event is further than max_ts_skew_ms from the
-    # session's clock is bad (0: any time).
+    # `bad_data` (0: off). A row whose ts_event is more than max_ts_skew_ms before the
+    # session's clock, or more than max_ts_ahead_ms after it (a feed's clock ahead, or a
+    # forged time), is bad (0: no bound).
     max_bad_rows_per_sec: float = 10.0
     max_ts_skew_ms: float = 60_000.0
+    max_ts_ahead_ms: float = 1_000.0
     # Triggers that move to REDUCING (only position-reducing orders pass) instead of HALTED.
     reduce_only_on: tuple[str, ...] = field(default_factory=tuple)
 
@@ -176,7 +178,8 @@ class KillSwitch:
         _positive("max_drawdown", self.max_drawdown)
         for name in ("price_jump_pct", "price_jump_sigmas", "stale_feed_ms",
                      "max_feed_latency_ms", "max_rejects_per_sec", "gateway_timeout_ms",
-                     "ack_timeout_ms", "max_bad_rows_per_sec", "max_ts_skew_ms"):  # fmt: skip
+                     "ack_timeout_ms", "max_bad_rows_per_sec", "max_ts_skew_ms",
+                     "max_ts_ahead_ms"):  # fmt: skip
             _off_or_positive(name, getattr(self, name))
         _positive("price_jump_window_ms", self.price_jump_window_ms, allow_inf=False)
         _positive("feed_latency_events", self.feed_latency_events, allow_inf=False)

@@ -438,6 +438,7 @@ class _Link:
         self.kinds = session.strategy.kinds
         # The clock is the wall clock, or with a feed latency set the data's own (a replay).
         self.screen = Screen(session.instruments, config.killswitch.max_ts_skew_ms * 1e6,
+                             config.killswitch.max_ts_ahead_ms * 1e6,
                              wall_clock=config.feed_latency_us < 0)  # fmt: skip
         self.known = session.instruments.known_mask()
         self.journal_tripped = False

@@ -60,7 +60,8 @@ def holding(v: Vitals, kill: KillSwitch) -> list[str]:
     if v.exchange and kill.ack_timeout_ms and v.oldest_unanswered_ms > kill.ack_timeout_ms:
         clauses.append(
             f"a request to the exchange has been unanswered for {v.oldest_unanswered_ms:,.0f} "
-            f"ms (ack_timeout_ms {kill.ack_timeout_ms:g})"
+            f"ms (ack_timeout_ms {kill.ack_timeout_ms:g}; if the exchange restarted, it never "
+            "will be: stop the session and start it again)"
         )
     if v.exchange and v.requests_in_flight:
         clauses.append(

@@ -48,30 +48,30 @@ _ARGUMENTS = {
 MAX_TS = 1 << 62
 
 
-def ts_window(clock_ns: int, max_skew_ns: float, *, wall_clock: bool,
+def ts_window(clock_ns: int, max_skew_ns: float, max_ahead_ns: float, *, wall_clock: bool,
               wall_now_ns: int | None = None) -> tuple[int, int]:  # fmt: skip
-    """The ts_event values a receiver takes. On a live market's wall clock: within
-    `max_skew_ns` of it either way. On the data's own clock (a history replayed with its past
-    times, whose next event may come any time later, or go back when the replay restarts):
-    anything up to `max_skew_ns` past the wall clock, since a history cannot have happened
-    after now. Always within (0, MAX_TS]. `max_skew_ns` 0: no skew bound."""
-    if not max_skew_ns:
-        return 1, MAX_TS
-    skew = int(min(max_skew_ns, MAX_TS))
-    if wall_clock:
-        return max(clock_ns - skew, 1), min(clock_ns + skew, MAX_TS)
-    now = time.time_ns() if wall_now_ns is None else wall_now_ns
-    return 1, min(now + skew, MAX_TS)
+    """The ts_event values a receiver takes. On a live market's wall clock: from
+    `max_skew_ns` before it to `max_ahead_ns` after it. On the data's own clock (a history
+    replayed with its past times, whose next event may come any time later, or earlier when
+    it starts over): anything up to `max_ahead_ns` past the wall clock, since a history
+    cannot have happened after now. Always within (0, MAX_TS]; a bound of 0 is no bound."""
+    ahead = int(min(max_ahead_ns, MAX_TS)) if max_ahead_ns else MAX_TS
+    if not wall_clock:
+        now = time.time_ns() if wall_now_ns is None else wall_now_ns
+        return 1, min(now + ahead, MAX_TS)
+    behind = int(min(max_skew_ns, MAX_TS)) if max_skew_ns else MAX_TS
+    return max(clock_ns - behind, 1), min(clock_ns + ahead, MAX_TS)
 
 
 class Screen:
     """Checks the market data one receiver takes; counts what it drops, by reason. The
     receiver's clock is the wall clock (`wall_clock`, a live market) or the data's own (a
-    history replayed); rows further than `max_skew_ns` from it are bad (`ts_window`)."""
+    history replayed); rows outside the window around it are bad (`ts_window`)."""
 
     def __init__(self, instruments: Instruments, max_skew_ns: float = 0.0,
-                 wall_clock: bool = True) -> None:  # fmt: skip
+                 max_ahead_ns: float = 0.0, wall_clock: bool = True) -> None:  # fmt: skip
         self.max_skew_ns = max_skew_ns
+        self.max_ahead_ns = max_ahead_ns
         self.wall_clock = wall_clock
         self.known = instruments.known_mask()
         self.rows = 0  # rows screened
@@ -94,7 +94,8 @@ class Screen:
     def good(self, kind: str, columns: Mapping[str, np.ndarray], clock_ns: int
              ) -> dict[str, np.ndarray]:  # fmt: skip
         """The rows of a `kind` batch that pass at `clock_ns` (the same arrays when all do)."""
-        window = ts_window(clock_ns, self.max_skew_ns, wall_clock=self.wall_clock)
+        window = ts_window(clock_ns, self.max_skew_ns, self.max_ahead_ns,
+                           wall_clock=self.wall_clock)  # fmt: skip
         rows = len(columns["ts_event"])
         self.rows += rows
         if rows > self._fault.size:

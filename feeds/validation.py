@@ -171,6 +171,6 @@ class Validator:
             return f"{name} is {int(value)}; expected 1 (buy) or -1 (sell)"
         shown = "NaN" if np.isnan(value) else repr(float(value))
         if fault == vk.FAULT_BAD_PRICE:
-            return f"{name} is {shown}; prices must be positive and finite"
+            return f"{name} is {shown}; prices must be positive and below {vk.MAX_PRICE:g}"
         must = "positive" if self.kind == "trades" else "non-negative"
-        return f"{name} is {shown}; sizes must be {must} and finite"
+        return f"{name} is {shown}; sizes must be {must} and below {vk.MAX_SIZE:g}"

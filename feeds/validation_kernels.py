@@ -83,14 +83,20 @@ def check_order_nb(ts, inst, seq, has_seq, sorted_, known, last_ts, last_seq, se
     return OK
 
 
+# Beyond any market (a price of a quadrillion, a size of a quintillion): such a value is a
+# corrupt row, and would take a running sum of PnL to infinity and beyond repair.
+MAX_PRICE = 1e15
+MAX_SIZE = 1e18
+
+
 @njit(cache=True)
 def _bad_price(x):
-    return not (x > 0.0 and x < np.inf)
+    return not (x > 0.0 and x < MAX_PRICE)
 
 
 @njit(cache=True)
 def _bad_size(x):
-    return not (x >= 0.0 and x < np.inf)
+    return not (x >= 0.0 and x < MAX_SIZE)
 
 
 # The value rules of one row of each kind, defined once: the file validator reports the

@@ -64,7 +64,7 @@ import sys
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.journal import Journal
 
-with Journal(sys.argv[1], Instruments([Instrument(0, "I0", 0.01, 1.0)])):
+with Journal(sys.argv[1], Instruments(Instrument(i, f"I{i}", 0.01, 1.0) for i in range(3))):
     print("open", flush=True)
     sys.stdin.readline()
 """
@@ -197,3 +197,18 @@ def test_journal_events_lists_the_committed_events_of_every_segment_in_order(
     ]
     with pytest.raises(TickwiseError, match="no such journal folder"):
         journal_events(tmp_path / "nothing")
+
+
+def test_a_session_of_other_instruments_is_refused_a_used_journal(tmp_path: Path) -> None:
+    """Replay books every segment against one instrument table: a session of another table
+    would make a healthy journal look damaged. It is refused before it writes anything."""
+    folder = tmp_path / "j"
+    with Journal(folder, simple_instruments(2)) as journal:
+        journal.add(orders(2), fills(1))
+    before = snapshot(folder)
+    with pytest.raises(TickwiseError, match=r"holds sessions of instruments \['I0', 'I1'\]"):
+        Journal(folder, simple_instruments(4))
+    assert snapshot(folder) == before
+    with Journal(folder, simple_instruments(2)) as journal:  # the same table: a new segment
+        journal.add(orders(1, first=10), fills(0))
+    assert replay_journal(folder).segments == 2

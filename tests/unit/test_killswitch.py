@@ -380,3 +380,29 @@ def test_built_in_strategies_send_nothing_the_trading_state_would_refuse(tmp_pat
     assert s.ctx.portfolio[long_or_short]["qty"] == 0.0
     third = 3 - flat - long_or_short
     assert np.count_nonzero(new["instrument"] == third) > 0  # trading on
+
+
+def test_an_infinite_mark_does_not_switch_the_loss_limit_off_for_good() -> None:
+    """A mark of 1e308 against a short position takes PnL to -inf (the kill switch trips);
+    the running sum of PnL then met inf - inf, stayed NaN, and no later loss ever tripped.
+    (The live boundary refuses such prices; the kernels must survive them anyway.)"""
+    kill = KillSwitch(**{**vars(QUIET), "max_loss": 50.0})
+    s = session([(1, -1, 100, NAN)], kill)
+    s.on_batch("quotes", quotes([10.0, 10.0]))
+    huge = quotes([10.0])
+    huge["bid_px"][:] = huge["ask_px"][:] = 1e308
+    huge["ts_event"] += 3 * MS
+    huge["ts_recv"] += 3 * MS
+    s.on_batch("quotes", huge)
+    assert (s.status()["halt_reason"], s.status()["halt_value"]) == ("max_loss", -np.inf)
+    calm = quotes([10.0, 10.0])
+    calm["ts_event"] += 4 * MS
+    calm["ts_recv"] += 4 * MS
+    s.on_batch("quotes", calm)
+    s.resume()
+    loss = quotes([10.6, 10.7])  # short 100 from 9.99: -61, -71
+    loss["ts_event"] += 6 * MS
+    loss["ts_recv"] += 6 * MS
+    s.on_batch("quotes", loss)
+    assert s.status()["halt_reason"] == "max_loss"
+    assert s.status()["halt_value"] == pytest.approx(-61.0)

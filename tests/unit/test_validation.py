@@ -42,6 +42,13 @@ def set_(field: str, value):
     return apply
 
 
+def both_prices(value: float):
+    def apply(q: np.ndarray, row: int) -> None:
+        q["bid_px"][row] = q["ask_px"][row] = value
+
+    return apply
+
+
 def ts_backwards(q: np.ndarray, row: int) -> None:
     # Same instrument as two rows before, at an earlier time than it: goes backwards
     # for the instrument (and for the file), at `row`.
@@ -63,6 +70,9 @@ QUOTE_FAULTS = {
     "negative ask": (set_("ask_px", -1.5), "ask_px is -1.5; prices must be positive"),
     "zero bid": (set_("bid_px", 0.0), "bid_px is 0.0; prices must be positive"),
     "inf size": (set_("bid_sz", np.inf), "bid_sz is inf; sizes must be non-negative"),
+    # Finite, but beyond any market: a running sum of PnL over it goes to infinity.
+    "huge prices": (both_prices(1e300), "bid_px is 1e+300; prices must be positive and below"),
+    "huge size": (set_("ask_sz", 1e19), "ask_sz is 1e+19; sizes must be non-negative and below"),
     "negative size": (set_("ask_sz", -2.0), "ask_sz is -2.0; sizes must be non-negative"),
     "crossed": (set_("bid_px", 100.02), "crossed quote: bid_px 100.02 > ask_px 100.01"),
     "unknown instrument": (set_("instrument", 9), "instrument id 9 is not in the instruments"),
