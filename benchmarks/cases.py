@@ -79,10 +79,13 @@ LIVE_LATENCIES = {
     "tick_to_ack_us": "the feed's send to the exchange's ack",
 }
 # Issue 15's goal: a live session with the exchange sustains 50,000 quotes/s of `feed synth`,
-# the ladder's top, which the bare relays reach: 1x. Missed on a 2-vCPU machine, where the
-# feed alone takes a vCPU at that rate and the session sustains 10,000 (README): the budget
-# is that, 5x.
+# the ladder's top, which the bare relays reach: 1x. With the feed sending each row when due,
+# missed on a 2-vCPU machine: the feed then sends ~12,000 messages/s and takes most of a vCPU,
+# and the session sustains 10,000 (README); the budget is that, 5x. With the feed sending
+# packets of 1 ms (a conflation window: 50 quotes a message at 50,000/s), met: 1x.
 SUSTAINED_TARGET = {"p50": 5.0}  # (the ladder starts at 2,500: 20x, which fails)
+SUSTAINED_PACKET_US = 1_000.0
+SUSTAINED_PACKETS_TARGET = {"p50": 1.0}
 # Budget, at the session's highest sustained rate: tick to order against the bare relay's at
 # the same rate (measured 6.7x at p50 and 10.4x at p99; a sustained rate's p99 is under 10 ms
 # by definition, the relay's 0.7 ms).
@@ -254,9 +257,20 @@ def live_cases(quick: bool) -> list[Case]:
 
 
 def sustained_cases(quick: bool) -> list[Case]:
-    r = sustained.measure(quick, say=lambda line: None)
+    modes = ((0.0, "", SUSTAINED_TARGET),
+             (SUSTAINED_PACKET_US, ".packets_1ms", SUSTAINED_PACKETS_TARGET))  # fmt: skip
+    cases = []
+    for packet_us, suffix, target in modes:
+        r = sustained.measure(quick, say=lambda line: None, packet_us=packet_us)
+        cases += _sustained_cases(r, suffix, target)
+    return cases
+
+
+def _sustained_cases(r: dict[str, object], suffix: str, target: dict[str, float]) -> list[Case]:
     ladder = ", ".join(f"{x:,}" for x in r["ladder"])
-    terms = (f"nothing lost, never halted, tick to order p99 under "
+    sends = (f"the feed sending rows in packets of {r['packet_us']:g} µs of event time"
+             if r["packet_us"] else "the feed sending each row when due")  # fmt: skip
+    terms = (f"{sends}; nothing lost, never halted, tick to order p99 under "
              f"{sustained.P99_BOUND_US / 1e3:g} ms, {r['seconds']:g} s a rate, ladder {ladder} "
              f"quotes/s")  # fmt: skip
     if not (r["ours"] and r["floor"]):
@@ -265,21 +279,21 @@ def sustained_cases(quick: bool) -> list[Case]:
             f"{r['ours']:,.0f}, floor {r['floor']:,.0f}): {terms}"
         )
     cases = [Case(
-        name="live.sustained_rate.tcp", kind="throughput", unit="quotes/s",
+        name=f"live.sustained_rate.tcp{suffix}", kind="throughput", unit="quotes/s",
         how=f"the highest rate of `tickwise feed synth` (4 instruments) that the paper exchange "
             f"and a live session trading through it (mean_reversion, guards and journal on) "
             f"keep up with ({terms}), against the same feed through bare pyzmq relays",
-        ours={"p50": r["ours"]}, floor={"p50": r["floor"]}, target=dict(SUSTAINED_TARGET),
+        ours={"p50": r["ours"]}, floor={"p50": r["floor"]}, target=dict(target),
         samples=len(r["ours_runs"]),
     )]  # fmt: skip
     ours = next(x for x in r["ours_runs"] if x["rate"] == r["ours"])
-    floor = next(x for x in r["floor_runs"] if x["rate"] == r["ours"])
-    if ours["tick_ns"].size and floor["tick_ns"].size:
+    floor = next((x for x in r["floor_runs"] if x["rate"] == r["ours"]), None)
+    if floor is not None and ours["tick_ns"].size and floor["tick_ns"].size:
         cases.append(Case(
-            name="live.sustained_tick_to_order.tcp", kind="latency", unit="µs",
+            name=f"live.sustained_tick_to_order.tcp{suffix}", kind="latency", unit="µs",
             how=f"the feed's send to the orders leaving, per turn with orders, at the "
-                f"session's highest sustained rate ({r['ours']:,.0f} quotes/s), against the "
-                f"bare relay's send to forward per message at the same rate",
+                f"session's highest sustained rate ({r['ours']:,.0f} quotes/s, {sends}), "
+                f"against the bare relay's send to forward per message at the same rate",
             ours=percentiles(ours["tick_ns"], 1e3), floor=percentiles(floor["tick_ns"], 1e3),
             target=dict(SUSTAINED_LATENCY_TARGET), samples=int(ours["tick_ns"].size),
         ))  # fmt: skip

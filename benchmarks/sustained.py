@@ -13,8 +13,14 @@ The floor: the same feed process at the same rates into a bare SUB relay (in
 this process) that forwards each message as a one-order request to a bare
 ROUTER echo, timed at the same points; sustained on the same terms.
 
+The feed sends each row as soon as it is due (messages as small as the
+machine's pace allows: on 2 vCPUs it then takes most of one at 50,000 quotes/s),
+or with `packet_us` in packets (a conflation window): each window of that
+much event time in one message once it has passed (a row waits at most that
+long before it is sent; tick to order counts from the send).
+
 The ladder stops at the first rate not sustained. Run:
-`python benchmarks/sustained.py [--quick] [--seconds S]`.
+`python benchmarks/sustained.py [--quick] [--seconds S] [--packet-us US]`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import zmq
 
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.live import run_live
-from tickwise.feeds.synth import make_instruments
+from tickwise.feeds.synth import Market, SynthConfig, make_instruments
 
 try:
     from .harness import percentiles
@@ -48,6 +54,7 @@ TICK_TO_ORDER = str(Path(__file__).with_name("tick_to_order.py"))
 # Quotes per second; the top is issue 15's goal, which the bare relays reach on a 2-vCPU machine.
 LADDER = (2_500, 5_000, 10_000, 20_000, 35_000, 50_000)
 INSTRUMENTS = 4
+SEED = 7
 P99_BOUND_US = 10_000.0
 RATE_SHARE = 0.95  # of the rate asked, the feed must have published
 STRATEGY, PARAMS = "mean_reversion", {"window": 1_000, "entry_z": 3.0, "qty": 100.0}
@@ -55,12 +62,23 @@ _ROWS_AT, _SEND_TS_AT = 8, 24  # where the wire header keeps the row count and s
 _PUBLISHED = re.compile(r"published ([\d,]+) rows .*?: ([\d.]+) s wall clock")
 
 
-def _feed(rate: float, seconds: float, subscribers: int, bind: str = "tcp://127.0.0.1:*"
+def events_for(quotes_per_s: float, seconds: float) -> float:
+    """The `--rate` (market events/s) at which feed synth publishes `quotes_per_s` quotes
+    over `seconds`: some events are trades, which a quotes feed does not carry (about 5 % with
+    seed 7), and a rung of the ladder is the quotes published."""
+    market = Market(SynthConfig(kind="quotes", rows=int(2 * quotes_per_s * seconds),
+                                instruments=INSTRUMENTS, seed=SEED, rate=quotes_per_s))  # fmt: skip
+    ts = np.concatenate([b.column("ts_event").to_numpy() for b in market.batches()])
+    quotes_made = np.count_nonzero(ts < market.start_ns + int(seconds * 1e9)) / seconds
+    return quotes_per_s * quotes_per_s / quotes_made
+
+
+def _feed(rate: float, seconds: float, subscribers: int, bind: str, packet_us: float
           ) -> tuple[subprocess.Popen, str]:  # fmt: skip
     proc = subprocess.Popen(
-        [TICKWISE, "feed", "synth", "--bind", bind, "--rate", f"{rate:g}",
-         "--instruments", str(INSTRUMENTS), "--seconds", f"{seconds:g}", "--seed", "7",
-         "--subscribers", str(subscribers), "--wait", "300"],
+        [TICKWISE, "feed", "synth", "--bind", bind, "--rate", f"{events_for(rate, seconds):g}",
+         "--instruments", str(INSTRUMENTS), "--seconds", f"{seconds:g}", "--seed", str(SEED),
+         "--subscribers", str(subscribers), "--wait", "300", "--packet-us", f"{packet_us:g}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     return proc, _endpoint(proc, "the feed")
@@ -85,13 +103,15 @@ def _published(feed: subprocess.Popen) -> tuple[int, float]:
     return int(found.group(1).replace(",", "")), float(found.group(2))
 
 
-def run_ours(rate: float, seconds: float, transport: str = "tcp") -> dict[str, Any]:
-    """One run of the feed, the exchange and the session at `rate` for `seconds`, over tcp
-    loopback or ipc. (The strategy trades a few hundred times a second at these rates: under
-    the throttle's 1,000, so that what is measured is the session, not its risk limits.)"""
+def run_ours(rate: float, seconds: float, transport: str = "tcp", packet_us: float = 0.0
+             ) -> dict[str, Any]:  # fmt: skip
+    """One run of the feed (in packets of `packet_us`, or 0: each row when due), the exchange
+    and the session at `rate` for `seconds`, over tcp loopback or ipc. (The strategy trades a
+    few hundred times a second at these rates: under the throttle's 1,000, so that what is
+    measured is the session, not its risk limits.)"""
     with tempfile.TemporaryDirectory() as tmp:
         bind = _binds(transport, Path(tmp))
-        feed, feed_ep = _feed(rate, seconds, subscribers=2, bind=bind["feed"])
+        feed, feed_ep = _feed(rate, seconds, 2, bind["feed"], packet_us)
         exchange = subprocess.Popen(
             [TICKWISE, "exchange", "--bind", bind["exchange"], "--feed", feed_ep,
              "--instruments", f"synth:{INSTRUMENTS}"],
@@ -120,11 +140,12 @@ def run_ours(rate: float, seconds: float, transport: str = "tcp") -> dict[str, A
     }  # fmt: skip
 
 
-def run_floor(rate: float, seconds: float, transport: str = "tcp") -> dict[str, Any]:
+def run_floor(rate: float, seconds: float, transport: str = "tcp", packet_us: float = 0.0
+              ) -> dict[str, Any]:  # fmt: skip
     """The same feed at `rate` through the bare relays."""
     tmp = tempfile.TemporaryDirectory()
     bind = _binds(transport, Path(tmp.name))
-    feed, feed_ep = _feed(rate, seconds, subscribers=1, bind=bind["feed"])
+    feed, feed_ep = _feed(rate, seconds, 1, bind["feed"], packet_us)
     echo = subprocess.Popen([sys.executable, TICK_TO_ORDER, "--role", "exchange-relay", "--rows",
                              "1", "--bind", bind["exchange"]], stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
@@ -208,13 +229,13 @@ def sustained(run: dict[str, Any]) -> bool:
     )
 
 
-def climb(measure: Any, ladder: tuple[int, ...], seconds: float, say: Any = print
-          ) -> tuple[float, list[dict[str, Any]]]:  # fmt: skip
+def climb(measure: Any, ladder: tuple[int, ...], seconds: float, say: Any = print,
+          packet_us: float = 0.0) -> tuple[float, list[dict[str, Any]]]:  # fmt: skip
     """The highest rate of the ladder sustained (0 if none), and every run, in order."""
     best = 0.0
     runs = []
     for rate in ladder:
-        run = measure(rate, seconds)
+        run = measure(rate, seconds, packet_us=packet_us)
         run["sustained"] = sustained(run)
         runs.append(run)
         say(_line(run))
@@ -234,24 +255,29 @@ def _line(run: dict[str, Any]) -> str:
             f"{'sustained' if run['sustained'] else 'NOT sustained'}")  # fmt: skip
 
 
-def measure(quick: bool, seconds: float | None = None, say: Any = print) -> dict[str, Any]:
-    """Ours, then the floor, up the ladder."""
+def measure(quick: bool, seconds: float | None = None, say: Any = print,
+            packet_us: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """Ours, then the floor, up the ladder, the feed sending rows in packets of `packet_us`
+    of event time (0: each row as soon as it is due)."""
     ladder = LADDER
     seconds = seconds or (10.0 if quick else 30.0)
-    say(f"ours: feed synth -> paper exchange + live session, {seconds:g} s a rate")
-    ours, ours_runs = climb(run_ours, ladder, seconds, say)
+    sends = f"packets of {packet_us:g} µs" if packet_us else "each row when due"
+    say(f"ours: feed synth ({sends}) -> paper exchange + live session, {seconds:g} s a rate")
+    ours, ours_runs = climb(run_ours, ladder, seconds, say, packet_us)
     say(f"floor: the same feed -> bare pyzmq relays, {seconds:g} s a rate")
-    floor, floor_runs = climb(run_floor, ladder, seconds, say)
+    floor, floor_runs = climb(run_floor, ladder, seconds, say, packet_us)
     return {"seconds": seconds, "ladder": ladder, "ours": ours, "floor": floor,
-            "ours_runs": ours_runs, "floor_runs": floor_runs}  # fmt: skip
+            "ours_runs": ours_runs, "floor_runs": floor_runs, "packet_us": packet_us}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 s a rate")
     parser.add_argument("--seconds", type=float, default=None, help="a run's length")
+    parser.add_argument("--packet-us", type=float, default=0.0,
+                        help="the feed's packets, in µs (0: each row when due)")  # fmt: skip
     args = parser.parse_args()
-    r = measure(args.quick, args.seconds)
+    r = measure(args.quick, args.seconds, packet_us=args.packet_us)
     print(f"highest rate sustained: ours {r['ours']:,.0f} quotes/s, floor {r['floor']:,.0f} "
           f"quotes/s (ladder {', '.join(f'{x:,}' for x in r['ladder'])})")  # fmt: skip
 

@@ -79,6 +79,12 @@ def _publisher_options(parser: argparse.ArgumentParser) -> None:
         help="wait this long for the first subscribers before starting; 0: start at once (30)",
     )
     parser.add_argument(
+        "--packet-us", type=float, default=0.0, metavar="US",
+        help="send rows in packets: each US microseconds of event time in "
+        "one message once it has passed (0: each row as soon as it is due, in as few messages "
+        "as the machine's pace allows)",
+    )  # fmt: skip
+    parser.add_argument(
         "--subscribers", type=int, default=1, metavar="N",
         help="how many subscribers to wait for (1; 2 for an exchange and an engine)",
     )  # fmt: skip
@@ -462,6 +468,11 @@ def _publish(
 
     if args.batch_rows < 1:
         raise TickwiseError(f"--batch-rows must be at least 1, got {args.batch_rows}")
+    if not 0 <= args.packet_us <= 60e6:
+        raise TickwiseError(f"--packet-us must be between 0 and 60,000,000, got {args.packet_us}")
+    if args.packet_us and speed is None:
+        raise TickwiseError("--packet-us paces rows in event time: it needs a --speed, not max")
+    packet_ns = round(args.packet_us * 1e3)
     # At max speed the replay waits for its subscribers rather than drop what they lag.
     nodrop = speed is None
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
@@ -479,12 +490,14 @@ def _publish(
         stopped = ""
         try:
             with progress(f"feed {kind}", rows) as advance:
-                replay(publisher, kind, batches(args.batch_rows), speed, advance)
+                replay(publisher, kind, batches(args.batch_rows), speed, advance, packet_ns)
         except KeyboardInterrupt:
             stopped = ", stopped by a signal"
         publisher.heartbeat()  # the last sequence number, for whoever missed the end
         wall = time.perf_counter() - began
     pace = "max" if speed is None else f"{speed:g}x real time"
+    if packet_ns:
+        pace += f" in packets of {args.packet_us:g} µs"
     stdout.print(
         f"published {publisher.rows:,} rows in {publisher.batches:,} messages "
         f"(+{publisher.heartbeats:,} heartbeats) at {pace}{stopped}: {wall:.2f} s wall clock, "

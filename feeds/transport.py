@@ -28,7 +28,8 @@ from tickwise.engine.errors import TickwiseError
 from . import wire
 
 DEFAULT_HEARTBEAT_MS = 100.0
-_HWM = 100_000  # messages queued per peer before ZeroMQ drops (PUB) or stops reading
+_HWM = 100_000
+_INT64_MAX = (1 << 63) - 1  # messages queued per peer before ZeroMQ drops (PUB) or stops reading
 
 
 def _socket(kind: int, endpoint: str, bind: bool, context: zmq.Context | None) -> zmq.Socket:
@@ -160,11 +161,24 @@ def replay(
     batches: Iterable[pa.RecordBatch],
     speed: float | None,
     on_rows: Callable[[int], None] | None = None,
+    packet_ns: int = 0,
 ) -> None:
-    """Publish batches in event time: `speed` x real time (rows go out once the replay clock
-    passes their ts_event, in as few messages as that allows), or as fast as possible (None)."""
+    """Publish batches in event time: `speed` x real time, or as fast as possible (None).
+
+    In event time, `packet_ns` 0 sends rows once the replay clock passes their ts_event, in
+    as few messages as that allows (how many then depends on how busy the machine is). A
+    `packet_ns` above 0 sends them in packets (as a venue packs its feed, or a conflating
+    feed holds it, for longer): the rows of each window of that much event time (from the
+    first row's) go out in one message once the window has passed, so the same data gives
+    the same messages on any machine (a batch's end still ends a message), and a row waits
+    at most a window at a feed that keeps pace."""
     if speed is not None and not speed > 0:
         raise TickwiseError(f"speed must be positive (or max), got {speed}")
+    if packet_ns < 0 or (packet_ns and speed is None):
+        raise TickwiseError(
+            f"packets need a pace in event time (a speed) and a length of 0 or more, got "
+            f"{packet_ns} ns at speed {speed}"
+        )
     start_wall = time.monotonic_ns()
     start_data: int | None = None
     for batch in batches:
@@ -182,15 +196,21 @@ def replay(
         done = 0
         while done < len(ts):
             data_now = start_data + (time.monotonic_ns() - start_wall) * speed
-            due = int(ts.searchsorted(data_now, side="right"))
+            if packet_ns:
+                # The window of the next row to send: its rows once it has passed, else wait.
+                end = start_data + ((int(ts[done]) - start_data) // packet_ns + 1) * packet_ns
+                end = min(end, _INT64_MAX)  # (the last window of time's end)
+                due = int(ts.searchsorted(end, side="left")) if data_now >= end else done
+            else:
+                end = int(ts[done])
+                due = int(ts.searchsorted(data_now, side="right"))
             if due > done:
                 publisher.publish(kind, {n: c[done:due] for n, c in columns.items()})
                 if on_rows:
                     on_rows(due - done)
                 done = due
                 continue
-            wake = start_wall + int((int(ts[done]) - start_data) / speed)
-            publisher.idle(wake)
+            publisher.idle(start_wall + int((end - start_data) / speed))
 
 
 def rebased(

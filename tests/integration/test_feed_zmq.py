@@ -80,6 +80,53 @@ def test_a_replay_at_max_speed_delivers_every_row_in_order_without_gaps(quotes: 
         assert message.batch.num_rows == message.rows  # and as Arrow, over the same memory
 
 
+def _packets(data: Path, packet_us: int) -> list[np.ndarray]:
+    """Each message's ts_event from a replay of `data` at 20x real time in packets."""
+    proc, endpoint = start_replay(data, "--speed", "20", "--packet-us", str(packet_us),
+                                  "--batch-rows", "100000")  # fmt: skip
+    try:
+        with Subscriber(endpoint) as sub:
+            messages = receive_all(sub, 5_000)
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"in packets of {packet_us} µs" in out
+    assert not sub.gaps
+    return [m.columns["ts_event"].copy() for m in messages if not m.is_heartbeat]
+
+
+def test_packets_send_each_window_of_event_time_as_one_message_whatever_the_pace(
+    tmp_path: Path,
+) -> None:
+    """With --packet-us the messages are the data's windows of event time, one each: the
+    same on every run, however busy the machine (a machine's pace made them differ)."""
+    data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=5_000, instruments=2, seed=8,
+                      rate=5_000.0)  # fmt: skip
+    ts = np.concatenate([columns(b)["ts_event"] for b in open_history(data).batches(100_000)])
+    window = 2_000_000  # 2,000 us of event time
+    expected = np.split(ts, np.flatnonzero(np.diff((ts - ts[0]) // window)) + 1)
+    first = _packets(data, 2_000)
+    assert len(first) == len(expected) > 100
+    for got, want in zip(first, expected, strict=True):
+        assert np.array_equal(got, want)
+    again = _packets(data, 2_000)
+    assert [len(m) for m in again] == [len(m) for m in first]
+
+
+def test_packets_need_a_pace_and_a_length(quotes: Path) -> None:
+    for args, error in (
+        (["replay", str(quotes), "--speed", "max", "--packet-us", "100"],
+         "--packet-us paces rows in event time: it needs a --speed, not max"),
+        (["synth", "--seconds", "1", "--packet-us", "nan"],
+         "--packet-us must be between 0 and 60,000,000, got nan"),
+    ):  # fmt: skip
+        done = subprocess.run([TICKWISE, "feed", *args, "--bind", "tcp://127.0.0.1:*"],
+                              capture_output=True, text=True, timeout=DEADLINE_S)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert error in done.stderr
+
+
 def test_a_quiet_feed_sends_heartbeats_with_its_last_sequence_number(tmp_path: Path) -> None:
     # 2 s without events, replayed at 4x real time: half a second of heartbeats.
     data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=3_000, instruments=2, seed=5,

@@ -207,10 +207,27 @@ def test_a_rate_is_sustained_only_when_every_term_holds(changed: dict, kept_up: 
 def test_the_ladder_stops_at_the_first_rate_not_sustained() -> None:
     from tickwise.benchmarks import sustained
 
-    def measure(rate: float, seconds: float) -> dict:
+    def measure(rate: float, seconds: float, packet_us: float) -> dict:
+        assert packet_us == 250.0
         return _run(rate, events=1_000 if rate <= 10_000 else 998)
 
-    best, runs = sustained.climb(measure, (5_000, 10_000, 20_000, 50_000), 1.0, say=print)
+    best, runs = sustained.climb(measure, (5_000, 10_000, 20_000, 50_000), 1.0, print, 250.0)
     assert best == 10_000.0
     assert [r["rate"] for r in runs] == [5_000, 10_000, 20_000]
     assert [r["sustained"] for r in runs] == [True, True, False]
+
+
+@pytest.mark.parametrize("quotes_per_s", [2_500.0, 50_000.0])
+def test_a_rung_of_the_ladder_asks_the_feed_for_its_rate_in_quotes(quotes_per_s: float) -> None:
+    """Feed synth's --rate counts market events, trades among them; a quotes feed carries the
+    quotes only (about 95 %): the rung of 50,000 quotes/s must publish 50,000, not 47,570."""
+    from tickwise.benchmarks import sustained
+    from tickwise.feeds.synth import Market, SynthConfig
+
+    events = sustained.events_for(quotes_per_s, 10.0)
+    assert events > quotes_per_s
+    market = Market(SynthConfig(kind="quotes", rows=int(quotes_per_s * 12), seed=sustained.SEED,
+                                instruments=sustained.INSTRUMENTS, rate=events))  # fmt: skip
+    ts = np.concatenate([b.column("ts_event").to_numpy() for b in market.batches()])
+    published = np.count_nonzero(ts < market.start_ns + 10 * 10**9) / 10.0
+    assert published == pytest.approx(quotes_per_s, rel=0.01)
