@@ -11,6 +11,7 @@ anywhere produces a new copy.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -36,20 +37,29 @@ from . import (
     risk,
     schemas,
 )
-from .strategy import Strategy, StrategyError
+from .errors import TickwiseError
+from .strategy import CALLBACKS, Strategy, StrategyError
 
 _ENGINE_SOURCES = (
     loop, callbacks, context, indicators, jit, killswitch, limits, market, orders, portfolio,
     risk, schemas,
 )  # fmt: skip
 
-# The kill switch's lines of the loop, and what the benchmark-only unguarded variant has.
+# The lines of the loop the generator rewrites, exactly as they stand in `engine/loop.py`: each
+# must be there once, or the loop is not specialised at all (a formatter or a rename must not
+# leave a strategy with another's callback, or the unguarded variant with its kill switch).
+CALLBACK_LINE = "_{name} = ignore  # callback: {name}"
 _CALLBACKS = "from tickwise.engine.callbacks import"
 _UNGUARDED = {
     "_guard_feed = guard_feed_nb  # guard": f"{_CALLBACKS} unguarded_feed as _guard_feed",
     "_guard_market = guard_market_nb  # guard": f"{_CALLBACKS} unguarded_market as _guard_market",
     "_enforce = enforce_nb  # guard": f"{_CALLBACKS} unguarded_enforce as _enforce",
 }
+_GUARD_KERNELS = ("guard_feed_nb", "guard_market_nb", "enforce_nb")
+SUBSTITUTED = "  # <- substituted by engine.loops"
+# Loops kept in the cache folder, the most recently used (with its compiled code a loop takes
+# about 0.5 MB; a run of the test suite uses 17).
+MAX_LOOPS = 64
 
 
 def cache_dir() -> Path:
@@ -72,23 +82,57 @@ def _callback_origin(strategy: type[Strategy], name: str, fn: object) -> tuple[s
     return module_name, qualname, Path(inspect.getfile(py_func))
 
 
-def specialised_source(strategy: type[Strategy], guarded: bool = True) -> str:
-    """The loop's source with the callbacks of `strategy` (and, only for measuring what the
-    kill switch costs, without it)."""
+def specialised_source(
+    strategy: type[Strategy], guarded: bool = True, template: str | None = None
+) -> str:
+    """The loop's source (`template`: engine/loop.py's) with the callbacks of `strategy`
+    (and, only for measuring what the kill switch costs, without it). Every rewritten line
+    ends with SUBSTITUTED; a template whose marked lines are not exactly as expected, or
+    that reads a guard kernel other than through the lines rewritten, is refused."""
     origins = {n: _callback_origin(strategy, n, fn) for n, fn in strategy.callbacks().items()}
-    lines = []
-    for line in Path(loop.__file__).read_text().splitlines():
-        marker = line.partition("# callback: ")[2].strip()
-        if marker in origins:
+    text = Path(loop.__file__).read_text() if template is None else template
+    lines = text.splitlines()
+    wanted = {CALLBACK_LINE.format(name=n): n for n in CALLBACKS}
+    if not guarded:
+        wanted.update(dict.fromkeys(_UNGUARDED, "guard"))
+    for line in wanted:
+        if lines.count(line) != 1:
+            raise TickwiseError(
+                f"engine/loop.py must have the line {line!r} exactly once (it has it "
+                f"{lines.count(line)} times): engine.loops cannot specialise the loop"
+            )
+    out = []
+    for line in lines:
+        name = wanted.get(line)
+        if name in origins:
             # The strategy's function, compiled again here as a kernel (see engine.jit).
-            module_name, qualname, _ = origins[marker]
-            lines.append(f"from {module_name} import {qualname} as _strategy_{marker}")
-            line = f"_{marker} = kernel(_strategy_{marker}.py_func)  # callback: {marker}"
-        if not guarded and line in _UNGUARDED:
-            line = _UNGUARDED[line]
-        lines.append(line)
-    lines.append(f"# specialised for {strategy.__module__}.{strategy.__qualname__}")
-    return "\n".join(lines) + "\n"
+            module_name, qualname, _ = origins[name]
+            out.append(f"from {module_name} import {qualname} as _strategy_{name}")
+            line = f"_{name} = kernel(_strategy_{name}.py_func)  # callback: {name}{SUBSTITUTED}"
+        elif name == "guard":
+            line = _UNGUARDED[line] + SUBSTITUTED
+        out.append(line)
+    out.append(f"# specialised for {strategy.__module__}.{strategy.__qualname__}")
+    source = "\n".join(out) + "\n"
+    _check_guards(source, guarded)
+    return source
+
+
+def _check_guards(source: str, guarded: bool) -> None:
+    """The loop reaches the kill switch's kernels through the rewritten lines only: read
+    anywhere else, the unguarded variant would keep them."""
+    reads: dict[str, int] = dict.fromkeys(_GUARD_KERNELS, 0)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in reads:
+            reads[node.id] += 1
+    expected = 1 if guarded else 0  # (the rewritten line's own read)
+    for kernel, count in reads.items():
+        if count != expected:
+            raise TickwiseError(
+                f"engine/loop.py reads {kernel} {count} times where the generator expects "
+                f"{expected}: call it through its rewritten line (`_guard_... = {kernel}  "
+                f"# guard`) so that the unguarded variant leaves it out"
+            )
 
 
 def _fingerprint(strategy: type[Strategy], source: str) -> str:
@@ -117,14 +161,52 @@ def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.py"
-    if not path.exists():
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(source)
-        os.replace(tmp, path)  # atomic: concurrent sessions never read half a file
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    for attempt in range(2):
+        if path.exists():
+            os.utime(path)  # used now: the cache keeps the most recently used
+        else:
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            tmp.write_text(source)
+            os.replace(tmp, path)  # atomic: concurrent sessions never read half a file
+            prune(folder, MAX_LOOPS, _numba_cache())
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except FileNotFoundError:  # pruned by another process between the two: write it again
+            del sys.modules[name]
+            if attempt:
+                raise
+            continue
+        return module
+    raise AssertionError("unreachable")
+
+
+def _numba_cache() -> Path | None:
+    """NUMBA_CACHE_DIR, where Numba keeps compiled code when it is set (otherwise beside the
+    source, in __pycache__)."""
+    return Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else None
+
+
+def prune(folder: Path, keep: int, numba_cache: Path | None) -> int:
+    """Remove all but the `keep` most recently used loops of `folder`, with their compiled
+    code (in folder/__pycache__, or under `numba_cache`: Numba's NUMBA_CACHE_DIR, where a
+    folder's files sit in `<folder name>_<hash>/`); returns how many loops were removed."""
+    loops = sorted(folder.glob("tickwise_loop_*.py"), key=_mtime, reverse=True)
+    caches = [folder / "__pycache__"]
+    if numba_cache is not None:
+        caches += sorted(numba_cache.glob(f"{folder.name}_*"))
+    for old in loops[keep:]:
+        for path in [old, *(f for c in caches for f in c.glob(f"{old.stem}.*"))]:
+            path.unlink(missing_ok=True)
+    return max(0, len(loops) - keep)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # (removed meanwhile)
+        return 0.0
