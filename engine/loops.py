@@ -23,6 +23,8 @@ from types import ModuleType
 
 import numba
 
+from tickwise import cache_root
+
 from . import (
     callbacks,
     context,
@@ -63,9 +65,8 @@ MAX_LOOPS = 64
 
 
 def cache_dir() -> Path:
-    """Where specialised loops live: $TICKWISE_CACHE, else ~/.cache/tickwise."""
-    root = os.environ.get("TICKWISE_CACHE") or Path.home() / ".cache" / "tickwise"
-    return Path(root) / "loops"
+    """Where specialised loops live: loops/ in $TICKWISE_CACHE, else in ~/.cache/tickwise."""
+    return cache_root() / "loops"
 
 
 def _callback_origin(strategy: type[Strategy], name: str, fn: object) -> tuple[str, str, Path]:

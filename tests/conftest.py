@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tickwise import numba_cache_dir
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import market_schema
@@ -19,7 +20,7 @@ from tickwise.feeds.synth import SynthConfig, synth
 
 # Numba's cache does not tell bounds-checked code from unchecked: checked runs (make test)
 # keep theirs apart, or they would load unchecked code and check nothing.
-if numba.config.BOUNDSCHECK and not os.environ.get("NUMBA_CACHE_DIR"):
+if numba.config.BOUNDSCHECK and Path(numba.config.CACHE_DIR) == numba_cache_dir(False):
     raise pytest.UsageError(
         "NUMBA_BOUNDSCHECK=1 needs its own NUMBA_CACHE_DIR (make test sets both); a shared "
         "cache would hand the tests code compiled without bounds checks"

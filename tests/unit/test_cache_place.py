@@ -1,0 +1,56 @@
+"""Compiled code is cached under the user's cache folder, never in the source tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tickwise.feeds import validation_kernels
+
+BESIDE_SOURCE = Path(validation_kernels.__file__).parent / "__pycache__"
+
+_COMPILE = """
+import numba
+import numpy as np
+from tickwise.feeds.validation_kernels import quote_fault
+quote_fault(1.0, 2.0, 1.0, 1.0)
+print(numba.config.CACHE_DIR)
+"""
+
+
+def _beside_source() -> dict[Path, float]:
+    """Numba's index files beside the kernels' source, with their modification times."""
+    return {p: p.stat().st_mtime for p in BESIDE_SOURCE.glob("validation_kernels.*.nbi")}
+
+
+def _run(env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _base_env(tmp_path: Path) -> dict[str, str]:
+    gone = ("NUMBA_CACHE_DIR", "TICKWISE_CACHE", "NUMBA_BOUNDSCHECK")
+    env = {k: v for k, v in os.environ.items() if k not in gone}
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+def test_compiled_kernels_are_cached_in_the_user_s_cache_folder(tmp_path: Path) -> None:
+    before = _beside_source()
+    cache = tmp_path / "home" / ".cache" / "tickwise" / "numba"
+    assert _run(_base_env(tmp_path)) == str(cache)
+    assert list(cache.rglob("validation_kernels.quote_fault-*.nbi"))
+    assert _beside_source() == before
+
+
+def test_tickwise_cache_and_a_numba_cache_dir_of_the_user_s_are_followed(tmp_path: Path) -> None:
+    env = _base_env(tmp_path)
+    assert _run({**env, "TICKWISE_CACHE": str(tmp_path / "tw")}) == str(tmp_path / "tw" / "numba")
+    assert _run({**env, "NUMBA_CACHE_DIR": str(tmp_path / "mine")}) == str(tmp_path / "mine")
+    # Bounds-checked code is cached apart: Numba's cache does not tell it from unchecked.
+    checked = _run({**env, "TICKWISE_CACHE": str(tmp_path / "tw"), "NUMBA_BOUNDSCHECK": "1"})
+    assert checked == str(tmp_path / "tw" / "numba-boundscheck")
