@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import inspect
 import os
 import platform
@@ -40,7 +39,7 @@ from . import (
     schemas,
 )
 from .errors import TickwiseError
-from .strategy import CALLBACKS, Strategy, StrategyError
+from .strategy import CALLBACKS, Strategy, StrategyError, import_as
 
 _ENGINE_SOURCES = (
     loop, callbacks, context, indicators, jit, killswitch, limits, market, orders, portfolio,
@@ -163,26 +162,18 @@ def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.py"
     for attempt in range(2):
-        if path.exists():
+        try:
             os.utime(path)  # used now: the cache keeps the most recently used
-        else:
+        except FileNotFoundError:
             tmp = path.with_suffix(f".tmp-{os.getpid()}")
             tmp.write_text(source)
             os.replace(tmp, path)  # atomic: concurrent sessions never read half a file
             prune(folder, MAX_LOOPS, _numba_cache())
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            return import_as(name, path)
         except FileNotFoundError:  # pruned by another process between the two: write it again
-            del sys.modules[name]
             if attempt:
                 raise
-            continue
-        return module
     raise AssertionError("unreachable")
 
 

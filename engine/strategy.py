@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -346,6 +347,15 @@ def _load_file(path: Path) -> Any:
     name = f"tickwise_user_{stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
+    try:
+        return import_as(name, path)
+    except Exception as exc:
+        raise StrategyError(f"{path}: failed to load: {type(exc).__name__}: {exc}") from exc
+
+
+def import_as(name: str, path: Path) -> ModuleType:
+    """Import the Python file at `path` as module `name` (in sys.modules, where compiled code
+    finds it again; taken out again when running the file fails)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
@@ -353,7 +363,7 @@ def _load_file(path: Path) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException:
         del sys.modules[name]
-        raise StrategyError(f"{path}: failed to load: {type(exc).__name__}: {exc}") from exc
+        raise
     return module
