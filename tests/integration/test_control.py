@@ -254,7 +254,11 @@ def unanswered(server: ControlServer, client: zmq.Socket, seconds: float) -> boo
 
 @pytest.fixture
 def desk() -> Iterator[Desk]:
-    desk = Desk(Session(load_strategy("mean_reversion"), simple_instruments(2)))
+    session = Session(load_strategy("mean_reversion"), simple_instruments(2))
+    # As a live session does before serving: what a command runs is compiled now, not in
+    # the first request's 10 s (a cold cache on a busy machine took longer).
+    session.warm_up(kinds=(), controls=True)
+    desk = Desk(session)
     try:
         yield desk
     finally:
