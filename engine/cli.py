@@ -472,7 +472,7 @@ def _publish(
         raise TickwiseError(f"--packet-us must be between 0 and 60,000,000, got {args.packet_us}")
     if args.packet_us and speed is None:
         raise TickwiseError("--packet-us paces rows in event time: it needs a --speed, not max")
-    packet_ns = round(args.packet_us * 1e3)
+    packet_ns = max(1, round(args.packet_us * 1e3)) if args.packet_us else 0  # (never 0 if asked)
     # At max speed the replay waits for its subscribers rather than drop what they lag.
     nodrop = speed is None
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C

@@ -28,8 +28,8 @@ from tickwise.engine.errors import TickwiseError
 from . import wire
 
 DEFAULT_HEARTBEAT_MS = 100.0
-_HWM = 100_000
-_INT64_MAX = (1 << 63) - 1  # messages queued per peer before ZeroMQ drops (PUB) or stops reading
+_HWM = 100_000  # messages queued per peer before ZeroMQ drops (PUB) or stops reading
+_INT64_MAX = (1 << 63) - 1
 
 
 def _socket(kind: int, endpoint: str, bind: bool, context: zmq.Context | None) -> zmq.Socket:
