@@ -31,6 +31,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache  # imports point down only: pyproject.toml, [tool.importlinter]
 
 # The tests run the compiled code with Numba's bounds checking on: an index out of range
 # anywhere is an IndexError in a test, never silent corruption. Numba's cache does not tell

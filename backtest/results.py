@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tickwise import __version__
+from tickwise.engine.atomic import check_target, discard, make_folder, publish, temporary_path
 from tickwise.engine.portfolio import total_pnl
 from tickwise.engine.schemas import (
     EQUITY_SCHEMA,
@@ -28,7 +29,6 @@ from tickwise.engine.schemas import (
     STATUS_REJECTED,
     record_batch,
 )
-from tickwise.feeds.store import check_target, discard, make_folder, publish, temporary_path
 
 from .replay import Backtest
 from .report import trade_stats, write_report
@@ -110,7 +110,7 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "events_per_sec": bt.events / bt.wall_s if bt.wall_s > 0 else 0.0,
         "wall_s": bt.wall_s,
         "warmup_s": bt.warmup_s,
-        "tickwise_version": __version__,
+        "tickwise_version": version("tickwise"),
     }
 
 

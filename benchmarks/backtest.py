@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tickwise.backtest.replay import BacktestConfig, run_backtest
+from tickwise.backtest.replay import run_backtest
+from tickwise.engine.config import SessionConfig
 from tickwise.feeds.history import columns, open_history
 
 try:
@@ -34,7 +35,7 @@ except ImportError:  # run as a script
     from loop import PARAMS as BARE_PARAMS  # type: ignore[no-redef]
     from loop import bare_signals  # type: ignore[no-redef]
 
-CONFIG = BacktestConfig(taker_fee_bps=0.5, maker_fee_bps=0.1, order_latency_us=200.0,
+CONFIG = SessionConfig(taker_fee_bps=0.5, maker_fee_bps=0.1, order_latency_us=200.0,
                         latency_jitter_us=100.0, latency_seed=1)  # fmt: skip
 PARAMS = {"window": 100, "entry_z": 2.0, "exit_z": 0.5, "qty": 100.0}  # whole lots everywhere
 

@@ -46,7 +46,7 @@ from .harness import Case, paired, percentiles
 
 ROWS = 10_000_000  # the history the loop, guard, backtest and parquet suites run over
 WIRE_ROWS = (1, 64, 4_096)
-# Targets are of two sorts (README, Performance): an issue's goal, or, where no issue set one
+# Targets are of two sorts (docs/performance.md): an issue's goal, or, where no issue set one
 # or the goal is missed on a 2-vCPU machine, a budget: what such a machine gives, rounded up.
 #
 # Budget: decoding checks every header field and column bound, encoding pads and checks every
@@ -72,7 +72,8 @@ GATE_TARGET = {"p50": 2.0}
 WHOLE_TARGET = {"p50": 19.0}
 REPLAY_TARGET = {"p50": 8.0}
 # Issue 6's goal is 1.5x (p50) and 2x (p99) of the bare relay, missed on a 2-vCPU machine,
-# which gives 1.8-3.5x at p50 and 1.9-3.9x at p99 (README): the budget is that, rounded up.
+# which gives 1.8-3.5x at p50 and 1.9-3.9x at p99 (docs/performance.md):
+# the budget is that, rounded up.
 LIVE_TARGET = {"p50": 4.0, "p99": 5.0}
 LIVE_LATENCIES = {
     "tick_to_order_us": "the feed's send to the orders leaving",
@@ -81,8 +82,8 @@ LIVE_LATENCIES = {
 # Issue 15's goal: a live session with the exchange sustains 50,000 quotes/s of `feed synth`,
 # the ladder's top, which the bare relays reach: 1x. With the feed sending each row when due,
 # missed on a 2-vCPU machine: the feed then sends ~12,000 messages/s and takes most of a vCPU,
-# and the session sustains 10,000 (README); the budget is that, 5x. With the feed sending
-# packets of 1 ms (a conflation window: 50 quotes a message at 50,000/s), met: 1x.
+# and the session sustains 10,000 (docs/performance.md); the budget is that, 5x. With the feed
+# sending packets of 1 ms (a conflation window: 50 quotes a message at 50,000/s), met: 1x.
 SUSTAINED_TARGET = {"p50": 5.0}  # (the ladder starts at 2,500: 20x, which fails)
 SUSTAINED_PACKET_US = 1_000.0
 SUSTAINED_PACKETS_TARGET = {"p50": 1.0}

@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from tickwise.backtest.replay import BacktestConfig, run_backtest
+from tickwise import load_strategy
+from tickwise.backtest.replay import run_backtest
+from tickwise.engine.config import SessionConfig
 from tickwise.engine.context import CLK_RECV, JUMP_BUCKETS, new_context
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.market import apply_quote_nb
 from tickwise.engine.risk import gate_nb
 from tickwise.engine.schemas import ORD_LIMIT
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 from tickwise.feeds.history import open_history
 from tickwise.feeds.synth import FlashCrash, SynthConfig, make_instruments, synth
 
@@ -170,7 +171,7 @@ def time_to_halt(rows: int = 1_000_000) -> dict:
         synth(SynthConfig(kind="quotes", rows=rows, instruments=4, seed=3, episodes=(crash,)),
               data)  # fmt: skip
         kill = KillSwitch(price_jump_pct=3.0, price_jump_window_ms=30_000.0)
-        bt = run_backtest("mean_reversion", data, PARAMS, BacktestConfig(killswitch=kill))
+        bt = run_backtest("mean_reversion", data, PARAMS, SessionConfig(killswitch=kill))
         columns = {}
         for batch in open_history(data).batches(1 << 20):
             for name in ("ts_event", "instrument", "bid_px", "ask_px"):

@@ -301,3 +301,42 @@ def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = REGRESS
                 verdict = "same"
             changes.append(Change(name, stat, x, y, verdict))
     return changes
+
+
+def figure(value: float) -> str:
+    """A figure for a table: 3 significant digits (whole numbers from 100), M or k for
+    large ones (rates)."""
+    value, suffix = (value / 1e6, " M") if value >= 1e6 else (value / 1e3, " k") \
+        if value >= 1e4 else (value, "")  # fmt: skip
+    return (f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + suffix
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """A run as the Markdown table of docs/performance.md: the machine it ran on, then per
+    case ours and its floor (latencies at p50 / p90 / p99 / p99.9, rates at the median
+    round), the cost ratio at p50 and p99 (rounds: with p10 and p90) and the target."""
+    m = doc["machine"]
+    v = m["versions"]
+    lines = [
+        f"`tickwise bench{' --quick' if doc['quick'] else ''}`, {doc['created']}, commit "
+        f"{m['commit'][:12]}: {m['cpu']}, {m['cores']} cores, Python {m['python']}, numba "
+        f"{v.get('numba', '?')}, pyarrow {v.get('pyarrow', '?')}, pyzmq {v.get('pyzmq', '?')}; "
+        "wall clock.",
+        "",
+        "| case | unit | ours | floor | cost ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in doc["cases"]:
+        stats = LATENCY_STATS if c["kind"] == "latency" else ("p50",)
+        stats = [k for k in stats if k in c["ours"] and k in c["floor"]]
+        if c["kind"] == "latency":
+            ratio = ", ".join(f"{c['ratio'][k]:.2f}x" for k in ("p50", "p99") if k in c["ratio"])
+        else:
+            spread = [f"{k} {c['ratio'][k]:.2f}" for k in ("p10", "p90") if k in c["ratio"]]
+            ratio = f"{c['ratio']['p50']:.2f}x" + (f" ({', '.join(spread)})" if spread else "")
+        target = ", ".join(f"{k} {t:g}x" for k, t in c["target"].items()) or "-"
+        lines.append(
+            f"| `{c['name']}` | {c['unit']} | {' / '.join(figure(c['ours'][k]) for k in stats)} "
+            f"| {' / '.join(figure(c['floor'][k]) for k in stats)} | {ratio} | {target} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ import time
 import numpy as np
 from numba import njit
 
+from tickwise import load_strategy
 from tickwise.engine.indicators import (
     HEADER,
     rolling_full,
@@ -28,7 +29,6 @@ from tickwise.engine.indicators import (
     rolling_zscore,
 )
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 from tickwise.feeds.history import columns, open_history
 
 try:

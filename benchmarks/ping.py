@@ -6,7 +6,7 @@ of N orders; the position only ever moves between 0 and `qty`.
 
 from __future__ import annotations
 
-from tickwise.engine.strategy import Param, Strategy, kernel, net_position, trade_to
+from tickwise import Param, Strategy, kernel, net_position, trade_to
 
 
 @kernel

@@ -39,7 +39,7 @@ import numpy as np
 import zmq
 
 from tickwise.engine.errors import TickwiseError
-from tickwise.engine.live import run_live
+from tickwise.engine.live.runner import run_live
 from tickwise.feeds.synth import Market, SynthConfig, make_instruments
 
 try:

@@ -3,7 +3,7 @@ suite in a fresh process, timed whole by pytest-benchmark, with every case (ours
 their ratio, the target) kept in the benchmark's extra_info; the session also writes the
 run as `tickwise bench --json` would, so `tickwise bench --compare` reads it.
 
-Benchmarks measure and report; they assert no target (README, Performance). Set
+Benchmarks measure and report; they assert no target (docs/performance.md). Set
 TICKWISE_BENCH_QUICK=1 for the quick rounds CI takes.
 """
 

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import zmq
 
-from tickwise.backtest.replay import BacktestConfig
+from tickwise.engine.config import SessionConfig
 from tickwise.engine.errors import TickwiseError
-from tickwise.engine.journal import replay_journal
 from tickwise.engine.limits import RiskLimits
-from tickwise.engine.live import run_live
+from tickwise.engine.live.journal import replay_journal
+from tickwise.engine.live.runner import run_live
 from tickwise.engine.schemas import ORDER_DTYPE, QUOTE_DTYPE, REASON_NAMES, STATUS_REJECTED
 from tickwise.feeds import wire
 from tickwise.feeds.synth import Market, SynthConfig, make_instruments
@@ -64,7 +64,7 @@ _SEND_TS = struct.Struct("<q")
 _SEND_TS_AT = 24  # where the wire header keeps send_ts
 # Orders leave as fast as quotes come: no throttle, no open-order cap in the way, and a buy
 # may leave while the previous sell still works (it fills at the next quote).
-CONFIG = BacktestConfig(
+CONFIG = SessionConfig(
     risk=RiskLimits(max_orders_per_sec=0, max_open_orders=100_000, self_trade_prevention=False)
 )
 

@@ -16,13 +16,6 @@ shared, which is what makes a backtest and a live session run the same code.
 
 from __future__ import annotations
 
-from tickwise.backtest.matching import (
-    arrive_nb,
-    book_fill_nb,
-    match_bar_nb,
-    match_quote_nb,
-    match_trade_nb,
-)
 from tickwise.engine.callbacks import ignore
 from tickwise.engine.context import (
     CLK_EVENTS,
@@ -40,6 +33,13 @@ from tickwise.engine.context import (
 from tickwise.engine.jit import kernel
 from tickwise.engine.killswitch import enforce_nb, guard_feed_nb, guard_market_nb
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
+from tickwise.engine.matching import (
+    arrive_nb,
+    book_fill_nb,
+    match_bar_nb,
+    match_quote_nb,
+    match_trade_nb,
+)
 from tickwise.engine.orders import log_order_nb, open_row_nb, remove_open_nb
 from tickwise.engine.portfolio import sample_equity_nb
 from tickwise.engine.risk import trip_nb

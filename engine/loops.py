@@ -22,7 +22,7 @@ from types import ModuleType
 
 import numba
 
-from tickwise import cache_root
+from tickwise.engine.caches import cache_root
 
 from . import (
     callbacks,
@@ -138,7 +138,7 @@ def _check_guards(source: str, guarded: bool) -> None:
 def _fingerprint(strategy: type[Strategy], source: str) -> str:
     h = hashlib.sha256(source.encode())
     files = {Path(inspect.getfile(m)) for m in _ENGINE_SOURCES}
-    files.add(Path(inspect.getfile(sys.modules["tickwise.backtest.matching"])))
+    files.add(Path(inspect.getfile(sys.modules["tickwise.engine.matching"])))
     files.add(Path(inspect.getfile(strategy)))
     for n, fn in strategy.callbacks().items():
         files.add(_callback_origin(strategy, n, fn)[2])

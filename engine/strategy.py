@@ -7,7 +7,7 @@ from a file with `path/to/file.py:ClassName`, or from an import path
 `package.module:ClassName`.
 
 Callbacks take `(ctx, event, st, p)`: `ctx` is the engine (ask and act with
-the functions re-exported here), `event` the record (`q.bid_px`, `t.side`),
+the functions of `import tickwise as tw`), `event` the record (`q.bid_px`, `t.side`),
 `st` the strategy's state arrays by name, `p` its parameters by name.
 """
 
@@ -30,53 +30,7 @@ import numpy as np
 
 from .errors import TickwiseError
 from .indicators import HEADER as ROLLING_HEADER
-from .indicators import (  # noqa: F401  (re-exported for strategies)
-    rolling_count,
-    rolling_full,
-    rolling_mean,
-    rolling_push,
-    rolling_std,
-    rolling_zscore,
-)
-from .jit import kernel  # noqa: F401  (re-exported: the decorator for callbacks and helpers)
-from .market import (  # noqa: F401  (re-exported for strategies)
-    ask_size,
-    best_ask,
-    best_bid,
-    bid_size,
-    book_imbalance,
-    book_level,
-    book_levels,
-    last_price,
-    lot_size,
-    mid_price,
-    round_to_tick,
-    tick_size,
-)
-from .orders import (  # noqa: F401
-    buy,
-    cancel,
-    cancel_all,
-    is_open,
-    net_position,
-    now,
-    open_orders,
-    sell,
-    trade_to,
-    working_qty,
-)
-from .portfolio import avg_price, pnl, position, realized_pnl, unrealized_pnl  # noqa: F401
-from .risk import trading_state  # noqa: F401  (ACTIVE, REDUCING or HALTED, per instrument)
-from .schemas import (  # noqa: F401
-    KINDS,
-    SIDE_BUY,
-    SIDE_SELL,
-    STATE_ACTIVE,
-    STATE_HALTED,
-    STATE_REDUCING,
-    TIF_GTC,
-    TIF_IOC,
-)
+from .schemas import KINDS, TIF_GTC, TIF_IOC
 
 GTC = TIF_GTC  # good till cancelled (the default for limit orders)
 IOC = TIF_IOC  # immediate or cancel: fill what can be filled now, cancel the rest

@@ -16,12 +16,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from tickwise.engine.atomic import check_target
 from tickwise.engine.errors import DataError, TickwiseError
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.schemas import KINDS, SORT_KEYS, market_dtype
 
 from .history import columns
-from .store import HistoryWriter, check_target
+from .store import HistoryWriter
 from .validation import Validator
 
 _POLARS_TYPES = {

@@ -9,8 +9,6 @@ destroys what was there before.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -18,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tickwise.engine.errors import TickwiseError
+from tickwise.engine.atomic import check_target, discard, make_folder, publish, temporary_path
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import META_INSTRUMENTS, META_KIND, market_schema
 
@@ -39,12 +37,6 @@ def tickwise_schema(kind: str, instruments: Instruments) -> pa.Schema:
     """The Arrow schema of `kind` carrying the kind and the instrument table as metadata."""
     meta = {META_KIND: kind.encode(), META_INSTRUMENTS: instruments.to_json()}
     return market_schema(kind).with_metadata(meta)
-
-
-def check_target(out: Path, overwrite: bool) -> None:
-    """Refuse, before any work, to replace an existing path unless asked to."""
-    if out.exists() and not overwrite:
-        raise TickwiseError(f"{out} already exists; pass --overwrite to replace it")
 
 
 class HistoryWriter:
@@ -133,7 +125,7 @@ class HistoryWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
-        _remove(self._tmp)
+        discard(self._tmp)
 
     def __enter__(self) -> HistoryWriter:
         return self
@@ -148,41 +140,3 @@ class HistoryWriter:
             self.close()
         else:
             self.abort()
-
-
-def temporary_path(out: Path) -> Path:
-    """A hidden path beside `out` to build it in (removed first if a crash left one)."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    _remove(tmp)
-    return tmp
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Move a finished file or folder into place, replacing what was at `out`."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        _remove(old)
-    else:
-        os.replace(tmp, out)
-
-
-def discard(tmp: Path) -> None:
-    """Remove a temporary path (after a failure)."""
-    _remove(tmp)
-
-
-def make_folder(folder: Path) -> None:
-    """Create a folder and its parents; a clear error when a parent is a file."""
-    for parent in (folder, *folder.parents):
-        if parent.exists() and not parent.is_dir():
-            raise TickwiseError(f"cannot write into {folder}: {parent} is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from tickwise.engine.atomic import check_target
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.schemas import BOOK_F_LAST, KINDS, market_dtype, market_schema
 
 from . import synth_kernels as sk
-from .store import HistoryWriter, check_target
+from .store import HistoryWriter
 
 CHUNK_ROWS = 1 << 18  # rows per generated batch; fixed, so output bytes never depend on it
 DEFAULT_START = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC)  # a Tuesday, 09:30 New York

@@ -12,7 +12,7 @@ counting orders still working.
 
 from __future__ import annotations
 
-from tickwise.engine.strategy import (
+from tickwise import (
     Param,
     Rolling,
     Strategy,

@@ -20,7 +20,7 @@ confirmed) waits: self-trade prevention would refuse it.
 
 from __future__ import annotations
 
-from tickwise.engine.strategy import (
+from tickwise import (
     STATE_ACTIVE,
     STATE_HALTED,
     Param,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.engine.strategy import (
+from tickwise import (
     Param,
     PerInstrument,
     Rolling,

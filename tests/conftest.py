@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tickwise import numba_cache_dir
+from tickwise.engine.caches import numba_cache_dir
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import market_schema

@@ -3,14 +3,7 @@ there (tests of what happens to resting orders: kill, stop, cancel on disconnect
 
 from __future__ import annotations
 
-from tickwise.engine.strategy import (
-    PerInstrument,
-    Strategy,
-    buy,
-    kernel,
-    lot_size,
-    round_to_tick,
-)
+from tickwise import PerInstrument, Strategy, buy, kernel, lot_size, round_to_tick
 
 
 @kernel

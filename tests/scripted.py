@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.engine.strategy import (
-    PerInstrument,
-    Scalar,
-    Strategy,
-    buy,
-    cancel,
-    kernel,
-    sell,
-)
+from tickwise import PerInstrument, Scalar, Strategy, buy, cancel, kernel, sell
 
 PLAN_ROWS = 16
 

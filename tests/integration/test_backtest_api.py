@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tickwise.backtest.replay import BacktestConfig, run_backtest
+from tickwise.backtest.replay import run_backtest
 from tickwise.backtest.results import write_results
+from tickwise.engine.config import SessionConfig
 from tickwise.engine.schemas import STATUS_NEW
 from tickwise.feeds.history import open_history
 
@@ -38,7 +39,7 @@ def test_a_bar_strategy_never_fills_inside_its_decision_bar(tmp_path: Path) -> N
 def test_fills_are_at_the_best_price_shown_at_that_moment(tmp_path: Path) -> None:
     quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=100_000, instruments=3, seed=8)
     bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0, "qty": 100.0},
-                      BacktestConfig(batch_size=3_333, order_latency_us=150))  # fmt: skip
+                      SessionConfig(batch_size=3_333, order_latency_us=150))  # fmt: skip
     table = pq.read_table(quotes)
     inst = table.column("instrument").to_numpy()
     assert len(bt.fills) > 100
@@ -56,7 +57,7 @@ def test_fills_are_at_the_best_price_shown_at_that_moment(tmp_path: Path) -> Non
 def test_cash_plus_positions_equals_the_reported_pnl(tmp_path: Path) -> None:
     quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=50_000, instruments=2, seed=9)
     bt = run_backtest("sma_cross", quotes, {"fast": 4, "slow": 12, "long_short": True},
-                      BacktestConfig(taker_fee_bps=0.5))  # fmt: skip
+                      SessionConfig(taker_fee_bps=0.5))  # fmt: skip
     f = bt.fills
     summary = write_results(bt, tmp_path / "r")
     cash = -(f["side"] * f["qty"] * f["price"]).sum() - f["fee"].sum()
@@ -75,7 +76,7 @@ def test_latency_jitter_is_seeded_and_independent_of_batching(tmp_path: Path) ->
     params = {"window": 30, "entry_z": 1.0, "qty": 100.0}  # whole lots of every instrument
 
     def hash_for(seed: int, batch: int) -> str:
-        config = BacktestConfig(batch_size=batch, order_latency_us=300.0,
+        config = SessionConfig(batch_size=batch, order_latency_us=300.0,
                                 latency_jitter_us=900.0, latency_seed=seed)  # fmt: skip
         bt = run_backtest("mean_reversion", quotes, params, config)
         assert len(bt.fills) > 50

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import zmq
 
-from tickwise.engine import control as control_module
-from tickwise.engine.control import (
+from tickwise import load_strategy
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.live import control as control_module
+from tickwise.engine.live.control import (
     MAX_REQUEST_BYTES,
     MAX_REQUESTS_PER_SERVE,
     ControlServer,
@@ -26,9 +28,7 @@ from tickwise.engine.control import (
     is_loopback,
     request,
 )
-from tickwise.engine.errors import TickwiseError
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import make_synth, simple_instruments
 
@@ -40,10 +40,10 @@ HOST = r"""
 import sys, time
 from pathlib import Path
 import numpy as np
-from tickwise.engine.control import ControlServer
+from tickwise.engine.live.control import ControlServer
 from tickwise.engine.limits import RiskLimits
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
+from tickwise import load_strategy
 from tickwise.feeds.history import open_history
 history = open_history(Path(sys.argv[1]))
 session = Session(load_strategy("mean_reversion"), history.instruments,

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import zmq
 
-from tickwise.backtest.replay import load_config, run_backtest
-from tickwise.engine.journal import replay_journal
+from tickwise.backtest.replay import run_backtest
+from tickwise.engine.config import load_config
+from tickwise.engine.live.journal import replay_journal
 from tickwise.engine.schemas import (
     ORD_LIMIT,
     ORDER_DTYPE,

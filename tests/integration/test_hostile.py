@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tickwise.engine.control import request
-from tickwise.engine.journal import journal_events, replay_journal
+from tickwise.engine.live.control import request
+from tickwise.engine.live.journal import journal_events, replay_journal
 from tickwise.feeds import wire
 from tickwise.feeds.transport import Publisher
 

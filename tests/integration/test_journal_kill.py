@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tickwise import load_strategy
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 from tickwise.feeds.history import open_history
 
 from ..conftest import make_synth
@@ -25,9 +25,9 @@ BATCH = 2_000
 WRITER = r"""
 import sys, time
 from pathlib import Path
-from tickwise.engine.journal import Journal
+from tickwise.engine.live.journal import Journal
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
+from tickwise import load_strategy
 from tickwise.feeds.history import open_history
 data, folder, batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 history = open_history(data)

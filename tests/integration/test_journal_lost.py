@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tickwise.engine.control import request
-from tickwise.engine.journal import replay_journal
+from tickwise.engine.live.control import request
+from tickwise.engine.live.journal import replay_journal
 
 from .processes import TICKWISE, WAIT, spawn
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tickwise.engine.journal import replay_journal
+from tickwise.engine.live.journal import replay_journal
 
 from ..conftest import make_synth
 from .processes import TICKWISE, WAIT, spawn
@@ -304,8 +304,8 @@ def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
 ) -> None:
     """One-row messages at full speed into a session that commits every 3 batches: each
     message must still be run exactly once, in order (the event count, no sequence gap)."""
-    from tickwise.backtest.replay import BacktestConfig
-    from tickwise.engine.live import run_live
+    from tickwise.engine.config import SessionConfig
+    from tickwise.engine.live.runner import run_live
     from tickwise.feeds.history import open_history
 
     feed, endpoint = spawn("feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*",
@@ -315,7 +315,7 @@ def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
         # `test_live_and_backtest_give_the_same_orders_for_the_same_events`)
         summary = run_live("mean_reversion", endpoint, open_history(data).instruments,
                            {"window": 30, "entry_z": 1.0, "qty": 100.0},
-                           BacktestConfig(feed_latency_us=50.0),
+                           SessionConfig(feed_latency_us=50.0),
                            journal_dir=tmp_path / "journal", control="tcp://127.0.0.1:*",
                            until_idle_s=2.0, group=3)  # fmt: skip
         feed.communicate(timeout=120)

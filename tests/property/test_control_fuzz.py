@@ -13,9 +13,9 @@ import zmq
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from tickwise.engine.control import MAX_REQUEST_BYTES, ControlServer
+from tickwise import load_strategy
+from tickwise.engine.live.control import MAX_REQUEST_BYTES, ControlServer
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import simple_instruments
 from ..integration.test_control import ask

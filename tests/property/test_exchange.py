@@ -19,8 +19,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickwise.backtest.replay import BacktestConfig, make_session
-from tickwise.engine.exchange import (
+from tickwise import load_strategy
+from tickwise.engine.config import SessionConfig, make_session
+from tickwise.engine.limits import KillSwitch
+from tickwise.engine.live.exchange import (
     CLIENT_SHIFT,
     Venue,
     cancel_client_nb,
@@ -28,7 +30,6 @@ from tickwise.engine.exchange import (
     settle_quiet_nb,
     take_requests_nb,
 )
-from tickwise.engine.limits import KillSwitch
 from tickwise.engine.schemas import (
     FILL_DTYPE,
     ORD_LIMIT,
@@ -48,7 +49,6 @@ from tickwise.engine.schemas import (
     STATUS_NEW,
     STATUS_REJECTED,
 )
-from tickwise.engine.strategy import load_strategy
 from tickwise.feeds.history import columns, open_history
 
 from ..conftest import make_synth, simple_instruments
@@ -56,9 +56,9 @@ from ..conftest import make_synth, simple_instruments
 CAPACITY = 6
 
 
-def venue(instruments, config: BacktestConfig | None = None, capacity: int = 65_536):
+def venue(instruments, config: SessionConfig | None = None, capacity: int = 65_536):
     return make_session(
-        Venue, instruments, {}, config or BacktestConfig(), guarded=False, sample_ns=0,
+        Venue, instruments, {}, config or SessionConfig(), guarded=False, sample_ns=0,
         killswitch=KillSwitch.off(), max_open_orders=capacity,
     )  # fmt: skip
 
@@ -158,7 +158,7 @@ class Linked:
     and `tickwise exchange` do with each message, in the order messages would arrive."""
 
     def __init__(self, history, latency_us: float, corrupt=None) -> None:
-        config = BacktestConfig(order_latency_us=latency_us, latency_jitter_us=latency_us / 2,
+        config = SessionConfig(order_latency_us=latency_us, latency_jitter_us=latency_us / 2,
                                 feed_latency_us=50.0, taker_fee_bps=0.5, maker_fee_bps=0.1,
                                 killswitch=replace(KillSwitch.off(), reconcile=True))  # fmt: skip
         params = {"window": 20, "entry_z": 1.0, "qty": 100.0}

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tickwise.engine.errors import TickwiseError
-from tickwise.engine.journal import Journal, journal_events, replay_journal
+from tickwise.engine.live.journal import Journal, journal_events, replay_journal
 from tickwise.engine.schemas import FILL_DTYPE, ORDER_DTYPE
 
 from ..conftest import simple_instruments
@@ -64,7 +64,7 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 _CAPPED = """
 import json, pickle, sys
 from tickwise.engine.errors import TickwiseError
-from tickwise.engine.journal import Journal
+from tickwise.engine.live.journal import Journal
 
 folder, background = sys.argv[1], sys.argv[2] == "1"
 instruments, plan = pickle.loads(sys.stdin.buffer.read())

@@ -13,10 +13,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickwise import load_strategy
 from tickwise.engine.context import JUMP_BUCKETS
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import simple_instruments
 from ..scripted import plan

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickwise import load_strategy
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 from tickwise.feeds.history import open_history
 
 from ..conftest import make_synth

@@ -11,10 +11,10 @@ import numpy as np
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from tickwise import load_strategy
 from tickwise.engine.portfolio import total_pnl
 from tickwise.engine.schemas import LIQ_MAKER, LIQ_TAKER, STATUS_CANCELLED, STATUS_NEW, TIF_IOC
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import simple_instruments
 from ..scripted import PLAN_ROWS, plan

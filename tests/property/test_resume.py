@@ -1,6 +1,6 @@
 """A person's resume is refused while the condition behind a trigger still holds, and taken once
 it has cleared, for every trigger: those the loop judges from its own state (on hand-made
-markets of drawn sizes), and those only the clock and the sockets show (`engine.vitals`, on
+markets of drawn sizes), and those only the clock and the sockets show (`engine.live.vitals`, on
 drawn readings). Triggers with nothing that lingers (a strategy's fault, a runaway, a person's
 halt) never block a resume."""
 
@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tickwise import load_strategy
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.limits import KillSwitch, RiskLimits
+from tickwise.engine.live.vitals import Vitals, holding
 from tickwise.engine.schemas import TRIP_NAMES
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
-from tickwise.engine.vitals import Vitals, holding
 
 from ..conftest import simple_instruments
 from ..scripted import plan

@@ -10,10 +10,10 @@ import numpy as np
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from tickwise import load_strategy
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import REASON_HALTED, STATUS_NEW, STATUS_REJECTED
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import simple_instruments
 from ..scripted import plan

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from tickwise.engine.errors import TickwiseError
-from tickwise.engine.journal import Journal, journal_events, replay_journal
+from tickwise.engine.live.journal import Journal, journal_events, replay_journal
 from tickwise.engine.schemas import FILL_DTYPE, ORDER_DTYPE
 
 from ..conftest import simple_instruments
@@ -62,7 +62,7 @@ def test_a_second_journal_on_a_held_folder_is_refused_in_one_line_until_the_firs
 _HOLDER = """
 import sys
 from tickwise.engine.instruments import Instrument, Instruments
-from tickwise.engine.journal import Journal
+from tickwise.engine.live.journal import Journal
 
 with Journal(sys.argv[1], Instruments(Instrument(i, f"I{i}", 0.01, 1.0) for i in range(3))):
     print("open", flush=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tickwise import load_strategy
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.limits import KillSwitch, RiskLimits, risk_from_table
 from tickwise.engine.schemas import (
@@ -20,7 +21,6 @@ from tickwise.engine.schemas import (
     STATUS_REJECTED,
 )
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import simple_instruments
 from ..scripted import plan
@@ -167,7 +167,7 @@ def test_a_strategy_sending_nan_or_raising_is_halted(tmp_path: Path) -> None:
     assert s.status()["halt_reason"] == "strategy_fault"
     path = tmp_path / "raising.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, kernel, buy\n"
+        "from tickwise import Strategy, kernel, buy\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    buy(ctx, 0, 1.0, 9.0)\n"
@@ -236,7 +236,7 @@ def test_limits_are_checked_with_their_names() -> None:
 def test_a_timer_that_raises_halts_the_session_and_the_batch_still_ends(tmp_path: Path) -> None:
     path = tmp_path / "raising_timer.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, kernel, buy\n"
+        "from tickwise import Strategy, kernel, buy\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    buy(ctx, 0, 1.0, 9.0)\n"

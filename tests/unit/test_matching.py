@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tickwise import load_strategy
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.schemas import (
     BOOK_F_LAST,
@@ -16,7 +17,6 @@ from tickwise.engine.schemas import (
     TIF_IOC,
 )
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import load_strategy
 
 from ..conftest import simple_instruments
 from ..scripted import plan

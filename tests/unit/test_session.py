@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tickwise import StrategyError, load_strategy
 from tickwise.engine.schemas import (
     LIQ_MAKER,
     LIQ_TAKER,
@@ -19,7 +20,6 @@ from tickwise.engine.schemas import (
     STATUS_REJECTED,
 )
 from tickwise.engine.session import Session
-from tickwise.engine.strategy import StrategyError, load_strategy
 
 from ..conftest import UNGUARDED, simple_instruments
 
@@ -101,7 +101,7 @@ def test_mean_reversion_enters_below_the_band_and_exits_near_the_mean() -> None:
 def test_orders_of_bad_size_or_price_are_rejected_with_their_reason(tmp_path: Path) -> None:
     path = tmp_path / "bad_orders.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, Param, kernel, buy, sell\n"
+        "from tickwise import Strategy, Param, kernel, buy, sell\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    if q.seq == 1:\n"
@@ -122,12 +122,12 @@ def test_orders_of_bad_size_or_price_are_rejected_with_their_reason(tmp_path: Pa
 def test_limit_order_rests_then_fills_as_maker_and_ioc_remainder_is_cancelled(tmp_path) -> None:
     path = tmp_path / "limits.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, kernel, buy, TIF_IOC\n"
+        "from tickwise import Strategy, kernel, buy, IOC\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    if q.seq == 1:\n"
         "        buy(ctx, q.instrument, 3.0, 9.95)\n"  # rests below the 10.01 ask
-        "        buy(ctx, q.instrument, 300.0, 10.5, TIF_IOC)\n"  # only 100 shown at the ask
+        "        buy(ctx, q.instrument, 300.0, 10.5, IOC)\n"  # only 100 shown at the ask
         "class Limits(Strategy):\n"
         "    on_quote = on_quote\n"
     )
@@ -195,7 +195,7 @@ def test_unloadable_strategies_say_why(spec: str, message: str) -> None:
 def test_a_callback_must_be_a_top_level_function(tmp_path: Path) -> None:
     path = tmp_path / "nested.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, kernel\n"
+        "from tickwise import Strategy, kernel\n"
         "def make():\n"
         "    @kernel\n"
         "    def on_quote(ctx, q, st, p):\n"
@@ -288,7 +288,7 @@ def test_obi_market_maker_never_exceeds_its_inventory_limit(tmp_path) -> None:
 def test_timer_fires_at_period_boundaries_before_the_event_and_coalesces_gaps(tmp_path) -> None:
     path = tmp_path / "timed.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, Scalar, PerInstrument, kernel, now\n"
+        "from tickwise import Strategy, Scalar, PerInstrument, kernel, now\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    pass\n"
@@ -316,7 +316,7 @@ def test_timer_fires_at_period_boundaries_before_the_event_and_coalesces_gaps(tm
 
 
 def test_timer_needs_its_period() -> None:
-    from tickwise.engine.strategy import Strategy, kernel
+    from tickwise import Strategy, kernel
 
     @kernel
     def cb(ctx, q, st, p):
@@ -333,7 +333,7 @@ def test_timer_needs_its_period() -> None:
 def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> None:
     path = tmp_path / "fills.py"
     path.write_text(
-        "from tickwise.engine.strategy import (Strategy, Scalar, PerInstrument, kernel, buy,\n"
+        "from tickwise import (Strategy, Scalar, PerInstrument, kernel, buy,\n"
         "    sell, cancel_all, open_orders)\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
@@ -374,7 +374,7 @@ def test_on_fill_sees_every_fill_and_cancel_all_empties_the_book(tmp_path) -> No
 def test_orders_reach_the_exchange_after_their_latency(tmp_path) -> None:
     path = tmp_path / "late.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, kernel, buy\n"
+        "from tickwise import Strategy, kernel, buy\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    if q.seq == 1:\n"
@@ -396,7 +396,7 @@ def test_orders_reach_the_exchange_after_their_latency(tmp_path) -> None:
 def test_a_cancel_takes_the_order_latency_and_the_order_can_fill_meanwhile(tmp_path) -> None:
     path = tmp_path / "slow_cancel.py"
     path.write_text(
-        "from tickwise.engine.strategy import Strategy, Scalar, kernel, buy, cancel\n"
+        "from tickwise import Strategy, Scalar, kernel, buy, cancel\n"
         "@kernel\n"
         "def on_quote(ctx, q, st, p):\n"
         "    if q.seq == 1:\n"

@@ -18,7 +18,7 @@ of its fills; the session reconciles them with what it sent. Without one,
 they fill in the loop's own simulated exchange against the live market,
 with the configured fee and latency models (paper trading in process).
 
-Between batches it watches what the loop cannot see (`engine.vitals`): the
+Between batches it watches what the loop cannot see (`engine.live.vitals`): the
 feed silent (no message or heartbeat for `stale_feed_ms`: `stale_feed`),
 batches lost on the wire (`seq_gap`), the exchange silent or a request
 unanswered (`gateway_lost`), replies or reports that do not fit what was sent
@@ -48,21 +48,25 @@ from typing import Any
 import numpy as np
 import zmq
 
-from tickwise.backtest.replay import BacktestConfig, make_session
+from tickwise.engine.config import SessionConfig, make_session
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.instruments import Instruments
+from tickwise.engine.limits import KillSwitch
+from tickwise.engine.live.control import (
+    DEFAULT_ENDPOINT,
+    ControlServer,
+    check_operator,
+    default_operator,
+)
+from tickwise.engine.live.gateway import Gateway, impossible_rows
+from tickwise.engine.live.journal import Journal
+from tickwise.engine.live.vitals import BadRowRate, Vitals, holding
+from tickwise.engine.schemas import MARKET_DTYPES, QUOTE_DTYPE, STATUS_NEW, STATUS_REJECTED
+from tickwise.engine.session import Session
+from tickwise.engine.strategy import load_strategy
 from tickwise.feeds import wire
 from tickwise.feeds.screen import Screen
 from tickwise.feeds.transport import Subscriber
-
-from .control import DEFAULT_ENDPOINT, ControlServer, check_operator, default_operator
-from .errors import TickwiseError
-from .gateway import Gateway, impossible_rows
-from .instruments import Instruments
-from .journal import Journal
-from .limits import KillSwitch
-from .schemas import MARKET_DTYPES, QUOTE_DTYPE, STATUS_NEW, STATUS_REJECTED
-from .session import Session
-from .strategy import load_strategy
-from .vitals import BadRowRate, Vitals, holding
 
 _LATENCY_KEEP = 1 << 20  # the latest per-batch latencies kept for percentiles
 _GROUP = 256  # most feed messages taken in one turn (one commit of the journal)
@@ -157,7 +161,7 @@ def run_live(
     feed: str,
     instruments: Instruments,
     params: dict[str, Any] | None = None,
-    config: BacktestConfig | None = None,
+    config: SessionConfig | None = None,
     *,
     journal_dir: Path,
     control: str = DEFAULT_ENDPOINT,
@@ -185,7 +189,7 @@ def run_live(
         if value is not None and not value > 0:
             raise TickwiseError(f"{name} must be positive, got {value}")
     who = default_operator() if operator is None else check_operator(operator)
-    config = config or BacktestConfig()
+    config = config or SessionConfig()
     strategy = load_strategy(strategy_spec)
     session = make_session(strategy, instruments, params, config)
     if gateway is not None:
@@ -429,7 +433,7 @@ class _Link:
     one), the exchange's reports back into the loop; all of it journaled."""
 
     def __init__(self, session: Session, journal: Journal, gw: Gateway | None, sub: Subscriber,
-                 summary: LiveSummary, config: BacktestConfig) -> None:  # fmt: skip
+                 summary: LiveSummary, config: SessionConfig) -> None:  # fmt: skip
         self.session = session
         self.journal = journal
         self.gw = gw

@@ -56,13 +56,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tickwise.engine.context import new_context
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.instruments import Instruments
 from tickwise.engine.jit import cold_kernel
-
-from .context import new_context
-from .errors import TickwiseError
-from .instruments import Instruments
-from .portfolio import apply_fill_nb
-from .schemas import (
+from tickwise.engine.portfolio import apply_fill_nb
+from tickwise.engine.schemas import (
     FILL_DTYPE,
     FILL_SCHEMA,
     ORDER_DTYPE,

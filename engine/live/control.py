@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import zmq
 
-from .errors import TickwiseError
+from tickwise.engine.errors import TickwiseError
 
 if TYPE_CHECKING:  # (the command-line clients need none of the engine: they start fast)
-    from .session import Session
+    from tickwise.engine.session import Session
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .limits import KillSwitch
+from tickwise.engine.limits import KillSwitch
 
 _SECOND_NS = 1_000_000_000
 

@@ -39,27 +39,23 @@ from typing import Any
 import numpy as np
 import zmq
 
-from tickwise.backtest.matching import arrive_nb
-from tickwise.backtest.replay import BacktestConfig, make_session
-from tickwise.feeds import wire
-from tickwise.feeds.screen import Screen
-from tickwise.feeds.transport import Subscriber
-
-from .callbacks import ignore
-from .context import CLK_N_OPEN, CLK_NOW, copy_context
-from .control import CurveKeys, is_loopback
-from .errors import TickwiseError
-from .instruments import Instruments
-from .jit import kernel
-from .limits import KillSwitch
-from .orders import (
+from tickwise.engine.callbacks import ignore
+from tickwise.engine.config import SessionConfig, make_session
+from tickwise.engine.context import CLK_N_OPEN, CLK_NOW, copy_context
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.instruments import Instruments
+from tickwise.engine.jit import kernel
+from tickwise.engine.limits import KillSwitch
+from tickwise.engine.live.control import CurveKeys, is_loopback
+from tickwise.engine.matching import arrive_nb
+from tickwise.engine.orders import (
     cancel_row_nb,
     log_order_nb,
     open_row_nb,
     order_latency_nb,
     remove_open_nb,
 )
-from .schemas import (
+from tickwise.engine.schemas import (
     KINDS,
     MARKET_DTYPES,
     ORD_LIMIT,
@@ -83,7 +79,10 @@ from .schemas import (
     TIF_GTC,
     TIF_IOC,
 )
-from .strategy import Strategy
+from tickwise.engine.strategy import Strategy
+from tickwise.feeds import wire
+from tickwise.feeds.screen import Screen
+from tickwise.feeds.transport import Subscriber
 
 CLIENT_SHIFT = 40  # an order's id inside the exchange: client slot << 40 | client's id
 ID_LIMIT = 1 << CLIENT_SHIFT
@@ -286,7 +285,7 @@ class PaperExchange:
         bind: str,
         feed: str,
         instruments: Instruments,
-        config: BacktestConfig | None = None,
+        config: SessionConfig | None = None,
         *,
         heartbeat_ms: float = DEFAULT_HEARTBEAT_MS,
         client_timeout_ms: float = DEFAULT_CLIENT_TIMEOUT_MS,
@@ -302,7 +301,7 @@ class PaperExchange:
                                                                client_timeout_ms)):  # fmt: skip
             if not value > 0:
                 raise TickwiseError(f"{name} must be positive, got {value}")
-        config = config or BacktestConfig()
+        config = config or SessionConfig()
         self.session = make_session(
             Venue, instruments, {}, config, guarded=False, sample_ns=0,
             killswitch=KillSwitch.off(), max_open_orders=max_open_orders,

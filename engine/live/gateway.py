@@ -24,11 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from tickwise.feeds import wire
-from tickwise.feeds.transport import receive_frames
-
-from .errors import TickwiseError
-from .schemas import (
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.schemas import (
     REASON_NAMES,
     REASON_UNKNOWN_ORDER,
     STATUS_ACKED,
@@ -38,6 +35,8 @@ from .schemas import (
     STATUS_REJECTED,
     impossible_fills,
 )
+from tickwise.feeds import wire
+from tickwise.feeds.transport import receive_frames
 
 _KEEP = 1 << 16  # latest request round trips kept for percentiles
 

@@ -22,9 +22,9 @@ from typing import Any
 from rich.live import Live
 from rich.table import Table
 
-from .console import stdout
-from .control import request
-from .errors import TickwiseError
+from tickwise.engine.console import stdout
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.live.control import request
 
 INSTRUMENTS = 3
 RATE = 2_000.0  # market events per second, all instruments

@@ -1,0 +1,34 @@
+"""Where tickwise keeps what it compiles: out of the source tree, in the user's cache folder.
+
+Numba caches compiled code beside each source file unless told otherwise: an
+editable install would write it into the repository, an installed one into
+site-packages. `use_own_numba_cache` points Numba at `~/.cache/tickwise/numba`
+before anything of ours compiles (and the processes we start inherit it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """Where tickwise keeps what it compiles: $TICKWISE_CACHE, else ~/.cache/tickwise."""
+    return Path(os.environ.get("TICKWISE_CACHE") or Path.home() / ".cache" / "tickwise")
+
+
+def numba_cache_dir(boundscheck: bool) -> Path:
+    """The default Numba cache: apart for bounds-checked code, since Numba's cache does not
+    tell checked code from unchecked (a checked run would load unchecked code)."""
+    return cache_root() / ("numba-boundscheck" if boundscheck else "numba")
+
+
+def use_own_numba_cache() -> None:
+    """Set NUMBA_CACHE_DIR to tickwise's cache unless the user set one of their own."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    checked = os.environ.get("NUMBA_BOUNDSCHECK", "").strip() not in ("", "0")
+    os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir(checked))
+    if "numba" in sys.modules:  # imported before us: have it read its settings again
+        sys.modules["numba"].core.config.reload_config()

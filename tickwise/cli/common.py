@@ -1,0 +1,126 @@
+"""What every command shares: the parser that errs in one line, the command groups, the
+options of the control socket, and the way figures are printed."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.table import Table
+
+from tickwise.engine.console import plain, stderr, stdout
+from tickwise.engine.errors import TickwiseError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        stderr.print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", markup=False)
+        raise SystemExit(EXIT_USAGE)
+
+
+def subparser(subs: argparse._SubParsersAction, name: str, help_: str, example: str) -> Parser:
+    return subs.add_parser(
+        name,
+        help=help_,
+        description=help_,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def group(commands: argparse._SubParsersAction, name: str, help_: str) -> Any:
+    """A command made of actions (`tickwise data synth`, ...): its subparsers."""
+    group = commands.add_parser(name, help=help_)
+    actions = group.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=Parser)
+    actions.required = True
+    return actions
+
+
+def operator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator", default=None, help="who gives the command, for the journal (your OS user)"
+    )
+
+
+def control_options(parser: argparse.ArgumentParser) -> None:
+    """Where a live session's control socket is, and how to reach it."""
+    parser.add_argument(
+        "--control", default="tcp://127.0.0.1:5560", help="its endpoint (tcp://127.0.0.1:5560)"
+    )
+    parser.add_argument(
+        "--server-key", default=None, help="its CurveZMQ public key (Z85), when not on loopback"
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise TickwiseError(f"--param {item!r} must look like name=value")
+        params[key.strip()] = value
+    return params
+
+
+def print_measures(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(*plain(name, value))
+    stdout.print(table)
+
+
+def counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items() if v) or "none"
+
+
+def money(value: float | str) -> str:
+    """A PnL as people read it (a figure that is not a number comes as text: "-inf")."""
+    return value if isinstance(value, str) else f"{value:,.2f}"
+
+
+def p50_p99(percentiles: dict[str, float]) -> str:
+    if not percentiles:
+        return "-"
+    return f"p50 {percentiles['p50']:,.0f}  p99 {percentiles['p99']:,.0f}"
+
+
+def state_line(status: dict[str, Any]) -> str:
+    """`HALTED by reject_rate (SYN2); SYN1 reducing by manual`: the state of the session and of
+    each instrument not active, each with the cause that holds it now."""
+    if not status:
+        return "-"
+    parts = []
+    if status["state"] != "active":
+        where = f" ({status['halt_instrument']})" if status.get("halt_instrument") else ""
+        parts.append(f"{status['state'].upper()} by {status['halt_reason']}{where}")
+    for symbol, inst in status.get("instruments", {}).items():
+        parts.append(f"{symbol} {inst['state']} by {inst['trigger']}")
+    return "; ".join(parts) or "ACTIVE, not tripped"
+
+
+def operator(args: argparse.Namespace) -> str:
+    from tickwise.engine.live.control import check_operator, default_operator
+
+    return check_operator(args.operator) if args.operator is not None else default_operator()
+
+
+def instrument_table(text: str) -> Any:
+    from tickwise.feeds.history import open_history
+    from tickwise.feeds.synth import make_instruments
+
+    if text.startswith("synth:"):
+        count = text.removeprefix("synth:")
+        if not count.isdigit() or not 1 <= int(count) <= 10_000:
+            raise TickwiseError(f"--instruments {text!r}: synth:N takes a count in 1..10000")
+        return make_instruments(int(count))
+    return open_history(text).instruments

@@ -1,0 +1,202 @@
+"""`tickwise data`: make, inspect and import market-data history."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from tickwise.cli.common import (
+    EXIT_ERROR,
+    group,
+    subparser,
+)
+from tickwise.engine.console import fmt_ns, fmt_rate, plain, progress, stdout
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.schemas import KINDS
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the data commands to the command tree."""
+    data_cmds = group(commands, "data", "make, inspect and import market-data history")
+
+    synth = subparser(
+        data_cmds,
+        "synth",
+        "deterministic synthetic market data to Parquet",
+        "tickwise data synth --kind quotes --rows 1000000 --instruments 4 --seed 7 "
+        "--inject crash:at=600,drop_pct=8 --out data/quotes.parquet",
+    )
+    synth.add_argument("--kind", choices=KINDS, default="quotes", help="record kind (quotes)")
+    synth.add_argument("--rows", type=int, default=1_000_000, help="rows to write (1000000)")
+    synth.add_argument("--instruments", type=int, default=4, help="number of instruments (4)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (0)")
+    synth.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="market events per second, all instruments together (1000; bars: 50)",
+    )
+    synth.add_argument(
+        "--start", default=None, help="first session open, ISO-8601 UTC (2024-01-02T14:30:00Z)"
+    )
+    synth.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="EPISODE",
+        help="abnormal episode, repeatable: crash:at=S,drop_pct=P,down_s=D,recover_s=R"
+        "[,instrument=I] | gap:at=S,seconds=N | stale:at=S,seconds=N "
+        "(S: seconds from the start)",
+    )
+    synth.add_argument(
+        "--partition",
+        action="store_true",
+        help="write a hive directory date=…/instrument=… instead of one file",
+    )
+    synth.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    synth.add_argument("--out", type=Path, required=True, help="output .parquet file or directory")
+    synth.set_defaults(run=_cmd_synth)
+
+    inspect = subparser(
+        data_cmds,
+        "inspect",
+        "schema, rows, instruments, time range and validation verdict",
+        "tickwise data inspect data/quotes.parquet",
+    )
+    inspect.add_argument("path", type=Path, help="a .parquet file or a hive directory")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    inspect.set_defaults(run=_cmd_inspect)
+
+    imp = subparser(
+        data_cmds,
+        "import",
+        "validated import of CSV (or foreign Parquet) history",
+        "tickwise data import ticks.csv --kind quotes --tick-size 0.01 --out data/ticks.parquet",
+    )
+    imp.add_argument("source", type=Path, help="CSV file (header row) or Parquet file")
+    imp.add_argument("--kind", choices=KINDS, required=True, help="record kind of the rows")
+    imp.add_argument(
+        "--instruments",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="instrument table: symbol,tick_size,lot_size[,id]",
+    )
+    imp.add_argument("--tick-size", type=float, default=0.01, help="default tick size (0.01)")
+    imp.add_argument("--lot-size", type=float, default=1.0, help="default lot size (1)")
+    imp.add_argument("--partition", action="store_true", help="write a hive directory")
+    imp.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    imp.add_argument("--out", type=Path, required=True, help="output .parquet file or directory")
+    imp.set_defaults(run=_cmd_import)
+
+
+def _parse_start(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise TickwiseError(f"--start {text!r} is not an ISO-8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from tickwise.feeds.synth import SynthConfig, parse_episode, synth
+
+    config = SynthConfig(
+        kind=args.kind,
+        rows=args.rows,
+        instruments=args.instruments,
+        seed=args.seed,
+        rate=args.rate,
+        episodes=tuple(parse_episode(e) for e in args.inject),
+        **({"start": start} if (start := _parse_start(args.start)) else {}),
+    )
+    with progress(f"synth {args.kind}", args.rows) as advance:
+        result = synth(
+            config, args.out, partition=args.partition, overwrite=args.overwrite, on_rows=advance
+        )
+    stdout.print(
+        f"wrote {result.rows:,} {result.kind} rows for {len(result.instruments)} instruments "
+        f"({fmt_ns(result.ts_first)} → {fmt_ns(result.ts_last)} UTC) to {result.path}: "
+        f"{result.wall_s:.2f} s wall clock, {fmt_rate(result.rows, result.wall_s, 'rows')}",
+        markup=False,
+    )
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from tickwise.feeds.history import open_history
+    from tickwise.feeds.inspection import inspect_history
+
+    rows = open_history(args.path).rows
+    with progress("validate", rows) as advance:
+        report = inspect_history(args.path, on_rows=advance)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.valid else EXIT_ERROR
+    stdout.print(
+        f"[bold]{escape(str(report.path))}[/]: {report.kind}, {report.rows:,} rows in "
+        f"{report.files} file(s), "
+        f"{fmt_ns(report.ts_first)} → {fmt_ns(report.ts_last)} UTC"
+    )
+    schema = Table(title="schema", title_justify="left")
+    schema.add_column("column")
+    schema.add_column("type")
+    for name, type_ in report.schema:
+        schema.add_row(name, type_)
+    stdout.print(schema)
+    table = Table(title="instruments", title_justify="left")
+    for col in ("id", "symbol", "tick", "lot", "rows", "low", "high", "first (UTC)", "last (UTC)"):
+        right = col in ("id", "rows", "low", "high")
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
+    for i in report.instruments:
+        table.add_row(*plain(
+            str(i.id),
+            i.symbol,
+            f"{i.tick_size:g}",
+            f"{i.lot_size:g}",
+            f"{i.rows:,}",
+            "-" if i.px_low is None else f"{i.px_low:g}",
+            "-" if i.px_high is None else f"{i.px_high:g}",
+            fmt_ns(i.ts_first),
+            fmt_ns(i.ts_last),
+        ))  # fmt: skip
+    stdout.print(table)
+    speed = fmt_rate(report.rows_checked, report.wall_s, "rows")
+    if report.valid:
+        stdout.print(
+            f"[green]valid[/]: {report.rows_checked:,} rows checked in {report.wall_s:.2f} s "
+            f"wall clock ({speed})"
+        )
+        return 0
+    stdout.print(f"[red]invalid[/] after {report.rows_checked:,} good rows:", end=" ")
+    stdout.print(report.fault, markup=False)
+    return EXIT_ERROR
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tickwise.feeds.importer import import_history
+
+    with progress(f"import {args.source.name}", None):
+        result = import_history(
+            args.source,
+            args.kind,
+            args.out,
+            instruments_file=args.instruments,
+            tick_size=args.tick_size,
+            lot_size=args.lot_size,
+            partition=args.partition,
+            overwrite=args.overwrite,
+        )
+    stdout.print(
+        f"imported {result.rows:,} {result.kind} rows for {len(result.instruments)} instruments "
+        f"to {result.path}: {result.wall_s:.2f} s wall clock",
+        markup=False,
+    )
+    return 0
