@@ -35,8 +35,8 @@ lint: $(STAMP)
 
 # The tests run the compiled code with Numba's bounds checking on: an index out of range
 # anywhere is an IndexError in a test, never silent corruption. Numba's cache does not tell
-# checked code from unchecked, so the checked code is cached apart.
-TEST_ENV := NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(HOME)/.cache/tickwise/numba-boundscheck
+# checked code from unchecked, so tickwise caches checked code apart (engine/caches.py).
+TEST_ENV := NUMBA_BOUNDSCHECK=1
 
 test: lint
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is Numba compiling

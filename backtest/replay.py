@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ def run_backtest(
     params: Mapping[str, Any] | None = None,
     config: SessionConfig | None = None,
     on_events: Callable[[int], None] | None = None,
+    on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> Backtest:
-    """Replay `data` through the strategy; wall time counts everything from opening the data."""
+    """Replay `data` through the strategy; wall time counts everything from opening the data.
+    `on_events(n)` follows the progress; `on_compile(name)` wraps loading or compiling the
+    strategy's loop (engine.console.compile_notice says so when it takes a while)."""
     began = time.perf_counter()
     config = config or SessionConfig()
     strategy = load_strategy(strategy_spec)
@@ -60,7 +64,8 @@ def run_backtest(
         )
     session = make_session(strategy, history.instruments, params, config)
     warm = time.perf_counter()
-    session.warm_up((history.kind,))
+    with on_compile(strategy.name()) if on_compile else nullcontext():
+        session.warm_up((history.kind,))
     warmup_s = time.perf_counter() - warm
     orders, fills, equity, marks = [], [], [], []
     events = 0

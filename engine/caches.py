@@ -2,7 +2,7 @@
 
 Numba caches compiled code beside each source file unless told otherwise: an
 editable install would write it into the repository, an installed one into
-site-packages. `use_own_numba_cache` points Numba at `~/.cache/tickwise/numba`
+site-packages. `use_own_numba_cache` points Numba at `~/.cache/tickwise/numba-<format>`
 before anything of ours compiles (and the processes we start inherit it).
 """
 
@@ -18,10 +18,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("TICKWISE_CACHE") or Path.home() / ".cache" / "tickwise")
 
 
+# Numba keys compiled code on a function's source file and argument types, not on the options
+# it was compiled with: code compiled under other options of engine/jit.py would be loaded as
+# if it were current. A new format gets a folder of its own (a test pins this number to
+# those options: change them, and it asks for the next number).
+COMPILED_FORMAT = 2
+
+
 def numba_cache_dir(boundscheck: bool) -> Path:
     """The default Numba cache: apart for bounds-checked code, since Numba's cache does not
-    tell checked code from unchecked (a checked run would load unchecked code)."""
-    return cache_root() / ("numba-boundscheck" if boundscheck else "numba")
+    tell checked code from unchecked (a checked run would load unchecked code), and apart
+    for each format of compiled code."""
+    return cache_root() / f"numba{'-boundscheck' if boundscheck else ''}-{COMPILED_FORMAT}"
 
 
 def use_own_numba_cache() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -39,6 +41,31 @@ def progress(description: str, total: int | None) -> Iterator[Callable[[int], No
     with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def compile_notice(what: str, after_s: float = 1.0) -> Iterator[None]:
+    """Say on stderr that `what` is compiling, once it has taken `after_s` (code loaded from
+    the cache takes well under a second, and then nothing is said), and then how long it
+    took; a progress bar on the terminal stays below the lines."""
+    began = time.perf_counter()
+    said = threading.Event()
+
+    def say() -> None:
+        stderr.print(f"compiling {what} (first run only: later runs load it from the cache) ...",
+                     markup=False)  # fmt: skip
+        said.set()
+
+    timer = threading.Timer(after_s, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        if said.is_set():
+            stderr.print(f"compiled {what} in {time.perf_counter() - began:.1f} s", markup=False)
 
 
 def fmt_ns(ts: int | None, digits: int = 6) -> str:

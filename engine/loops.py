@@ -2,11 +2,13 @@
 
 Numba will not cache a function specialised on a jitted function passed as
 an argument, so each strategy gets its own copy of `engine/loop.py` in which
-the callback names point at the strategy's functions. The copy's file name is
-a hash of everything that goes into the compiled code (the loop, the engine
-kernels, the strategy's source, the Numba and Python versions), so Numba's
-cache next to it is reused exactly while nothing changed, and a change
-anywhere produces a new copy.
+the callback names point at the strategy's functions, handed to the copy when
+it is imported (`_callbacks`). The copy's file name is a hash of the contents
+of everything that goes into the compiled code (the loop, the engine kernels,
+the strategy's source files, the Numba and Python versions), never of paths or
+module names: Numba's cache next to it is reused exactly while nothing
+changed, a change anywhere produces a new copy, and the same strategy loaded
+by path or by entry point shares one.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ _UNGUARDED = {
 }
 _GUARD_KERNELS = ("guard_feed_nb", "guard_market_nb", "enforce_nb")
 SUBSTITUTED = "  # <- substituted by engine.loops"
+CALLBACKS_GLOBAL = "_callbacks"  # the strategy's callbacks, set in the copy before it runs
 # Loops kept in the cache folder, the most recently used (with its compiled code a loop takes
 # about 0.5 MB; a run of the test suite uses 17).
 MAX_LOOPS = 64
@@ -105,14 +108,14 @@ def specialised_source(
     for line in lines:
         name = wanted.get(line)
         if name in origins:
-            # The strategy's function, compiled again here as a kernel (see engine.jit).
-            module_name, qualname, _ = origins[name]
-            out.append(f"from {module_name} import {qualname} as _strategy_{name}")
-            line = f"_{name} = kernel(_strategy_{name}.py_func)  # callback: {name}{SUBSTITUTED}"
+            # The strategy's function (handed over at import: `_callbacks`, which names no
+            # module), compiled again here as a kernel (see engine.jit).
+            line = f"_{name} = kernel({CALLBACKS_GLOBAL}[{name!r}].py_func)  # callback: {name}"
+            line += SUBSTITUTED
         elif name == "guard":
             line = _UNGUARDED[line] + SUBSTITUTED
         out.append(line)
-    out.append(f"# specialised for {strategy.__module__}.{strategy.__qualname__}")
+    out.append(f"# specialised for {strategy.__qualname__}")
     source = "\n".join(out) + "\n"
     _check_guards(source, guarded)
     return source
@@ -135,16 +138,50 @@ def _check_guards(source: str, guarded: bool) -> None:
             )
 
 
+def strategy_sources(strategy: type[Strategy]) -> set[Path]:
+    """The files whose code a strategy's loop compiles in: the strategy's own file, its
+    callbacks' files, and those of the kernels and modules they reach (a helper module
+    beside the strategy, say); tickwise's own (hashed apart), installed packages' and the
+    standard library's aside."""
+    files: set[Path] = {Path(inspect.getfile(strategy)).resolve()}
+    seen: set[int] = set()
+    todo = [getattr(fn, "py_func", fn) for fn in strategy.callbacks().values()]
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen or not hasattr(fn, "__code__") or not _users(fn.__module__):
+            continue
+        seen.add(id(fn))
+        files.add(Path(fn.__code__.co_filename).resolve())
+        for value in fn.__globals__.values():
+            if hasattr(value, "py_func"):  # a kernel it may call
+                todo.append(value.py_func)
+            elif isinstance(value, ModuleType) and _users(value.__name__):
+                path = Path(getattr(value, "__file__", None) or "-")
+                if path.suffix == ".py" and "site-packages" not in path.resolve().parts:
+                    files.add(path.resolve())
+                    todo += [v.py_func for v in vars(value).values() if hasattr(v, "py_func")]
+    return files
+
+
+def _users(module_name: str) -> bool:
+    """Whether a module is the user's code: not tickwise's engine or face (the built-in
+    strategies are users' code like any other), not the standard library."""
+    top = module_name.partition(".")[0]
+    if top == "tickwise":
+        return module_name.startswith("tickwise.strategies.")
+    return top not in sys.stdlib_module_names
+
+
 def _fingerprint(strategy: type[Strategy], source: str) -> str:
+    """A hash of the contents (never the paths, never module names) of what the loop
+    compiles: its source, the engine's kernels, the strategy's files, the versions."""
     h = hashlib.sha256(source.encode())
-    files = {Path(inspect.getfile(m)) for m in _ENGINE_SOURCES}
-    files.add(Path(inspect.getfile(sys.modules["tickwise.engine.matching"])))
-    files.add(Path(inspect.getfile(strategy)))
-    for n, fn in strategy.callbacks().items():
-        files.add(_callback_origin(strategy, n, fn)[2])
-    for path in sorted(files):
-        h.update(str(path).encode())
+    engine = [Path(inspect.getfile(m)) for m in _ENGINE_SOURCES]
+    engine.append(Path(inspect.getfile(sys.modules["tickwise.engine.matching"])))
+    for path in engine:  # (a fixed order)
         h.update(path.read_bytes())
+    for content in sorted(path.read_bytes() for path in strategy_sources(strategy)):
+        h.update(hashlib.sha256(content).digest())
     h.update(f"{numba.__version__} {platform.python_version()}".encode())
     return h.hexdigest()[:20]
 
@@ -156,7 +193,7 @@ def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
     source = specialised_source(strategy, guarded)
     digest = _fingerprint(strategy, source)
     name = f"tickwise_loop_{digest}"
-    if name in sys.modules:
+    if name in sys.modules:  # (the same code, whichever class of that code compiled it)
         return sys.modules[name]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,7 +207,7 @@ def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
             os.replace(tmp, path)  # atomic: concurrent sessions never read half a file
             prune(folder, MAX_LOOPS, _numba_cache())
         try:
-            return import_as(name, path)
+            return import_as(name, path, {CALLBACKS_GLOBAL: strategy.callbacks()})
         except FileNotFoundError:  # pruned by another process between the two: write it again
             if attempt:
                 raise

@@ -301,19 +301,25 @@ def _load_file(path: Path) -> Any:
     name = f"tickwise_user_{stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
+    # Its folder joins the import path (after everything else, so it never shadows a
+    # module), as running the file would: a strategy may import a module beside it.
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     try:
         return import_as(name, path)
     except Exception as exc:
         raise StrategyError(f"{path}: failed to load: {type(exc).__name__}: {exc}") from exc
 
 
-def import_as(name: str, path: Path) -> ModuleType:
+def import_as(name: str, path: Path, given: Mapping[str, Any] | None = None) -> ModuleType:
     """Import the Python file at `path` as module `name` (in sys.modules, where compiled code
-    finds it again; taken out again when running the file fails)."""
+    finds it again; taken out again when running the file fails), with the names `given`
+    already defined in it."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    module.__dict__.update(given or {})
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tickwise.engine import jit
+from tickwise.engine.caches import COMPILED_FORMAT
 from tickwise.feeds import validation_kernels
 
 BESIDE_SOURCE = Path(validation_kernels.__file__).parent / "__pycache__"
@@ -41,7 +43,7 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
 
 def test_compiled_kernels_are_cached_in_the_user_s_cache_folder(tmp_path: Path) -> None:
     before = _beside_source()
-    cache = tmp_path / "home" / ".cache" / "tickwise" / "numba"
+    cache = tmp_path / "home" / ".cache" / "tickwise" / f"numba-{COMPILED_FORMAT}"
     assert _run(_base_env(tmp_path)) == str(cache)
     assert list(cache.rglob("validation_kernels.quote_fault-*.nbi"))
     assert _beside_source() == before
@@ -49,8 +51,20 @@ def test_compiled_kernels_are_cached_in_the_user_s_cache_folder(tmp_path: Path) 
 
 def test_tickwise_cache_and_a_numba_cache_dir_of_the_user_s_are_followed(tmp_path: Path) -> None:
     env = _base_env(tmp_path)
-    assert _run({**env, "TICKWISE_CACHE": str(tmp_path / "tw")}) == str(tmp_path / "tw" / "numba")
+    tw = tmp_path / "tw"
+    assert _run({**env, "TICKWISE_CACHE": str(tw)}) == str(tw / f"numba-{COMPILED_FORMAT}")
     assert _run({**env, "NUMBA_CACHE_DIR": str(tmp_path / "mine")}) == str(tmp_path / "mine")
     # Bounds-checked code is cached apart: Numba's cache does not tell it from unchecked.
     checked = _run({**env, "TICKWISE_CACHE": str(tmp_path / "tw"), "NUMBA_BOUNDSCHECK": "1"})
-    assert checked == str(tmp_path / "tw" / "numba-boundscheck")
+    assert checked == str(tw / f"numba-boundscheck-{COMPILED_FORMAT}")
+
+
+def test_a_change_of_compile_options_gets_a_cache_of_its_own() -> None:
+    """Numba's cache does not key compiled code on the options it was compiled with: code
+    compiled under other options would be loaded as current. Changing engine/jit.py's options
+    means a new COMPILED_FORMAT (and a new folder); this pins the two together."""
+    assert (jit.KERNEL_OPTIONS, jit.COLD_OPTIONS, COMPILED_FORMAT) == (
+        {"cache": True, "_nrt": False, "forceinline": True},
+        {"cache": True, "_nrt": False},
+        2,
+    ), "compile options changed: raise engine.caches.COMPILED_FORMAT and pin the new pair here"

@@ -13,7 +13,7 @@ from tickwise.cli.common import (
     print_measures,
     subparser,
 )
-from tickwise.engine.console import fmt_rate, progress, stdout
+from tickwise.engine.console import compile_notice, fmt_rate, progress, stdout
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -76,7 +76,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     params |= parse_params(args.param)
     rows = open_history(args.data).rows
     with progress("replay", rows) as advance:
-        bt = run_backtest(args.strategy, args.data, params, config, on_events=advance)
+        bt = run_backtest(args.strategy, args.data, params, config, on_events=advance,
+                          on_compile=compile_notice)  # fmt: skip
     summary = write_results(bt, args.out, overwrite=args.overwrite)
     rate = fmt_rate(summary["events"], summary["wall_s"], "events")
     print_measures(f"[bold]{escape(summary['strategy'])}[/] on {escape(str(args.data))}", (

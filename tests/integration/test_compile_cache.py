@@ -1,0 +1,100 @@
+"""What a strategy author waits for: one compiled loop per strategy's code, whichever way the
+strategy is loaded, compiled again exactly when that code (or a module it uses) changes.
+
+Compiling happens in fresh processes, as a user's commands run; the loops they share sit in
+the test run's Numba cache.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tickwise import load_strategy
+from tickwise.engine import loops
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_WARM = """
+import json, sys
+import tickwise as tw
+from tickwise.engine.session import Session
+from tickwise.feeds.synth import make_instruments
+s = Session(tw.load_strategy(sys.argv[1]), make_instruments(2), {})
+s.warm_up(("quotes",))
+stats = s.loop.run_quotes.stats
+print(json.dumps({"loop": s.loop.__name__, "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _warm(spec: str, cwd: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", _WARM, spec], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_strategy_by_entry_point_and_by_path_shares_one_compiled_loop(tmp_path: Path) -> None:
+    by_name = _warm("mean_reversion", tmp_path)
+    by_path = _warm(f"{ROOT / 'strategies' / 'mean_reversion.py'}:MeanReversion", tmp_path)
+    assert by_path["loop"] == by_name["loop"]
+    assert by_path["misses"] == 0  # loaded, not compiled
+    assert by_path["hits"] == 1
+
+
+_HELPER = """
+import tickwise as tw
+
+
+@tw.kernel
+def signal(mid, band):
+    return mid * (1 + band)
+"""
+
+_STRATEGY = """
+import tickwise as tw
+from helper_mod import signal
+
+
+@tw.kernel
+def on_quote(ctx, q, st, p):
+    mid = 0.5 * (q.bid_px + q.ask_px)
+    if mid > signal(st.last[q.instrument], p.band) and tw.position(ctx, q.instrument) <= 0:
+        tw.buy(ctx, q.instrument, tw.lot_size(ctx, q.instrument))
+    st.last[q.instrument] = mid
+
+
+class Sibling(tw.Strategy):
+    params = {"band": tw.Param(0.001, 0.0, 1.0)}
+    state = {"last": tw.PerInstrument(float, 0.0)}
+    on_quote = on_quote
+"""
+
+
+def test_a_strategy_imports_a_module_beside_it_and_its_edits_make_a_new_loop(
+    tmp_path: Path,
+) -> None:
+    """No compiling: the loop's name is the hash of what it would compile."""
+    folder = tmp_path / "research"
+    folder.mkdir()
+    (folder / "helper_mod.py").write_text(textwrap.dedent(_HELPER))
+    (folder / "sibling.py").write_text(textwrap.dedent(_STRATEGY))
+    strategy = load_strategy(f"{folder / 'sibling.py'}:Sibling")
+    assert loops.strategy_sources(strategy) == {
+        (folder / "sibling.py").resolve(),
+        (folder / "helper_mod.py").resolve(),
+    }
+    source = loops.specialised_source(strategy)
+    before = loops._fingerprint(strategy, source)
+    (folder / "helper_mod.py").write_text(_HELPER.replace("1 + band", "1 - band"))
+    assert loops._fingerprint(strategy, source) != before
+    # the same contents elsewhere are the same loop: paths are not part of it
+    (folder / "helper_mod.py").write_text(textwrap.dedent(_HELPER))
+    assert loops._fingerprint(strategy, source) == before
