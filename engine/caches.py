@@ -33,10 +33,19 @@ def numba_cache_dir(boundscheck: bool) -> Path:
 
 
 def use_own_numba_cache() -> None:
-    """Set NUMBA_CACHE_DIR to tickwise's cache unless the user set one of their own."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    checked = os.environ.get("NUMBA_BOUNDSCHECK", "").strip() not in ("", "0")
-    os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir(checked))
-    if "numba" in sys.modules:  # imported before us: have it read its settings again
+    """Set NUMBA_CACHE_DIR to tickwise's cache unless the user set one of their own; with
+    TICKWISE_PURE_PYTHON=1, compile nothing (NUMBA_DISABLE_JIT=1: kernels run as Python,
+    for pdb and coverage)."""
+    changed = False
+    if _flag("TICKWISE_PURE_PYTHON") and not _flag("NUMBA_DISABLE_JIT"):
+        os.environ["NUMBA_DISABLE_JIT"] = "1"
+        changed = True
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir(_flag("NUMBA_BOUNDSCHECK")))
+        changed = True
+    if changed and "numba" in sys.modules:  # imported before us: read the settings again
         sys.modules["numba"].core.config.reload_config()
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip() not in ("", "0")

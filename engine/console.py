@@ -64,8 +64,8 @@ def compile_notice(what: str, after_s: float = 1.0) -> Iterator[None]:
     finally:
         timer.cancel()
         timer.join()
-        if said.is_set():
-            stderr.print(f"compiled {what} in {time.perf_counter() - began:.1f} s", markup=False)
+    if said.is_set():  # (and not when compiling failed: the error says what happened)
+        stderr.print(f"compiled {what} in {time.perf_counter() - began:.1f} s", markup=False)
 
 
 def fmt_ns(ts: int | None, digits: int = 6) -> str:

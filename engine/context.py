@@ -13,6 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .instruments import Instruments
+from .jit import pure_python
 from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits, pnl_floor
 from .schemas import (
     EQUITY_DTYPE,
@@ -215,34 +216,45 @@ def new_context(
     guard_f = np.zeros(N_GUARD_F)
     guard_f[GF_FLOOR] = pnl_floor(limits, 0.0)
     throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
-    return Ctx(
-        clock=clock,
-        config=config,
-        instruments=table,
-        market=market,
-        book_px=np.full((size, 2, BOOK_DEPTH), np.nan),
-        book_sz=np.zeros((size, 2, BOOK_DEPTH)),
-        book_n=np.zeros((size, 2), dtype=np.int64),
-        portfolio=np.zeros(size, dtype=POSITION_DTYPE),
-        open_orders=np.zeros(max_open_orders, dtype=OPEN_ORDER_DTYPE),
-        inst_open=np.zeros(size, dtype=np.int64),
-        order_log=np.zeros(log_capacity, dtype=ORDER_DTYPE),
-        fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
-        equity_log=np.zeros(equity_capacity, dtype=EQUITY_DTYPE),
-        mark_log=np.full((equity_capacity, size), np.nan),
-        limits=limits,
-        guard=guard,
-        guard_f=guard_f,
-        inst_guard=np.zeros((size, N_IG), dtype=np.int64),
-        inst_guard_f=inst_guard_f,
-        jump_ring=jump_ring,
-        throttle_ring=np.full(throttle, np.iinfo(np.int64).min // 2, dtype=np.int64),
-        # Without a resume, each scope (the session, each instrument) can only go up, to
-        # REDUCING then HALTED, within a batch; Python drains the log after every batch.
-        transitions=np.zeros(2 * (size + 1) + 64, dtype=TRANSITION_DTYPE),
+    return _as_python_reads(
+        Ctx(
+            clock=clock,
+            config=config,
+            instruments=table,
+            market=market,
+            book_px=np.full((size, 2, BOOK_DEPTH), np.nan),
+            book_sz=np.zeros((size, 2, BOOK_DEPTH)),
+            book_n=np.zeros((size, 2), dtype=np.int64),
+            portfolio=np.zeros(size, dtype=POSITION_DTYPE),
+            open_orders=np.zeros(max_open_orders, dtype=OPEN_ORDER_DTYPE),
+            inst_open=np.zeros(size, dtype=np.int64),
+            order_log=np.zeros(log_capacity, dtype=ORDER_DTYPE),
+            fill_log=np.zeros(log_capacity, dtype=FILL_DTYPE),
+            equity_log=np.zeros(equity_capacity, dtype=EQUITY_DTYPE),
+            mark_log=np.full((equity_capacity, size), np.nan),
+            limits=limits,
+            guard=guard,
+            guard_f=guard_f,
+            inst_guard=np.zeros((size, N_IG), dtype=np.int64),
+            inst_guard_f=inst_guard_f,
+            jump_ring=jump_ring,
+            throttle_ring=np.full(throttle, np.iinfo(np.int64).min // 2, dtype=np.int64),
+            # Without a resume, each scope (the session, each instrument) can only go up, to
+            # REDUCING then HALTED, within a batch; Python drains the log after every batch.
+            transitions=np.zeros(2 * (size + 1) + 64, dtype=TRANSITION_DTYPE),
+        )
     )
 
 
 def copy_context(ctx: Ctx) -> Ctx:
     """A deep copy (for warm-up runs that must not touch the real state)."""
     return Ctx(*(a.copy() for a in ctx))
+
+
+def _as_python_reads(ctx: Ctx) -> Ctx:
+    """The context as compiled code reads it; when kernels run as Python
+    (TICKWISE_PURE_PYTHON=1), its records are recarray views, so that `row.field` reads and
+    writes in Python as it does compiled."""
+    if not pure_python():
+        return ctx
+    return Ctx(*(a.view(np.recarray) if a.dtype.names else a for a in ctx))

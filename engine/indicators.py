@@ -1,4 +1,4 @@
-"""Rolling-window indicators for strategy kernels: mean and standard deviation in O(1) per update.
+"""Rolling-window indicators for strategy kernels: mean and deviation in O(1), max and min.
 
 A window is one row per instrument of a float array laid out as
 [count, sum, sum of squares, next slot, x_0 … x_{w-1}] (declare it in a strategy's state
@@ -89,3 +89,26 @@ def rolling_zscore(win, i, x):
     if not spread > 0.0:
         return np.nan
     return (m * x - s) / np.sqrt(spread)
+
+
+@kernel
+def rolling_max(win, i):
+    """The largest value held (NaN when empty). O(window) per call: it scans the values,
+    so that pushing stays O(1) for every window whether or not its extremes are asked."""
+    best = np.nan
+    for j in range(HEADER, HEADER + rolling_count(win, i)):
+        v = win[i, j]
+        if not v <= best:  # (the first value, and every larger one)
+            best = v
+    return best
+
+
+@kernel
+def rolling_min(win, i):
+    """The smallest value held (NaN when empty). O(window) per call, as `rolling_max`."""
+    best = np.nan
+    for j in range(HEADER, HEADER + rolling_count(win, i)):
+        v = win[i, j]
+        if not v >= best:
+            best = v
+    return best

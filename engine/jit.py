@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numba
 from numba import njit
 
 # `_nrt` is Numba's switch for its reference-counting runtime (a long-standing option).
@@ -32,6 +33,17 @@ KERNEL_OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False, "forceinline": T
 
 
 COLD_OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}
+
+
+def python_function(fn: Any) -> Any:
+    """The Python function behind a kernel (the function itself when nothing is compiled:
+    TICKWISE_PURE_PYTHON=1, or NUMBA_DISABLE_JIT=1)."""
+    return getattr(fn, "py_func", fn)
+
+
+def pure_python() -> bool:
+    """Whether kernels run as plain Python (for pdb and coverage, on small data)."""
+    return bool(numba.config.DISABLE_JIT)
 
 
 def kernel(fn: Callable[..., Any]) -> Any:

@@ -3,12 +3,13 @@
 Numba will not cache a function specialised on a jitted function passed as
 an argument, so each strategy gets its own copy of `engine/loop.py` in which
 the callback names point at the strategy's functions, handed to the copy when
-it is imported (`_callbacks`). The copy's file name is a hash of the contents
-of everything that goes into the compiled code (the loop, the engine kernels,
-the strategy's source files, the Numba and Python versions), never of paths or
-module names: Numba's cache next to it is reused exactly while nothing
-changed, a change anywhere produces a new copy, and the same strategy loaded
-by path or by entry point shares one.
+it is imported (`_callbacks`). The copy's file name is a hash of everything
+that goes into the compiled code (the loop, the engine kernels, the contents
+of the strategy's source files, the names of the modules its code runs in,
+the Numba and Python versions), so Numba's cache next to it is reused exactly
+while nothing changed, and a change anywhere produces a new copy. A strategy
+file that is an installed module is loaded under the module's name by path
+too (engine.strategy), so the two ways share one copy.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from . import (
     schemas,
 )
 from .errors import TickwiseError
+from .jit import pure_python, python_function
 from .strategy import CALLBACKS, Strategy, StrategyError, import_as
 
 _ENGINE_SOURCES = (
@@ -72,14 +74,14 @@ def cache_dir() -> Path:
 
 
 def _callback_origin(strategy: type[Strategy], name: str, fn: object) -> tuple[str, str, Path]:
-    py_func = getattr(fn, "py_func", None)
-    if py_func is None:
-        raise StrategyError(f"{strategy.__name__}.{name} must be an @njit function")
+    py_func = python_function(fn)
+    if py_func is fn and not pure_python():
+        raise StrategyError(f"{strategy.__name__}.{name} must be a @tw.kernel function")
     module_name, qualname = py_func.__module__, py_func.__qualname__
     module = sys.modules.get(module_name)
     if "." in qualname or module is None or getattr(module, qualname, None) is not fn:
         raise StrategyError(
-            f"{strategy.__name__}.{name} ({qualname}) must be an @njit function defined at "
+            f"{strategy.__name__}.{name} ({qualname}) must be a @tw.kernel function defined at "
             "the top level of its module"
         )
     return module_name, qualname, Path(inspect.getfile(py_func))
@@ -110,7 +112,7 @@ def specialised_source(
         if name in origins:
             # The strategy's function (handed over at import: `_callbacks`, which names no
             # module), compiled again here as a kernel (see engine.jit).
-            line = f"_{name} = kernel({CALLBACKS_GLOBAL}[{name!r}].py_func)  # callback: {name}"
+            line = f"_{name} = kernel({CALLBACKS_GLOBAL}[{name!r}])  # callback: {name}"
             line += SUBSTITUTED
         elif name == "guard":
             line = _UNGUARDED[line] + SUBSTITUTED
@@ -143,15 +145,24 @@ def strategy_sources(strategy: type[Strategy]) -> set[Path]:
     callbacks' files, and those of the kernels and modules they reach (a helper module
     beside the strategy, say); tickwise's own (hashed apart), installed packages' and the
     standard library's aside."""
+    return _reach(strategy)[0]
+
+
+def _reach(strategy: type[Strategy]) -> tuple[set[Path], set[str]]:
+    """The files of the user's code a strategy's loop compiles in (`strategy_sources`), and
+    the names of the modules that code runs in: Numba's cached code refers to each function's
+    module by name (it imports it to rebuild the function's environment)."""
     files: set[Path] = {Path(inspect.getfile(strategy)).resolve()}
+    modules: set[str] = {strategy.__module__}
     seen: set[int] = set()
-    todo = [getattr(fn, "py_func", fn) for fn in strategy.callbacks().values()]
+    todo = [python_function(fn) for fn in strategy.callbacks().values()]
     while todo:
         fn = todo.pop()
         if id(fn) in seen or not hasattr(fn, "__code__") or not _users(fn.__module__):
             continue
         seen.add(id(fn))
         files.add(Path(fn.__code__.co_filename).resolve())
+        modules.add(fn.__module__)
         for value in fn.__globals__.values():
             if hasattr(value, "py_func"):  # a kernel it may call
                 todo.append(value.py_func)
@@ -160,7 +171,7 @@ def strategy_sources(strategy: type[Strategy]) -> set[Path]:
                 if path.suffix == ".py" and "site-packages" not in path.resolve().parts:
                     files.add(path.resolve())
                     todo += [v.py_func for v in vars(value).values() if hasattr(v, "py_func")]
-    return files
+    return files, modules
 
 
 def _users(module_name: str) -> bool:
@@ -173,15 +184,18 @@ def _users(module_name: str) -> bool:
 
 
 def _fingerprint(strategy: type[Strategy], source: str) -> str:
-    """A hash of the contents (never the paths, never module names) of what the loop
-    compiles: its source, the engine's kernels, the strategy's files, the versions."""
+    """A hash of what the loop compiles: its source, the engine's kernels, the contents of the
+    strategy's files (not their paths), the modules its code runs in (by name, as Numba's
+    cached code refers to them), the versions."""
     h = hashlib.sha256(source.encode())
     engine = [Path(inspect.getfile(m)) for m in _ENGINE_SOURCES]
     engine.append(Path(inspect.getfile(sys.modules["tickwise.engine.matching"])))
     for path in engine:  # (a fixed order)
         h.update(path.read_bytes())
-    for content in sorted(path.read_bytes() for path in strategy_sources(strategy)):
+    files, modules = _reach(strategy)
+    for content in sorted(path.read_bytes() for path in files):
         h.update(hashlib.sha256(content).digest())
+    h.update(" ".join(sorted(modules)).encode())
     h.update(f"{numba.__version__} {platform.python_version()}".encode())
     return h.hexdigest()[:20]
 
@@ -207,7 +221,8 @@ def compiled_loop(strategy: type[Strategy], guarded: bool = True) -> ModuleType:
             os.replace(tmp, path)  # atomic: concurrent sessions never read half a file
             prune(folder, MAX_LOOPS, _numba_cache())
         try:
-            return import_as(name, path, {CALLBACKS_GLOBAL: strategy.callbacks()})
+            given = {n: python_function(fn) for n, fn in strategy.callbacks().items()}
+            return import_as(name, path, {CALLBACKS_GLOBAL: given})
         except FileNotFoundError:  # pruned by another process between the two: write it again
             if attempt:
                 raise

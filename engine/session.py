@@ -11,12 +11,15 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 import pyarrow as pa
+from numba.core.errors import NumbaError
 
+from . import loops
 from .context import (
     CLK_CANCEL_ASKS,
     CLK_EVENTS,
@@ -36,6 +39,7 @@ from .context import (
     copy_context,
     new_context,
 )
+from .diagnose import explain
 from .errors import TickwiseError
 from .instruments import Instruments
 from .killswitch import (
@@ -157,7 +161,18 @@ class Session:
         """Compile (or load from cache) the loop for these kinds (all by default: a live feed
         may send any), with `reports` what applies an exchange's reports, and with `controls`
         what a person or the clock does between batches (halt, trip, resume, PnL), on a
-        throwaway copy of the state, so that no event pays for compilation."""
+        throwaway copy of the state, so that no event pays for compilation. A mistake in the
+        strategy's code is a StrategyError naming its file, line and rule."""
+        try:
+            self._warm_up(kinds, reports, controls)
+        except NumbaError as exc:
+            engine = (Path(loops.__file__).resolve().parent, loops.cache_dir().resolve())
+            explained = explain(exc, self.strategy, engine)
+            if explained is None:  # not in the strategy's code: ours, with its traceback
+                raise
+            raise explained from None
+
+    def _warm_up(self, kinds: tuple[str, ...], reports: bool, controls: bool) -> None:
         ctx = copy_context(self.ctx)
         st = type(self._st)(**{k: v.copy() for k, v in self.state.items()})
         for kind in kinds:

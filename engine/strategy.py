@@ -13,12 +13,18 @@ the functions of `import tickwise as tw`), `event` the record (`q.bid_px`, `t.si
 
 from __future__ import annotations
 
+import ast
+import builtins
+import difflib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import math
 import re
 import sys
+import textwrap
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -30,6 +36,7 @@ import numpy as np
 
 from .errors import TickwiseError
 from .indicators import HEADER as ROLLING_HEADER
+from .jit import pure_python, python_function
 from .schemas import KINDS, TIF_GTC, TIF_IOC
 
 GTC = TIF_GTC  # good till cancelled (the default for limit orders)
@@ -247,6 +254,131 @@ class Strategy:
         return arrays
 
 
+# --- checking a strategy's code before compiling it -----------------------------------------
+
+_RECORDS = {"on_quote": "q", "on_trade": "t", "on_bar": "b", "on_book": "d", "on_fill": "f",
+            "on_timer": "now"}  # fmt: skip
+
+
+def _where(fn: Any, node: ast.AST | None = None) -> str:
+    """file:line of a function (or of a node of its source, as parsed by `_tree`)."""
+    code = fn.__code__
+    line = code.co_firstlineno + (node.lineno - 1 if node is not None else 0)
+    return f"{code.co_filename}:{line}"
+
+
+def _tree(fn: Any) -> ast.FunctionDef | None:
+    """The function's own definition, parsed from its source (None without a source)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return None
+    node = ast.parse(source).body[0]
+    return node if isinstance(node, ast.FunctionDef) else None
+
+
+def check_code(cls: type[Strategy]) -> None:
+    """What can be told of a strategy's callbacks without compiling them, each mistake as a
+    StrategyError naming the file, the line and the rule: a callback taking other than
+    (ctx, record, st, p); a parameter or state read that the class does not declare; a
+    `tw.name` the public API does not have; a plain Python function called from a kernel."""
+    tickwise = sys.modules["tickwise"]  # (the face, loaded with any of tickwise's modules)
+    pure = pure_python()
+    face = set(tickwise.__all__)
+    label = cls.__name__
+    for name, kernel_fn in cls.callbacks().items():
+        fn = python_function(kernel_fn)
+        args = list(inspect.signature(fn).parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if len(args) != 4 or any(a.kind not in positional or a.default is not a.empty
+                                 for a in args):  # fmt: skip
+            wanted = f"(ctx, {_RECORDS[name]}, st, p)"
+            raise StrategyError(
+                f"{_where(fn, _tree(fn))}: {label}.{name} must take {wanted}; {fn.__name__} takes "
+                f"({', '.join(a.name for a in args)})"
+            )
+        tree = _tree(fn)
+        if tree is None:
+            continue
+        st_name, p_name = args[2].name, args[3].name
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+                continue
+            owner, attr = node.value.id, node.attr
+            if owner == p_name and attr not in cls.params:
+                known = ", ".join(cls.params) or "none"
+                raise StrategyError(
+                    f"{_where(fn, node)}: {label}.{name} reads {p_name}.{attr}, but {label} has "
+                    f"no parameter {attr!r} (its parameters: {known})"
+                )
+            if owner == st_name and attr not in cls.state:
+                known = ", ".join(cls.state) or "none"
+                raise StrategyError(
+                    f"{_where(fn, node)}: {label}.{name} reads {st_name}.{attr}, but {label} "
+                    f"declares no state {attr!r} (its state: {known})"
+                )
+    for fn in _kernels_of(cls):
+        tree = _tree(fn)
+        if tree is None:
+            continue
+        local = {a.arg for a in ast.walk(tree.args) if isinstance(a, ast.arg)} | {
+            n.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Name)
+                and isinstance(node.ctx, ast.Load)
+                and not (
+                    node.id in local or node.id in fn.__globals__ or hasattr(builtins, node.id)
+                )
+            ):
+                raise StrategyError(
+                    f"{_where(fn, node)}: {fn.__name__} uses {node.id}, which is defined "
+                    "neither in the function nor in its module"
+                )
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                module = fn.__globals__.get(node.value.id)
+                if module is tickwise and node.attr not in face:
+                    close = difflib.get_close_matches(node.attr, face, n=1)
+                    hint = f" (did you mean {node.value.id}.{close[0]}?)" if close else ""
+                    raise StrategyError(
+                        f"{_where(fn, node)}: {fn.__name__} uses {node.value.id}.{node.attr}, "
+                        f"which is not part of tickwise's strategy API{hint}"
+                    )
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                target = fn.__globals__.get(node.func.id)
+                # (in pure Python nothing is compiled, and a kernel is a plain function too)
+                if isinstance(target, types.FunctionType) and _users_code(target) and not pure:
+                    raise StrategyError(
+                        f"{_where(fn, node)}: {fn.__name__} calls {node.func.id}(), a plain "
+                        "Python function: compiled code calls only kernels. Decorate "
+                        f"{node.func.id} with @tw.kernel (it then follows the same rules)"
+                    )
+
+
+def _kernels_of(cls: type[Strategy]) -> list[Any]:
+    """The Python functions of the kernels a strategy's module defines (its callbacks and
+    their helpers)."""
+    module = sys.modules.get(cls.__module__)
+    callbacks = [python_function(fn) for fn in cls.callbacks().values()]
+    found = {id(fn): fn for fn in callbacks}
+    for value in vars(module).values() if module else ():
+        py_func = getattr(value, "py_func", None)
+        if py_func is not None and py_func.__module__ == cls.__module__:
+            found[id(py_func)] = py_func
+    return list(found.values())
+
+
+def _users_code(fn: types.FunctionType) -> bool:
+    """Whether a plain function is the user's (not a library's, which compiled code may call
+    when Numba knows it, as numpy's)."""
+    top = fn.__module__.partition(".")[0] if fn.__module__ else ""
+    path = Path(fn.__code__.co_filename)
+    return top not in sys.stdlib_module_names and "site-packages" not in path.parts
+
+
 # --- finding strategies -------------------------------------------------------------------
 
 
@@ -281,6 +413,7 @@ def load_strategy(spec: str) -> type[Strategy]:
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyError(f"{spec} is not a tickwise Strategy subclass")
     cls.validate()
+    check_code(cls)
     return cls
 
 
@@ -292,11 +425,24 @@ def _import(module_name: str) -> Any:
 
 
 def _load_file(path: Path) -> Any:
-    """Import a strategy file under a stable module name (so compiled code can be cached)."""
+    """Import a strategy file under a stable module name (so compiled code can be cached):
+    the name it is installed under when it is a registered plugin's module (the same
+    compiled loop by path as by name), else one made from its contents."""
     if not path.is_file():
         raise StrategyError(f"{path}: no such strategy file")
     path = path.resolve()
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        module_name = ep.value.partition(":")[0]
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin and Path(spec.origin).resolve() == path:
+            return _import(module_name)
+    # Named by its contents: an edited file is new code under a new name (never the module
+    # loaded before the edit), and a copy elsewhere is the same code under the same name
+    # (one compiled loop: Numba's cached code names the modules it runs in).
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
     stem = re.sub(r"\W", "_", path.stem)
     name = f"tickwise_user_{stem}_{digest}"
     if name in sys.modules:

@@ -42,11 +42,29 @@ def _warm(spec: str, cwd: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_strategy_by_entry_point_and_by_path_shares_one_compiled_loop(tmp_path: Path) -> None:
-    by_name = _warm("mean_reversion", tmp_path)
-    by_path = _warm(f"{ROOT / 'strategies' / 'mean_reversion.py'}:MeanReversion", tmp_path)
-    assert by_path["loop"] == by_name["loop"]
-    assert by_path["misses"] == 0  # loaded, not compiled
-    assert by_path["hits"] == 1
+    """Either way first: the file of an installed plugin is loaded under its module's name."""
+    by_path = f"{ROOT / 'strategies' / 'mean_reversion.py'}:MeanReversion"
+    first = _warm(by_path, tmp_path)
+    for spec in ("mean_reversion", by_path):
+        again = _warm(spec, tmp_path)
+        assert again["loop"] == first["loop"]
+        assert again["misses"] == 0  # loaded, not compiled
+        assert again["hits"] == 1
+
+
+def test_a_strategy_file_is_named_by_its_contents(tmp_path: Path) -> None:
+    """A copy elsewhere is the same module and the same loop (a test's strategy in tmp_path
+    compiles once, not once a run); an edited file is a new module, never the one loaded
+    before the edit."""
+    source = (ROOT / "strategies" / "mean_reversion.py").read_text()
+    specs = []
+    for folder, text in (("a", source), ("b", source), ("c", source + "# edited\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "mr.py").write_text(text)
+        specs.append(load_strategy(f"{tmp_path / folder / 'mr.py'}:MeanReversion"))
+    a, b, c = (loops._fingerprint(s, loops.specialised_source(s)) for s in specs)
+    assert specs[0].__module__ == specs[1].__module__ != specs[2].__module__
+    assert a == b != c
 
 
 _HELPER = """

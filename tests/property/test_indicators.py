@@ -11,7 +11,9 @@ from tickwise.engine.indicators import (
     HEADER,
     rolling_count,
     rolling_full,
+    rolling_max,
     rolling_mean,
+    rolling_min,
     rolling_push,
     rolling_std,
     rolling_zscore,
@@ -35,6 +37,8 @@ def test_a_window_holds_the_last_values_pushed_and_their_moments(width, pushes) 
         values = np.array(held[row])
         assert rolling_count(win, row) == len(values)
         assert rolling_full(win, row) == (len(values) == width)
+        assert rolling_max(win, row) == values.max()  # exactly: no arithmetic, a choice
+        assert rolling_min(win, row) == values.min()
         # Running sums carry the rounding of every value that passed through them since they
         # were last recomputed: digits below the largest square pushed are not kept.
         largest[row] = max(largest[row], x * x)
@@ -51,3 +55,5 @@ def test_a_window_holds_the_last_values_pushed_and_their_moments(width, pushes) 
             assert rolling_count(win, row) == 0
             assert np.isnan(rolling_mean(win, row))
             assert np.isnan(rolling_std(win, row))
+            assert np.isnan(rolling_max(win, row))
+            assert np.isnan(rolling_min(win, row))

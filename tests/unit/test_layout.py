@@ -33,7 +33,8 @@ FACE = [
     "book_level", "book_levels", "buy", "cancel", "cancel_all", "is_open", "kernel",
     "last_price", "load_config", "load_strategy", "lot_size", "mid_price", "net_position",
     "now", "open_orders", "pnl", "position", "realized_pnl", "registered", "rolling_count",
-    "rolling_full", "rolling_mean", "rolling_push", "rolling_std", "rolling_zscore",
+    "rolling_full", "rolling_max", "rolling_mean", "rolling_min", "rolling_push", "rolling_std",
+    "rolling_zscore",
     "round_to_tick", "run_backtest", "sell", "tick_size", "trade_to", "trading_state",
     "unrealized_pnl", "working_qty",
 ]  # fmt: skip

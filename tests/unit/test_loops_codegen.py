@@ -50,7 +50,7 @@ def test_a_strategy_s_loop_differs_from_the_template_only_in_its_marked_callback
     for before, after in changed:
         name = before.partition("# callback: ")[2]
         assert name in callbacks
-        assert after.startswith(f"_{name} = kernel(_callbacks[{name!r}].py_func)")
+        assert after.startswith(f"_{name} = kernel(_callbacks[{name!r}])")
         assert after.endswith(loops.SUBSTITUTED)
     # Nothing names the strategy's module: loaded by path or by entry point, one loop.
     assert strategy.__module__ not in source

@@ -204,7 +204,7 @@ def test_a_callback_must_be_a_top_level_function(tmp_path: Path) -> None:
         "class Nested(Strategy):\n"
         "    on_quote = make()\n"
     )
-    with pytest.raises(StrategyError, match="must be an @njit function defined at the top level"):
+    with pytest.raises(StrategyError, match="must be a @tw.kernel function defined at the top"):
         Session(load_strategy(f"{path}:Nested"), simple_instruments(1), **UNGUARDED)
 
 
