@@ -2,15 +2,29 @@
 
 Numba caches compiled code beside each source file unless told otherwise: an
 editable install would write it into the repository, an installed one into
-site-packages. `use_own_numba_cache` points Numba at `~/.cache/tickwise/numba-<format>`
-before anything of ours compiles (and the processes we start inherit it).
+site-packages. `use_own_numba_cache` points Numba at a folder of
+`~/.cache/tickwise` named for the engine's code (below) before anything of ours
+compiles (and the processes we start inherit it).
+
+Numba checks a cached function against its own source file only, while a kernel
+carries the code of the kernels it calls from other files (they are inlined):
+after a change to `risk.py`, the kill switch's cached kernels in `killswitch.py`
+would still run the old gate. So compiled code lives in a folder named by a hash
+of every source file of the engine, the feeds and the backtester: any change
+compiles everything again, once, and the folders of the few engine versions
+used last are kept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
+from functools import cache
 from pathlib import Path
+
+KEEP_VERSIONS = 4  # compiled code of this many engine versions is kept (the most recent)
 
 
 def cache_root() -> Path:
@@ -27,9 +41,36 @@ COMPILED_FORMAT = 2
 
 def numba_cache_dir(boundscheck: bool) -> Path:
     """The default Numba cache: apart for bounds-checked code, since Numba's cache does not
-    tell checked code from unchecked (a checked run would load unchecked code), and apart
-    for each format of compiled code."""
-    return cache_root() / f"numba{'-boundscheck' if boundscheck else ''}-{COMPILED_FORMAT}"
+    tell checked code from unchecked (a checked run would load unchecked code), for each
+    format of compiled code, and for each version of the engine's code."""
+    kind = f"numba{'-boundscheck' if boundscheck else ''}-{COMPILED_FORMAT}"
+    return cache_root() / kind / engine_fingerprint()
+
+
+@cache
+def engine_fingerprint(root: Path | None = None) -> str:
+    """A hash of the contents of every source file of engine/, feeds/ and backtest/ under
+    `root` (this installation's by default: the code compiled kernels are made of), for
+    naming the cache of their compiled code."""
+    root = root or Path(__file__).resolve().parent.parent  # engine/.. : engine, feeds, ...
+    h = hashlib.sha256()
+    for package in ("engine", "feeds", "backtest"):
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def prune_versions(folder: Path, keep: int = KEEP_VERSIONS) -> None:
+    """Remove the compiled code of all but the `keep` engine versions used last (each
+    version's folder is touched when a process starts with it)."""
+    try:
+        versions = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    except FileNotFoundError:
+        return
+    for old in versions[keep:]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def use_own_numba_cache() -> None:
@@ -41,8 +82,15 @@ def use_own_numba_cache() -> None:
         os.environ["NUMBA_DISABLE_JIT"] = "1"
         changed = True
     if not os.environ.get("NUMBA_CACHE_DIR"):
-        os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir(_flag("NUMBA_BOUNDSCHECK")))
+        folder = numba_cache_dir(_flag("NUMBA_BOUNDSCHECK"))
+        os.environ["NUMBA_CACHE_DIR"] = str(folder)
         changed = True
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.utime(folder)  # in use now: pruning keeps the versions used last
+            prune_versions(folder.parent)
+        except OSError:  # a read-only home: Numba says so when it tries to write
+            pass
     if changed and "numba" in sys.modules:  # imported before us: read the settings again
         sys.modules["numba"].core.config.reload_config()
 

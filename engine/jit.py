@@ -47,8 +47,22 @@ def pure_python() -> bool:
 
 
 def kernel(fn: Callable[..., Any]) -> Any:
-    """Compile `fn` as a per-event kernel."""
-    return njit(**KERNEL_OPTIONS)(fn)
+    """Compile `fn` as a per-event kernel. The engine's kernels and the generated loops are
+    cached on disk; a strategy's own kernels are not: Numba checks a cached function against
+    its own file only, and a strategy's helper module could change under a cached callback.
+    A strategy's compiled code is cached within its loop, which is named by everything it
+    compiles (engine.loops)."""
+    if _ours(fn.__module__):
+        return njit(**KERNEL_OPTIONS)(fn)
+    return njit(**{**KERNEL_OPTIONS, "cache": False})(fn)
+
+
+def _ours(module: str | None) -> bool:
+    """Whether code is the engine's (or a loop generated from it)."""
+    return bool(module) and (
+        module.startswith(("tickwise.engine.", "tickwise.feeds.", "tickwise.backtest."))
+        or module.startswith("tickwise_loop_")
+    )
 
 
 def cold_kernel(fn: Callable[..., Any]) -> Any:

@@ -17,6 +17,7 @@ import pytest
 
 from tickwise import load_strategy
 from tickwise.engine import loops
+from tickwise.feeds.synth import SynthConfig, synth
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,3 +117,54 @@ def test_a_strategy_imports_a_module_beside_it_and_its_edits_make_a_new_loop(
     # the same contents elsewhere are the same loop: paths are not part of it
     (folder / "helper_mod.py").write_text(textwrap.dedent(_HELPER))
     assert loops._fingerprint(strategy, source) == before
+
+
+_RUN = """
+import sys
+import tickwise as tw
+print(len(tw.run_backtest(sys.argv[1], sys.argv[2]).orders))
+"""
+
+_WANTS = """
+import tickwise as tw
+
+
+@tw.kernel
+def wanted(mid):
+    return {lots}
+"""
+
+_TRADER = """
+import tickwise as tw
+from wants_mod import wanted
+
+
+@tw.kernel
+def on_quote(ctx, q, st, p):
+    i = q.instrument
+    tw.trade_to(ctx, i, wanted(q.bid_px) * tw.lot_size(ctx, i))
+
+
+class Trader(tw.Strategy):
+    on_quote = on_quote
+"""
+
+
+@pytest.mark.slow
+def test_an_edit_of_a_module_beside_the_strategy_changes_what_runs(tmp_path: Path) -> None:
+    """Numba checks a cached function against its own file only: the strategy's callback,
+    cached, would keep the helper's old code. A strategy's compiled code is cached only
+    within its loop, which an edit of the helper renames."""
+    data = tmp_path / "q.parquet"
+    synth(SynthConfig(rows=2_000, instruments=2, seed=3), data)
+    (tmp_path / "trader.py").write_text(textwrap.dedent(_TRADER))
+    orders = []
+    for lots in ("1.0", "0.0", "1.0"):  # (the last: back to a loop already compiled)
+        (tmp_path / "wants_mod.py").write_text(textwrap.dedent(_WANTS.format(lots=lots)))
+        done = subprocess.run([sys.executable, "-c", _RUN, f"{tmp_path / 'trader.py'}:Trader",
+                               str(data)], capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        orders.append(int(done.stdout.split()[-1]))
+    assert orders[0] > 0
+    assert orders[1] == 0
+    assert orders[2] == orders[0]
