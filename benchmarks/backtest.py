@@ -40,14 +40,19 @@ CONFIG = SessionConfig(taker_fee_bps=0.5, maker_fee_bps=0.1, order_latency_us=20
 PARAMS = {"window": 100, "entry_z": 2.0, "exit_z": 0.5, "qty": 100.0}  # whole lots everywhere
 
 
+def config_file_text() -> str:
+    """CONFIG as the command reads it: the [backtest] table (the other tables are left out:
+    their defaults apply)."""
+    tables = ("risk", "killswitch", "live")
+    return "[backtest]\n" + "\n".join(
+        f"{k} = {getattr(CONFIG, k)!r}" for k in CONFIG.__dataclass_fields__ if k not in tables
+    ).replace("'", '"')
+
+
 def measure(rows: int, rounds: int) -> dict:
     data = quotes_file(rows)
     tickwise = str(Path(sys.executable).with_name("tickwise"))
-    config_toml = "[backtest]\n" + "\n".join(
-        f"{k} = {getattr(CONFIG, k)!r}"
-        for k in CONFIG.__dataclass_fields__
-        if k not in ("risk", "killswitch")  # tables of their own; the defaults apply
-    ).replace("'", '"')
+    config_toml = config_file_text()
     # The command trades as the replay below does (the defaults trade 1 unit, which these
     # instruments' lots refuse: a reject storm, a halt and millions of refusals to write).
     params = [a for k, v in PARAMS.items() for a in ("--param", f"{k}={v}")]

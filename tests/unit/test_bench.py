@@ -231,3 +231,14 @@ def test_a_rung_of_the_ladder_asks_the_feed_for_its_rate_in_quotes(quotes_per_s:
     ts = np.concatenate([b.column("ts_event").to_numpy() for b in market.batches()])
     published = np.count_nonzero(ts < market.start_ns + 10 * 10**9) / 10.0
     assert published == pytest.approx(quotes_per_s, rel=0.01)
+
+
+def test_the_whole_command_benchmark_runs_the_replay_s_configuration(tmp_path: Path) -> None:
+    """The command it times reads CONFIG from a file: the same configuration as the replay
+    it is compared with (a field of SessionConfig written as a [backtest] key broke it)."""
+    from tickwise.benchmarks import backtest as bench_backtest
+    from tickwise.engine.config import load_config
+
+    path = tmp_path / "bt.toml"
+    path.write_text(bench_backtest.config_file_text() + "\n")
+    assert load_config(path) == (bench_backtest.CONFIG, {})
