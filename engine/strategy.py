@@ -321,7 +321,7 @@ def check_code(cls: type[Strategy]) -> None:
         tree = _tree(fn)
         if tree is None:
             continue
-        local = {a.arg for a in ast.walk(tree.args) if isinstance(a, ast.arg)} | {
+        local = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)} | {
             n.id
             for n in ast.walk(tree)
             if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)

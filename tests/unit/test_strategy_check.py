@@ -126,3 +126,10 @@ def test_strategies_check_says_ok_with_the_parameters(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"oops ({tmp_path / 'oops.py'}:Oops): ok. Compiled or loaded")
     assert done.stdout.rstrip().endswith("parameters: band=0.001")
+
+
+def test_a_name_bound_by_a_lambda_or_comprehension_inside_a_kernel_is_not_undefined(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "mid = (lambda x: x * 1.0)(mid) + sum([y for y in (0.0,)])")
+    assert load_strategy(f"{path}:Oops").name() == "oops"
