@@ -26,7 +26,7 @@ from numba import njit
 from tickwise import load_strategy
 from tickwise.backtest.replay import run_backtest
 from tickwise.engine.config import SessionConfig
-from tickwise.engine.context import CLK_RECV, JUMP_BUCKETS, new_context
+from tickwise.engine.context import JUMP_BUCKETS, new_context
 from tickwise.engine.limits import KillSwitch, RiskLimits
 from tickwise.engine.market import apply_quote_nb
 from tickwise.engine.risk import gate_nb
@@ -78,7 +78,7 @@ def per_event(rows: int, rounds: int) -> dict:
                 s.on_batch("quotes", b)
             times.append((time.perf_counter() - t0) / rows * 1e9)
             if guarded:
-                trips, orders = int(s.ctx.guard[12]), int(s.ctx.clock[1] - 1)
+                trips, orders = int(s.ctx.guard[0].trips), int(s.ctx.clock[0].next_id - 1)
     ratio = np.array(on) / np.array(off)
     return {
         "rows": rows,
@@ -103,8 +103,8 @@ def _gate(ctx, n):
     many passed."""
     passed = 0
     for k in range(n):
-        ctx.clock[CLK_RECV] += 20_000
-        ctx.market[0].ts = ctx.clock[CLK_RECV]
+        ctx.clock[0].recv += 20_000
+        ctx.market[0].ts = ctx.clock[0].recv
         side = 1 if k & 1 else -1
         price = 100.0 - side * 0.01 * (1 + (k & 7))
         if gate_nb(ctx, 0, side, float(1 + (k & 3)), price, ORD_LIMIT) == 0:
@@ -122,8 +122,8 @@ def per_order(orders: int, rounds: int) -> dict:
     for r in range(rounds + 1):
         for name in settings if r % 2 == 0 else list(settings)[::-1]:  # taking turns
             ctx = new_context(instruments, risk=settings[name], killswitch=GUARD_KILL)
-            ctx.clock[CLK_RECV] = 1_700_000_000_000_000_000
-            apply_quote_nb(ctx, 0, ctx.clock[CLK_RECV], 99.99, 100.01, 500.0, 500.0)
+            ctx.clock[0].recv = 1_700_000_000_000_000_000
+            apply_quote_nb(ctx, 0, ctx.clock[0].recv, 99.99, 100.01, 500.0, 500.0)
             t0 = time.perf_counter()
             passed[name] = _gate(ctx, orders)
             if r:  # (the first round compiles)

@@ -244,7 +244,7 @@ def compare(rows: int, rounds: int, names: tuple[str, ...] = tuple(PARAMS)) -> d
             t2 = time.perf_counter()
             bare_ns.append((t1 - t0) / rows * 1e9)
             full_ns.append((t2 - t1) / rows * 1e9)
-            orders = int(session.ctx.clock[1] - 1)  # order ids handed out
+            orders = int(session.ctx.clock[0].next_id - 1)  # order ids handed out
             fills = int(session.ctx.portfolio["traded"].sum())
         ratios = np.array(full_ns) / np.array(bare_ns)
         out[name] = {

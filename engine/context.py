@@ -28,124 +28,134 @@ from .schemas import (
 
 BOOK_DEPTH = 16  # price levels kept per side of each instrument's book
 
-# Slots of `ctx.clock` (int64).
-CLK_NOW = 0  # ts_event of the event being processed (ns)
-CLK_NEXT_ID = 1  # next order id
-CLK_N_ORDER_LOG = 2  # rows used in ctx.order_log this batch
-CLK_N_FILL_LOG = 3  # rows used in ctx.fill_log this batch
-CLK_N_OPEN = 4  # rows used in ctx.open_orders
-CLK_EVENTS = 5  # events processed since the session began
-CLK_TIMER_NS = 6  # the strategy's timer period (0: no timer)
-CLK_NEXT_TIMER = 7  # when the timer fires next (0: not yet armed)
-CLK_SAMPLE_NS = 8  # equity sampling step (0: no sampling)
-CLK_NEXT_SAMPLE = 9  # when equity is sampled next (0: not yet armed)
-CLK_N_EQUITY_LOG = 10  # rows used in ctx.equity_log this batch
-CLK_RECV = 11  # ts_recv of the event: when the strategy sees it, and sends its orders
-CLK_LATENCY_NS = 12  # order entry latency: from sending to reaching the exchange
-CLK_JITTER_NS = 13  # plus up to this much more, drawn per order from CLK_LATENCY_SEED
-CLK_LATENCY_SEED = 14
-CLK_FEED_NS = 15  # feed latency: the strategy sees an event this long after ts_event
-#                   (-1: when the data say, at its ts_recv)
-CLK_CANCEL_ASKS = 16  # cancels asked since a session trading through an exchange last sent
-CLK_N_TRANSITIONS = 17  # rows used in ctx.transitions since Python last drained them
-N_CLOCK = 18
+# Where a session's orders go (`ctx.clock[0].venue`).
+VENUE_SIMULATED = 0  # the loop's own simulated exchange matches them (backtests, paper)
+VENUE_GATEWAY = 1  # an exchange process does (`tickwise live --gateway`): the loop matches
+#                    none of them, and cancels wait to be sent (`Session.cancel_requests`)
 
-# The order latency of a session whose orders go to an exchange process (`tickwise live
-# --gateway`): they never reach the loop's own simulated exchange, and a cancel stays
-# requested (its cancel_ts this far ahead of when it was asked) until it is sent.
-GATEWAY_NS = 1 << 62
+# `ctx.clock`: one record of the session's time, counters and order-entry settings.
+CLOCK_DTYPE = np.dtype(
+    [
+        ("now", "<i8"),  # ts_event of the event being processed (ns)
+        ("recv", "<i8"),  # ts_recv of the event: when the strategy sees it, and sends orders
+        ("events", "<i8"),  # events processed since the session began
+        ("next_id", "<i8"),  # next order id
+        ("n_order_log", "<i8"),  # rows used in ctx.order_log this batch
+        ("n_fill_log", "<i8"),  # rows used in ctx.fill_log this batch
+        ("n_equity_log", "<i8"),  # rows used in ctx.equity_log this batch
+        ("n_transitions", "<i8"),  # rows used in ctx.transitions since Python last drained
+        ("n_open", "<i8"),  # rows used in ctx.open_orders
+        ("timer_ns", "<i8"),  # the strategy's timer period (0: no timer)
+        ("next_timer", "<i8"),  # when the timer fires next (0: not yet armed)
+        ("sample_ns", "<i8"),  # equity sampling step (0: no sampling)
+        ("next_sample", "<i8"),  # when equity is sampled next (0: not yet armed)
+        ("venue", "<i8"),  # VENUE_SIMULATED or VENUE_GATEWAY
+        ("latency_ns", "<i8"),  # order entry latency: from sending to reaching the exchange
+        ("jitter_ns", "<i8"),  # plus up to this much more, drawn per order from latency_seed
+        ("latency_seed", "<i8"),
+        ("feed_ns", "<i8"),  # feed latency: the strategy sees an event this long after
+        #                      ts_event (-1: when the data say, at its ts_recv)
+        ("cancel_asks", "<i8"),  # cancels asked (VENUE_GATEWAY) since they were last sent
+    ],
+    align=True,
+)
 
-# Slots of `ctx.config` (float64).
-CFG_MAKER_FEE_BPS = 0  # fee on passive fills, basis points of notional
-CFG_TAKER_FEE_BPS = 1  # fee on aggressive fills
-CFG_MAKER_FEE_UNIT = 2  # plus this much per unit of quantity, on passive fills
-CFG_TAKER_FEE_UNIT = 3  # and on aggressive fills
-N_CONFIG = 4
+# `ctx.fees`: one record of the fee schedule the simulated exchange charges.
+FEES_DTYPE = np.dtype(
+    [
+        ("maker_bps", "<f8"),  # on passive fills, basis points of notional
+        ("taker_bps", "<f8"),  # on aggressive fills
+        ("maker_per_unit", "<f8"),  # plus this much per unit of quantity, on passive fills
+        ("taker_per_unit", "<f8"),  # and on aggressive fills
+    ],
+    align=True,
+)
 
-# Slots of `ctx.guard` (int64): the kill switch's state for the whole session.
-G_STATE = 0  # STATE_ACTIVE, STATE_REDUCING or STATE_HALTED
-G_TRIP = 1  # what moved the session to that state (TRIP_*; TRIP_NONE while ACTIVE)
-G_TRIP_TS = 2  # when (ns, event time)
-G_TRIP_INSTRUMENT = 3  # the instrument it concerned (-1: none in particular)
-G_PENDING = 4  # a trip whose cancels (and flattening) are still to send, this event
-G_LAST_TS = 5  # the previous event's ts_event (stale feed)
-G_LATE_RUN = 6  # events in a row with feed latency beyond the bound
-G_REJECT_WINDOW = 7  # start of the current second of rejects
-G_REJECTS = 8  # rejects in it
-G_DUP_COUNT = 9  # the same order, how many times in a row
-G_DUP_FIRST_TS = 10  # since when
-G_THROTTLE_NEXT = 11  # next slot of the throttle ring
-G_TRIPS = 12  # trips since the session began
-G_SESSION = 13  # attribution carried by every order
-G_STRATEGY = 14
-G_FLATTENING = 15  # 1 while the guard itself sends reduce-only orders
-N_GUARD = 16
+# `ctx.guard`: one record of the kill switch's state for the whole session.
+GUARD_DTYPE = np.dtype(
+    [
+        ("state", "<i8"),  # STATE_ACTIVE, STATE_REDUCING or STATE_HALTED
+        ("trip", "<i8"),  # what moved the session to that state (TRIP_*; TRIP_NONE: ACTIVE)
+        ("trip_ts", "<i8"),  # when (ns, event time)
+        ("trip_instrument", "<i8"),  # the instrument it concerned (-1: none in particular)
+        ("trip_value", "<f8"),  # the value that moved the session to its state
+        ("trip_limit", "<f8"),  # and the limit it crossed
+        ("trips", "<i8"),  # trips since the session began
+        ("pending", "<i8"),  # a trip whose cancels (and flattening) are to send, this event
+        ("flattening", "<i8"),  # 1 while the guard itself sends reduce-only orders
+        ("last_ts", "<i8"),  # the previous event's ts_event (stale feed)
+        ("late_run", "<i8"),  # events in a row with feed latency beyond the bound
+        ("reject_window", "<i8"),  # start of the current second of rejects
+        ("rejects", "<i8"),  # rejects in it
+        ("dup_count", "<i8"),  # the same order, how many times in a row
+        ("dup_first_ts", "<i8"),  # since when
+        ("dup_instrument", "<i8"),  # the order last repeated
+        ("dup_side", "<i8"),
+        ("dup_qty", "<f8"),
+        ("dup_price", "<f8"),
+        ("throttle_next", "<i8"),  # next slot of the throttle ring
+        ("pnl", "<f8"),  # session PnL, kept up to date event by event
+        ("peak", "<f8"),  # its peak (drawdown)
+        ("floor", "<f8"),  # PnL below this may cross max_loss or max_drawdown: judged exactly
+        ("session", "<i8"),  # attribution carried by every order
+        ("strategy", "<i8"),
+    ],
+    align=True,
+)
 
-# Slots of `ctx.guard_f` (float64).
-GF_TRIP_VALUE = 0  # the value that moved the session to its state
-GF_TRIP_LIMIT = 1  # and the limit it crossed
-GF_PNL = 2  # session PnL, kept up to date event by event
-GF_PEAK = 3  # its peak (drawdown)
-GF_DUP_INSTRUMENT = 4  # the order last repeated
-GF_DUP_SIDE = 5
-GF_DUP_QTY = 6
-GF_DUP_PRICE = 7
-GF_FLOOR = 8  # PnL below this may have crossed max_loss or max_drawdown: judged exactly
-N_GUARD_F = 9
-
-# Columns of `ctx.inst_guard` (int64, a row per instrument).
-IG_STATE = 0  # the instrument's own trading state (a halt can target one instrument)
-IG_LAST_SEQ = 1  # last sequence number seen (0: none yet)
-IG_GAP_SEQ = 2  # the sequence number after a gap: open while it is still the last seen
-IG_BUCKET = 3  # current price-jump bucket (ts // bucket width)
-IG_BUCKETS = 4  # buckets seen (the sigma estimate needs some)
-IG_BUCKET_END = 5  # when the current bucket ends (ns): the next event past it rolls the window
-IG_TRIP = 6  # what moved the instrument to its own state (TRIP_*; TRIP_NONE while ACTIVE)
-IG_TRIP_TS = 7  # when (ns, event time)
-N_IG = 8
-
-# Columns of `ctx.inst_guard_f` (float64, a row per instrument).
-IGF_PNL = 0  # the instrument's PnL when last updated (its share of GF_PNL)
-IGF_VAR = 1  # EWMA variance of the log returns of the mid from one bucket's open to the next
-IGF_OPEN = 2  # the first mid of the current bucket
-IGF_LO = 3  # lowest mid of the window's other buckets
-IGF_HI = 4  # highest
-IGF_SIGMA_FACTOR = 5  # exp(price_jump_sigmas x the window's standard deviation): a jump is
-#                       a mid beyond the window's extremes by this factor (inf: not yet known)
-IGF_CUR_LO = 6  # lowest mid of the current bucket
-IGF_CUR_HI = 7  # highest
-IGF_DOWN = 8  # a mid below the window's highest x this may be a jump down: judged exactly
-IGF_UP = 9  # a mid above the window's lowest x this may be a jump up
-IGF_SAFE_LO = 10  # no mid within [SAFE_LO, SAFE_HI] is a jump: the test of the usual event
-IGF_SAFE_HI = 11
-IGF_TRIP_VALUE = 12  # the value that moved the instrument to its own state
-IGF_TRIP_LIMIT = 13  # and the limit it crossed
-N_IGF = 14
+# `ctx.inst_guard`: a record per instrument of its own state and price-jump window.
+INST_GUARD_DTYPE = np.dtype(
+    [
+        ("state", "<i8"),  # the instrument's own trading state (a halt can target one)
+        ("trip", "<i8"),  # what moved it to that state (TRIP_*; TRIP_NONE while ACTIVE)
+        ("trip_ts", "<i8"),  # when (ns, event time)
+        ("trip_value", "<f8"),  # the value that moved it to its own state
+        ("trip_limit", "<f8"),  # and the limit it crossed
+        ("last_seq", "<i8"),  # last sequence number seen (0: none yet)
+        ("gap_seq", "<i8"),  # the sequence number after a gap: open while still the last seen
+        ("pnl", "<f8"),  # the instrument's PnL when last updated (its share of guard.pnl)
+        ("bucket", "<i8"),  # current price-jump bucket (ts // bucket width)
+        ("buckets", "<i8"),  # buckets seen (the sigma estimate needs some)
+        ("bucket_end", "<i8"),  # when the current bucket ends (ns): the next event past it
+        #                         rolls the window
+        ("ret_var", "<f8"),  # EWMA variance of the log returns of the mid, bucket open to open
+        ("open", "<f8"),  # the first mid of the current bucket
+        ("lo", "<f8"),  # lowest mid of the window's other buckets
+        ("hi", "<f8"),  # highest
+        ("cur_lo", "<f8"),  # lowest mid of the current bucket
+        ("cur_hi", "<f8"),  # highest
+        ("sigma_factor", "<f8"),  # exp(price_jump_sigmas x the window's standard deviation): a
+        #                           jump is a mid beyond its extremes by this factor (inf: unknown)
+        ("down", "<f8"),  # a mid below the window's highest x this may be a jump down: judged
+        ("up", "<f8"),  # a mid above the window's lowest x this may be a jump up
+        ("safe_lo", "<f8"),  # no mid within [safe_lo, safe_hi] is a jump: the usual event's test
+        ("safe_hi", "<f8"),
+    ],
+    align=True,
+)
 
 JUMP_BUCKETS = 16  # the price-jump window is kept as this many buckets of min and max
 
 Ctx = namedtuple(
     "Ctx",
     [
-        "clock",
-        "config",
+        "clock",  # CLOCK_DTYPE, one row
+        "fees",  # FEES_DTYPE, one row
         "instruments",  # INSTRUMENT_DTYPE, indexed by instrument id (tick 0: unknown id)
         "market",  # MARKET_DTYPE, indexed by instrument id
         "book_px",  # float64[instrument, side (0 bid, 1 ask), level]
         "book_sz",
         "book_n",  # int64[instrument, side]: live levels
         "portfolio",  # POSITION_DTYPE, indexed by instrument id
-        "open_orders",  # OPEN_ORDER_DTYPE, first clock[CLK_N_OPEN] rows live
+        "open_orders",  # OPEN_ORDER_DTYPE, first clock[0].n_open rows live
         "inst_open",  # int64[instrument]: how many of those rows are its orders
         "order_log",  # ORDER_DTYPE: this batch's new orders, cancels and rejects
         "fill_log",  # FILL_DTYPE: this batch's fills
         "equity_log",  # EQUITY_DTYPE: this batch's equity samples
         "mark_log",  # float64[sample, instrument]: each instrument's mark at those samples
-        "limits",  # float64[LIM_*]: risk limits and kill-switch thresholds (engine/limits.py)
-        "guard",  # int64[G_*]: kill-switch state
-        "guard_f",  # float64[GF_*]
-        "inst_guard",  # int64[instrument, IG_*]
-        "inst_guard_f",  # float64[instrument, IGF_*]
+        "limits",  # LIMITS_DTYPE, one row: risk limits and kill-switch thresholds
+        "guard",  # GUARD_DTYPE, one row: the kill switch's state
+        "inst_guard",  # INST_GUARD_DTYPE, indexed by instrument id
         "jump_ring",  # float64[instrument, 2 (min, max), JUMP_BUCKETS]: mids per bucket
         "throttle_ring",  # int64[max_orders_per_sec]: when the latest orders were sent
         "transitions",  # TRANSITION_DTYPE: state changes since Python last drained them
@@ -182,44 +192,37 @@ def new_context(
     market = np.zeros(size, dtype=MARKET_DTYPE)
     for name in ("bid_px", "ask_px", "bid_sz", "ask_sz", "last_px", "last_sz"):
         market[name] = np.nan
-    clock = np.zeros(N_CLOCK, dtype=np.int64)
-    clock[CLK_NEXT_ID] = 1
-    clock[CLK_TIMER_NS] = timer_ns
-    clock[CLK_SAMPLE_NS] = sample_ns
-    clock[CLK_LATENCY_NS] = order_latency_ns
-    clock[CLK_JITTER_NS] = latency_jitter_ns
-    clock[CLK_LATENCY_SEED] = latency_seed
-    clock[CLK_FEED_NS] = feed_latency_ns
-    config = np.zeros(N_CONFIG, dtype=np.float64)
-    config[CFG_MAKER_FEE_BPS] = maker_fee_bps
-    config[CFG_TAKER_FEE_BPS] = taker_fee_bps
-    config[CFG_MAKER_FEE_UNIT] = maker_fee_per_unit
-    config[CFG_TAKER_FEE_UNIT] = taker_fee_per_unit
+    clock = np.zeros(1, dtype=CLOCK_DTYPE)
+    c = clock[0]
+    c["next_id"] = 1
+    c["timer_ns"] = timer_ns
+    c["sample_ns"] = sample_ns
+    c["venue"] = VENUE_SIMULATED
+    c["latency_ns"] = order_latency_ns
+    c["jitter_ns"] = latency_jitter_ns
+    c["latency_seed"] = latency_seed
+    c["feed_ns"] = feed_latency_ns
+    fees = np.zeros(1, dtype=FEES_DTYPE)
+    fees[0] = (maker_fee_bps, taker_fee_bps, maker_fee_per_unit, taker_fee_per_unit)
     risk = risk or RiskLimits()
     limits = pack_limits(risk, killswitch or KillSwitch())
-    guard = np.zeros(N_GUARD, dtype=np.int64)
-    guard[G_TRIP_INSTRUMENT] = -1
-    guard[G_SESSION] = session_id
-    guard[G_STRATEGY] = strategy_id
+    guard = np.zeros(1, dtype=GUARD_DTYPE)
+    guard["trip_instrument"] = -1
+    guard["session"] = session_id
+    guard["strategy"] = strategy_id
     jump_ring = np.empty((size, 2, JUMP_BUCKETS))
     jump_ring[:, 0] = np.inf
     jump_ring[:, 1] = -np.inf
-    inst_guard_f = np.zeros((size, N_IGF))
-    inst_guard_f[:, IGF_OPEN] = np.nan
-    inst_guard_f[:, IGF_LO] = np.inf
-    inst_guard_f[:, IGF_HI] = -np.inf
-    inst_guard_f[:, IGF_SIGMA_FACTOR] = np.inf
-    inst_guard_f[:, IGF_CUR_LO] = np.inf
-    inst_guard_f[:, IGF_CUR_HI] = -np.inf
-    inst_guard_f[:, IGF_SAFE_LO] = -np.inf
-    inst_guard_f[:, IGF_SAFE_HI] = np.inf
-    guard_f = np.zeros(N_GUARD_F)
-    guard_f[GF_FLOOR] = pnl_floor(limits, 0.0)
+    inst_guard = np.zeros(size, dtype=INST_GUARD_DTYPE)
+    for name, value in (("open", np.nan), ("lo", np.inf), ("hi", -np.inf),
+                        ("sigma_factor", np.inf), ("cur_lo", np.inf), ("cur_hi", -np.inf),
+                        ("safe_lo", -np.inf), ("safe_hi", np.inf)):  # fmt: skip
+        inst_guard[name] = value
     throttle = int(min(risk.max_orders_per_sec, THROTTLE_MAX)) or 1
-    return _as_python_reads(
+    ctx = _as_python_reads(
         Ctx(
             clock=clock,
-            config=config,
+            fees=fees,
             instruments=table,
             market=market,
             book_px=np.full((size, 2, BOOK_DEPTH), np.nan),
@@ -234,9 +237,7 @@ def new_context(
             mark_log=np.full((equity_capacity, size), np.nan),
             limits=limits,
             guard=guard,
-            guard_f=guard_f,
-            inst_guard=np.zeros((size, N_IG), dtype=np.int64),
-            inst_guard_f=inst_guard_f,
+            inst_guard=inst_guard,
             jump_ring=jump_ring,
             throttle_ring=np.full(throttle, np.iinfo(np.int64).min // 2, dtype=np.int64),
             # Without a resume, each scope (the session, each instrument) can only go up, to
@@ -244,17 +245,26 @@ def new_context(
             transitions=np.zeros(2 * (size + 1) + 64, dtype=TRANSITION_DTYPE),
         )
     )
+    ctx.guard[0].floor = pnl_floor(ctx.limits[0], 0.0)
+    return ctx
 
 
 def copy_context(ctx: Ctx) -> Ctx:
     """A deep copy (for warm-up runs that must not touch the real state)."""
-    return Ctx(*(a.copy() for a in ctx))
+    return Ctx(*(a.copy() for a in ctx))  # (a recarray's copy is a recarray)
+
+
+_STATE = ("clock", "fees", "limits", "guard", "inst_guard")  # records of the session's state
 
 
 def _as_python_reads(ctx: Ctx) -> Ctx:
-    """The context as compiled code reads it; when kernels run as Python
-    (TICKWISE_PURE_PYTHON=1), its records are recarray views, so that `row.field` reads and
-    writes in Python as it does compiled."""
-    if not pure_python():
-        return ctx
-    return Ctx(*(a.view(np.recarray) if a.dtype.names else a for a in ctx))
+    """The context as compiled code reads it. Its state records are recarray views (typed by
+    Numba as the arrays they view), so that Python reads `ctx.guard[0].state` as a kernel
+    does; when kernels run as Python (TICKWISE_PURE_PYTHON=1), every record array is."""
+    every = pure_python()
+    return Ctx(
+        *(
+            a.view(np.recarray) if a.dtype.names and (every or name in _STATE) else a
+            for name, a in zip(Ctx._fields, ctx, strict=True)
+        )
+    )

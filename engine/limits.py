@@ -42,32 +42,38 @@ from .schemas import (
 
 INF = math.inf
 
-# Slots of `ctx.limits` (float64); inf means off unless noted.
-LIM_MAX_ORDER_QTY = 0
-LIM_MAX_NOTIONAL = 1
-LIM_MAX_POSITION = 2
-LIM_MAX_GROSS = 3
-LIM_MAX_OPEN_ORDERS = 4
-LIM_COLLAR_PCT = 5
-LIM_COLLAR_TICKS = 6
-LIM_REFERENCE_AGE_NS = 7
-LIM_MAX_ORDERS_PER_SEC = 8  # 0: off
-LIM_RUNAWAY_REPEATS = 9
-LIM_RUNAWAY_WINDOW_NS = 10
-LIM_SELF_TRADE = 11  # 1: reject orders that would trade against our own resting orders
-LIM_MAX_LOSS = 12
-LIM_MAX_DRAWDOWN = 13
-LIM_JUMP_PCT = 14
-LIM_JUMP_SIGMAS = 15
-LIM_JUMP_WINDOW_NS = 16
-LIM_STALE_NS = 17
-LIM_MAX_FEED_LATENCY_NS = 18
-LIM_FEED_LATENCY_EVENTS = 19
-LIM_MAX_REJECTS_PER_SEC = 20
-LIM_FLATTEN = 21  # 1: flatten positions with reduce-only orders when halted
-LIM_JUMP_HALTS_INSTRUMENT = 22  # 1: a price jump halts only the instrument that jumped
-LIM_ACTION = 23  # + trigger: the state a trip moves to (STATE_ACTIVE: the trigger is off)
-N_LIMITS = LIM_ACTION + N_TRIPS
+# `ctx.limits`: one record of the session's thresholds, in the units the kernels compare in
+# (ns, not ms). A threshold at inf is off; `action[trip]` is the state each trigger moves to
+# (STATE_ACTIVE: that trigger is off).
+LIMITS_DTYPE = np.dtype(
+    [
+        ("max_order_qty", "<f8"),
+        ("max_notional", "<f8"),
+        ("max_position", "<f8"),
+        ("max_gross", "<f8"),
+        ("max_open_orders", "<f8"),
+        ("collar_pct", "<f8"),
+        ("collar_ticks", "<f8"),
+        ("reference_age_ns", "<f8"),
+        ("max_orders_per_sec", "<f8"),  # 0: off
+        ("runaway_repeats", "<f8"),
+        ("runaway_window_ns", "<f8"),
+        ("max_loss", "<f8"),
+        ("max_drawdown", "<f8"),
+        ("jump_pct", "<f8"),
+        ("jump_sigmas", "<f8"),
+        ("jump_window_ns", "<f8"),
+        ("stale_ns", "<f8"),
+        ("max_feed_latency_ns", "<f8"),
+        ("feed_latency_events", "<f8"),
+        ("max_rejects_per_sec", "<f8"),
+        ("action", "<i8", (N_TRIPS,)),
+        ("self_trade", "?"),  # reject orders that would trade against our own resting orders
+        ("flatten_on_halt", "?"),  # flatten positions with reduce-only orders when halted
+        ("jump_halts_instrument", "?"),  # a price jump halts only the instrument that jumped
+    ],
+    align=True,
+)
 
 THROTTLE_MAX = 1 << 20  # most orders per second the throttle can count
 
@@ -234,31 +240,32 @@ def killswitch_from_table(table: dict[str, Any], where: str = "[killswitch]") ->
 
 
 def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
-    """The float64 array of limits the compiled guard reads (`ctx.limits`)."""
-    lim = np.full(N_LIMITS, INF)
-    lim[LIM_MAX_ORDER_QTY] = risk.max_order_qty
-    lim[LIM_MAX_NOTIONAL] = risk.max_notional
-    lim[LIM_MAX_POSITION] = risk.max_position
-    lim[LIM_MAX_GROSS] = risk.max_gross_exposure
-    lim[LIM_MAX_OPEN_ORDERS] = risk.max_open_orders
-    lim[LIM_COLLAR_PCT] = risk.price_collar_pct
-    lim[LIM_COLLAR_TICKS] = risk.price_collar_ticks
-    lim[LIM_REFERENCE_AGE_NS] = risk.reference_max_age_ms * 1e6
-    lim[LIM_MAX_ORDERS_PER_SEC] = risk.max_orders_per_sec
-    lim[LIM_RUNAWAY_REPEATS] = risk.runaway_repeats or INF
-    lim[LIM_RUNAWAY_WINDOW_NS] = risk.runaway_window_ms * 1e6
-    lim[LIM_SELF_TRADE] = float(risk.self_trade_prevention)
-    lim[LIM_MAX_LOSS] = kill.max_loss
-    lim[LIM_MAX_DRAWDOWN] = kill.max_drawdown
-    lim[LIM_JUMP_PCT] = kill.price_jump_pct or INF
-    lim[LIM_JUMP_SIGMAS] = kill.price_jump_sigmas or INF
-    lim[LIM_JUMP_WINDOW_NS] = kill.price_jump_window_ms * 1e6
-    lim[LIM_STALE_NS] = kill.stale_feed_ms * 1e6 or INF
-    lim[LIM_MAX_FEED_LATENCY_NS] = kill.max_feed_latency_ms * 1e6 or INF
-    lim[LIM_FEED_LATENCY_EVENTS] = kill.feed_latency_events
-    lim[LIM_MAX_REJECTS_PER_SEC] = kill.max_rejects_per_sec or INF
-    lim[LIM_FLATTEN] = float(kill.flatten)
-    lim[LIM_JUMP_HALTS_INSTRUMENT] = float(kill.price_jump_halts_instrument)
+    """The record of limits the compiled guard reads (`ctx.limits`, one row)."""
+    out = np.zeros(1, dtype=LIMITS_DTYPE)
+    lim = out[0]
+    lim["max_order_qty"] = risk.max_order_qty
+    lim["max_notional"] = risk.max_notional
+    lim["max_position"] = risk.max_position
+    lim["max_gross"] = risk.max_gross_exposure
+    lim["max_open_orders"] = risk.max_open_orders
+    lim["collar_pct"] = risk.price_collar_pct
+    lim["collar_ticks"] = risk.price_collar_ticks
+    lim["reference_age_ns"] = risk.reference_max_age_ms * 1e6
+    lim["max_orders_per_sec"] = risk.max_orders_per_sec
+    lim["runaway_repeats"] = risk.runaway_repeats or INF
+    lim["runaway_window_ns"] = risk.runaway_window_ms * 1e6
+    lim["self_trade"] = risk.self_trade_prevention
+    lim["max_loss"] = kill.max_loss
+    lim["max_drawdown"] = kill.max_drawdown
+    lim["jump_pct"] = kill.price_jump_pct or INF
+    lim["jump_sigmas"] = kill.price_jump_sigmas or INF
+    lim["jump_window_ns"] = kill.price_jump_window_ms * 1e6
+    lim["stale_ns"] = kill.stale_feed_ms * 1e6 or INF
+    lim["max_feed_latency_ns"] = kill.max_feed_latency_ms * 1e6 or INF
+    lim["feed_latency_events"] = kill.feed_latency_events
+    lim["max_rejects_per_sec"] = kill.max_rejects_per_sec or INF
+    lim["flatten_on_halt"] = kill.flatten
+    lim["jump_halts_instrument"] = kill.price_jump_halts_instrument
     switched = {
         TRIP_MAX_LOSS: kill.max_loss < INF,
         TRIP_MAX_DRAWDOWN: kill.max_drawdown < INF,
@@ -276,8 +283,8 @@ def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
     for trip, name in TRIP_NAMES.items():
         on = switched.get(trip, True)  # a person's command and a lost journal: always on
         target = STATE_REDUCING if name in kill.reduce_only_on else STATE_HALTED
-        lim[LIM_ACTION + trip] = target if on else 0
-    return lim
+        lim["action"][trip] = target if on else 0
+    return out
 
 
 # The kill switch's fast tests compare against bounds moved this much (relative) towards
@@ -287,9 +294,10 @@ GUARD_MARGIN = 1e-9
 
 @kernel
 def pnl_floor(lim, peak):
-    """The PnL below which the loss limit or the drawdown from `peak` may have been crossed:
-    the kill switch tests against it at each event, and exactly only when it is crossed."""
-    floor = max(-lim[LIM_MAX_LOSS], peak - lim[LIM_MAX_DRAWDOWN])
+    """The PnL below which the loss limit or the drawdown from `peak` may have been crossed
+    (`lim`: the limits record): the kill switch tests against it at each event, and
+    exactly only when it is crossed."""
+    floor = max(-lim.max_loss, peak - lim.max_drawdown)
     if floor == -np.inf:
         return floor
     return floor + GUARD_MARGIN * max(1.0, abs(floor))

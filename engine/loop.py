@@ -17,19 +17,6 @@ shared, which is what makes a backtest and a live session run the same code.
 from __future__ import annotations
 
 from tickwise.engine.callbacks import ignore
-from tickwise.engine.context import (
-    CLK_EVENTS,
-    CLK_FEED_NS,
-    CLK_N_EQUITY_LOG,
-    CLK_N_FILL_LOG,
-    CLK_N_ORDER_LOG,
-    CLK_NEXT_SAMPLE,
-    CLK_NEXT_TIMER,
-    CLK_NOW,
-    CLK_RECV,
-    CLK_SAMPLE_NS,
-    CLK_TIMER_NS,
-)
 from tickwise.engine.jit import kernel
 from tickwise.engine.killswitch import enforce_nb, guard_feed_nb, guard_market_nb
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
@@ -42,7 +29,6 @@ from tickwise.engine.matching import (
 )
 from tickwise.engine.orders import log_order_nb, open_row_nb, remove_open_nb
 from tickwise.engine.portfolio import sample_equity_nb
-from tickwise.engine.risk import trip_nb
 from tickwise.engine.schemas import (
     BOOK_F_LAST,
     REASON_UNKNOWN_ORDER,
@@ -58,6 +44,7 @@ from tickwise.engine.schemas import (
     Quote,
     Trade,
 )
+from tickwise.engine.states import trip_nb
 
 # --- strategy callbacks: the lines `engine.loops` rewrites per strategy --------------------
 _on_quote = ignore  # callback: on_quote
@@ -85,10 +72,10 @@ EQUITY_HEADROOM = 1
 
 @kernel
 def _room_left(ctx):
-    clock = ctx.clock
-    orders = clock[CLK_N_ORDER_LOG] + LOG_HEADROOM <= ctx.order_log.size
-    fills = clock[CLK_N_FILL_LOG] + LOG_HEADROOM <= ctx.fill_log.size
-    equity = clock[CLK_N_EQUITY_LOG] + EQUITY_HEADROOM < ctx.equity_log.size
+    clock = ctx.clock[0]
+    orders = clock.n_order_log + LOG_HEADROOM <= ctx.order_log.size
+    fills = clock.n_fill_log + LOG_HEADROOM <= ctx.fill_log.size
+    equity = clock.n_equity_log + EQUITY_HEADROOM < ctx.equity_log.size
     return orders & fills & equity
 
 
@@ -100,31 +87,31 @@ def _begin_event(ctx, st, p, ts, recv):
     The timer fires at multiples of its period, before the first event at or
     after each; boundaries with no event in between coalesce into the latest one.
     """
-    clock = ctx.clock
-    step = clock[CLK_SAMPLE_NS]
-    if step > 0 and ts >= clock[CLK_NEXT_SAMPLE]:
+    clock = ctx.clock[0]
+    step = clock.sample_ns
+    if step > 0 and ts >= clock.next_sample:
         sample = ts - ts % step
-        if clock[CLK_NEXT_SAMPLE] > 0:
+        if clock.next_sample > 0:
             sample_equity_nb(ctx, sample)  # the curve as it stood at the step boundary
-        clock[CLK_NEXT_SAMPLE] = sample + step
-    period = clock[CLK_TIMER_NS]
-    if period > 0 and ts >= clock[CLK_NEXT_TIMER]:
+        clock.next_sample = sample + step
+    period = clock.timer_ns
+    if period > 0 and ts >= clock.next_timer:
         boundary = ts - ts % period
-        armed = clock[CLK_NEXT_TIMER] > 0
-        clock[CLK_NEXT_TIMER] = boundary + period  # first: a timer that raises fires once
+        armed = clock.next_timer > 0
+        clock.next_timer = boundary + period  # first: a timer that raises fires once
         if armed:
-            clock[CLK_NOW] = boundary
-            clock[CLK_RECV] = boundary
+            clock.now = boundary
+            clock.recv = boundary
             _on_timer(ctx, boundary, st, p)
-    clock[CLK_NOW] = ts
-    feed = clock[CLK_FEED_NS]
-    clock[CLK_RECV] = recv if feed < 0 else ts + feed
-    clock[CLK_EVENTS] += 1
+    clock.now = ts
+    feed = clock.feed_ns
+    clock.recv = recv if feed < 0 else ts + feed
+    clock.events += 1
 
 
 @kernel
 def _notify_fills(ctx, st, p, first):
-    for r in range(first, ctx.clock[CLK_N_FILL_LOG]):
+    for r in range(first, ctx.clock[0].n_fill_log):
         f = ctx.fill_log[r]
         fill = Fill(f.order_id, f.ts, f.instrument, f.side, f.price, f.qty, f.fee, f.liquidity)
         _on_fill(ctx, fill, st, p)
@@ -139,7 +126,7 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        first_fill = ctx.clock[0].n_fill_log
         arrive_nb(ctx, i)  # orders that reached the exchange before this event: beyond recall
         _guard_feed(ctx, i, ts_event[k], seq[k])
         apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
@@ -164,7 +151,7 @@ def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
         _guard_feed(ctx, i, ts_event[k], seq[k])
         apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
-        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        first_fill = ctx.clock[0].n_fill_log
         match_trade_nb(ctx, i, px[k], sz[k])
         _guard_market(ctx, i, ts_event[k])
         _notify_fills(ctx, st, p, first_fill)
@@ -183,7 +170,7 @@ def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, l
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_event[k])
-        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        first_fill = ctx.clock[0].n_fill_log
         match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
         apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
         _guard_market(ctx, i, ts_event[k])  # bars carry no feed timing or sequence to watch
@@ -205,7 +192,7 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
             return k
         i = instrument[k]
         _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        first_fill = ctx.clock[0].n_fill_log
         arrive_nb(ctx, i)  # a no-op past the update's first delta: its orders have arrived
         _guard_feed(ctx, i, ts_event[k], seq[k])
         _notify_fills(ctx, st, p, first_fill)
@@ -213,7 +200,7 @@ def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, 
         if not flags[k] & BOOK_F_LAST:
             _enforce(ctx)
             continue
-        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        first_fill = ctx.clock[0].n_fill_log
         match_quote_nb(ctx, i)
         _guard_market(ctx, i, ts_event[k])
         _notify_fills(ctx, st, p, first_fill)
@@ -266,7 +253,7 @@ def run_fills(ctx, st, p, bad, at, start, order_id, ts, instrument, side, price,
             n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
             _enforce(ctx)
             continue
-        first_fill = ctx.clock[CLK_N_FILL_LOG]
+        first_fill = ctx.clock[0].n_fill_log
         book_fill_nb(ctx, k, q, price[r], fee[r], liquidity[r], ts[r])
         _notify_fills(ctx, st, p, first_fill)
         _enforce(ctx)

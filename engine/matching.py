@@ -28,17 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.engine.context import (
-    CFG_MAKER_FEE_BPS,
-    CFG_MAKER_FEE_UNIT,
-    CFG_TAKER_FEE_BPS,
-    CFG_TAKER_FEE_UNIT,
-    CLK_LATENCY_NS,
-    CLK_N_FILL_LOG,
-    CLK_N_OPEN,
-    CLK_NOW,
-    GATEWAY_NS,
-)
+from tickwise.engine.context import VENUE_GATEWAY
 from tickwise.engine.jit import kernel
 from tickwise.engine.orders import cancel_row_nb, remove_open_nb
 from tickwise.engine.portfolio import apply_fill_nb
@@ -57,11 +47,11 @@ from tickwise.engine.schemas import (
 def _fill(ctx, k, qty, px, liquidity, ts):
     """Fill row k of the open-order table at time ts, with the configured fee; True when the
     order is now complete (and its row gone: the last row took its place)."""
-    config = ctx.config
+    fees = ctx.fees[0]
     if liquidity == LIQ_TAKER:
-        fee = qty * (px * config[CFG_TAKER_FEE_BPS] * 1e-4 + config[CFG_TAKER_FEE_UNIT])
+        fee = qty * (px * fees.taker_bps * 1e-4 + fees.taker_per_unit)
     else:
-        fee = qty * (px * config[CFG_MAKER_FEE_BPS] * 1e-4 + config[CFG_MAKER_FEE_UNIT])
+        fee = qty * (px * fees.maker_bps * 1e-4 + fees.maker_per_unit)
     return book_fill_nb(ctx, k, qty, px, fee, liquidity, ts)
 
 
@@ -70,7 +60,7 @@ def book_fill_nb(ctx, k, qty, px, fee, liquidity, ts):
     """Book a fill of row k of the open-order table: logged, applied to the position, and
     the order completed (its row gone: the last row took its place, True) or partial."""
     o = ctx.open_orders[k]
-    n = ctx.clock[CLK_N_FILL_LOG]
+    n = ctx.clock[0].n_fill_log
     f = ctx.fill_log[n]
     f.order_id = o.id
     f.ts = ts
@@ -80,7 +70,7 @@ def book_fill_nb(ctx, k, qty, px, fee, liquidity, ts):
     f.qty = qty
     f.fee = fee
     f.liquidity = liquidity
-    ctx.clock[CLK_N_FILL_LOG] = n + 1
+    ctx.clock[0].n_fill_log = n + 1
     apply_fill_nb(ctx, o.instrument, o.side, qty, px, fee)
     o.filled += qty
     o.status = STATUS_PARTIAL
@@ -185,15 +175,15 @@ def arrive_nb(ctx, i):
     before anything is known of the instrument wait for its first event instead."""
     if ctx.inst_open[i] == 0:
         return
-    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+    if ctx.clock[0].venue == VENUE_GATEWAY:
         return  # its orders went to an exchange process: none of them is matched here
     if ctx.market[i].ts == 0:
         return
-    now = ctx.clock[CLK_NOW]
+    now = ctx.clock[0].now
     taken_bid = 0.0
     taken_ask = 0.0
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         o = ctx.open_orders[k]
         if o.instrument != i or o.status != STATUS_NEW or o.active_ts > now:
             k += 1
@@ -210,14 +200,14 @@ def match_quote_nb(ctx, i):
     queue; orders that could not be judged on arrival (nothing known yet) are judged now."""
     if ctx.inst_open[i] == 0:
         return
-    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+    if ctx.clock[0].venue == VENUE_GATEWAY:
         return  # its orders went to an exchange process: none of them is matched here
-    now = ctx.clock[CLK_NOW]
+    now = ctx.clock[0].now
     m = ctx.market[i]
     taken_bid = 0.0
     taken_ask = 0.0
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         o = ctx.open_orders[k]
         if o.instrument != i or o.active_ts > now:
             k += 1
@@ -248,12 +238,12 @@ def match_trade_nb(ctx, i, px, sz):
     what the print leaves once the queue ahead of them is used up."""
     if ctx.inst_open[i] == 0:
         return
-    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+    if ctx.clock[0].venue == VENUE_GATEWAY:
         return  # its orders went to an exchange process: none of them is matched here
-    now = ctx.clock[CLK_NOW]
+    now = ctx.clock[0].now
     taken = 0.0
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         o = ctx.open_orders[k]
         if o.instrument != i or o.active_ts > now:
             k += 1
@@ -300,11 +290,11 @@ def match_bar_nb(ctx, i, open_, high, low):
     limit when its range touches them, including limits that came to rest at this open."""
     if ctx.inst_open[i] == 0:
         return
-    if ctx.clock[CLK_LATENCY_NS] == GATEWAY_NS:
+    if ctx.clock[0].venue == VENUE_GATEWAY:
         return  # its orders went to an exchange process: none of them is matched here
-    now = ctx.clock[CLK_NOW]
+    now = ctx.clock[0].now
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         o = ctx.open_orders[k]
         if o.instrument != i or o.active_ts > now:
             k += 1

@@ -12,19 +12,7 @@ import numpy as np
 
 from tickwise.engine.jit import kernel
 
-from .context import (
-    CLK_CANCEL_ASKS,
-    CLK_JITTER_NS,
-    CLK_LATENCY_NS,
-    CLK_LATENCY_SEED,
-    CLK_N_OPEN,
-    CLK_N_ORDER_LOG,
-    CLK_NEXT_ID,
-    CLK_NOW,
-    CLK_RECV,
-    G_SESSION,
-    G_STRATEGY,
-)
+from .context import VENUE_GATEWAY
 from .risk import gate_nb, trading_state, working_qty
 from .schemas import (
     ORD_LIMIT,
@@ -44,12 +32,12 @@ from .schemas import (
 
 @kernel
 def log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, status, reason):
-    n = ctx.clock[CLK_N_ORDER_LOG]
+    n = ctx.clock[0].n_order_log
     if n >= ctx.order_log.size:
         return False
     row = ctx.order_log[n]
     row.id = oid
-    row.ts = ctx.clock[CLK_RECV]
+    row.ts = ctx.clock[0].recv
     row.instrument = i
     row.side = side
     row.price = price
@@ -57,10 +45,10 @@ def log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, status, reason)
     row.order_type = order_type
     row.tif = tif
     row.status = status
-    row.session = ctx.guard[G_SESSION]
-    row.strategy = ctx.guard[G_STRATEGY]
+    row.session = ctx.guard[0].session
+    row.strategy = ctx.guard[0].strategy
     row.reason = reason
-    ctx.clock[CLK_N_ORDER_LOG] = n + 1
+    ctx.clock[0].n_order_log = n + 1
     return True
 
 
@@ -68,11 +56,11 @@ def log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, status, reason)
 def order_latency_nb(ctx, oid):
     """This order's entry latency: the base plus its share of the jitter, drawn from a hash
     of (seed, order id), so it never depends on how the replay was batched."""
-    base = ctx.clock[CLK_LATENCY_NS]
-    jitter = ctx.clock[CLK_JITTER_NS]
+    base = ctx.clock[0].latency_ns
+    jitter = ctx.clock[0].jitter_ns
     if jitter <= 0:
         return base
-    z = np.uint64(oid) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ctx.clock[CLK_LATENCY_SEED])
+    z = np.uint64(oid) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ctx.clock[0].latency_seed)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
@@ -83,10 +71,10 @@ def order_latency_nb(ctx, oid):
 @kernel
 def submit_nb(ctx, i, side, qty, price, order_type, tif):
     """Send an order: its id (> 0) if it passed the risk gate, else minus its id."""
-    oid = ctx.clock[CLK_NEXT_ID]
-    ctx.clock[CLK_NEXT_ID] = oid + 1
+    oid = ctx.clock[0].next_id
+    ctx.clock[0].next_id = oid + 1
     reason = gate_nb(ctx, i, side, qty, price, order_type)
-    n_open = ctx.clock[CLK_N_OPEN]
+    n_open = ctx.clock[0].n_open
     if reason != REASON_NONE:
         log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
         return -oid
@@ -94,9 +82,10 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
         return -oid  # the batch log is full; the session reports it as an error
     o = ctx.open_orders[n_open]
     o.id = oid
-    o.ts = ctx.clock[CLK_RECV]
-    o.active_ts = ctx.clock[CLK_RECV] + order_latency_nb(ctx, oid)
+    o.ts = ctx.clock[0].recv
+    o.active_ts = ctx.clock[0].recv + order_latency_nb(ctx, oid)
     o.cancel_ts = 0
+    o.cancel_unsent = 0
     o.instrument = i
     o.side = side
     o.price = price
@@ -106,9 +95,9 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     o.order_type = order_type
     o.tif = tif
     o.status = STATUS_NEW
-    o.session = ctx.guard[G_SESSION]
-    o.strategy = ctx.guard[G_STRATEGY]
-    ctx.clock[CLK_N_OPEN] = n_open + 1
+    o.session = ctx.guard[0].session
+    o.strategy = ctx.guard[0].strategy
+    ctx.clock[0].n_open = n_open + 1
     ctx.inst_open[i] += 1
     return oid
 
@@ -140,11 +129,11 @@ def sell(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
 @kernel
 def remove_open_nb(ctx, k):
     """Drop row k of the open-order table (the last row takes its place)."""
-    last = ctx.clock[CLK_N_OPEN] - 1
+    last = ctx.clock[0].n_open - 1
     ctx.inst_open[ctx.open_orders[k].instrument] -= 1
     if k != last:
         ctx.open_orders[k] = ctx.open_orders[last]
-    ctx.clock[CLK_N_OPEN] = last
+    ctx.clock[0].n_open = last
 
 
 @kernel
@@ -160,23 +149,29 @@ def cancel_row_nb(ctx, k):
 def _request_cancel(ctx, k):
     """The strategy asks to cancel row k. Without latency it takes effect at once; with it,
     the request reaches the exchange after the order latency, and the order can still fill
-    until then. False when a cancel of it is already on its way."""
+    until then; an exchange process (VENUE_GATEWAY) is sent it after the batch. False when
+    a cancel of it is already on its way."""
     o = ctx.open_orders[k]
     if o.cancel_ts != 0:
         return False
+    clock = ctx.clock[0]
+    if clock.venue == VENUE_GATEWAY:
+        o.cancel_ts = clock.recv
+        o.cancel_unsent = 1
+        clock.cancel_asks += 1
+        return True
     delay = order_latency_nb(ctx, np.int64(o.id))
     if delay == 0:
         cancel_row_nb(ctx, k)
     else:
-        o.cancel_ts = ctx.clock[CLK_RECV] + delay
-        ctx.clock[CLK_CANCEL_ASKS] += 1
+        o.cancel_ts = clock.recv + delay
     return True
 
 
 @kernel
 def open_row_nb(ctx, order_id):
     """The open-order table's row of `order_id`, or -1 when it is not open."""
-    for k in range(ctx.clock[CLK_N_OPEN]):
+    for k in range(ctx.clock[0].n_open):
         if ctx.open_orders[k].id == order_id:
             return k
     return -1
@@ -194,7 +189,7 @@ def cancel(ctx, order_id):
 def cancel_all(ctx, instrument=-1):
     """Cancel every open order (of one instrument, or all with -1); how many cancels were sent."""
     cancelled = 0
-    k = ctx.clock[CLK_N_OPEN] - 1
+    k = ctx.clock[0].n_open - 1
     while k >= 0:
         if (instrument < 0 or ctx.open_orders[k].instrument == instrument) and _request_cancel(
             ctx, k
@@ -247,4 +242,4 @@ def trade_to(ctx, instrument, target):
 @kernel
 def now(ctx):
     """The time of the event being processed (ns since the epoch)."""
-    return ctx.clock[CLK_NOW]
+    return ctx.clock[0].now

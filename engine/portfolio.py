@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from tickwise.engine.jit import kernel
 
-from .context import CLK_N_EQUITY_LOG
 from .market import mid_price
 
 
@@ -90,7 +89,7 @@ def total_pnl(ctx):
 def sample_equity_nb(ctx, ts):
     """Append one point of the equity curve at time ts to ctx.equity_log, and each
     instrument's mark at that time to ctx.mark_log (what the report draws prices from)."""
-    n = ctx.clock[CLK_N_EQUITY_LOG]
+    n = ctx.clock[0].n_equity_log
     marks = ctx.mark_log[n]
     realized = 0.0
     unrealized = 0.0
@@ -112,4 +111,4 @@ def sample_equity_nb(ctx, ts):
     row.unrealized = unrealized
     row.fees = fees
     row.gross_exposure = gross
-    ctx.clock[CLK_N_EQUITY_LOG] = n + 1
+    ctx.clock[0].n_equity_log = n + 1

@@ -275,13 +275,14 @@ POSITION_DTYPE: Final = np.dtype(
 
 # An order as the engine tracks it while it is open: the order record (without a reject
 # reason), the quantity filled so far, when it and a cancel of it reach the exchange, and
-# its place in the queue at its price.
+# its place in the queue at its price. (The engine's own state: no file holds it.)
 OPEN_ORDER_DTYPE: Final = np.dtype(
     [(name, ORDER_DTYPE.fields[name][0]) for name in ORDER_DTYPE.names if name != "reason"]
     + [
         ("filled", "<f8"),
         ("active_ts", "<i8"),  # when it reaches the exchange (ns)
-        ("cancel_ts", "<i8"),  # when a cancel of it will (0: none sent)
+        ("cancel_ts", "<i8"),  # when a cancel of it will (0: none asked)
+        ("cancel_unsent", "<i8"),  # 1: a cancel asked of an exchange process, not yet sent
         ("queue", "<f8"),  # quantity ahead of it at its price while it rests (NaN: unknown)
     ]
 )

@@ -21,20 +21,7 @@ from numba.core.errors import NumbaError
 
 from . import loops
 from .context import (
-    CLK_CANCEL_ASKS,
-    CLK_EVENTS,
-    CLK_JITTER_NS,
-    CLK_LATENCY_NS,
-    CLK_N_EQUITY_LOG,
-    CLK_N_FILL_LOG,
-    CLK_N_OPEN,
-    CLK_N_ORDER_LOG,
-    CLK_N_TRANSITIONS,
-    CLK_NOW,
-    CLK_RECV,
-    G_STATE,
-    GATEWAY_NS,
-    IG_STATE,
+    VENUE_GATEWAY,
     Ctx,
     copy_context,
     new_context,
@@ -42,14 +29,7 @@ from .context import (
 from .diagnose import explain
 from .errors import TickwiseError
 from .instruments import Instruments
-from .killswitch import (
-    blocked_resume,
-    external_trip_nb,
-    guard_status,
-    person_halt_nb,
-    resume_nb,
-    strategy_fault_nb,
-)
+from .killswitch import blocked_resume, external_trip_nb, person_halt_nb, strategy_fault_nb
 from .loops import compiled_loop
 from .portfolio import total_pnl
 from .schemas import (
@@ -65,6 +45,7 @@ from .schemas import (
     TRIP_NAMES,
     market_dtype,
 )
+from .states import guard_status, resume_nb, states_of
 from .strategy import Strategy, StrategyError
 from .tuples import named
 
@@ -194,18 +175,18 @@ class Session:
     def trade_through_gateway(self) -> None:
         """Orders go to an exchange process from now on: they never meet the loop's own
         simulated exchange, and cancels wait (in `cancel_requests`) to be sent to it."""
-        self.ctx.clock[CLK_LATENCY_NS] = GATEWAY_NS
-        self.ctx.clock[CLK_JITTER_NS] = 0
+        clock = self.ctx.clock[0]
+        clock.venue = VENUE_GATEWAY
 
     def cancel_requests(self) -> np.ndarray:
         """Cancels the strategy or the kill switch asked for since the last call, as order
         rows (status CANCEL_SENT, the quantity left, ts when asked); they count as sent."""
-        if self.ctx.clock[CLK_CANCEL_ASKS] == 0:
+        if self.ctx.clock[0].cancel_asks == 0:
             return _NO_ORDERS
-        self.ctx.clock[CLK_CANCEL_ASKS] = 0
-        n = int(self.ctx.clock[CLK_N_OPEN])
+        self.ctx.clock[0].cancel_asks = 0
+        n = int(self.ctx.clock[0].n_open)
         table = self.ctx.open_orders[:n]
-        asked = np.flatnonzero(table["cancel_ts"] >= GATEWAY_NS)
+        asked = np.flatnonzero(table["cancel_unsent"])
         rows = np.zeros(asked.size, dtype=ORDER_DTYPE)
         if asked.size == 0:
             return rows
@@ -213,10 +194,10 @@ class Session:
         for name in ORDER_DTYPE.names:
             if name in OPEN_ORDER_DTYPE.names:
                 rows[name] = picked[name]
-        rows["ts"] = picked["cancel_ts"] - GATEWAY_NS
+        rows["ts"] = picked["cancel_ts"]
         rows["qty"] = picked["qty"] - picked["filled"]
         rows["status"] = STATUS_CANCEL_SENT
-        table["cancel_ts"][asked] = rows["ts"]  # sent: still nonzero, so not asked twice
+        table["cancel_unsent"][asked] = 0  # sent (cancel_ts stays: not asked twice)
         return rows
 
     def on_batch(self, kind: str, batch: pa.RecordBatch | Mapping[str, np.ndarray]) -> BatchResult:
@@ -258,7 +239,7 @@ class Session:
         redone = -1
         call = self._entries.get(run, run)
         while True:
-            events_before = int(self.ctx.clock[CLK_EVENTS])
+            events_before = int(self.ctx.clock[0].events)
             try:
                 if reports:
                     start, found = call(self.ctx, self._st, self._p, bad[n_bad:], at, start, *args)
@@ -271,7 +252,7 @@ class Session:
                 # The row whose event was under way (a timer raises before its event counts).
                 failed_at = (
                     int(at[0]) if reports
-                    else start + int(self.ctx.clock[CLK_EVENTS]) - events_before - 1
+                    else start + int(self.ctx.clock[0].events) - events_before - 1
                 )  # fmt: skip
                 self.fault = f"{type(exc).__name__}: {exc} (at row {failed_at} of {label})"
                 strategy_fault_nb(self.ctx)
@@ -280,11 +261,11 @@ class Session:
                 retry = failed_at + 1
                 start = retry if retry > redone else retry + 1
                 redone = retry
-            orders.append(self._drain(self.ctx.order_log, CLK_N_ORDER_LOG))
-            fills.append(self._drain(self.ctx.fill_log, CLK_N_FILL_LOG))
-            samples = int(self.ctx.clock[CLK_N_EQUITY_LOG])
+            orders.append(self._drain(self.ctx.order_log, "n_order_log"))
+            fills.append(self._drain(self.ctx.fill_log, "n_fill_log"))
+            samples = int(self.ctx.clock[0].n_equity_log)
             marks.append(self.ctx.mark_log[:samples].copy() if samples else self.ctx.mark_log[:0])
-            equity.append(self._drain(self.ctx.equity_log, CLK_N_EQUITY_LOG))
+            equity.append(self._drain(self.ctx.equity_log, "n_equity_log"))
             if start >= rows:
                 break
         self.mismatched = bad[:n_bad] if reports else _NO_ROWS
@@ -295,9 +276,9 @@ class Session:
 
     def drain_logs(self) -> BatchResult:
         """What kernels called outside a batch (the paper exchange's) logged: orders, fills."""
-        orders = self._drain(self.ctx.order_log, CLK_N_ORDER_LOG)
-        fills = self._drain(self.ctx.fill_log, CLK_N_FILL_LOG)
-        self.ctx.clock[CLK_N_EQUITY_LOG] = 0
+        orders = self._drain(self.ctx.order_log, "n_order_log")
+        fills = self._drain(self.ctx.fill_log, "n_fill_log")
+        self.ctx.clock[0].n_equity_log = 0
         return BatchResult(0, orders, fills, self.ctx.equity_log[:0], self.ctx.mark_log[:0])
 
     # --- a person's controls -----------------------------------------------------------------
@@ -350,14 +331,14 @@ class Session:
         """Why a resume (of the session, or of one instrument) would be refused now: the
         conditions that still hold, one clause each (none: it would not be)."""
         where = -1 if instrument is None else self._instrument(instrument)
-        now = self.clock() if self.clock is not None else int(self.ctx.clock[CLK_RECV])
+        now = self.clock() if self.clock is not None else int(self.ctx.clock[0].recv)
         clauses = blocked_resume(self.ctx, self.instruments.symbol, where, now)
         if self.outside_conditions is not None:
             clauses += self.outside_conditions(where)
         return clauses
 
     def _now(self) -> int:
-        return self.clock() if self.clock is not None else int(self.ctx.clock[CLK_NOW])
+        return self.clock() if self.clock is not None else int(self.ctx.clock[0].now)
 
     def take_transitions(self) -> list[dict[str, Any]]:
         """The changes of trading state since the last call, in order (for the journal)."""
@@ -365,10 +346,10 @@ class Session:
         return taken
 
     def _note_transitions(self) -> None:
-        n = int(self.ctx.clock[CLK_N_TRANSITIONS])
+        n = int(self.ctx.clock[0].n_transitions)
         if n == 0:
             return
-        self.ctx.clock[CLK_N_TRANSITIONS] = 0
+        self.ctx.clock[0].n_transitions = 0
         for row in self.ctx.transitions[:n].tolist():
             ts, scope, trigger, before, after, instrument, value, limit = row
             change = {
@@ -388,17 +369,17 @@ class Session:
     @property
     def events(self) -> int:
         """Market events processed since the session began."""
-        return int(self.ctx.clock[CLK_EVENTS])
+        return int(self.ctx.clock[0].events)
 
     @property
     def open_orders(self) -> int:
         """Orders resting (or on their way) now."""
-        return int(self.ctx.clock[CLK_N_OPEN])
+        return int(self.ctx.clock[0].n_open)
 
     @property
     def clock_ns(self) -> int:
         """The event time of the latest event (ns; 0 before any)."""
-        return int(self.ctx.clock[CLK_NOW])
+        return int(self.ctx.clock[0].now)
 
     def unconfirmed_cancels(self, instrument: int = -1) -> int:
         """Open orders whose cancel was asked and not yet confirmed, of one instrument id, or
@@ -410,8 +391,7 @@ class Session:
         if instrument >= 0:
             asked &= table["instrument"] == instrument
         else:
-            stopped = np.maximum(self.ctx.inst_guard[:, IG_STATE], self.ctx.guard[G_STATE])
-            asked &= stopped[table["instrument"]] != STATE_ACTIVE
+            asked &= states_of(self.ctx)[table["instrument"]] != STATE_ACTIVE
         return int(np.count_nonzero(asked))
 
     def _instrument(self, instrument: int) -> int:
@@ -420,8 +400,11 @@ class Session:
         except KeyError:
             raise TickwiseError(f"no instrument {instrument!r} in this session") from None
 
-    def _drain(self, log: np.ndarray, slot: int) -> np.ndarray:
-        n = int(self.ctx.clock[slot])
+    def _drain(self, log: np.ndarray, used: str) -> np.ndarray:
+        """The rows of `log` written since the last drain (their count in the clock's field
+        `used`), copied; the log starts afresh."""
+        clock = self.ctx.clock[0]
+        n = int(clock[used])
         if n >= log.size:
             raise StrategyError(
                 f"{self.strategy.name()} sent more than {log.size} orders or fills while "
@@ -429,7 +412,7 @@ class Session:
             )
         if n == 0:
             return log[:0]  # (nothing to copy: an empty view)
-        self.ctx.clock[slot] = 0
+        clock[used] = 0
         return log[:n].copy()
 
     def snapshot(self) -> Snapshot:

@@ -75,7 +75,6 @@ if TYPE_CHECKING:
         realized_pnl,
         unrealized_pnl,
     )
-    from tickwise.engine.risk import trading_state
     from tickwise.engine.schemas import (
         SIDE_BUY,
         SIDE_SELL,
@@ -83,6 +82,7 @@ if TYPE_CHECKING:
         STATE_HALTED,
         STATE_REDUCING,
     )
+    from tickwise.engine.states import trading_state
     from tickwise.engine.strategy import (
         GTC,
         IOC,
@@ -119,7 +119,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "tickwise.engine.portfolio": (
         "avg_price", "pnl", "position", "realized_pnl", "unrealized_pnl",
     ),
-    "tickwise.engine.risk": ("trading_state",),
+    "tickwise.engine.states": ("trading_state",),
     "tickwise.engine.schemas": (
         "SIDE_BUY", "SIDE_SELL", "STATE_ACTIVE", "STATE_HALTED", "STATE_REDUCING",
     ),

@@ -41,7 +41,7 @@ import zmq
 
 from tickwise.engine.callbacks import ignore
 from tickwise.engine.config import SessionConfig, make_session
-from tickwise.engine.context import CLK_N_OPEN, CLK_NOW, copy_context
+from tickwise.engine.context import copy_context
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.jit import kernel
@@ -116,7 +116,7 @@ def _refusal(ctx, last_id, oid, ts, instrument, side, price, qty, order_type, ti
     """Why a new order is refused (REASON_NONE: it is not)."""
     if oid <= last_id or oid >= ID_LIMIT:  # (ids increase: a repeat is never a new order)
         return REASON_DUPLICATE_ID
-    if _bad_time(ts, ctx.clock[CLK_NOW]):
+    if _bad_time(ts, ctx.clock[0].now):
         return REASON_BAD_REQUEST
     if instrument >= ctx.instruments.size or not ctx.instruments[instrument].tick_size > 0.0:
         return REASON_UNKNOWN_INSTRUMENT
@@ -128,7 +128,7 @@ def _refusal(ctx, last_id, oid, ts, instrument, side, price, qty, order_type, ti
         return REASON_BAD_QTY
     if order_type == ORD_LIMIT and not (price > 0.0 and price < np.inf):
         return REASON_BAD_PRICE
-    if ctx.clock[CLK_N_OPEN] >= ctx.open_orders.size:
+    if ctx.clock[0].n_open >= ctx.open_orders.size:
         return REASON_BOOK_FULL
     return REASON_NONE
 
@@ -139,7 +139,7 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
     """One client's request rows, in order: new orders enter the open-order table (reaching
     the matching after the order latency) or are refused; cancels are noted (effective
     after the latency). The reply's status and reason per row go in out_status/out_reason."""
-    now = ctx.clock[CLK_NOW]
+    now = ctx.clock[0].now
     base = np.uint64(client) << np.uint64(CLIENT_SHIFT)
     for r in range(oid.size):
         xid = base | oid[r]
@@ -152,12 +152,13 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
                 continue
             last_ids[client] = oid[r]
             i = instrument[r]
-            n = ctx.clock[CLK_N_OPEN]
+            n = ctx.clock[0].n_open
             o = ctx.open_orders[n]
             o.id = xid
             o.ts = ts[r]
             o.active_ts = max(ts[r] + order_latency_nb(ctx, np.int64(oid[r])), now)
             o.cancel_ts = 0
+            o.cancel_unsent = 0
             o.instrument = i
             o.side = side[r]
             o.price = price[r]
@@ -169,7 +170,7 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
             o.status = STATUS_NEW
             o.session = session[r]
             o.strategy = strategy[r]
-            ctx.clock[CLK_N_OPEN] = n + 1
+            ctx.clock[0].n_open = n + 1
             ctx.inst_open[i] += 1
             out_status[r] = STATUS_ACKED
             out_reason[r] = REASON_NONE
@@ -200,9 +201,9 @@ def settle_nb(ctx):
     for i in range(ctx.inst_open.size):
         if ctx.inst_open[i] > 0:
             arrive_nb(ctx, i)
-    now = ctx.clock[CLK_NOW]
+    now = ctx.clock[0].now
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         o = ctx.open_orders[k]
         if o.cancel_ts != 0 and o.cancel_ts <= now and o.active_ts <= now:
             cancel_row_nb(ctx, k)
@@ -215,15 +216,15 @@ def settle_quiet_nb(ctx):
     """The market has been quiet for longer than any order latency: whatever is on its way
     has reached the exchange by now. Orders meet the market as it stands (once anything is
     known of it), then every cancel received takes effect."""
-    now = ctx.clock[CLK_NOW]
-    for k in range(ctx.clock[CLK_N_OPEN]):
+    now = ctx.clock[0].now
+    for k in range(ctx.clock[0].n_open):
         o = ctx.open_orders[k]
         o.active_ts = min(o.active_ts, now)
     for i in range(ctx.inst_open.size):
         if ctx.inst_open[i] > 0:
             arrive_nb(ctx, i)
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         if ctx.open_orders[k].cancel_ts != 0:
             cancel_row_nb(ctx, k)
             continue
@@ -235,7 +236,7 @@ def cancel_client_nb(ctx, client):
     """Cancel on disconnect: every order of `client` is cancelled now; how many."""
     cancelled = 0
     k = 0
-    while k < ctx.clock[CLK_N_OPEN]:
+    while k < ctx.clock[0].n_open:
         o = ctx.open_orders[k]
         if (o.id >> np.uint64(CLIENT_SHIFT)) != np.uint64(client):
             k += 1

@@ -135,7 +135,7 @@ def test_fills_are_offered_conserved_and_independent_of_batching(case) -> None:
         assert f["ts"] >= o["ts"]
 
     # Every unit of every order: filled, cancelled or still open.
-    open_rows = s.ctx.open_orders[: s.ctx.clock[4]]
+    open_rows = s.ctx.open_orders[: s.ctx.clock[0].n_open]
     # (and the per-instrument counts the matching step trusts to skip empty tables agree)
     counts = np.bincount(open_rows["instrument"], minlength=s.ctx.inst_open.size)
     assert (s.ctx.inst_open == counts).all()

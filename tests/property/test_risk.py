@@ -68,7 +68,7 @@ def test_no_order_that_breaks_a_limit_ever_leaves(case) -> None:
     for k in range(n):  # event by event, to look at the state after each
         r = s.on_batch("quotes", {c: v[k : k + 1] for c, v in quotes.items()})
         orders.append(r.orders)
-        assert s.ctx.clock[4] <= risk.max_open_orders
+        assert s.ctx.clock[0].n_open <= risk.max_open_orders
         assert abs(s.ctx.portfolio[0]["qty"]) <= risk.max_position
     orders = np.concatenate(orders)
     event_of = submission_events(rows, n)
@@ -107,5 +107,5 @@ def test_after_a_halt_no_automated_order_leaves(quotes, halt_at, data) -> None:
     assert (r.orders["status"] != STATUS_NEW).all()
     refused = r.orders[r.orders["status"] == STATUS_REJECTED]
     assert (refused["reason"] == REASON_HALTED).all()
-    assert s.ctx.clock[4] == 0  # every resting order cancelled by the halt
+    assert s.ctx.clock[0].n_open == 0  # every resting order cancelled by the halt
     assert s.status()["halted"]  # latched

@@ -1,7 +1,7 @@
-"""The trading state as a state machine over any sequence of trips, a person's halts and
-resumes: each scope (the whole session, each instrument) keeps its own state and the cause
-that holds it now; a resume of one instrument never touches another scope; every change is
-logged once, in order, with its cause; the status names instruments by symbol."""
+"""The trading state machine (engine/states.py) over any sequence of trips, a person's halts
+and resumes: each scope (the whole session, each instrument) keeps its own state and the
+cause that holds it now; a resume of one instrument never touches another scope; every
+change is logged once, in order, with its cause; the status names instruments by symbol."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ def test_a_resting_limit_joins_the_queue_and_moves_up_as_the_level_shrinks() -> 
     results = []
     for ms, step in enumerate(steps):
         results.append(s.on_batch("quotes", quotes([step], start=ms)))
-        open_rows = s.ctx.open_orders[: s.ctx.clock[4]]
+        open_rows = s.ctx.open_orders[: s.ctx.clock[0].n_open]
         queue.append([None if q != q else q for q in open_rows["queue"].tolist()])
     # Sent at the 1st quote, it is in flight (queue unknown) until the 2nd: it arrives
     # behind 100, and the 2nd quote shows only 60 left at its price.

@@ -116,7 +116,7 @@ def test_orders_of_bad_size_or_price_are_rejected_with_their_reason(tmp_path: Pa
     assert r.orders["status"].tolist() == [STATUS_REJECTED, STATUS_REJECTED, STATUS_NEW]
     assert r.orders["reason"].tolist()[:2] == [REASON_BAD_QTY, REASON_BAD_PRICE]
     assert r.orders["order_type"].tolist()[2] == ORD_LIMIT
-    assert s.ctx.clock[4] == 1  # one order open, resting below the market
+    assert s.ctx.clock[0].n_open == 1  # one order open, resting below the market
 
 
 def test_limit_order_rests_then_fills_as_maker_and_ioc_remainder_is_cancelled(tmp_path) -> None:
