@@ -52,7 +52,8 @@ def test_python_reads_what_the_kernels_wrote() -> None:
     clock, guard = s.ctx.clock[0], s.ctx.guard[0]
     assert clock.events == 8
     assert clock.now == market["ts_event"][-1]
-    assert guard.state == STATE_HALTED and TRIP_NAMES[guard.trip] == "price_jump"
+    assert guard.state == STATE_HALTED
+    assert TRIP_NAMES[guard.trip] == "price_jump"
     assert guard.trip_ts == market["ts_event"][5]
     assert guard.trip_value == pytest.approx((10.0 - 9.4) / 9.4 * 100)  # the move, in %
     assert guard.trip_limit == 5.0
@@ -71,7 +72,8 @@ FALLING = [10.0, 10.0, 9.0, 9.0, 9.0, 9.0, 9.0]
 def test_the_simulated_venue_matches_the_orders_itself() -> None:
     s = session(RESTING_THEN_CANCEL)
     r = s.on_batch("quotes", quotes(FALLING))
-    assert len(r.fills) == 1 and r.fills["price"][0] == 9.5
+    assert len(r.fills) == 1
+    assert r.fills["price"][0] == 9.5
     assert s.open_orders == 0
     assert len(s.cancel_requests()) == 0
 
