@@ -39,7 +39,7 @@ lint: $(STAMP)
 TEST_ENV := NUMBA_BOUNDSCHECK=1
 
 test: lint
-	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is Numba compiling
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist worksteal tests  # two workers, idle one steals
 
 # Every suite of `tickwise bench` under pytest-benchmark; each run keeps its own JSON files.
 bench: $(STAMP)

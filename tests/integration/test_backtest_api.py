@@ -42,12 +42,13 @@ def test_fills_are_at_the_best_price_shown_at_that_moment(tmp_path: Path) -> Non
                       SessionConfig(batch_size=3_333, order_latency_us=150))  # fmt: skip
     table = pq.read_table(quotes)
     inst = table.column("instrument").to_numpy()
+    columns = {name: table.column(name).to_numpy() for name in ("ts_event", "bid_px", "ask_px")}
+    by_instrument = {i: {n: c[inst == i] for n, c in columns.items()} for i in np.unique(inst)}
     assert len(bt.fills) > 100
     for f in bt.fills:
-        mine = inst == f["instrument"]
-        ts = table.column("ts_event").to_numpy()[mine]
-        side = "ask_px" if f["side"] > 0 else "bid_px"
-        shown = table.column(side).to_numpy()[mine]
+        mine = by_instrument[f["instrument"]]
+        ts = mine["ts_event"]
+        shown = mine["ask_px" if f["side"] > 0 else "bid_px"]
         # The market at the fill's time: the last quote at or before it (one at that very
         # nanosecond may be just after it).
         moment = {np.searchsorted(ts, f["ts"], "left") - 1, np.searchsorted(ts, f["ts"]) - 1}

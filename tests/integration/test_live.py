@@ -34,6 +34,9 @@ taker_fee_bps = 0.5
 """
 
 
+ROWS = 10_000  # one message each: enough for messages to wait behind a commit
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("live")
@@ -300,13 +303,15 @@ def test_the_demo_shows_the_kill_switch_catching_a_crash_and_leaves_no_process_b
 
 
 def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
-    tmp_path: Path, data: Path
+    tmp_path: Path,
 ) -> None:
     """One-row messages at full speed into a session that commits every 3 batches: each
     message must still be run exactly once, in order (the event count, no sequence gap)."""
     from tickwise.engine.config import SessionConfig
     from tickwise.engine.live.runner import run_live
     from tickwise.feeds.history import open_history
+
+    data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=ROWS, instruments=3, seed=11)
 
     feed, endpoint = spawn("feed", "replay", str(data), "--bind", "tcp://127.0.0.1:*",
                            "--speed", "max", "--batch-rows", "1", *WAIT)  # fmt: skip
@@ -321,7 +326,7 @@ def test_every_waiting_batch_is_run_once_whatever_the_journal_commit_groups(
         feed.communicate(timeout=120)
     finally:
         feed.kill()
-    assert summary.events == summary.batches == 30_000
+    assert summary.events == summary.batches == ROWS
     # Messages waiting together ran as one compiled call (at most `group` of them).
     assert summary.batches / 3 <= summary.loop_calls < summary.batches
     assert summary.gaps == 0

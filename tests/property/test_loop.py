@@ -24,7 +24,8 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory):
-    path = make_synth(tmp_path_factory.mktemp("loop") / "q.parquet", kind="quotes", rows=30_000,
+    # 10,000 quotes: thousands of orders and fills, and a batch size of 1 still runs in ~4 s.
+    path = make_synth(tmp_path_factory.mktemp("loop") / "q.parquet", kind="quotes", rows=10_000,
                       instruments=3, seed=21)  # fmt: skip
     return open_history(path)
 
@@ -57,7 +58,7 @@ def test_orders_and_fills_do_not_depend_on_batch_size(history, reference, name, 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_snapshot_and_restore_give_the_same_subsequent_orders(history, name: str) -> None:
     s = Session(load_strategy(name), history.instruments, PARAMS[name])
-    batches = list(history.batches(5_000))
+    batches = list(history.batches(1_500))
     for b in batches[:3]:
         s.on_batch("quotes", b)
     snap = s.snapshot()
