@@ -4,17 +4,19 @@ Numba will not cache a function specialised on a jitted function passed as
 an argument, so each strategy gets its own copy of `engine/loop.py` in which
 the callback names point at the strategy's functions, handed to the copy when
 it is imported (`_callbacks`). The copy's file name is a hash of everything
-that goes into the compiled code (the loop, the engine kernels, the contents
-of the strategy's source files, the names of the modules its code runs in,
-the Numba and Python versions), so Numba's cache next to it is reused exactly
-while nothing changed, and a change anywhere produces a new copy. A strategy
-file that is an installed module is loaded under the module's name by path
-too (engine.strategy), so the two ways share one copy.
+that goes into the compiled code (the loop, every source file of the engine,
+feeds and backtest, the contents of the strategy's source files, the names
+of the modules its code runs in, the Numba and Python versions), so Numba's
+cache next to it is reused exactly while nothing changed, and a change
+anywhere produces a new copy. A strategy file that is an installed module is
+loaded under the module's name by path too (engine.strategy), so the two ways
+share one copy.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import os
@@ -25,30 +27,14 @@ from types import ModuleType
 
 import numba
 
-from tickwise.engine.caches import cache_root
+from tickwise.engine.caches import cache_root, engine_fingerprint
 
 from . import (
-    callbacks,
-    context,
-    indicators,
-    jit,
-    killswitch,
-    limits,
     loop,
-    market,
-    orders,
-    portfolio,
-    risk,
-    schemas,
 )
 from .errors import TickwiseError
 from .jit import pure_python, python_function
 from .strategy import CALLBACKS, Strategy, StrategyError, import_as
-
-_ENGINE_SOURCES = (
-    loop, callbacks, context, indicators, jit, killswitch, limits, market, orders, portfolio,
-    risk, schemas,
-)  # fmt: skip
 
 # The lines of the loop the generator rewrites, exactly as they stand in `engine/loop.py`: each
 # must be there once, or the loop is not specialised at all (a formatter or a rename must not
@@ -183,15 +169,17 @@ def _users(module_name: str) -> bool:
     return top not in sys.stdlib_module_names
 
 
+@functools.cache
+def _engine_version() -> str:
+    return engine_fingerprint()
+
+
 def _fingerprint(strategy: type[Strategy], source: str) -> str:
     """A hash of what the loop compiles: its source, the engine's kernels, the contents of the
     strategy's files (not their paths), the modules its code runs in (by name, as Numba's
     cached code refers to them), the versions."""
     h = hashlib.sha256(source.encode())
-    engine = [Path(inspect.getfile(m)) for m in _ENGINE_SOURCES]
-    engine.append(Path(inspect.getfile(sys.modules["tickwise.engine.matching"])))
-    for path in engine:  # (a fixed order)
-        h.update(path.read_bytes())
+    h.update(_engine_version().encode())  # every engine source: none can be left out
     files, modules = _reach(strategy)
     for content in sorted(path.read_bytes() for path in files):
         h.update(hashlib.sha256(content).digest())

@@ -433,7 +433,7 @@ def _entry(dispatcher: Any) -> Any:
     A session always passes a runner the same types (its own context, state and parameters;
     columns made contiguous, read-only and of the schema's dtype by `_readonly` or by Arrow),
     so once compiled it has one overload. Calling that overload's entry point skips Numba's
-    dispatch, which types the context (a tuple of 23 arrays) on every call: ~10 µs of a
+    dispatch, which types the context (a tuple of 20 arrays) on every call: ~10 µs of a
     one-row batch's ~12."""
     overloads = getattr(dispatcher, "overloads", {})
     if len(overloads) != 1:

@@ -8,7 +8,13 @@ import pytest
 
 from tickwise.engine.context import VENUE_GATEWAY, VENUE_SIMULATED, Ctx, new_context
 from tickwise.engine.limits import KillSwitch
-from tickwise.engine.schemas import STATE_ACTIVE, STATE_HALTED, STATUS_CANCEL_SENT, TRIP_NAMES
+from tickwise.engine.schemas import (
+    STATE_ACTIVE,
+    STATE_HALTED,
+    STATUS_CANCEL_SENT,
+    STATUS_CANCELLED,
+    TRIP_NAMES,
+)
 from tickwise.engine.states import trading_state
 
 from ..conftest import simple_instruments
@@ -75,7 +81,14 @@ def test_the_simulated_venue_matches_the_orders_itself() -> None:
     assert len(r.fills) == 1
     assert r.fills["price"][0] == 9.5
     assert s.open_orders == 0
+    # A cancel with latency waits for the simulated exchange, never for a send.
+    s = session([(1, +1, 1, 8.0), (2, 0, 0, NAN)], order_latency_ns=3 * MS)
+    r = s.on_batch("quotes", quotes(FALLING[:3]))
+    assert s.open_orders == 1  # asked at the second quote, not there yet at the third
     assert len(s.cancel_requests()) == 0
+    r = s.on_batch("quotes", quotes(FALLING, gaps_ms=[5] * len(FALLING)))
+    assert s.open_orders == 0
+    assert r.orders["status"][0] == STATUS_CANCELLED
 
 
 def test_a_gateway_venue_leaves_matching_to_the_exchange_and_sends_each_cancel_once() -> None:
