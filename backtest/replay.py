@@ -57,6 +57,8 @@ def run_backtest(
     config = config or SessionConfig()
     strategy = load_strategy(strategy_spec)
     history = open_history(data)
+    if history.rows == 0:
+        raise TickwiseError(f"{history.path} holds no rows: nothing to replay")
     if history.kind not in strategy.kinds:
         raise TickwiseError(
             f"{strategy.name()} trades on {', '.join(strategy.kinds)} data; "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,10 @@ import numpy as np
 from plotly.offline import get_plotlyjs
 
 from .replay import Backtest
+from .statistics import describe
 from .stats import round_trip_pnls
 
 _MAX_MARKERS = 4_000  # trade markers drawn at most (evenly thinned beyond)
-_TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
 _CSS = (
     "body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
     "table{border-collapse:collapse}"
@@ -36,26 +36,12 @@ _GAP = 0.04
 _GRID = "#ebf0f8"  # plotly_white's grid colour
 
 
-def trade_stats(bt: Backtest) -> dict[str, Any]:
-    """Hit rate, turnover and Sortino to go beside the summary."""
+def round_trips(bt: Backtest) -> np.ndarray:
+    """The PnL of each round trip of the run (fees included), in the order they closed."""
     f = bt.fills
     size = bt.history.instruments.known_mask().size
-    trips = round_trip_pnls(f["instrument"].astype(np.int64), f["side"].astype(np.float64),
-                            f["qty"], f["price"], f["fee"], size)  # fmt: skip
-    changes = np.diff(np.concatenate([[0.0], bt.equity["pnl"]]))
-    downside = changes[changes < 0]
-    step_s = bt.config.equity_every_ms / 1000.0
-    sortino = 0.0
-    if changes.size > 1 and downside.size and np.sqrt(np.mean(downside**2)) > 0:
-        sortino = float(np.mean(changes) / np.sqrt(np.mean(downside**2)))
-        sortino *= math.sqrt(_TRADING_SECONDS_PER_YEAR / step_s)
-    return {
-        "round_trips": int(trips.size),
-        "hit_rate": float(np.mean(trips > 0)) if trips.size else 0.0,
-        "avg_trip_pnl": float(np.mean(trips)) if trips.size else 0.0,
-        "turnover": float(np.sum(f["qty"] * f["price"])),
-        "sortino": sortino,
-    }
+    return round_trip_pnls(f["instrument"].astype(np.int64), f["side"].astype(np.float64),
+                           f["qty"], f["price"], f["fee"], size)  # fmt: skip
 
 
 def _price_path(bt: Backtest, instrument: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,9 +123,11 @@ def _figure(bt: Backtest) -> dict[str, Any]:
     return {"data": traces, "layout": layout}
 
 
-def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
-    """Write report.html (and plotly.min.js) into `folder`."""
-    stats = trade_stats(bt)
+def write_report(bt: Backtest, summary: dict[str, Any], folder: Path,
+                 outcome: Sequence[tuple[str, str]] = ()) -> None:  # fmt: skip
+    """Write report.html (and plotly.min.js) into `folder`, with `outcome`'s rows (what
+    happened: rejects by reason, the halt) in its table."""
+    trips = round_trips(bt)
     # A script literal: JavaScript reads NaN as such; "</" is escaped so no value can end it.
     figure = json.dumps(_figure(bt), separators=(",", ":")).replace("</", "<\\/")
     chart = (
@@ -149,16 +137,15 @@ def write_report(bt: Backtest, summary: dict[str, Any], folder: Path) -> None:
     )
     rows = [
         ("PnL (price units, after fees)", f"{summary['pnl']:,.2f}"),
-        ("Sharpe (annualised, PnL changes per equity step)", f"{summary['sharpe']:.2f}"),
-        ("Sortino (same basis)", f"{stats['sortino']:.2f}"),
-        ("max drawdown", f"{summary['max_drawdown']:,.2f}"),
-        ("round trips / hit rate", f"{stats['round_trips']:,} / {stats['hit_rate']:.1%}"),
-        ("average round trip PnL", f"{stats['avg_trip_pnl']:,.4f}"),
-        ("turnover (notional traded)", f"{stats['turnover']:,.2f}"),
+        *describe(summary["statistics"]),
+        ("round trips / average PnL", f"{trips.size:,} / "
+         + (f"{np.mean(trips):,.4f}" if trips.size else "n/a (no round trip closed)")),
         ("fees", f"{summary['fees']:,.2f}"),
         ("orders / fills / rejects",
          f"{summary['orders']:,} / {summary['fills']:,} / {summary['rejects']:,}"),
-        ("events / wall clock", f"{summary['events']:,} in {summary['wall_s']:.2f} s"),
+        *outcome,
+        ("events / replay (wall clock, without compiling)",
+         f"{summary['events']:,} in {summary['replay_s']:.2f} s"),
         ("run_hash", summary["run_hash"]),
     ]  # fmt: skip
     table = "\n".join(

@@ -7,6 +7,7 @@ A result directory is written beside its target and renamed into place whole.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -20,21 +21,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickwise.engine.atomic import check_target, discard, make_folder, publish, temporary_path
+from tickwise.engine.limits import TRIGGER_SETTINGS
 from tickwise.engine.portfolio import total_pnl
 from tickwise.engine.schemas import (
     EQUITY_SCHEMA,
     FILL_SCHEMA,
     ORDER_SCHEMA,
+    REASON_NAMES,
     STATUS_NEW,
     STATUS_REJECTED,
     record_batch,
 )
 
 from .replay import Backtest
-from .report import trade_stats, write_report
-
-# Sharpe is annualised as if the equity step repeated over 252 sessions of 6.5 hours.
-_TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
+from .report import round_trips, write_report
+from .statistics import Curve, statistics
 
 
 def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
@@ -43,23 +44,6 @@ def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
     h.update(np.ascontiguousarray(orders).view(np.uint8))  # the bytes in place, not a copy
     h.update(np.ascontiguousarray(fills).view(np.uint8))
     return h.hexdigest()
-
-
-def max_drawdown(pnl: np.ndarray) -> float:
-    """The largest fall of PnL from a previous peak (a positive number; 0 if none)."""
-    if pnl.size == 0:
-        return 0.0
-    peaks = np.maximum.accumulate(np.maximum(pnl, 0.0))
-    return float(np.max(peaks - pnl))
-
-
-def sharpe(pnl: np.ndarray, step_s: float) -> float:
-    """Annualised Sharpe ratio of the PnL changes between equity samples (0 if undefined)."""
-    changes = np.diff(np.concatenate([[0.0], pnl]))
-    if changes.size < 2 or not np.std(changes) > 0:
-        return 0.0
-    per_year = _TRADING_SECONDS_PER_YEAR / step_s
-    return float(np.mean(changes) / np.std(changes) * math.sqrt(per_year))
 
 
 def data_fingerprint(bt: Backtest) -> dict[str, Any]:
@@ -85,9 +69,10 @@ def summarize(bt: Backtest) -> dict[str, Any]:
     """The numbers of `summary.json` (money in the instruments' price units)."""
     portfolio = bt.session.ctx.portfolio
     final = _final_pnl(bt)
-    curve = np.append(bt.equity["pnl"], final)
     status = bt.orders["status"]
     guard = bt.session.status()
+    stats = performance(bt, final)
+    replay_s = max(bt.wall_s - bt.warmup_s, 0.0)
     return {
         "strategy": bt.strategy.name(),
         "params": bt.params,
@@ -96,18 +81,23 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "events": bt.events,
         "orders": int(np.count_nonzero(status == STATUS_NEW)),
         "fills": len(bt.fills),
-        "rejects": int(np.count_nonzero(status == STATUS_REJECTED)),
+        "rejects": int(np.count_nonzero(status == STATUS_REJECTED))
+        + sum(guard["refused_unlogged"].values()),
+        "rejects_by_reason": rejects_by_reason(bt.orders, guard["refused_unlogged"]),
         "pnl": final,
         "fees": float(portfolio["fees"].sum()),
-        "sharpe": sharpe(curve, bt.config.equity_every_ms / 1000.0),
-        "max_drawdown": max_drawdown(curve),
-        "trades": trade_stats(bt)["round_trips"],
+        "sharpe": stats["sharpe"]["value"],  # (null: see statistics.sharpe.reason)
+        "max_drawdown": stats["max_drawdown"]["value"],
+        "statistics": stats,
+        "trades": int(stats["round_trips"]),
         "halted": guard["halted"],
         "halt_reason": guard["halt_reason"],
         "halt_ts": guard["halt_ts"],
         "halt": guard,
         "run_hash": run_hash(bt.orders, bt.fills),
-        "events_per_sec": bt.events / bt.wall_s if bt.wall_s > 0 else 0.0,
+        # The replay's rate: reading, checking and the loop, without compiling or loading it.
+        "events_per_sec": bt.events / replay_s if replay_s > 0 else 0.0,
+        "replay_s": replay_s,
         "wall_s": bt.wall_s,
         "warmup_s": bt.warmup_s,
         "tickwise_version": version("tickwise"),
@@ -125,8 +115,67 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def rejects_by_reason(orders: np.ndarray, unlogged: dict[str, int]) -> dict[str, int]:
+    """How many orders were refused for each reason, most frequent first: those logged in
+    `orders`, and those refused while halted or reducing that were only counted."""
+    reasons, counts = np.unique(orders["reason"][orders["status"] == STATUS_REJECTED],
+                                return_counts=True)  # fmt: skip
+    total = {REASON_NAMES.get(r, f"reason {r}"): n
+             for r, n in zip(reasons.tolist(), counts.tolist(), strict=True)}  # fmt: skip
+    for name, n in unlogged.items():
+        if n:
+            total[name] = total.get(name, 0) + n
+    return dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
+
+
+def outcome(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """What happened, as (label, text) rows for the console and report.html: the rejects by
+    reason, the halt (when, why, the value past the limit, what to change), the fault."""
+    by_reason = summary["rejects_by_reason"]
+    rows = [("rejects by reason", ", ".join(f"{name} {n:,}" for name, n in by_reason.items())
+             or "none")]  # fmt: skip
+    halt = summary["halt"]
+    if not halt["halted"]:
+        return [*rows, ("kill switch", "not tripped")]
+    where = f" on {halt['halt_instrument']}" if halt["halt_instrument"] else ""
+    when = dt.datetime.fromtimestamp(halt["halt_ts"] / 1e9, tz=dt.UTC)
+    line = f"HALTED by {halt['halt_reason']}{where} at {when:%Y-%m-%d %H:%M:%S.%f} UTC event time"
+    if halt["halt_reason"] != "strategy_fault" or not halt["fault"]:
+        line += f" ({halt['halt_value']:.6g} past the limit {halt['halt_limit']:.6g})"
+    rows.append(("kill switch", line))
+    if halt["fault"]:
+        rows.append(("strategy fault", halt["fault"]))
+    hint = TRIGGER_SETTINGS.get(halt["halt_reason"])
+    if hint:
+        rows.append(("to change when it trips", hint))
+    return rows
+
+
 def _final_pnl(bt: Backtest) -> float:
     return float(total_pnl(bt.session.ctx))
+
+
+def performance(bt: Backtest, final: float) -> dict[str, Any]:
+    """The run's statistics (backtest/statistics.py) on its equity curve, from flat at the
+    first event to the final PnL at the last."""
+    e = bt.equity
+    first, last = bt.history.ts_range if bt.events else (None, None)
+    ts, pnl, gross = e["ts"], e["pnl"], e["gross_exposure"]
+    if first is not None and (ts.size == 0 or first < ts[0]):  # flat at the first event
+        ts = np.insert(ts, 0, first)
+        pnl = np.insert(pnl, 0, 0.0)
+        gross = np.insert(gross, 0, 0.0)
+    if last is not None and (ts.size == 0 or last > ts[-1]):
+        ts = np.append(ts, last)
+        pnl = np.append(pnl, final)
+        gross = np.append(gross, gross[-1] if gross.size else 0.0)
+    elif ts.size:
+        pnl = np.append(pnl[:-1], final)
+    f = bt.fills
+    curve = Curve(ts.astype(np.int64), pnl.astype(np.float64), gross.astype(np.float64),
+                  float(np.sum(np.abs(f["qty"] * f["price"]))), round_trips(bt))  # fmt: skip
+    c = bt.config
+    return statistics(curve, period=c.returns_period, calendar=c.calendar, capital=c.capital)
 
 
 def _write(records: np.ndarray, schema: pa.Schema, path: Path) -> None:
@@ -147,7 +196,7 @@ def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[s
         _write(bt.fills, FILL_SCHEMA, tmp / "fills.parquet")
         _write(bt.equity, EQUITY_SCHEMA, tmp / "equity.parquet")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        write_report(bt, summary, tmp)
+        write_report(bt, summary, tmp, outcome(summary))
         publish(tmp, out)
     except BaseException:
         discard(tmp)

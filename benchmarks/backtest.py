@@ -45,7 +45,9 @@ def config_file_text() -> str:
     their defaults apply)."""
     tables = ("risk", "killswitch", "live")
     return "[backtest]\n" + "\n".join(
-        f"{k} = {getattr(CONFIG, k)!r}" for k in CONFIG.__dataclass_fields__ if k not in tables
+        f"{k} = {getattr(CONFIG, k)!r}"
+        for k in CONFIG.__dataclass_fields__
+        if k not in tables and getattr(CONFIG, k) is not None  # (None: left out, as TOML has it)
     ).replace("'", '"')
 
 

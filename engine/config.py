@@ -25,6 +25,9 @@ from tickwise.engine.limits import (
 from tickwise.engine.session import Session
 from tickwise.engine.strategy import Strategy
 
+RETURNS_PERIODS = ("1d", "1w", "1mo")  # the periods statistics resample the equity curve to
+CALENDARS = ("auto", "weekdays", "24/7")
+
 
 @dataclass(frozen=True)
 class LiveTable:
@@ -77,6 +80,13 @@ class SessionConfig:
     # The strategy sees each event feed_latency_us after its ts_event; -1: at the data's
     # own ts_recv (the default: recorded data carry when they were received).
     feed_latency_us: float = -1.0
+    # Statistics (backtest/statistics.py): returns over this period of the calendar ("1d",
+    # "1w", "1mo", UTC), on the data's calendar ("auto": "24/7" when weekends hold a fifth
+    # of the days with data, else "weekdays"), on this capital (None: on PnL changes in
+    # price units, and what needs capital is not said).
+    returns_period: str = "1d"
+    calendar: str = "auto"
+    capital: float | None = None
     risk: RiskLimits = field(default_factory=RiskLimits)  # the [risk] table
     killswitch: KillSwitch = field(default_factory=KillSwitch)  # the [killswitch] table
     live: LiveTable = field(default_factory=lambda: LiveTable())  # the [live] table
@@ -105,6 +115,21 @@ class SessionConfig:
                 raise TickwiseError(f"{name} must be in [0, 60000000] us, got {value}")
         if not 0 <= self.latency_seed < 2**63:
             raise TickwiseError(f"latency_seed must be in 0..2**63-1, got {self.latency_seed}")
+        if self.returns_period not in RETURNS_PERIODS:
+            raise TickwiseError(
+                f"returns_period must be one of {', '.join(RETURNS_PERIODS)}, "
+                f"got {self.returns_period!r}"
+            )
+        if self.calendar not in CALENDARS:
+            raise TickwiseError(
+                f"calendar must be one of {', '.join(CALENDARS)}, got {self.calendar!r}"
+            )
+        capital = self.capital
+        if capital is not None and (
+            isinstance(capital, bool) or not isinstance(capital, int | float)
+            or not (math.isfinite(capital) and capital > 0)
+        ):  # fmt: skip
+            raise TickwiseError(f"capital must be a positive amount, got {capital!r}")
 
 
 def load_config(path: Path) -> tuple[SessionConfig, dict[str, Any]]:

@@ -94,6 +94,12 @@ GUARD_DTYPE = np.dtype(
         ("dup_qty", "<f8"),
         ("dup_price", "<f8"),
         ("throttle_next", "<i8"),  # next slot of the throttle ring
+        # Orders refused because the state forbids them (HALTED, REDUCING): only the first of
+        # each reason after a change of state is logged row by row, the rest are counted.
+        ("refused_halted", "<i8"),  # since the last change of state
+        ("refused_reducing", "<i8"),
+        ("unlogged_halted", "<i8"),  # since the session began, not logged
+        ("unlogged_reducing", "<i8"),
         ("pnl", "<f8"),  # session PnL, kept up to date event by event
         ("peak", "<f8"),  # its peak (drawdown)
         ("floor", "<f8"),  # PnL below this may cross max_loss or max_drawdown: judged exactly

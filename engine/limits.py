@@ -75,6 +75,25 @@ LIMITS_DTYPE = np.dtype(
     align=True,
 )
 
+# What a person changes to make a trigger trip later, or never: for the line that reports a
+# halt (the kill switch is there for a reason: first look at why it tripped).
+TRIGGER_SETTINGS = {
+    "max_loss": "[killswitch] max_loss",
+    "max_drawdown": "[killswitch] max_drawdown",
+    "price_jump": "[killswitch] price_jump_pct / price_jump_sigmas / price_jump_window_ms (0: off)",
+    "stale_feed": "[killswitch] stale_feed_ms (0: off)",
+    "seq_gap": "[killswitch] seq_gap = false",
+    "feed_latency": "[killswitch] max_feed_latency_ms / feed_latency_events (0: off)",
+    "reject_rate": "[killswitch] max_rejects_per_sec (0: off); the rejects by reason say why "
+    "orders were refused",
+    "strategy_fault": "the strategy's code (an exception, or a NaN or infinite order); "
+    "[killswitch] strategy_faults = false",
+    "runaway": "[risk] runaway_repeats / runaway_window_ms (0: off)",
+    "gateway_lost": "[killswitch] gateway_timeout_ms / ack_timeout_ms (0: off)",
+    "reconcile": "[killswitch] reconcile = false",
+    "bad_data": "[killswitch] max_bad_rows_per_sec (0: off)",
+}
+
 THROTTLE_MAX = 1 << 20  # most orders per second the throttle can count
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.engine.jit import kernel
+from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import VENUE_GATEWAY
 from .risk import gate_nb, trading_state, working_qty
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
+    REASON_HALTED,
     REASON_NONE,
+    REASON_REDUCE_ONLY,
     SIDE_BUY,
     SIDE_SELL,
     STATE_HALTED,
@@ -52,6 +54,25 @@ def log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, status, reason)
     return True
 
 
+@cold_kernel
+def _log_reject(ctx, oid, i, side, price, qty, order_type, tif, reason):
+    """Log a refused order; of those refused because trading is halted or reducing, only the
+    first of each reason since the state last changed (a halted strategy that keeps trying
+    would log a row per event), counting the rest."""
+    g = ctx.guard[0]
+    if reason == REASON_HALTED:
+        g.refused_halted += 1
+        if g.refused_halted > 1:
+            g.unlogged_halted += 1
+            return
+    elif reason == REASON_REDUCE_ONLY:
+        g.refused_reducing += 1
+        if g.refused_reducing > 1:
+            g.unlogged_reducing += 1
+            return
+    log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
+
+
 @kernel
 def order_latency_nb(ctx, oid):
     """This order's entry latency: the base plus its share of the jitter, drawn from a hash
@@ -76,7 +97,7 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     reason = gate_nb(ctx, i, side, qty, price, order_type)
     n_open = ctx.clock[0].n_open
     if reason != REASON_NONE:
-        log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_REJECTED, reason)
+        _log_reject(ctx, oid, i, side, price, qty, order_type, tif, reason)
         return -oid
     if not log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_NEW, REASON_NONE):
         return -oid  # the batch log is full; the session reports it as an error
@@ -156,7 +177,7 @@ def _request_cancel(ctx, k):
         return False
     clock = ctx.clock[0]
     if clock.venue == VENUE_GATEWAY:
-        o.cancel_ts = clock.recv
+        o.cancel_ts = max(clock.recv, 1)  # (nonzero: asked)
         o.cancel_unsent = 1
         clock.cancel_asks += 1
         return True

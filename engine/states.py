@@ -65,6 +65,9 @@ def transition_nb(ctx, scope, trigger, state, instrument, value, limit, now):
         g.trip_instrument = instrument if cause != TRIP_NONE else -1
         g.trip_value = value
         g.trip_limit = limit
+    g = ctx.guard[0]
+    g.refused_halted = 0  # the next refusal under the new state is logged again
+    g.refused_reducing = 0
     clock = ctx.clock[0]
     n = clock.n_transitions
     if n < ctx.transitions.size:  # (room for every change a batch can make: see new_context)
@@ -183,6 +186,12 @@ def guard_status(ctx: Any, instruments: Any, fault: str | None = None) -> dict[s
         "halt_limit": cause["limit"] if cause else None,
         "instruments": by_instrument,
         "trips": int(g.trips),
+        # Refused while halted or reducing and, past the first after each change of state,
+        # counted rather than logged.
+        "refused_unlogged": {
+            "halted": int(g.unlogged_halted),
+            "reduce_only": int(g.unlogged_reducing),
+        },
         "fault": fault,
     }
 

@@ -11,7 +11,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tickwise.engine.schemas import EQUITY_SCHEMA, FILL_SCHEMA, ORDER_SCHEMA, STATUS_NEW
+from tickwise.engine.schemas import (
+    EQUITY_SCHEMA,
+    FILL_SCHEMA,
+    ORDER_SCHEMA,
+    REASON_NAMES,
+    STATUS_NEW,
+    STATUS_REJECTED,
+)
 
 from ..conftest import make_synth
 
@@ -19,6 +26,7 @@ TICKWISE = str(Path(sys.executable).with_name("tickwise"))
 SUMMARY_KEYS = {
     "events", "orders", "fills", "rejects", "pnl", "fees", "sharpe", "max_drawdown", "trades",
     "halted", "halt_reason", "run_hash", "events_per_sec", "wall_s", "params", "data",
+    "replay_s", "warmup_s", "statistics", "rejects_by_reason",
 }  # fmt: skip
 
 
@@ -67,6 +75,21 @@ def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
     assert summary["run_hash"] in report
     assert "hit rate" in report
     assert (out / "plotly.min.js").stat().st_size > 1_000_000  # the report opens offline
+    # What happened is said: rejects by reason (the default qty of 1 is off the lot of 100 of
+    # some synthetic instruments), and statistics a run of 200 s cannot have, with why.
+    reasons = orders.column("reason").to_numpy()[status == STATUS_REJECTED]
+    names, counts = np.unique(reasons, return_counts=True)
+    by_reason = {REASON_NAMES[int(r)]: int(n) for r, n in zip(names, counts, strict=True)}
+    assert summary["rejects_by_reason"] == by_reason
+    assert sum(by_reason.values()) == summary["rejects"] > 0
+    text = " ".join(done.stdout.split())  # (however the table wrapped)
+    for name, n in by_reason.items():
+        assert f"{name} {n:,}" in text
+        assert f"{name} {n:,}" in report
+    assert summary["sharpe"] is None
+    why = "needs at least 2 1d returns; the run has 1"
+    assert summary["statistics"]["sharpe"]["reason"] == why
+    assert f"n/a ({why})" in text
     # The figure handed to Plotly.newPlot: four panels on one time axis, inside the data's span.
     figure = json.loads(report.split("({", 1)[1].rsplit("});</script>", 1)[0].join("{}"))
     first_ms, last_ms = (summary["data"][k] / 1e6 for k in ("ts_first", "ts_last"))
@@ -141,3 +164,32 @@ def test_an_existing_result_is_kept_without_overwrite(tmp_path: Path, data: Path
     assert done.returncode == 1
     assert "already exists; pass --overwrite" in done.stderr
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_halt_is_said_with_its_cause_and_what_to_change(tmp_path: Path, data: Path) -> None:
+    """A strategy that raises: the console and report.html say HALTED by strategy_fault with
+    the exception and the row, and which setting governs that trigger (the console said
+    only `HALTED by strategy_fault (0 past 0)`)."""
+    path = tmp_path / "raising.py"
+    path.write_text(
+        "from tickwise import Strategy, kernel\n"
+        "@kernel\n"
+        "def on_quote(ctx, q, st, p):\n"
+        "    if q.seq == 500:\n"
+        "        raise ValueError('the model broke')\n"
+        "class Raising(Strategy):\n"
+        "    on_quote = on_quote\n"
+    )
+    out = tmp_path / "result"
+    done = run("backtest", "--strategy", f"{path}:Raising", "--data", str(data),
+               "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["halt_reason"] == "strategy_fault"
+    report = (out / "report.html").read_text()
+    for shown in (text, " ".join(report.split())):
+        assert "HALTED by strategy_fault" in shown
+        assert "ValueError: the model broke (at row" in shown
+        assert "[killswitch] strategy_faults = false" in shown
+        assert "0 past 0" not in shown

@@ -62,3 +62,29 @@ def test_the_performance_table_is_generated_from_the_kept_run() -> None:
     assert match, "docs/performance.md has no bench-table markers"
     run = harness.load(ROOT / match.group(1))
     assert match.group(2) == harness.markdown(run)
+
+
+def _layout_modules() -> set[str]:
+    """The module files docs/layout.md lists, as paths from the repository root."""
+    (tree,) = _blocks((ROOT / "docs" / "layout.md").read_text(), "")
+    listed, folder = set(), None
+    for line in tree.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if not line.startswith(" ") and name.endswith("/"):
+            folder = name
+        elif line.startswith("  ") and name.endswith(".py"):
+            listed.add(folder + name)
+    return listed
+
+
+def test_the_layout_page_lists_every_module_and_only_modules_that_exist() -> None:
+    on_disk = {
+        str(path.relative_to(ROOT))
+        for package in ("tickwise", "engine", "feeds", "backtest")
+        for path in (ROOT / package).rglob("*.py")  # (not through tickwise/'s links)
+        if path.name != "__init__.py" or path.parent.name in ("tickwise", "cli")
+    }
+    listed = _layout_modules()
+    missing, gone = sorted(on_disk - listed), sorted(listed - on_disk)
+    assert not missing, f"modules docs/layout.md does not list: {missing}"
+    assert not gone, f"modules docs/layout.md lists that are not there: {gone}"

@@ -109,9 +109,11 @@ def test_a_trigger_halts_in_the_event_that_crosses_it(kill, market, trip, at) ->
     assert status["halt_ts"] == halt_ts  # the very event that crossed the threshold
     # Automated orders went out at every event before it, none from it on.
     assert (r.orders["status"] == STATUS_NEW).sum() == 1 + (at - 2)
+    # Each event from it on tried again: the first refusal is logged, the rest counted.
     refused = r.orders[r.orders["status"] == STATUS_REJECTED]
-    assert (refused["reason"] == REASON_HALTED).all()
-    assert len(refused) == 16 - at
+    assert refused["reason"].tolist() == [REASON_HALTED]
+    assert refused["ts"][0] == market["ts_recv"][at]  # (an order's time: when it was sent)
+    assert status["refused_unlogged"] == {"halted": 16 - at - 1, "reduce_only": 0}
     # The resting bid was cancelled in that same event.
     cancelled = r.orders[r.orders["status"] == STATUS_CANCELLED]
     assert cancelled["id"].tolist() == [1]
@@ -185,7 +187,8 @@ def test_a_strategy_sending_nan_or_raising_is_halted(tmp_path: Path) -> None:
     assert "row 2" in status["fault"]
     assert (r.orders["status"] == STATUS_NEW).sum() == 3  # quotes 1, 2, 3 (before it raised)
     assert (r.orders["status"] == STATUS_CANCELLED).sum() == 3
-    assert (r.orders["reason"] == REASON_HALTED).sum() == 3  # quotes 4, 5 and 6
+    assert (r.orders["reason"] == REASON_HALTED).sum() == 1  # quote 4 (5 and 6: counted)
+    assert status["refused_unlogged"]["halted"] == 2
     assert r.events == 6
 
 
@@ -212,8 +215,11 @@ def test_a_person_can_halt_or_reduce_one_instrument_or_all() -> None:
     s.halt(state="reducing")
     r = s.on_batch("quotes", quotes([10.0] * 4))
     rej = r.orders[r.orders["status"] == STATUS_REJECTED]
-    # Reducing: the buy at event 3 and the sell of 90 (more than the 70 left) are refused.
-    assert rej["reason"].tolist() == [REASON_REDUCE_ONLY, REASON_REDUCE_ONLY]
+    # Reducing: the buy at event 3 and the sell of 90 (more than the 70 left) are refused;
+    # the first refusal under REDUCING is logged, the second counted.
+    assert rej["reason"].tolist() == [REASON_REDUCE_ONLY]
+    assert rej["ts"][0] == T0 + MS  # event 3: the first quote of this batch
+    assert s.status()["refused_unlogged"]["reduce_only"] == 1
     assert s.ctx.portfolio[0]["qty"] == 70.0
     s.resume()
     s.halt(instrument=0)
@@ -257,9 +263,11 @@ def test_a_timer_that_raises_halts_the_session_and_the_batch_still_ends(tmp_path
     # Every quote was applied, the one whose timer raised included; orders stopped there.
     assert s.ctx.market[0]["ts"] == T0 + 8 * MS
     # The timer, armed at 1 ms, raises at the quote of 2 ms: only quote 1's order left;
-    # quotes 2 to 8 all reached the strategy (quote 2 redone, not lost) and were refused.
+    # quotes 2 to 8 all reached the strategy (quote 2 redone, not lost) and were refused
+    # (the first logged, the six others counted).
     assert (r.orders["status"] == STATUS_NEW).sum() == 1
-    assert (r.orders["reason"] == REASON_HALTED).sum() == 7
+    assert (r.orders["reason"] == REASON_HALTED).sum() == 1
+    assert s.status()["refused_unlogged"]["halted"] == 6
 
 
 OFF = vars(RiskLimits.off())
@@ -325,8 +333,9 @@ def test_the_kill_switchs_own_refusals_never_count_as_a_reject_storm() -> None:
     s.halt(instrument=0, state="reducing")
     r = s.on_batch("quotes", quotes([10.0] * 16))
     refused = r.orders[r.orders["status"] == STATUS_REJECTED]["reason"]
-    assert refused.tolist() == [REASON_REDUCE_ONLY] * 14
+    assert refused.tolist() == [REASON_REDUCE_ONLY]  # the first; 13 more counted
     status = s.status()
+    assert status["refused_unlogged"]["reduce_only"] == 13
     assert status["state"] == "active"
     assert status["instruments"]["I0"]["state"] == "reducing"
     assert status["instruments"]["I0"]["trigger"] == "manual"
@@ -406,3 +415,23 @@ def test_an_infinite_mark_does_not_switch_the_loss_limit_off_for_good() -> None:
     s.on_batch("quotes", loss)
     assert s.status()["halt_reason"] == "max_loss"
     assert s.status()["halt_value"] == pytest.approx(-61.0)
+
+
+def test_each_halt_logs_its_first_refusal_and_counts_the_rest() -> None:
+    """A halted strategy that keeps trying logs one refused row per halt and reason, not one
+    per event (a halted run logged 30,000 rows of `halted`); each new halt logs again."""
+    every_event = [(e, +1, 1, NAN) for e in range(1, 17)]
+    s = session(every_event)
+    market = quotes([10.0] * 16)
+    part = lambda a, b: {c: v[a:b] for c, v in market.items()}  # noqa: E731
+    s.halt()
+    first = s.on_batch("quotes", part(0, 5))
+    s.resume()
+    traded = s.on_batch("quotes", part(5, 8))
+    s.halt(state="reducing")
+    second = s.on_batch("quotes", part(8, 16))
+    refused = lambda r: r.orders[r.orders["status"] == STATUS_REJECTED]  # noqa: E731
+    assert refused(first)["reason"].tolist() == [REASON_HALTED]
+    assert (traded.orders["status"] == STATUS_NEW).sum() == 3
+    assert refused(second)["reason"].tolist() == [REASON_REDUCE_ONLY]  # buys do not reduce
+    assert s.status()["refused_unlogged"] == {"halted": 4, "reduce_only": 7}

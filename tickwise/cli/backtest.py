@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
 from rich.markup import escape
@@ -14,6 +13,9 @@ from tickwise.cli.common import (
     subparser,
 )
 from tickwise.engine.console import compile_notice, fmt_rate, progress, stdout
+
+# The statistics printed after a backtest (summary.json and report.html have them all).
+CONSOLE_STATS = ("Sharpe", "CAGR", "max drawdown (price", "max drawdown (%")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -48,23 +50,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     backtest.set_defaults(run=_cmd_backtest)
 
 
-def _halt_line(summary: dict) -> str:
-    halt = summary["halt"]
-    if not halt["halted"]:
-        return "not tripped"
-    where = f" on {halt['halt_instrument']}" if halt["halt_instrument"] else ""
-    when = dt.datetime.fromtimestamp(halt["halt_ts"] / 1e9, tz=dt.UTC).strftime("%H:%M:%S.%f")
-    return (
-        f"HALTED by {halt['halt_reason']}{where} at {when} UTC event time "
-        f"({halt['halt_value']:.4g} past {halt['halt_limit']:.4g})"
-    )
-
-
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from tickwise.backtest.replay import run_backtest
-    from tickwise.backtest.results import write_results
+    from tickwise.backtest.results import outcome, write_results
+    from tickwise.backtest.statistics import describe
     from tickwise.engine.atomic import check_target
     from tickwise.engine.config import SessionConfig, load_config
     from tickwise.feeds.history import open_history
@@ -79,7 +70,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         bt = run_backtest(args.strategy, args.data, params, config, on_events=advance,
                           on_compile=compile_notice)  # fmt: skip
     summary = write_results(bt, args.out, overwrite=args.overwrite)
-    rate = fmt_rate(summary["events"], summary["wall_s"], "events")
+    rate = fmt_rate(summary["events"], summary["replay_s"], "events")
     print_measures(f"[bold]{escape(summary['strategy'])}[/] on {escape(str(args.data))}", (
         ("events", f"{summary['events']:,}"),
         ("orders / fills / rejects",
@@ -87,12 +78,11 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         ("round trips", f"{summary['trades']:,}"),
         ("PnL (price units, after fees)", f"{summary['pnl']:,.2f}"),
         ("fees", f"{summary['fees']:,.2f}"),
-        ("Sharpe (annualised, PnL changes)", f"{summary['sharpe']:.2f}"),
-        ("max drawdown", f"{summary['max_drawdown']:,.2f}"),
-        ("kill switch", _halt_line(summary)),
+        *[row for row in describe(summary["statistics"]) if row[0].startswith(CONSOLE_STATS)],
+        *outcome(summary),
         ("run_hash", summary["run_hash"][:16]),
-        ("replay (wall clock: read, check, loop)", f"{rate} in {summary['wall_s']:.2f} s"),
-        ("of which compiling/loading the loop", f"{summary['warmup_s']:.2f} s"),
+        ("replay (wall clock: read, check, loop)", f"{rate} in {summary['replay_s']:.2f} s"),
+        ("compiling/loading the loop (wall clock)", f"{summary['warmup_s']:.2f} s"),
     ))  # fmt: skip
     stdout.print(f"results in {args.out}", markup=False)
     return 0
