@@ -73,7 +73,7 @@ def summarize(bt: Backtest) -> dict[str, Any]:
     guard = bt.session.status()
     stats = performance(bt, final)
     replay_s = max(bt.wall_s - bt.warmup_s, 0.0)
-    return {
+    summary = {
         "strategy": bt.strategy.name(),
         "params": bt.params,
         "config": _jsonable(asdict(bt.config)),
@@ -102,6 +102,8 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "warmup_s": bt.warmup_s,
         "tickwise_version": version("tickwise"),
     }
+    summary["warnings"] = warnings(summary, bt.config)
+    return summary
 
 
 def _jsonable(value: Any) -> Any:
@@ -126,6 +128,22 @@ def rejects_by_reason(orders: np.ndarray, unlogged: dict[str, int]) -> dict[str,
         if n:
             total[name] = total.get(name, 0) + n
     return dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
+
+
+def warnings(summary: dict[str, Any], config: Any) -> list[str]:
+    """One line for each thing about the run a person should know before trusting it."""
+    out = []
+    fees = (config.maker_fee_bps, config.taker_fee_bps, config.maker_fee_per_unit,
+            config.taker_fee_per_unit)  # fmt: skip
+    if not any(fees) and config.order_latency_us == 0 and config.latency_jitter_us == 0:
+        out.append("no fees and no order latency: fills are as good as they can be (set "
+                   "[backtest] taker_fee_bps, order_latency_us)")  # fmt: skip
+    tried = summary["orders"] + summary["rejects"]
+    if tried and summary["rejects"] > tried / 2:
+        top, n = next(iter(summary["rejects_by_reason"].items()))
+        out.append(f"{summary['rejects']:,} of {tried:,} orders were refused, most as {top} "
+                   f"({n:,}): see the rejects by reason")  # fmt: skip
+    return out
 
 
 def outcome(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -196,7 +214,8 @@ def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[s
         _write(bt.fills, FILL_SCHEMA, tmp / "fills.parquet")
         _write(bt.equity, EQUITY_SCHEMA, tmp / "equity.parquet")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        write_report(bt, summary, tmp, outcome(summary))
+        said = outcome(summary) + [("warning", line) for line in summary["warnings"]]
+        write_report(bt, summary, tmp, said)
         publish(tmp, out)
     except BaseException:
         discard(tmp)

@@ -90,6 +90,8 @@ def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
     why = "needs at least 2 1d returns; the run has 1"
     assert summary["statistics"]["sharpe"]["reason"] == why
     assert f"n/a ({why})" in text
+    assert "warning: no fees and no order latency" in text  # (the defaults)
+    assert "no fees and no order latency" in report
     # The figure handed to Plotly.newPlot: four panels on one time axis, inside the data's span.
     figure = json.loads(report.split("({", 1)[1].rsplit("});</script>", 1)[0].join("{}"))
     first_ms, last_ms = (summary["data"][k] / 1e6 for k in ("ts_first", "ts_last"))
@@ -193,3 +195,19 @@ def test_a_halt_is_said_with_its_cause_and_what_to_change(tmp_path: Path, data: 
         assert "ValueError: the model broke (at row" in shown
         assert "[killswitch] strategy_faults = false" in shown
         assert "0 past 0" not in shown
+
+
+def test_a_run_whose_orders_are_mostly_refused_says_so() -> None:
+    from tickwise.backtest.results import warnings
+    from tickwise.engine.config import SessionConfig
+
+    summary = {
+        "orders": 100,
+        "rejects": 4_975,
+        "rejects_by_reason": {"bad_qty": 4_900, "halted": 75},
+    }
+    said = warnings(summary, SessionConfig(taker_fee_bps=0.5))
+    assert said == ["4,975 of 5,075 orders were refused, most as bad_qty (4,900): see the "
+                    "rejects by reason"]  # fmt: skip
+    summary = {"orders": 100, "rejects": 100, "rejects_by_reason": {"bad_qty": 100}}
+    assert warnings(summary, SessionConfig(order_latency_us=100.0)) == []

@@ -84,5 +84,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         ("replay (wall clock: read, check, loop)", f"{rate} in {summary['replay_s']:.2f} s"),
         ("compiling/loading the loop (wall clock)", f"{summary['warmup_s']:.2f} s"),
     ))  # fmt: skip
+    for line in summary["warnings"]:
+        stdout.print(f"warning: {line}", markup=False)
     stdout.print(f"results in {args.out}", markup=False)
     return 0
