@@ -153,6 +153,8 @@ def outcome(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("rejects by reason", ", ".join(f"{name} {n:,}" for name, n in by_reason.items())
              or "none")]  # fmt: skip
     halt = summary["halt"]
+    if not summary["config"]["killswitch"]["enabled"]:
+        return [*rows, ("kill switch", "OFF: a research run ([killswitch] enabled = false)")]
     if not halt["halted"]:
         return [*rows, ("kill switch", "not tripped")]
     where = f" on {halt['halt_instrument']}" if halt["halt_instrument"] else ""

@@ -179,7 +179,7 @@ def make_session(
         strategy,
         instruments,
         params,
-        guarded=guarded,
+        guarded=guarded and config.killswitch.enabled,
         maker_fee_bps=config.maker_fee_bps,
         taker_fee_bps=config.taker_fee_bps,
         maker_fee_per_unit=config.maker_fee_per_unit,

@@ -170,6 +170,9 @@ class RiskLimits:
 class KillSwitch:
     """When the kill switch trips, and what it does then (`[killswitch]`)."""
 
+    # false: no automatic trigger at all, and the loop compiled without the watchers, for
+    # research backtests only (a live session refuses it); summaries say so.
+    enabled: bool = True
     max_loss: float = INF  # session PnL (realised + unrealised - fees) below -max_loss
     max_drawdown: float = INF  # PnL this far below its peak
     price_jump_pct: float = 5.0  # mid moves more than this % within the window (0: off)
@@ -208,8 +211,8 @@ class KillSwitch:
             _off_or_positive(name, getattr(self, name))
         _positive("price_jump_window_ms", self.price_jump_window_ms, allow_inf=False)
         _positive("feed_latency_events", self.feed_latency_events, allow_inf=False)
-        for name in ("price_jump_halts_instrument", "seq_gap", "strategy_faults", "flatten",
-                     "reconcile"):  # fmt: skip
+        for name in ("enabled", "price_jump_halts_instrument", "seq_gap", "strategy_faults",
+                     "flatten", "reconcile"):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise TickwiseError(f"{name} must be true or false, got {getattr(self, name)!r}")
         known = set(TRIP_NAMES.values()) - {"none"}
@@ -301,6 +304,7 @@ def pack_limits(risk: RiskLimits, kill: KillSwitch) -> np.ndarray:
     }
     for trip, name in TRIP_NAMES.items():
         on = switched.get(trip, True)  # a person's command and a lost journal: always on
+        on = on and (kill.enabled or name in ("manual", "journal_lost", "stop"))
         target = STATE_REDUCING if name in kill.reduce_only_on else STATE_HALTED
         lim["action"][trip] = target if on else 0
     return out

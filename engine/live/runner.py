@@ -190,6 +190,11 @@ def run_live(
             raise TickwiseError(f"{name} must be positive, got {value}")
     who = default_operator() if operator is None else check_operator(operator)
     config = config or SessionConfig()
+    if not config.killswitch.enabled:
+        raise TickwiseError(
+            "[killswitch] enabled = false is for research backtests; a live session always "
+            "runs with the kill switch (switch single triggers off instead)"
+        )
     strategy = load_strategy(strategy_spec)
     session = make_session(strategy, instruments, params, config)
     if gateway is not None:

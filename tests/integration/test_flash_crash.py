@@ -102,3 +102,29 @@ def test_bad_risk_settings_are_one_line_and_write_nothing(markets, tmp_path):
     assert "max_position must be positive" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_research_run_without_the_kill_switch_trades_through_the_crash(markets, tmp_path):
+    """`--no-killswitch` (research only): the same crash and thresholds, no halt, and the
+    console and summary say the kill switch was off; a live session refuses it."""
+    config = tmp_path / "session.toml"
+    config.write_text("[killswitch]\nprice_jump_pct = 3.0\nprice_jump_window_ms = 30000\n")
+    summary = backtest(markets["crash"], tmp_path / "r", "--config", str(config),
+                       "--no-killswitch")  # fmt: skip
+    assert summary["halted"] is False
+    assert summary["config"]["killswitch"]["enabled"] is False
+    assert "OFF: a research run ([killswitch] enabled = false)" in " ".join(
+        summary["stdout"].split()
+    )
+    data = pq.read_table(markets["crash"])
+    start = data.column("ts_event").to_numpy()[0] + int((CRASH.at_s + CRASH.down_s) * 1e9)
+    fills = pq.read_table(tmp_path / "r" / "fills.parquet").column("ts").to_numpy()
+    assert (fills > start).any()  # it kept trading after the fall
+    config.write_text("[killswitch]\nenabled = false\n")
+    live = subprocess.run([TICKWISE, "live", "--strategy", "mean_reversion", "--config",
+                           str(config), "--journal", str(tmp_path / "j"), "--instruments",
+                           "synth:2", "--seconds", "1"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert live.returncode != 0
+    assert "a live session always runs with the kill switch" in live.stderr
+    assert "Traceback" not in live.stderr

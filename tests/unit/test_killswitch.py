@@ -435,3 +435,24 @@ def test_each_halt_logs_its_first_refusal_and_counts_the_rest() -> None:
     assert (traded.orders["status"] == STATUS_NEW).sum() == 3
     assert refused(second)["reason"].tolist() == [REASON_REDUCE_ONLY]  # buys do not reduce
     assert s.status()["refused_unlogged"] == {"halted": 4, "reduce_only": 7}
+
+
+def test_a_disabled_kill_switch_has_no_automatic_trigger_and_compiles_no_watcher() -> None:
+    from dataclasses import replace
+
+    from tickwise.engine.config import SessionConfig, make_session
+    from tickwise.engine.limits import pack_limits
+    from tickwise.engine.schemas import TRIP_NAMES
+
+    kill = KillSwitch(max_loss=100.0, max_drawdown=50.0, reduce_only_on=("price_jump",))
+    on = pack_limits(RiskLimits(), kill)[0]["action"]
+    off = pack_limits(RiskLimits(), replace(kill, enabled=False))[0]["action"]
+    always = {"manual", "journal_lost", "stop"}  # a person, and the session's own end
+    for trip, name in TRIP_NAMES.items():
+        assert off[trip] == (on[trip] if name in always else 0), name
+    assert on[next(t for t, n in TRIP_NAMES.items() if n == "max_loss")] != 0
+    config = SessionConfig(killswitch=replace(kill, enabled=False))
+    s = make_session(load_strategy(SCRIPTED), simple_instruments(1), {}, config)
+    assert "unguarded_feed as _guard_feed" in Path(s.loop.__file__).read_text()
+    with pytest.raises(TickwiseError, match="enabled must be true or false"):
+        KillSwitch(enabled="no")

@@ -45,6 +45,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="rows per batch (65536); results never depend on it",
     )
+    backtest.add_argument(
+        "--no-killswitch",
+        action="store_true",
+        help="research run: no automatic trigger, the loop compiled without them "
+        "(as [killswitch] enabled = false)",
+    )
     backtest.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     backtest.add_argument("--out", type=Path, required=True, help="result folder to write")
     backtest.set_defaults(run=_cmd_backtest)
@@ -64,6 +70,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     config, params = (SessionConfig(), {}) if args.config is None else load_config(args.config)
     if args.batch_size is not None:
         config = replace(config, batch_size=args.batch_size)
+    if args.no_killswitch:
+        config = replace(config, killswitch=replace(config.killswitch, enabled=False))
     params |= parse_params(args.param)
     rows = open_history(args.data).rows
     with progress("replay", rows) as advance:
