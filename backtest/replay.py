@@ -8,6 +8,7 @@ sampled in event time) is collected for `backtest.results`.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -38,8 +39,19 @@ class Backtest:
     equity: np.ndarray
     marks: np.ndarray  # each instrument's mark (mid, or last price) at the equity samples
     events: int = 0
+    ts_first: int | None = None  # the first and last event replayed (ns)
+    ts_last: int | None = None
+    start: int | None = None  # the window asked for: start <= ts_event < end (ns)
+    end: int | None = None
     wall_s: float = 0.0  # the whole run, from opening the data
     warmup_s: float = 0.0  # of which compiling or loading the loop
+
+
+def _when(ns: int | None) -> str:
+    """A window's bound for people: ISO 8601 in UTC, or 'open' when there is none."""
+    if ns is None:
+        return "open"
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat()
 
 
 def run_backtest(
@@ -49,10 +61,13 @@ def run_backtest(
     config: SessionConfig | None = None,
     on_events: Callable[[int], None] | None = None,
     on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
+    start: int | None = None,
+    end: int | None = None,
 ) -> Backtest:
-    """Replay `data` through the strategy; wall time counts everything from opening the data.
-    `on_events(n)` follows the progress; `on_compile(name)` wraps loading or compiling the
-    strategy's loop (engine.console.compile_notice says so when it takes a while)."""
+    """Replay `data` (its rows with `start` <= ts_event < `end`, ns, when given) through the
+    strategy; wall time counts everything from opening the data. `on_events(n)` follows the
+    progress; `on_compile(name)` wraps loading or compiling the strategy's loop
+    (engine.console.compile_notice says so when it takes a while)."""
     began = time.perf_counter()
     config = config or SessionConfig()
     strategy = load_strategy(strategy_spec)
@@ -71,7 +86,11 @@ def run_backtest(
     warmup_s = time.perf_counter() - warm
     orders, fills, equity, marks = [], [], [], []
     events = 0
-    for batch in history.batches(config.batch_size):
+    first = last = None
+    for batch in history.batches(config.batch_size, start, end):
+        ts = batch.column("ts_event")
+        first = ts[0].as_py() if first is None else first
+        last = ts[-1].as_py()
         result = session.on_batch(history.kind, batch)
         orders.append(result.orders)
         fills.append(result.fills)
@@ -80,6 +99,11 @@ def run_backtest(
         events += result.events
         if on_events:
             on_events(result.events)
+    if events == 0:
+        raise TickwiseError(
+            f"{history.path} holds no rows in the window [{_when(start)}, {_when(end)}) "
+            "(ts_event, UTC): nothing to replay"
+        )
     ctx = session.ctx
     return Backtest(
         strategy=strategy,
@@ -92,6 +116,10 @@ def run_backtest(
         equity=np.concatenate([ctx.equity_log[:0], *equity]),
         marks=np.concatenate([ctx.mark_log[:0], *marks]),
         events=events,
+        ts_first=first,
+        ts_last=last,
+        start=start,
+        end=end,
         wall_s=time.perf_counter() - began,
         warmup_s=warmup_s,
     )

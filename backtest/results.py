@@ -61,6 +61,10 @@ def data_fingerprint(bt: Backtest) -> dict[str, Any]:
         "files": len(bt.history.files),
         "ts_first": first,
         "ts_last": last,
+        "start": bt.start,  # the window replayed (ns; null: unbounded)
+        "end": bt.end,
+        "first_event": bt.ts_first,
+        "last_event": bt.ts_last,
         "footer_sha256": h.hexdigest(),
     }
 
@@ -179,7 +183,7 @@ def performance(bt: Backtest, final: float) -> dict[str, Any]:
     """The run's statistics (backtest/statistics.py) on its equity curve, from flat at the
     first event to the final PnL at the last."""
     e = bt.equity
-    first, last = bt.history.ts_range if bt.events else (None, None)
+    first, last = bt.ts_first, bt.ts_last
     ts, pnl, gross = e["ts"], e["pnl"], e["gross_exposure"]
     if first is not None and (ts.size == 0 or first < ts[0]):  # flat at the first event
         ts = np.insert(ts, 0, first)

@@ -121,14 +121,25 @@ class History:
         maxs = [f.ts_max for f in self.files if f.ts_max is not None]
         return (min(mins) if mins else None, max(maxs) if maxs else None)
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    def batches(self, batch_size: int = DEFAULT_BATCH_ROWS, start: int | None = None,
+                end: int | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
         """Record batches of exactly `batch_size` rows (the last may be shorter), validated,
-        in (ts_event, instrument, seq) order. Raises `DataError` at the first bad row.
+        in (ts_event, instrument, seq) order, of the rows with `start` <= ts_event < `end`
+        (ns; None: unbounded; files wholly outside are not read). Raises `DataError` at the
+        first bad row.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if start is not None and end is not None and not start < end:
+            raise DataError(f"the start ({start}) must be before the end ({end})")
+        lo = -(2**63) if start is None else start
+        hi = 2**63 - 1 if end is None else end
+        inside = [
+            i for i, f in enumerate(self.files)
+            if f.ts_max is None or f.ts_min is None or (f.ts_max >= lo and f.ts_min < hi)
+        ]  # fmt: skip
         order = sorted(
-            range(len(self.files)),
+            inside,
             key=lambda i: (
                 self.files[i].ts_min if self.files[i].ts_min is not None else -(2**63),
                 i,
@@ -137,7 +148,10 @@ class History:
         streams = deque(
             _FileStream(self.files[i], i, self.kind, self.instruments, batch_size) for i in order
         )
-        return _rechunk(_merge(streams, self.kind), batch_size)
+        merged = _merge(streams, self.kind)
+        if start is not None or end is not None:
+            merged = _window(merged, lo, hi)
+        return _rechunk(merged, batch_size)
 
 
 def open_history(path: str | Path, kind: str | None = None) -> History:
@@ -314,6 +328,21 @@ def _merge_open(
             else (source, cols["instrument"], cols["ts_event"])
         )
         yield merged.take(pa.array(np.lexsort(keys)))
+
+
+def _window(batches: Generator, lo: int, hi: int) -> Iterator[pa.RecordBatch]:
+    """The rows with lo <= ts_event < hi of a stream in ts_event order (zero-copy slices);
+    the stream is left as soon as it passes `hi`."""
+    try:
+        for batch in batches:
+            ts = batch.column("ts_event").to_numpy()
+            first, last = np.searchsorted(ts, (lo, hi))
+            if last > first:
+                yield batch.slice(first, last - first)
+            if last < ts.size:
+                return
+    finally:
+        batches.close()  # (the files still open are closed now, not when collected)
 
 
 def _rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -211,3 +212,42 @@ def test_a_run_whose_orders_are_mostly_refused_says_so() -> None:
                     "rejects by reason"]  # fmt: skip
     summary = {"orders": 100, "rejects": 100, "rejects_by_reason": {"bad_qty": 100}}
     assert warnings(summary, SessionConfig(order_latency_us=100.0)) == []
+
+
+def test_start_and_end_replay_only_the_rows_inside(tmp_path: Path, data: Path) -> None:
+    ts = pq.read_table(data, columns=["ts_event"]).column("ts_event").to_numpy()
+    start, end = int(ts[50_000]), int(ts[120_000])
+    iso = dt.datetime.fromtimestamp(start // 1_000_000_000, tz=dt.UTC).isoformat()
+    start = (start // 1_000_000_000) * 1_000_000_000  # (an ISO time to the second)
+    out = tmp_path / "window"
+    done = run("backtest", "--strategy", "mean_reversion", "--data", str(data), "--start", iso,
+               "--end", str(end), "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    inside = (ts >= start) & (ts < end)
+    assert summary["events"] == int(inside.sum())
+    assert summary["data"]["start"] == start
+    assert summary["data"]["end"] == end
+    assert summary["data"]["first_event"] == int(ts[inside][0])
+    assert summary["data"]["last_event"] == int(ts[inside][-1])
+    orders = pq.read_table(out / "orders.parquet").column("ts").to_numpy()
+    assert ((orders >= start) & (orders < end + 1_000_000_000)).all()
+    empty = run("backtest", "--strategy", "mean_reversion", "--data", str(data),
+                "--start", "2031-01-01", "--out", str(tmp_path / "empty"))  # fmt: skip
+    assert empty.returncode != 0
+    assert "holds no rows in the window [2031-01-01T00:00:00+00:00, open)" in empty.stderr
+    assert "Traceback" not in empty.stderr
+    assert not (tmp_path / "empty").exists()
+    bad = run("backtest", "--strategy", "mean_reversion", "--data", str(data),
+              "--start", "yesterday", "--out", str(tmp_path / "bad"))  # fmt: skip
+    assert bad.returncode == 2
+    assert "'yesterday' is neither nanoseconds since the epoch nor an ISO 8601 time" in bad.stderr
+
+
+def test_event_times_read_as_utc_unless_a_zone_is_given() -> None:
+    from tickwise.cli.common import event_time
+
+    assert event_time("2024-01-02") == 1_704_153_600_000_000_000
+    assert event_time("2024-01-02T01:00:00+01:00") == 1_704_153_600_000_000_000
+    assert event_time("2024-01-02T00:00:00.000001") == 1_704_153_600_000_001_000
+    assert event_time("1704153600000000007") == 1_704_153_600_000_000_007

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickwise.engine.errors import DataError
@@ -193,3 +193,39 @@ def test_a_bad_partition_key_is_named(tmp_path: Path, quotes_file: Path) -> None
     pq.write_table(pq.read_table(quotes_file).drop_columns(["instrument"]), folder / "d.parquet")
     with pytest.raises(DataError, match="partition key instrument='abc' is not a valid uint32"):
         next(open_history(tmp_path / "hive").batches(100))
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(KINDS), batch_size=st.integers(1, 7_000),
+       cut=st.tuples(st.floats(-0.1, 1.1), st.floats(-0.1, 1.1)))  # fmt: skip
+def test_a_time_window_gives_exactly_the_rows_inside_it(histories, kind, batch_size, cut):
+    path, whole = histories[kind]
+    ts = whole.column("ts_event").to_numpy()
+    span = int(ts[-1] - ts[0])
+    start, end = sorted(int(ts[0] + c * span) for c in cut)
+    if start == end:
+        end += 1
+    batches = list(open_history(path).batches(batch_size, start, end))
+    inside = whole.filter(pc.and_(pc.greater_equal(whole["ts_event"], start),
+                                  pc.less(whole["ts_event"], end)))  # fmt: skip
+    assert all(b.num_rows == batch_size for b in batches[:-1])
+    got = table_of(batches) if batches else inside.slice(0, 0)
+    assert got.num_rows == inside.num_rows
+    if batches:
+        assert got.equals(inside.combine_chunks().cast(batches[0].schema))
+
+
+def test_a_window_skips_the_files_wholly_outside_it(tmp_path: Path) -> None:
+    hive = make_synth(tmp_path / "hive", partition=True, kind="quotes", rows=20_000,
+                      instruments=2, seed=3, start=NEAR_CLOSE)  # fmt: skip
+    history = open_history(hive)
+    lo = max(f.ts_min for f in history.files)  # where the last file to begin begins
+    ts = table_of(history.batches(1_000)).column("ts_event").to_numpy()
+    outside = [f for f in history.files if f.ts_max < lo]
+    assert outside  # (the data spill into the next day: the first day's files end before)
+    for f in outside:
+        f.path.write_bytes(b"not parquet any more")  # read them and the window fails
+    rows = sum(b.num_rows for b in history.batches(1_000, start=lo))
+    assert rows == int((ts >= lo).sum())
+    with pytest.raises(DataError, match="must be before the end"):
+        list(history.batches(1_000, start=5, end=5))

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from tickwise.cli.common import (
+    event_time,
     parse_params,
     print_measures,
     subparser,
@@ -45,6 +46,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="rows per batch (65536); results never depend on it",
     )
+    for flag, what in (("--start", "the first"), ("--end", "past the last")):
+        backtest.add_argument(
+            flag, type=event_time, default=None, metavar="TIME",
+            help=f"{what} ts_event replayed: ISO 8601 (UTC unless a zone is given) or ns",
+        )  # fmt: skip
     backtest.add_argument(
         "--no-killswitch",
         action="store_true",
@@ -73,10 +79,11 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.no_killswitch:
         config = replace(config, killswitch=replace(config.killswitch, enabled=False))
     params |= parse_params(args.param)
-    rows = open_history(args.data).rows
+    window = args.start is not None or args.end is not None
+    rows = None if window else open_history(args.data).rows  # (a window's rows: not known)
     with progress("replay", rows) as advance:
         bt = run_backtest(args.strategy, args.data, params, config, on_events=advance,
-                          on_compile=compile_notice)  # fmt: skip
+                          on_compile=compile_notice, start=args.start, end=args.end)  # fmt: skip
     summary = write_results(bt, args.out, overwrite=args.overwrite)
     rate = fmt_rate(summary["events"], summary["replay_s"], "events")
     print_measures(f"[bold]{escape(summary['strategy'])}[/] on {escape(str(args.data))}", (

@@ -4,6 +4,7 @@ options of the control socket, and the way figures are printed."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -58,6 +59,25 @@ def control_options(parser: argparse.ArgumentParser) -> None:
         "--server-key", default=None, help="its CurveZMQ public key (Z85), when not on loopback"
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+
+
+def event_time(text: str) -> int:
+    """A point in event time from the command line: nanoseconds since the epoch, or an ISO
+    8601 date or date and time (without a zone: UTC)."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither nanoseconds since the epoch nor an ISO 8601 time "
+            "(2024-01-02, 2024-01-02T14:30:00, 2024-01-02T14:30:00+01:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
