@@ -24,13 +24,14 @@ from tickwise.engine.atomic import check_target, discard, make_folder, publish, 
 from tickwise.engine.limits import TRIGGER_SETTINGS
 from tickwise.engine.portfolio import total_pnl
 from tickwise.engine.schemas import (
-    EQUITY_SCHEMA,
-    FILL_SCHEMA,
-    ORDER_SCHEMA,
+    LIQUIDITY_NAMES,
+    ORDER_TYPE_NAMES,
     REASON_NAMES,
+    SIDE_NAMES,
+    STATUS_NAMES,
     STATUS_NEW,
     STATUS_REJECTED,
-    record_batch,
+    TIF_NAMES,
 )
 
 from .replay import Backtest
@@ -202,10 +203,51 @@ def performance(bt: Backtest, final: float) -> dict[str, Any]:
     return statistics(curve, period=c.returns_period, calendar=c.calendar, capital=c.capital)
 
 
-def _write(records: np.ndarray, schema: pa.Schema, path: Path) -> None:
-    table = pa.Table.from_batches([record_batch(records, schema)])
-    # Order ids, times and prices rarely repeat: dictionary encoding only costs time here.
-    pq.write_table(table, path, use_dictionary=False, compression="lz4")
+UTC_NS = pa.timestamp("ns", tz="UTC")
+# Code columns written as their names (dictionary-encoded strings: small, and readable).
+LABELS = {"side": SIDE_NAMES, "order_type": ORDER_TYPE_NAMES, "tif": TIF_NAMES,
+          "status": STATUS_NAMES, "reason": REASON_NAMES, "liquidity": LIQUIDITY_NAMES}  # fmt: skip
+
+
+def _labels(codes: np.ndarray, names: dict[int, str], column: str) -> pa.DictionaryArray:
+    keys = np.array(sorted(names))
+    index = np.clip(np.searchsorted(keys, codes), 0, keys.size - 1)
+    if not np.array_equal(keys[index], codes):
+        raise ValueError(f"a {column} code without a name: {sorted(set(codes) - set(keys))}")
+    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)),
+                                          pa.array([names[k] for k in keys]))  # fmt: skip
+
+
+def readable(records: np.ndarray, instruments: Any, strategies: dict[int, str]) -> pa.Table:
+    """Order, fill or equity records as people read them: times as timestamp[ns, UTC], codes
+    as their names, each instrument's symbol beside its id, the strategy by name."""
+    symbols = [""] * instruments.known_mask().size
+    for inst in instruments:
+        symbols[inst.id] = inst.symbol
+    out: dict[str, pa.Array] = {}
+    for name in records.dtype.names:
+        values = np.ascontiguousarray(records[name])
+        if name == "ts":
+            out[name] = pa.array(values, type=UTC_NS)
+        elif name in LABELS:
+            out[name] = _labels(values, LABELS[name], name)
+        elif name == "strategy":
+            known = {**strategies, **{int(v): f"strategy {v}" for v in set(values.tolist())
+                                      if int(v) not in strategies}}  # fmt: skip
+            out[name] = _labels(values.astype(np.int64), known, name)
+        else:
+            out[name] = pa.array(values)
+        if name == "instrument":
+            out["symbol"] = pa.DictionaryArray.from_arrays(
+                pa.array(values.astype(np.int32)), pa.array(symbols)
+            )
+    return pa.table(out)
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    # Ids, times and prices rarely repeat: dictionary encoding only for the named codes.
+    named = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+    pq.write_table(table, path, use_dictionary=named, compression="lz4")
 
 
 def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[str, Any]:
@@ -216,9 +258,11 @@ def write_results(bt: Backtest, out: Path, *, overwrite: bool = False) -> dict[s
     tmp = temporary_path(out)
     try:
         tmp.mkdir()
-        _write(bt.orders, ORDER_SCHEMA, tmp / "orders.parquet")
-        _write(bt.fills, FILL_SCHEMA, tmp / "fills.parquet")
-        _write(bt.equity, EQUITY_SCHEMA, tmp / "equity.parquet")
+        instruments = bt.history.instruments
+        strategies = {int(bt.session.ctx.guard[0].strategy): bt.strategy.name()}
+        _write(readable(bt.orders, instruments, strategies), tmp / "orders.parquet")
+        _write(readable(bt.fills, instruments, strategies), tmp / "fills.parquet")
+        _write(readable(bt.equity, instruments, strategies), tmp / "equity.parquet")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         said = outcome(summary) + [("warning", line) for line in summary["warnings"]]
         write_report(bt, summary, tmp, said)

@@ -33,6 +33,9 @@ STATUS_REJECTED: Final = 5
 # A cancel request on its way to a paper (or real) exchange: the engine journals it when it
 # sends it, the exchange echoes it when the cancel is received but takes effect later.
 STATUS_CANCEL_SENT: Final = 6
+SIDE_NAMES: Final = {SIDE_BUY: "buy", SIDE_SELL: "sell"}
+ORDER_TYPE_NAMES: Final = {ORD_LIMIT: "limit", ORD_MARKET: "market"}
+TIF_NAMES: Final = {TIF_GTC: "gtc", TIF_IOC: "ioc"}
 STATUS_NAMES: Final = {
     STATUS_NEW: "new",
     STATUS_ACKED: "acked",
@@ -140,6 +143,7 @@ N_TRIPS: Final = len(TRIP_NAMES)
 
 LIQ_MAKER: Final = 0
 LIQ_TAKER: Final = 1
+LIQUIDITY_NAMES: Final = {LIQ_MAKER: "maker", LIQ_TAKER: "taker"}
 
 # Book-delta flags (bits of the `flags` column).
 BOOK_F_LAST: Final = 1  # last delta of one update: the book is consistent after it

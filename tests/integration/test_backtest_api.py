@@ -12,7 +12,7 @@ import pytest
 from tickwise.backtest.replay import run_backtest
 from tickwise.backtest.results import write_results
 from tickwise.engine.config import SessionConfig
-from tickwise.engine.schemas import STATUS_NEW
+from tickwise.engine.schemas import REASON_NAMES, STATUS_NEW
 from tickwise.feeds.history import open_history
 
 from ..conftest import make_synth, table_of
@@ -121,7 +121,9 @@ def test_statistics_of_daily_bars_are_those_of_the_daily_pnl(tmp_path: Path) -> 
     assert stats["periods_per_year"] == 252
     # By hand: flat at the first bar, the last PnL of each UTC day in equity.parquet, and the
     # final PnL at the last bar.
-    equity = pl.read_parquet(tmp_path / "result" / "equity.parquet")
+    equity = pl.read_parquet(tmp_path / "result" / "equity.parquet").with_columns(
+        pl.col("ts").dt.epoch("ns")
+    )
     first_ts, last_ts = int(bars["ts_event"][0]), int(bars["ts_event"][-1])
     curve = pl.concat([
         pl.DataFrame({"ts": [first_ts], "pnl": [0.0]}),
@@ -157,3 +159,32 @@ def test_a_history_without_rows_is_an_error(tmp_path: Path) -> None:
                       simple_instruments(1))  # fmt: skip
     with pytest.raises(TickwiseError, match="empty.parquet holds no rows: nothing to replay"):
         run_backtest("mean_reversion", data)
+
+
+def test_results_read_in_polars_and_pandas_with_names_symbols_and_times(tmp_path: Path) -> None:
+    """No lookup table needed: sides, statuses, reasons, liquidity and the strategy by name,
+    the symbol beside each instrument id, times as UTC timestamps."""
+    import pandas as pd
+    import polars as pl
+
+    quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=20_000, instruments=3, seed=8)
+    bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0})
+    write_results(bt, tmp_path / "r")
+    symbols = {inst.id: inst.symbol for inst in bt.history.instruments}
+    orders = pl.read_parquet(tmp_path / "r" / "orders.parquet")
+    fills = pd.read_parquet(tmp_path / "r" / "fills.parquet")
+    assert orders.schema["ts"] == pl.Datetime("ns", "UTC")
+    assert str(fills["ts"].dtype) == "datetime64[ns, UTC]"
+    assert set(orders["side"].cast(pl.String)) == {"buy", "sell"}
+    assert set(orders["strategy"].cast(pl.String)) == {"mean_reversion"}
+    assert {"new", "rejected"} <= set(orders["status"].cast(pl.String))
+    rejected = orders.filter(pl.col("status") == "rejected")
+    assert set(rejected["reason"].cast(pl.String)) <= set(REASON_NAMES.values()) - {"none"}
+    assert set(fills["liquidity"].astype(str)) <= {"maker", "taker"}
+    for frame in (orders.to_pandas(), fills):
+        assert (frame["symbol"].astype(str) == frame["instrument"].map(symbols)).all()
+    # The same rows as the engine's records, in the same order.
+    assert orders["id"].to_list() == bt.orders["id"].tolist()
+    first = pd.Timestamp(int(bt.fills["ts"][0]), unit="ns", tz="UTC")
+    assert fills["ts"].iloc[0] == first
+    assert fills["side"].iloc[0] == ("buy" if bt.fills["side"][0] > 0 else "sell")

@@ -128,9 +128,11 @@ def test_packets_need_a_pace_and_a_length(quotes: Path) -> None:
 
 
 def test_a_quiet_feed_sends_heartbeats_with_its_last_sequence_number(tmp_path: Path) -> None:
-    # 2 s without events, replayed at 4x real time: half a second of heartbeats.
+    # 6 s without events, replayed at 4x real time: 1.5 s of heartbeats every 50 ms (~30; at
+    # least 3 even on a machine so loaded that the feed wakes late: 2 s of data gave 1 once,
+    # with two test suites sharing two cores).
     data = make_synth(tmp_path / "q.parquet", kind="quotes", rows=3_000, instruments=2, seed=5,
-                      rate=2_000.0, episodes=(StaleFeed(at_s=0.5, seconds=2.0),))  # fmt: skip
+                      rate=2_000.0, episodes=(StaleFeed(at_s=0.5, seconds=6.0),))  # fmt: skip
     proc, endpoint = start_replay(data, "--speed", "4", "--heartbeat-ms", "50")
     try:
         with Subscriber(endpoint) as sub:
