@@ -160,6 +160,8 @@ def load_config(path: Path) -> tuple[SessionConfig, dict[str, Any]]:
         config = SessionConfig(**settings, risk=risk, killswitch=kill, live=live)
     except TypeError as exc:
         raise TickwiseError(f"{path}: {exc}") from None
+    except TickwiseError as exc:
+        raise TickwiseError(f"{path}: [backtest]: {exc}") from None
     return config, dict(raw.get("params", {}))
 
 

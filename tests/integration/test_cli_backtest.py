@@ -137,6 +137,10 @@ def test_config_file_sets_fees_and_params(tmp_path: Path, data: Path) -> None:
         (["--strategy", "mean_reversion", "--param", "window=1"], "window=1 is below its minimum"),
         (["--strategy", "mean_reversion", "--param", "window"], "must look like name=value"),
         (["--strategy", "sma_cross", "--batch-size", "0"], "batch_size must be in 1..10000000"),
+        (
+            ["--strategy", "sma_cross", "--start", "2024-01-03", "--end", "2024-01-02"],
+            "--start (2024-01-03T00:00:00+00:00) must be before --end (2024-01-02T00:00:00+00:00)",
+        ),
     ],
 )
 def test_mistakes_are_one_line_and_write_nothing(tmp_path, data, args, message) -> None:
@@ -146,6 +150,22 @@ def test_mistakes_are_one_line_and_write_nothing(tmp_path, data, args, message) 
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("capital = -5", "capital must be a positive amount, got -5"),
+     ('returns_period = "2d"', "returns_period must be one of 1d, 1w, 1mo, got '2d'"),
+     ('calendar = "mars"', "calendar must be one of auto, weekdays, 24/7, got 'mars'")],
+)  # fmt: skip
+def test_a_bad_backtest_setting_names_its_file_and_table(tmp_path, data, line, message) -> None:
+    config = tmp_path / "bt.toml"
+    config.write_text(f"[backtest]\n{line}\n")
+    done = run("backtest", "--strategy", "sma_cross", "--data", str(data), "--config",
+               str(config), "--out", str(tmp_path / "r"))  # fmt: skip
+    assert done.returncode == 1
+    assert f"{config}: [backtest]: {message}" in done.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_strategy_refuses_data_it_does_not_trade_on(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 
 from rich.markup import escape
@@ -14,6 +15,7 @@ from tickwise.cli.common import (
     subparser,
 )
 from tickwise.engine.console import compile_notice, fmt_rate, progress, stdout
+from tickwise.engine.errors import TickwiseError
 
 # The statistics printed after a backtest (summary.json and report.html have them all).
 CONSOLE_STATS = ("Sharpe", "CAGR", "max drawdown (price", "max drawdown (%")
@@ -62,6 +64,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     backtest.set_defaults(run=_cmd_backtest)
 
 
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat()
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -79,6 +85,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.no_killswitch:
         config = replace(config, killswitch=replace(config.killswitch, enabled=False))
     params |= parse_params(args.param)
+    if args.start is not None and args.end is not None and not args.start < args.end:
+        raise TickwiseError(f"--start ({_iso(args.start)}) must be before --end ({_iso(args.end)})")
     window = args.start is not None or args.end is not None
     rows = None if window else open_history(args.data).rows  # (a window's rows: not known)
     with progress("replay", rows) as advance:
