@@ -21,7 +21,7 @@ from plotly.offline import get_plotlyjs
 
 from .replay import Backtest
 from .statistics import describe
-from .stats import round_trip_pnls
+from .stats import fill_lots, round_trip_pnls
 
 _MAX_MARKERS = 4_000  # trade markers drawn at most (evenly thinned beyond)
 _CSS = (
@@ -39,9 +39,9 @@ _GRID = "#ebf0f8"  # plotly_white's grid colour
 def round_trips(bt: Backtest) -> np.ndarray:
     """The PnL of each round trip of the run (fees included), in the order they closed."""
     f = bt.fills
-    size = bt.history.instruments.known_mask().size
-    return round_trip_pnls(f["instrument"].astype(np.int64), f["side"].astype(np.float64),
-                           f["qty"], f["price"], f["fee"], size)  # fmt: skip
+    lot = np.nan_to_num(bt.history.instruments.lot_sizes(), nan=1.0)
+    return round_trip_pnls(f["instrument"].astype(np.int64), f["side"].astype(np.int64),
+                           fill_lots(f, lot), lot, f["price"], f["fee"], lot.size)  # fmt: skip
 
 
 def _price_path(bt: Backtest, instrument: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +97,9 @@ def _figure(bt: Backtest) -> dict[str, Any]:
         sel = mine[mine["side"] == side][::step]
         traces.append(line(sel["ts"], sel["price"], 3, mode="markers", name=name,
                            marker={"color": color, "symbol": marker, "size": 6}))  # fmt: skip
-    held, position = _thin(mine["ts"], np.cumsum(mine["side"] * mine["qty"]))
+    lot = bt.history.instruments[top].lot_size
+    lots = np.cumsum(mine["side"].astype(np.int64) * fill_lots(mine, np.full(top + 1, lot)))
+    held, position = _thin(mine["ts"], lots * lot)  # (in whole lots: flat is exactly 0)
     traces.append(line(held, position, 4, name="position", line={"shape": "hv", "width": 1}))
 
     layout: dict[str, Any] = {

@@ -107,7 +107,8 @@ def _gate(ctx, n):
         ctx.market[0].ts = ctx.clock[0].recv
         side = 1 if k & 1 else -1
         price = 100.0 - side * 0.01 * (1 + (k & 7))
-        if gate_nb(ctx, 0, side, float(1 + (k & 3)), price, ORD_LIMIT) == 0:
+        lots = 1 + (k & 3)  # (the lot is 1)
+        if gate_nb(ctx, 0, side, float(lots), lots, price, ORD_LIMIT) == 0:
             passed += 1
     return passed
 

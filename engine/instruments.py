@@ -98,6 +98,12 @@ class Instruments:
         mask[[inst.id for inst in self._items]] = True
         return mask
 
+    def lot_sizes(self) -> np.ndarray:
+        """Each id's lot as a float array indexed by id (NaN where no instrument has it)."""
+        lots = np.full(self.known_mask().size, np.nan)
+        lots[[inst.id for inst in self._items]] = [inst.lot_size for inst in self._items]
+        return lots
+
     def to_records(self) -> np.ndarray:
         """The table as records for kernels (ids, ticks and lots; symbols stay in Python)."""
         out = np.empty(len(self._items), dtype=INSTRUMENT_DTYPE)

@@ -36,7 +36,8 @@ from .limits import GUARD_MARGIN, pnl_floor
 from .market import mid_price
 from .orders import _request_cancel, submit_nb
 from .portfolio import unrealized_pnl
-from .risk import staying_qty
+from .quantities import units
+from .risk import staying_lots
 from .schemas import (
     ORD_MARKET,
     STATE_ACTIVE,
@@ -242,7 +243,7 @@ def watch_market_nb(ctx, i, ts):
     p = ctx.portfolio[i]
     m = ctx.market[i]
     mid = 0.5 * (m.bid_px + m.ask_px)
-    marked = p.qty * (mid - p.avg_px)
+    marked = units(p.lots, ctx.instruments[i].lot_size) * (mid - p.avg_px)
     if marked != marked:  # no quotes (flat: no PnL to mark either): by the last trade
         mid = mid_price(ctx, i)
         marked = unrealized_pnl(ctx, i)
@@ -295,13 +296,14 @@ def _enforce(ctx):
         return
     g.flattening = 1
     for i in range(ctx.portfolio.size):
-        pos = ctx.portfolio[i].qty
-        if pos == 0.0 or trading_state(ctx, i) != STATE_HALTED:
+        pos = ctx.portfolio[i].lots
+        if pos == 0 or trading_state(ctx, i) != STATE_HALTED:
             continue
-        side = -1 if pos > 0.0 else 1
-        qty = abs(pos) - staying_qty(ctx, i, side)
-        if qty > 0.0:
-            submit_nb(ctx, i, side, qty, np.nan, ORD_MARKET, TIF_IOC)
+        side = -1 if pos > 0 else 1
+        lots = abs(pos) - staying_lots(ctx, i, side)
+        if lots > 0:
+            qty = units(lots, ctx.instruments[i].lot_size)
+            submit_nb(ctx, i, side, qty, lots, np.nan, ORD_MARKET, TIF_IOC)
     g.flattening = 0
 
 

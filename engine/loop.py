@@ -29,6 +29,7 @@ from tickwise.engine.matching import (
 )
 from tickwise.engine.orders import log_order_nb, open_row_nb, remove_open_nb
 from tickwise.engine.portfolio import sample_equity_nb
+from tickwise.engine.quantities import units, whole_lots
 from tickwise.engine.schemas import (
     BOOK_F_LAST,
     REASON_UNKNOWN_ORDER,
@@ -243,10 +244,10 @@ def run_fills(ctx, st, p, bad, at, start, order_id, ts, instrument, side, price,
             _enforce(ctx)
             continue
         o = ctx.open_orders[k]
-        leaves = o.qty - o.filled
+        lots = whole_lots(q, ctx.instruments[o.instrument].lot_size)
         if (
-            not (q > 0.0)
-            or q > leaves + 1e-9 * o.qty
+            lots < 1
+            or lots > o.lots - o.filled
             or instrument[r] != o.instrument
             or (side[r] != o.side)
         ):
@@ -254,7 +255,7 @@ def run_fills(ctx, st, p, bad, at, start, order_id, ts, instrument, side, price,
             _enforce(ctx)
             continue
         first_fill = ctx.clock[0].n_fill_log
-        book_fill_nb(ctx, k, q, price[r], fee[r], liquidity[r], ts[r])
+        book_fill_nb(ctx, k, lots, price[r], fee[r], liquidity[r], ts[r])
         _notify_fills(ctx, st, p, first_fill)
         _enforce(ctx)
     return order_id.size, n_bad
@@ -288,14 +289,15 @@ def run_order_reports(ctx, st, p, bad, at, start, order_id, status, reason, qty)
             n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
         else:
             o = ctx.open_orders[k]
-            leaves = o.qty - o.filled
+            lot = ctx.instruments[o.instrument].lot_size
+            leaves = units(o.lots - o.filled, lot)
             if s == STATUS_ACKED:
                 if o.status == STATUS_NEW:
                     o.status = STATUS_ACKED
-                    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, o.qty, o.order_type,
-                                 o.tif, STATUS_ACKED, 0)  # fmt: skip
+                    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, units(o.lots, lot),
+                                 o.order_type, o.tif, STATUS_ACKED, 0)  # fmt: skip
             elif s in (STATUS_CANCELLED, STATUS_REJECTED):
-                if abs(qty[r] - leaves) > 1e-9 * o.qty:  # it had more (or less) left there
+                if whole_lots(qty[r], lot) != o.lots - o.filled:  # it had more (or less) left
                     n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
                 log_order_nb(ctx, o.id, o.instrument, o.side, o.price, leaves, o.order_type,
                              o.tif, s, reason[r])  # fmt: skip

@@ -32,6 +32,7 @@ from tickwise.engine.context import VENUE_GATEWAY
 from tickwise.engine.jit import kernel
 from tickwise.engine.orders import cancel_row_nb, remove_open_nb
 from tickwise.engine.portfolio import apply_fill_nb
+from tickwise.engine.quantities import lots_toward_zero, units
 from tickwise.engine.schemas import (
     LIQ_MAKER,
     LIQ_TAKER,
@@ -44,21 +45,23 @@ from tickwise.engine.schemas import (
 
 
 @kernel
-def _fill(ctx, k, qty, px, liquidity, ts):
-    """Fill row k of the open-order table at time ts, with the configured fee; True when the
-    order is now complete (and its row gone: the last row took its place)."""
+def _fill(ctx, k, lots, px, liquidity, ts):
+    """Fill `lots` of row k of the open-order table at time ts, with the configured fee;
+    True when the order is now complete (and its row gone: the last row took its place)."""
     fees = ctx.fees[0]
+    qty = units(lots, ctx.instruments[ctx.open_orders[k].instrument].lot_size)
     if liquidity == LIQ_TAKER:
         fee = qty * (px * fees.taker_bps * 1e-4 + fees.taker_per_unit)
     else:
         fee = qty * (px * fees.maker_bps * 1e-4 + fees.maker_per_unit)
-    return book_fill_nb(ctx, k, qty, px, fee, liquidity, ts)
+    return book_fill_nb(ctx, k, lots, px, fee, liquidity, ts)
 
 
 @kernel
-def book_fill_nb(ctx, k, qty, px, fee, liquidity, ts):
-    """Book a fill of row k of the open-order table: logged, applied to the position, and
-    the order completed (its row gone: the last row took its place, True) or partial."""
+def book_fill_nb(ctx, k, lots, px, fee, liquidity, ts):
+    """Book a fill of `lots` of row k of the open-order table: logged (in units), applied
+    to the position, and the order completed (its row gone: the last row took its place,
+    True) or partial."""
     o = ctx.open_orders[k]
     n = ctx.clock[0].n_fill_log
     f = ctx.fill_log[n]
@@ -67,14 +70,14 @@ def book_fill_nb(ctx, k, qty, px, fee, liquidity, ts):
     f.instrument = o.instrument
     f.side = o.side
     f.price = px
-    f.qty = qty
+    f.qty = units(lots, ctx.instruments[o.instrument].lot_size)
     f.fee = fee
     f.liquidity = liquidity
     ctx.clock[0].n_fill_log = n + 1
-    apply_fill_nb(ctx, o.instrument, o.side, qty, px, fee)
-    o.filled += qty
+    apply_fill_nb(ctx, o.instrument, o.side, lots, px, fee)
+    o.filled += lots
     o.status = STATUS_PARTIAL
-    if o.qty - o.filled <= 1e-12 * o.qty:
+    if o.filled >= o.lots:
         remove_open_nb(ctx, k)
         return True
     return False
@@ -83,15 +86,17 @@ def book_fill_nb(ctx, k, qty, px, fee, liquidity, ts):
 @kernel
 def _take(ctx, k, ts, skip):
     """Order k takes liquidity from the opposite side, best price first, up to its limit,
-    passing over the first `skip` units (taken by our earlier orders in this step).
-    Returns (quantity taken, whether the order is complete and its row gone)."""
+    passing over the first `skip` units (taken by our earlier orders in this step), in
+    whole lots (what a level shows beyond its last whole lot is not taken). Returns
+    (quantity taken in units, whether the order is complete and its row gone)."""
     o = ctx.open_orders[k]
     i = o.instrument
+    lot = ctx.instruments[i].lot_size
     buying = o.side > 0
     s = 1 if buying else 0
     limit = o.price
     any_price = o.order_type == ORD_MARKET
-    leaves = o.qty - o.filled
+    leaves = o.lots - o.filled
     m = ctx.market[i]
     depth = ctx.book_n[i, s]
     levels = depth
@@ -114,8 +119,11 @@ def _take(ctx, k, ts, skip):
             skip = -avail
             continue
         skip = 0.0
-        q = min(leaves - taken, avail)
-        taken += q
+        q = min(leaves, lots_toward_zero(avail, lot))
+        if q <= 0:
+            continue
+        leaves -= q
+        taken += units(q, lot)
         if _fill(ctx, k, q, px, LIQ_TAKER, ts):
             return taken, True
     return taken, False
@@ -223,7 +231,7 @@ def match_quote_nb(ctx, i):
         buying = o.side > 0
         crossed = m.ask_px <= o.price if buying else m.bid_px >= o.price
         if crossed:
-            _fill(ctx, k, o.qty - o.filled, o.price, LIQ_MAKER, now)  # completes it
+            _fill(ctx, k, o.lots - o.filled, o.price, LIQ_MAKER, now)  # completes it
             continue
         shown = _shown_at(ctx, i, o.side, o.price)
         if shown == shown:
@@ -241,6 +249,7 @@ def match_trade_nb(ctx, i, px, sz):
     if ctx.clock[0].venue == VENUE_GATEWAY:
         return  # its orders went to an exchange process: none of them is matched here
     now = ctx.clock[0].now
+    lot = ctx.instruments[i].lot_size
     taken = 0.0
     k = 0
     while k < ctx.clock[0].n_open:
@@ -252,12 +261,12 @@ def match_trade_nb(ctx, i, px, sz):
             cancel_row_nb(ctx, k)
             continue
         buying = o.side > 0
-        leaves = o.qty - o.filled
+        leaves = o.lots - o.filled
         if o.status == STATUS_NEW:
             marketable = o.order_type == ORD_MARKET or (px <= o.price if buying else px >= o.price)
-            q = min(leaves, sz - taken)
-            if marketable and q > 0.0:
-                taken += q
+            q = min(leaves, lots_toward_zero(max(sz - taken, 0.0), lot))
+            if marketable and q > 0:
+                taken += units(q, lot)
                 if _fill(ctx, k, q, px, LIQ_TAKER, now):
                     continue
             o = ctx.open_orders[k]
@@ -278,7 +287,8 @@ def match_trade_nb(ctx, i, px, sz):
                 o.queue = ahead - sz
             else:
                 o.queue = 0.0
-                if _fill(ctx, k, min(leaves, sz - ahead), o.price, LIQ_MAKER, now):
+                q = min(leaves, lots_toward_zero(sz - ahead, lot))
+                if q > 0 and _fill(ctx, k, q, o.price, LIQ_MAKER, now):
                     continue
         k += 1
 
@@ -306,13 +316,13 @@ def match_bar_nb(ctx, i, open_, high, low):
         if o.status == STATUS_NEW:
             market = o.order_type == ORD_MARKET
             if market or (open_ <= o.price if buying else open_ >= o.price):
-                _fill(ctx, k, o.qty - o.filled, open_, LIQ_TAKER, now)
+                _fill(ctx, k, o.lots - o.filled, open_, LIQ_TAKER, now)
                 continue
             if o.tif == TIF_IOC:
                 cancel_row_nb(ctx, k)
                 continue
             o.status = STATUS_ACKED
         if low <= o.price if buying else high >= o.price:
-            _fill(ctx, k, o.qty - o.filled, o.price, LIQ_MAKER, now)
+            _fill(ctx, k, o.lots - o.filled, o.price, LIQ_MAKER, now)
             continue
         k += 1

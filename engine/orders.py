@@ -4,6 +4,10 @@ Every action is written to `ctx.order_log` (new, cancelled, rejected) for
 Python to send and journal after the batch; nothing is allocated per order.
 An order that fails the risk gate is logged as rejected with its reason and
 its id is returned negated, so a strategy can tell (`if id < 0`).
+
+Quantities come in and go out in units and are held in whole lots in between
+(engine.quantities): `buy`/`sell` refuse a quantity that is no whole number of
+lots, `trade_to` rounds its target toward zero to whole lots.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import numpy as np
 from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import VENUE_GATEWAY
-from .risk import gate_nb, trading_state, working_qty
+from .quantities import lots_toward_zero, units, whole_lots
+from .risk import gate_nb, trading_state, working_lots
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
@@ -90,16 +95,19 @@ def order_latency_nb(ctx, oid):
 
 
 @kernel
-def submit_nb(ctx, i, side, qty, price, order_type, tif):
-    """Send an order: its id (> 0) if it passed the risk gate, else minus its id."""
+def submit_nb(ctx, i, side, qty, lots, price, order_type, tif):
+    """Send an order of `lots` whole lots (`qty` is what was asked, in units, for the record
+    of a refusal; lots < 1: it was no whole number of lots): its id (> 0) if it passed the
+    risk gate, else minus its id."""
     oid = ctx.clock[0].next_id
     ctx.clock[0].next_id = oid + 1
-    reason = gate_nb(ctx, i, side, qty, price, order_type)
+    reason = gate_nb(ctx, i, side, qty, lots, price, order_type)
     n_open = ctx.clock[0].n_open
     if reason != REASON_NONE:
         _log_reject(ctx, oid, i, side, price, qty, order_type, tif, reason)
         return -oid
-    if not log_order_nb(ctx, oid, i, side, price, qty, order_type, tif, STATUS_NEW, REASON_NONE):
+    sent = units(lots, ctx.instruments[i].lot_size)
+    if not log_order_nb(ctx, oid, i, side, price, sent, order_type, tif, STATUS_NEW, REASON_NONE):
         return -oid  # the batch log is full; the session reports it as an error
     o = ctx.open_orders[n_open]
     o.id = oid
@@ -110,8 +118,8 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
     o.instrument = i
     o.side = side
     o.price = price
-    o.qty = qty
-    o.filled = 0.0
+    o.lots = lots
+    o.filled = 0
     o.queue = np.nan
     o.order_type = order_type
     o.tif = tif
@@ -128,23 +136,36 @@ def submit_nb(ctx, i, side, qty, price, order_type, tif):
 
 
 @kernel
-def _send(ctx, instrument, side, qty, price, tif):
+def _lot_of(ctx, instrument):
+    """Instrument's lot, or NaN for an id outside the table (the gate names it)."""
+    if instrument < 0 or instrument >= ctx.instruments.size:
+        return np.nan
+    return ctx.instruments[instrument].lot_size
+
+
+@kernel
+def _send(ctx, instrument, side, qty, lots, tif, price):
     """A limit order at `price`, or a market order (IOC) when price is NaN."""
     market = price != price
     order_type = ORD_MARKET if market else ORD_LIMIT
-    return submit_nb(ctx, instrument, side, qty, price, order_type, TIF_IOC if market else tif)
+    tif = TIF_IOC if market else tif
+    return submit_nb(ctx, instrument, side, qty, lots, price, order_type, tif)
 
 
 @kernel
 def buy(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
-    """Buy `qty`: a limit order at `price`, or a market order (IOC) when price is NaN."""
-    return _send(ctx, instrument, SIDE_BUY, qty, price, tif)
+    """Buy `qty` units (a whole number of lots, else refused as `bad_qty`): a limit order
+    at `price`, or a market order (IOC) when price is NaN."""
+    lots = whole_lots(qty, _lot_of(ctx, instrument))
+    return _send(ctx, instrument, SIDE_BUY, qty, lots, tif, price)
 
 
 @kernel
 def sell(ctx, instrument, qty, price=np.nan, tif=TIF_GTC):
-    """Sell `qty`: a limit order at `price`, or a market order (IOC) when price is NaN."""
-    return _send(ctx, instrument, SIDE_SELL, qty, price, tif)
+    """Sell `qty` units (a whole number of lots, else refused as `bad_qty`): a limit order
+    at `price`, or a market order (IOC) when price is NaN."""
+    lots = whole_lots(qty, _lot_of(ctx, instrument))
+    return _send(ctx, instrument, SIDE_SELL, qty, lots, tif, price)
 
 
 @kernel
@@ -161,8 +182,9 @@ def remove_open_nb(ctx, k):
 def cancel_row_nb(ctx, k):
     """The exchange cancels the order in row k now: logged, then removed from the table."""
     o = ctx.open_orders[k]
-    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type, o.tif,
-         STATUS_CANCELLED, REASON_NONE)  # fmt: skip
+    left = units(o.lots - o.filled, ctx.instruments[o.instrument].lot_size)
+    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, left, o.order_type, o.tif,
+                 STATUS_CANCELLED, REASON_NONE)  # fmt: skip
     remove_open_nb(ctx, k)
 
 
@@ -233,31 +255,52 @@ def open_orders(ctx, instrument):
 
 
 @kernel
-def net_position(ctx, instrument):
-    """The position once working orders fill: position + working buys - working sells."""
-    pos = ctx.portfolio[instrument].qty
+def working_qty(ctx, instrument, side):
+    """Unfilled quantity (units) of the open orders of one instrument on one side (+1 buy,
+    -1 sell)."""
+    return units(working_lots(ctx, instrument, side), ctx.instruments[instrument].lot_size)
+
+
+@kernel
+def net_lots(ctx, instrument):
+    """The position once working orders fill, in whole lots."""
+    pos = ctx.portfolio[instrument].lots
     if ctx.inst_open[instrument] == 0:
         return pos
-    return pos + working_qty(ctx, instrument, SIDE_BUY) - working_qty(ctx, instrument, SIDE_SELL)
+    return pos + working_lots(ctx, instrument, SIDE_BUY) - working_lots(ctx, instrument, SIDE_SELL)
+
+
+@kernel
+def net_position(ctx, instrument):
+    """The position once working orders fill (units): position + working buys - working
+    sells."""
+    return units(net_lots(ctx, instrument), ctx.instruments[instrument].lot_size)
 
 
 @kernel
 def trade_to(ctx, instrument, target):
-    """Send a market order for the difference between `target` and the net position;
-    its id, or 0 when there is nothing to do. It sends only what the trading state lets
-    leave: nothing while the instrument is HALTED, and while it is REDUCING at most what
-    brings the position to flat (the target moved towards 0, never past it)."""
+    """Send a market order for the difference between `target` (units, rounded toward zero
+    to whole lots) and the net position; its id, or 0 when there is nothing to do (the
+    difference is less than one lot). It sends only what the trading state lets leave:
+    nothing while the instrument is HALTED, and while it is REDUCING at most what brings
+    the position to flat (the target moved towards 0, never past it). A target that is
+    NaN or infinite is sent as asked, for the gate to refuse as a strategy fault."""
     state = trading_state(ctx, instrument)
     if state == STATE_HALTED:
         return 0
+    lot = _lot_of(ctx, instrument)
+    if not (abs(target) < np.inf and lot > 0.0):
+        return _send(ctx, instrument, SIDE_BUY, target, np.int64(-1), TIF_GTC, np.nan)
+    goal = lots_toward_zero(target, lot)
     if state == STATE_REDUCING:
-        pos = ctx.portfolio[instrument].qty
-        target = min(max(target, min(pos, 0.0)), max(pos, 0.0))
-    net = net_position(ctx, instrument)
-    if target == net:
+        pos = ctx.portfolio[instrument].lots
+        goal = min(max(goal, min(pos, 0)), max(pos, 0))
+    net = net_lots(ctx, instrument)
+    if goal == net:
         return 0
-    side = SIDE_BUY if target > net else SIDE_SELL
-    return _send(ctx, instrument, side, abs(target - net), np.nan, TIF_GTC)
+    side = SIDE_BUY if goal > net else SIDE_SELL
+    lots = abs(goal - net)
+    return _send(ctx, instrument, side, units(lots, lot), lots, TIF_GTC, np.nan)
 
 
 @kernel

@@ -11,34 +11,44 @@ from __future__ import annotations
 from tickwise.engine.jit import kernel
 
 from .market import mid_price
+from .quantities import units
 
 
 @kernel
-def apply_fill_nb(ctx, i, side, qty, px, fee):
-    """Book a fill of `qty` (> 0) at `px` on `side` (+1 buy, -1 sell) into instrument i."""
+def apply_fill_nb(ctx, i, side, lots, px, fee):
+    """Book a fill of `lots` (> 0, whole lots) at `px` on `side` (+1 buy, -1 sell) into
+    instrument i. The position is an integer count of lots: fills that sum to zero leave
+    exactly zero."""
     p = ctx.portfolio[i]
-    pos = p.qty
-    signed = side * qty
-    if pos == 0.0 or (pos > 0.0) == (side > 0):
+    lot = ctx.instruments[i].lot_size
+    pos = p.lots
+    signed = side * lots
+    if pos == 0 or (pos > 0) == (side > 0):
         new = pos + signed
-        p.avg_px = (p.avg_px * abs(pos) + px * qty) / abs(new)
-        p.qty = new
+        p.avg_px = (p.avg_px * abs(pos) + px * lots) / abs(new)
+        p.lots = new
     else:
-        closed = min(qty, abs(pos))
-        p.realized += closed * (px - p.avg_px) * (1.0 if pos > 0.0 else -1.0)
-        p.qty = pos + signed
-        if qty > closed:
+        closed = min(lots, abs(pos))
+        p.realized += units(closed, lot) * (px - p.avg_px) * (1.0 if pos > 0 else -1.0)
+        p.lots = pos + signed
+        if lots > closed:
             p.avg_px = px  # flipped: the new position opened at this price
-        elif p.qty == 0.0:
+        elif p.lots == 0:
             p.avg_px = 0.0
     p.fees += fee
-    p.traded += qty
+    p.traded += units(lots, lot)
 
 
 @kernel
 def position(ctx, i):
-    """Signed position of instrument i (+ long, - short)."""
-    return ctx.portfolio[i].qty
+    """Signed position of instrument i in units (+ long, - short): exactly 0.0 when flat."""
+    return units(ctx.portfolio[i].lots, ctx.instruments[i].lot_size)
+
+
+@kernel
+def position_lots(ctx, i):
+    """Signed position of instrument i in whole lots (an integer)."""
+    return ctx.portfolio[i].lots
 
 
 @kernel
@@ -57,12 +67,12 @@ def realized_pnl(ctx, i):
 def unrealized_pnl(ctx, i):
     """Open position marked to the mid (or last trade); 0 when flat or nothing to mark with."""
     p = ctx.portfolio[i]
-    if p.qty == 0.0:
+    if p.lots == 0:
         return 0.0
     mark = mid_price(ctx, i)
     if mark != mark:
         return 0.0
-    return p.qty * (mark - p.avg_px)
+    return units(p.lots, ctx.instruments[i].lot_size) * (mark - p.avg_px)
 
 
 @kernel
@@ -102,8 +112,9 @@ def sample_equity_nb(ctx, ts):
         fees += p.fees
         mark = mid_price(ctx, i)
         marks[i] = mark
-        if p.qty != 0.0:
-            gross += abs(p.qty) * (mark if mark == mark else p.avg_px)
+        if p.lots != 0:
+            held = units(abs(p.lots), ctx.instruments[i].lot_size)
+            gross += held * (mark if mark == mark else p.avg_px)
     row = ctx.equity_log[n]
     row.ts = ts
     row.pnl = realized + unrealized - fees

@@ -19,6 +19,7 @@ import numpy as np
 from tickwise.engine.jit import cold_kernel, kernel
 
 from .market import mid_price
+from .quantities import units
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
@@ -46,7 +47,7 @@ from .schemas import (
 )
 from .states import trading_state, trip_nb
 
-_GRID_TOLERANCE = 1e-9  # relative: prices and lots are decimals held in binary floats
+_GRID_TOLERANCE = 1e-9  # relative: prices are decimals held in binary floats
 _SECOND = 1_000_000_000
 
 
@@ -57,37 +58,37 @@ def _on_grid(value, step):
 
 
 @kernel
-def _open_qty(ctx, instrument, side, staying):
-    total = 0.0
+def _open_lots(ctx, instrument, side, staying):
+    total = 0
     if ctx.inst_open[instrument] == 0:
         return total
     for k in range(ctx.clock[0].n_open):
         o = ctx.open_orders[k]
         if o.instrument == instrument and o.side == side and (o.cancel_ts == 0 or not staying):
-            total += o.qty - o.filled
+            total += o.lots - o.filled
     return total
 
 
 @kernel
-def working_qty(ctx, instrument, side):
-    """Unfilled quantity of the open orders of one instrument on one side (+1 buy, -1 sell)."""
-    return _open_qty(ctx, instrument, side, False)
+def working_lots(ctx, instrument, side):
+    """Unfilled lots of the open orders of one instrument on one side (+1 buy, -1 sell)."""
+    return _open_lots(ctx, instrument, side, False)
 
 
 @kernel
-def staying_qty(ctx, instrument, side):
-    """Like `working_qty`, leaving out orders whose cancel is already on its way."""
-    return _open_qty(ctx, instrument, side, True)
+def staying_lots(ctx, instrument, side):
+    """Like `working_lots`, leaving out orders whose cancel is already on its way."""
+    return _open_lots(ctx, instrument, side, True)
 
 
 @kernel
-def reduces_position(ctx, i, side, qty):
+def reduces_position(ctx, i, side, lots):
     """True when the order, with the working orders on its side that are staying, can only
-    shrink the position."""
-    pos = ctx.portfolio[i].qty
-    if pos == 0.0 or (pos > 0.0) == (side > 0):
+    shrink the position (exactly: all in whole lots)."""
+    pos = ctx.portfolio[i].lots
+    if pos == 0 or (pos > 0) == (side > 0):
         return False
-    return staying_qty(ctx, i, side) + qty <= abs(pos) * (1.0 + 1e-12)
+    return staying_lots(ctx, i, side) + lots <= abs(pos)
 
 
 @kernel
@@ -109,15 +110,16 @@ def _gross_exposure(ctx):
     """|position| x mark over all instruments, plus what working orders could add."""
     gross = 0.0
     for j in range(ctx.portfolio.size):
-        q = ctx.portfolio[j].qty
-        if q != 0.0:
+        q = ctx.portfolio[j].lots
+        if q != 0:
             mark = mid_price(ctx, j)
-            gross += abs(q) * (mark if mark == mark else ctx.portfolio[j].avg_px)
+            held = units(abs(q), ctx.instruments[j].lot_size)
+            gross += held * (mark if mark == mark else ctx.portfolio[j].avg_px)
     for k in range(ctx.clock[0].n_open):
         o = ctx.open_orders[k]
         px = o.price if o.price == o.price else mid_price(ctx, o.instrument)
         if px == px:
-            gross += (o.qty - o.filled) * px
+            gross += units(o.lots - o.filled, ctx.instruments[o.instrument].lot_size) * px
     return gross
 
 
@@ -136,13 +138,15 @@ def _self_trade(ctx, i, side, price, order_type):
 
 
 @kernel
-def check_order_nb(ctx, i, side, qty, price, order_type):
-    """The reject reason of an order, or REASON_NONE when it may leave."""
+def check_order_nb(ctx, i, side, lots, price, order_type):
+    """The reject reason of an order of `lots` whole lots (< 1: the quantity asked was no
+    whole number of lots), or REASON_NONE when it may leave."""
     if i < 0 or i >= ctx.instruments.size or ctx.instruments[i].tick_size == 0.0:
         return REASON_UNKNOWN_INSTRUMENT
     inst = ctx.instruments[i]
-    if not (qty > 0.0 and qty < np.inf) or not _on_grid(qty, inst.lot_size):
+    if lots < 1:
         return REASON_BAD_QTY
+    qty = units(lots, inst.lot_size)
     limit_order = order_type == ORD_LIMIT
     if limit_order and (
         not (price > 0.0 and price < np.inf) or not _on_grid(price, inst.tick_size)
@@ -153,7 +157,7 @@ def check_order_nb(ctx, i, side, qty, price, order_type):
     flattening = ctx.guard[0].flattening != 0
     if state == STATE_HALTED and not flattening:
         return REASON_HALTED
-    reducing = reduces_position(ctx, i, side, qty)
+    reducing = reduces_position(ctx, i, side, lots)
     if (state == STATE_REDUCING or flattening) and not reducing:
         return REASON_REDUCE_ONLY
     if ctx.clock[0].n_open >= lim.max_open_orders:
@@ -180,8 +184,8 @@ def check_order_nb(ctx, i, side, qty, price, order_type):
         return REASON_MAX_NOTIONAL  # (also when no price is known to measure it by)
     if not reducing:
         if lim.max_position < np.inf:
-            worst = ctx.portfolio[i].qty + side * (working_qty(ctx, i, side) + qty)
-            if abs(worst) > lim.max_position * (1.0 + 1e-12):
+            worst = ctx.portfolio[i].lots + side * (working_lots(ctx, i, side) + lots)
+            if units(abs(worst), inst.lot_size) > lim.max_position * (1.0 + 1e-12):
                 return REASON_POSITION_LIMIT
         if lim.max_gross < np.inf and not _gross_exposure(ctx) + notional <= lim.max_gross:
             return REASON_GROSS_LIMIT
@@ -233,10 +237,11 @@ def note_order_nb(ctx, i, side, qty, price, reason):
 
 
 @cold_kernel
-def gate_nb(ctx, i, side, qty, price, order_type):
-    """The whole gate for one order, compiled once and called: its checks, then the
-    bookkeeping of rejects, repeats and rate. Returns the reject reason (or REASON_NONE)."""
-    reason = check_order_nb(ctx, i, side, qty, price, order_type)
+def gate_nb(ctx, i, side, qty, lots, price, order_type):
+    """The whole gate for one order of `qty` units asked, `lots` whole lots (< 1: none),
+    compiled once and called: its checks, then the bookkeeping of rejects, repeats and
+    rate. Returns the reject reason (or REASON_NONE)."""
+    reason = check_order_nb(ctx, i, side, lots, price, order_type)
     if reason == REASON_NONE and ctx.clock[0].n_open >= ctx.open_orders.size:
         reason = REASON_BOOK_FULL
     note_order_nb(ctx, i, side, qty, price, reason)

@@ -269,21 +269,26 @@ MARKET_DTYPE: Final = np.dtype(
 # Position accounting per instrument, exact under partial fills and flips.
 POSITION_DTYPE: Final = np.dtype(
     [
-        ("qty", "<f8"),  # signed: + long, - short
+        ("lots", "<i8"),  # signed whole lots (engine.quantities): + long, - short
         ("avg_px", "<f8"),  # average entry price of the open position (0 when flat)
         ("realized", "<f8"),  # realised PnL, before fees
         ("fees", "<f8"),  # fees paid (positive is a cost)
-        ("traded", "<f8"),  # quantity traded, both sides
+        ("traded", "<f8"),  # quantity traded, both sides (units)
     ]
 )
 
 # An order as the engine tracks it while it is open: the order record (without a reject
-# reason), the quantity filled so far, when it and a cancel of it reach the exchange, and
-# its place in the queue at its price. (The engine's own state: no file holds it.)
+# reason, its quantity in whole lots), the lots filled so far, when it and a cancel of it
+# reach the exchange, and its place in the queue at its price. (The engine's own state:
+# no file holds it.)
 OPEN_ORDER_DTYPE: Final = np.dtype(
-    [(name, ORDER_DTYPE.fields[name][0]) for name in ORDER_DTYPE.names if name != "reason"]
+    [
+        (name, ORDER_DTYPE.fields[name][0]) if name != "qty" else ("lots", "<i8")
+        for name in ORDER_DTYPE.names
+        if name != "reason"
+    ]
     + [
-        ("filled", "<f8"),
+        ("filled", "<i8"),  # lots
         ("active_ts", "<i8"),  # when it reaches the exchange (ns)
         ("cancel_ts", "<i8"),  # when a cancel of it will (0: none asked)
         ("cancel_unsent", "<i8"),  # 1: a cancel asked of an exchange process, not yet sent

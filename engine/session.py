@@ -195,7 +195,8 @@ class Session:
             if name in OPEN_ORDER_DTYPE.names:
                 rows[name] = picked[name]
         rows["ts"] = picked["cancel_ts"]
-        rows["qty"] = picked["qty"] - picked["filled"]
+        lot = self.ctx.instruments["lot_size"][picked["instrument"]]
+        rows["qty"] = (picked["lots"] - picked["filled"]) * lot
         rows["status"] = STATUS_CANCEL_SENT
         table["cancel_unsent"][asked] = 0  # sent (cancel_ts stays: not asked twice)
         return rows

@@ -2,7 +2,8 @@
 
 Row r of the plan acts on the strategy's `at[r]`-th event of instrument 0 (1-based;
 an L2 update counts once): side +1 buys and -1 sells `qty` at `px` (NaN: a market
-order) with time in force `tif`; side 0 cancels the order that row `qty` sent.
+order) with time in force `tif`; side 0 cancels the order that row `qty` sent; side 2
+trades to the target position `qty` (`trade_to`).
 Tests fill the plan through `Session.state` before the first batch (`plan` below).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise import PerInstrument, Scalar, Strategy, buy, cancel, kernel, sell
+from tickwise import PerInstrument, Scalar, Strategy, buy, cancel, kernel, sell, trade_to
 
 PLAN_ROWS = 16
 
@@ -27,6 +28,8 @@ def act(ctx, st):
         tif = np.int64(st.tif[0, r])
         if side == 0:
             cancel(ctx, st.ids[0, np.int64(qty)])
+        elif side == 2:
+            st.ids[0, r] = trade_to(ctx, 0, qty)
         elif side > 0:
             st.ids[0, r] = buy(ctx, 0, qty, st.px[0, r], tif)
         else:

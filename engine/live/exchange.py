@@ -55,6 +55,7 @@ from tickwise.engine.orders import (
     order_latency_nb,
     remove_open_nb,
 )
+from tickwise.engine.quantities import units, whole_lots
 from tickwise.engine.schemas import (
     KINDS,
     MARKET_DTYPES,
@@ -124,8 +125,8 @@ def _refusal(ctx, last_id, oid, ts, instrument, side, price, qty, order_type, ti
         return REASON_BAD_REQUEST
     if tif not in (TIF_GTC, TIF_IOC):
         return REASON_BAD_REQUEST
-    if not (qty > 0.0 and qty < np.inf):
-        return REASON_BAD_QTY
+    if whole_lots(qty, ctx.instruments[instrument].lot_size) < 1:
+        return REASON_BAD_QTY  # not positive, not finite, or no whole number of lots
     if order_type == ORD_LIMIT and not (price > 0.0 and price < np.inf):
         return REASON_BAD_PRICE
     if ctx.clock[0].n_open >= ctx.open_orders.size:
@@ -162,8 +163,8 @@ def take_requests_nb(ctx, client, last_ids, oid, ts, instrument, side, price, qt
             o.instrument = i
             o.side = side[r]
             o.price = price[r]
-            o.qty = qty[r]
-            o.filled = 0.0
+            o.lots = whole_lots(qty[r], ctx.instruments[i].lot_size)
+            o.filled = 0
             o.queue = np.nan
             o.order_type = order_type[r]
             o.tif = tif[r]
@@ -241,8 +242,9 @@ def cancel_client_nb(ctx, client):
         if (o.id >> np.uint64(CLIENT_SHIFT)) != np.uint64(client):
             k += 1
             continue
-        log_order_nb(ctx, o.id, o.instrument, o.side, o.price, o.qty - o.filled, o.order_type,
-                     o.tif, STATUS_CANCELLED, REASON_CLIENT_GONE)  # fmt: skip
+        left = units(o.lots - o.filled, ctx.instruments[o.instrument].lot_size)
+        log_order_nb(ctx, o.id, o.instrument, o.side, o.price, left, o.order_type, o.tif,
+                     STATUS_CANCELLED, REASON_CLIENT_GONE)  # fmt: skip
         remove_open_nb(ctx, k)
         cancelled += 1
     return cancelled

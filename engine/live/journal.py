@@ -61,6 +61,7 @@ from tickwise.engine.errors import TickwiseError
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.jit import cold_kernel
 from tickwise.engine.portfolio import apply_fill_nb
+from tickwise.engine.quantities import whole_lots_of
 from tickwise.engine.schemas import (
     FILL_DTYPE,
     FILL_SCHEMA,
@@ -513,15 +514,18 @@ class Replayed:
             "fills": len(self.fills),
             "events": len(self.events),
             "positions": {
-                inst.symbol: _position(self.positions[inst.id])
+                inst.symbol: _position(self.positions[inst.id], inst.lot_size)
                 for inst in self.instruments
                 if self.positions[inst.id]["traded"] != 0.0
             },
         }
 
 
-def _position(row: np.void) -> dict[str, float]:
-    return {name: float(row[name]) for name in POSITION_DTYPE.names}
+def _position(row: np.void, lot: float) -> dict[str, float]:
+    """A position for people: its quantity in units, then the record's other fields."""
+    out: dict[str, float] = {"qty": float(row["lots"] * lot)}
+    out.update({name: float(row[name]) for name in POSITION_DTYPE.names})
+    return out
 
 
 def replay_journal(folder: Path) -> Replayed:
@@ -535,10 +539,10 @@ def replay_journal(folder: Path) -> Replayed:
     orders = [_records(b, ORDER_DTYPE) for b in parts["orders"]]
     fill_rows = np.concatenate([np.empty(0, FILL_DTYPE),
                                 *(_records(b, FILL_DTYPE) for b in parts["fills"])])  # fmt: skip
-    _check_fills(fill_rows, instruments, folder)
+    lots = _check_fills(fill_rows, instruments, folder)
     ctx = new_context(instruments)
     _book_fills(ctx, fill_rows["instrument"].astype(np.int64), fill_rows["side"].astype(np.int64),
-                fill_rows["qty"], fill_rows["price"], fill_rows["fee"])  # fmt: skip
+                lots, fill_rows["price"], fill_rows["fee"])  # fmt: skip
     return Replayed(
         instruments=instruments,
         orders=np.concatenate([np.empty(0, ORDER_DTYPE), *orders]),
@@ -558,9 +562,15 @@ def journal_events(folder: Path) -> list[dict[str, Any]]:
             for b in batches for row in b.to_pylist()]  # fmt: skip
 
 
-def _check_fills(fills: np.ndarray, instruments: Instruments, folder: Path) -> None:
-    """Only fills the engine could have made are booked: anything else is damage, named."""
-    bad = impossible_fills(fills, instruments.known_mask())
+def _check_fills(fills: np.ndarray, instruments: Instruments, folder: Path) -> np.ndarray:
+    """Only fills the engine could have made are booked: anything else is damage, named.
+    Returns each fill's quantity in whole lots."""
+    known = instruments.known_mask()
+    bad = impossible_fills(fills, known)
+    lot = instruments.lot_sizes()
+    at = np.minimum(fills["instrument"].astype(np.int64), max(lot.size - 1, 0))
+    lots = whole_lots_of(fills["qty"], lot[at] if lot.size else np.full(len(fills), np.nan))
+    bad |= lots < 1  # (also a quantity that is no whole number of its instrument's lots)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         f = fills[k]
@@ -570,6 +580,7 @@ def _check_fills(fills: np.ndarray, instruments: Instruments, folder: Path) -> N
             f"{float(f['price'])}, fee {float(f['fee'])}) is not one the engine makes; "
             "the journal is damaged"
         )
+    return lots
 
 
 def _records(batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
@@ -580,6 +591,6 @@ def _records(batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
 
 
 @cold_kernel
-def _book_fills(ctx, instrument, side, qty, price, fee):
+def _book_fills(ctx, instrument, side, lots, price, fee):
     for k in range(instrument.size):
-        apply_fill_nb(ctx, instrument[k], side[k], qty[k], price[k], fee[k])
+        apply_fill_nb(ctx, instrument[k], side[k], lots[k], price[k], fee[k])

@@ -12,6 +12,7 @@ import pytest
 from tickwise.backtest.replay import run_backtest
 from tickwise.backtest.results import write_results
 from tickwise.engine.config import SessionConfig
+from tickwise.engine.limits import RiskLimits
 from tickwise.engine.schemas import REASON_NAMES, STATUS_NEW
 from tickwise.feeds.history import open_history
 
@@ -168,7 +169,8 @@ def test_results_read_in_polars_and_pandas_with_names_symbols_and_times(tmp_path
     import polars as pl
 
     quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=20_000, instruments=3, seed=8)
-    bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0})
+    throttled = SessionConfig(risk=RiskLimits(max_orders_per_sec=1))  # for refused orders too
+    bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0}, throttled)
     write_results(bt, tmp_path / "r")
     symbols = {inst.id: inst.symbol for inst in bt.history.instruments}
     orders = pl.read_parquet(tmp_path / "r" / "orders.parquet")
@@ -188,3 +190,30 @@ def test_results_read_in_polars_and_pandas_with_names_symbols_and_times(tmp_path
     first = pd.Timestamp(int(bt.fills["ts"][0]), unit="ns", tz="UTC")
     assert fills["ts"].iloc[0] == first
     assert fills["side"].iloc[0] == ("buy" if bt.fills["side"][0] > 0 else "sell")
+
+
+def test_a_crypto_lot_of_1e_8_trades_whole_lots_and_is_exactly_flat(tmp_path: Path) -> None:
+    """mean_reversion with qty=0.01 on an instrument quoted in lots of 1e-8: in floats,
+    positions kept residue (3.5e-18) and trade_to chased it with orders of 1e-17, refused
+    as bad_qty by the thousand until the reject rate halted the run."""
+    from tickwise.backtest.stats import fill_lots
+    from tickwise.engine.instruments import Instrument, Instruments
+    from tickwise.feeds.store import HistoryWriter
+    from tickwise.feeds.synth import Market, SynthConfig
+
+    market = Market(SynthConfig(kind="quotes", rows=300_000, instruments=1, seed=11))
+    coin = Instruments([Instrument(0, "BTC-USD", 0.01, 1e-8)])
+    path = tmp_path / "btc.parquet"
+    with HistoryWriter(path, "quotes", coin) as writer:
+        for batch in market.batches():
+            writer.write(batch)
+    bt = run_backtest("mean_reversion", path, {"qty": 0.01, "allow_short": True})
+    summary = write_results(bt, tmp_path / "result")
+    assert summary["rejects_by_reason"] == {}
+    assert not summary["halted"]
+    assert len(bt.fills) > 100
+    lots = fill_lots(bt.fills, np.array([1e-8]))
+    assert np.all(lots % 1_000_000 == 0)  # every fill a whole multiple of 0.01
+    held = np.cumsum(bt.fills["side"].astype(np.int64) * lots)
+    assert np.count_nonzero(held == 0) > 10  # flat again and again,
+    assert bt.session.ctx.portfolio[0]["lots"] == held[-1]  # and the engine agrees exactly

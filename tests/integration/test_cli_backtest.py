@@ -37,8 +37,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "result"
+    config = tmp_path / "throttled.toml"  # (for refused orders to report too)
+    config.write_text("[risk]\nmax_orders_per_sec = 2\n")
     done = run("backtest", "--strategy", "mean_reversion", "--data", str(data),
-               "--param", "window=50", "--param", "entry_z=1.5", "--out", str(out))  # fmt: skip
+               "--param", "window=50", "--param", "entry_z=1.5", "--config", str(config),
+               "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "run_hash" in done.stdout
     assert "events/s" in done.stdout
@@ -74,8 +77,8 @@ def test_backtest_writes_every_result_file(tmp_path: Path, data: Path) -> None:
     assert summary["run_hash"] in report
     assert "hit rate" in report
     assert (out / "plotly.min.js").stat().st_size > 1_000_000  # the report opens offline
-    # What happened is said: rejects by reason (the default qty of 1 is off the lot of 100 of
-    # some synthetic instruments), and statistics a run of 200 s cannot have, with why.
+    # What happened is said: rejects by reason (orders beyond 2 a second are refused), and
+    # statistics a run of 200 s cannot have, with why.
     reasons = np.array(orders.column("reason").to_pylist())[status == "rejected"]
     names, counts = np.unique(reasons, return_counts=True)
     by_reason = {str(r): int(n) for r, n in zip(names, counts, strict=True)}

@@ -144,7 +144,7 @@ def test_feed_engine_exchange_fills_every_order_the_backtest_sends(
     assert (fills["fee"] > 0).all()  # the exchange's taker fee
     assert "not tripped" in live.stdout
     positions = {sym: p["qty"] for sym, p in journal.summary()["positions"].items()}
-    expected_pos = {inst.symbol: float(bt.session.ctx.portfolio[inst.id]["qty"])
+    expected_pos = {inst.symbol: float(bt.session.ctx.portfolio[inst.id]["lots"] * inst.lot_size)
                     for inst in bt.history.instruments}  # fmt: skip
     assert {s: q for s, q in positions.items()} == {s: expected_pos[s] for s in positions}
 

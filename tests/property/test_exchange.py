@@ -223,7 +223,7 @@ def test_an_engine_books_exactly_what_the_exchange_filled(tmp_path_factory, cuts
     assert linked.engine.status()["halt_reason"] is None
     fills = linked.engine.ctx.portfolio["traded"].sum()
     assert fills > 0
-    for name in ("qty", "realized", "fees", "traded"):
+    for name in ("lots", "realized", "fees", "traded"):
         assert np.array_equal(linked.engine.ctx.portfolio[name], linked.venue.ctx.portfolio[name])
 
 

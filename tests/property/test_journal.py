@@ -34,7 +34,8 @@ def records(draw, dtype: np.dtype, most: int = 6) -> np.ndarray:
     if dtype == FILL_DTYPE:  # booked on replay: fills as the engine makes them
         out["instrument"] = draw(hnp.arrays(np.uint32, n, elements=st.integers(0, 2)))
         out["side"] = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([-1, 1])))
-        out["qty"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.001, 1e6)))
+        lots = draw(hnp.arrays(np.int64, n, elements=st.integers(1, 10**6)))
+        out["qty"] = lots * 1.0  # whole lots (1.0 each, simple_instruments)
         out["price"] = draw(hnp.arrays(np.float64, n, elements=st.floats(0.001, 1e6)))
         out["fee"] = draw(hnp.arrays(np.float64, n, elements=st.floats(-1e3, 1e3)))
         out["liquidity"] = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([0, 1])))

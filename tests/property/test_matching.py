@@ -142,8 +142,8 @@ def test_fills_are_offered_conserved_and_independent_of_batching(case) -> None:
     for oid, o in sent.items():
         filled = fills["qty"][fills["order_id"] == oid].sum()
         gone = orders["qty"][(orders["id"] == oid) & (orders["status"] == STATUS_CANCELLED)].sum()
-        left = (
-            open_rows["qty"][open_rows["id"] == oid] - open_rows["filled"][open_rows["id"] == oid]
+        left = (  # (whole lots of 1)
+            open_rows["lots"][open_rows["id"] == oid] - open_rows["filled"][open_rows["id"] == oid]
         )
         assert abs(filled + gone + left.sum() - o["qty"]) < 1e-9
         if o["tif"] == TIF_IOC:  # never rests: gone, or still on its way at the data's end
@@ -153,6 +153,6 @@ def test_fills_are_offered_conserved_and_independent_of_batching(case) -> None:
     signed = fills["side"] * fills["qty"]
     cash = -(signed * fills["price"]).sum() - fills["fee"].sum()
     position = signed.sum()
-    assert s.ctx.portfolio[0]["qty"] == position
+    assert s.ctx.portfolio[0]["lots"] == position
     mid = 0.5 * (q["bid_px"][-1] + q["ask_px"][-1])
     assert abs(total_pnl(s.ctx) - (cash + position * mid)) < 1e-6

@@ -69,7 +69,7 @@ def test_no_order_that_breaks_a_limit_ever_leaves(case) -> None:
         r = s.on_batch("quotes", {c: v[k : k + 1] for c, v in quotes.items()})
         orders.append(r.orders)
         assert s.ctx.clock[0].n_open <= risk.max_open_orders
-        assert abs(s.ctx.portfolio[0]["qty"]) <= risk.max_position
+        assert abs(s.ctx.portfolio[0]["lots"]) <= risk.max_position
     orders = np.concatenate(orders)
     event_of = submission_events(rows, n)
     sent = orders[orders["status"] == STATUS_NEW]

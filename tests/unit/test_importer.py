@@ -88,6 +88,10 @@ def test_instrument_file_sets_ids_ticks_and_lots(tmp_path: Path) -> None:
             lambda rows: rows.__setitem__(1, rows[1].replace("2024-01-02T", "yesterday ")),
             "line 2: ts_event is 'yesterday",
         ),
+        (
+            lambda rows: rows.__setitem__(2, rows[2].replace("370.11", "370.115")),
+            "line 3: bid_px 370.115 is off instrument 1 (MSFT)'s tick grid of 0.01",
+        ),
     ],
 )
 def test_bad_csv_names_the_line_and_writes_nothing(tmp_path: Path, edit, message: str) -> None:
@@ -138,3 +142,91 @@ def test_import_refuses_to_overwrite_without_the_flag(tmp_path: Path) -> None:
     import_history(write(tmp_path, GOOD), "quotes", out)
     with pytest.raises(TickwiseError, match="already exists; pass --overwrite"):
         import_history(write(tmp_path, GOOD), "quotes", out)
+
+
+def test_a_price_off_the_tick_grid_is_refused_on_import(tmp_path: Path) -> None:
+    """A 0.02 tick on 0.01-grid data imported as valid, and then every limit order at the
+    touch was refused as bad_price: the grid is part of the data contract."""
+    with pytest.raises(DataError, match=r"line 3: bid_px 370.11 is off instrument 1 \(MSFT\)'s"):
+        import_history(write(tmp_path, GOOD), "quotes", tmp_path / "o.parquet", tick_size=0.02)
+    header = "ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n"
+    even = header + "1,M,370.1,370.12,3,4\n2,M,370.14,370.2,1,4\n"
+    result = import_history(write(tmp_path, even, "even.csv"), "quotes", tmp_path / "e.parquet",
+                            tick_size=0.02)  # fmt: skip
+    assert result.rows == 2
+
+
+SHUFFLED = """ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz
+2024-01-02T14:30:00.000000300Z,AAPL,185.21,185.23,5,6
+2024-01-02T14:30:00.000000200Z,MSFT,370.11,370.12,1,4
+2024-01-02T14:30:00.000000100Z,MSFT,370.10,370.12,3,4
+2024-01-02T14:30:00.000000200Z,MSFT,370.11,370.13,2,4
+2024-01-02T14:30:00.000000050Z,AAPL,185.20,185.21,2,2
+"""
+
+
+def test_without_sort_rows_out_of_time_order_are_refused_at_the_first(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="line 4: ts_event goes backwards for instrument 1"):
+        import_history(write(tmp_path, SHUFFLED), "quotes", tmp_path / "o.parquet")
+
+
+@pytest.mark.parametrize("run_rows", [None, 2])  # in memory, and in sorted runs merged
+def test_sort_puts_a_raw_file_in_time_order_stably(tmp_path: Path, run_rows) -> None:
+    out = tmp_path / "o.parquet"
+    result = import_history(write(tmp_path, SHUFFLED), "quotes", out, sort=True,
+                            sort_run_rows=run_rows)  # fmt: skip
+    assert (result.rows, result.bad_rows) == (5, 0)
+    t = table_of(open_history(out).batches(10))
+    assert t.column("ts_event").to_pylist() == [
+        1704205800000000050, 1704205800000000100, 1704205800000000200,
+        1704205800000000200, 1704205800000000300,
+    ]  # fmt: skip
+    assert t.column("ask_px").to_pylist() == [185.21, 370.12, 370.12, 370.13, 185.23]  # stable
+    assert t.column("seq").to_pylist() == [1, 1, 2, 3, 2]  # numbered in time order
+
+
+def test_bad_rows_are_set_aside_with_line_and_reason_and_the_rest_imported(
+    tmp_path: Path,
+) -> None:
+    import polars as pl
+
+    rows = GOOD.splitlines()
+    rows[2] = rows[2].replace("370.11,370.12", "370.13,370.12")  # crossed
+    rows[3] = rows[3].replace("185.20", "abc")  # not a number
+    rows.append("2024-01-02T14:30:00.000000400Z,MSFT,370.11,370.12,,4")  # empty size
+    rows.append("2024-01-02T14:30:00.000000010Z,MSFT,370.11,370.12,1,4")  # backwards
+    out, bad = tmp_path / "o.parquet", tmp_path / "bad.csv"
+    result = import_history(write(tmp_path, "\n".join(rows) + "\n"), "quotes", out,
+                            bad_rows=bad)  # fmt: skip
+    assert (result.rows, result.bad_rows) == (2, 4)
+    refused = pl.read_csv(bad, infer_schema=False)
+    assert refused["line"].to_list() == ["3", "4", "6", "7"]
+    reasons = refused["reason"].to_list()
+    assert "crossed quote" in reasons[0]
+    assert "bid_px is 'abc'" in reasons[1]
+    assert "bid_sz is empty" in reasons[2]
+    assert "ts_event goes backwards" in reasons[3]
+    assert refused["bid_px"].to_list()[1] == "abc"  # the row as it was written
+    t = table_of(open_history(out).batches(10))
+    assert t.column("ts_event").to_pylist() == [1704205800000000100, 1704205800000000300]
+
+
+def test_bad_rows_with_sort_keeps_late_rows_and_names_lines_of_the_source(tmp_path: Path) -> None:
+    import polars as pl
+
+    rows = SHUFFLED.splitlines()
+    rows[2] = rows[2].replace("370.11", "0")  # line 3: a price of zero
+    out, bad = tmp_path / "o.parquet", tmp_path / "bad.csv"
+    result = import_history(write(tmp_path, "\n".join(rows) + "\n"), "quotes", out, sort=True,
+                            bad_rows=bad, sort_run_rows=2)  # fmt: skip
+    assert (result.rows, result.bad_rows) == (4, 1)
+    refused = pl.read_csv(bad, infer_schema=False)
+    assert refused["line"].to_list() == ["3"]
+    assert "bid_px is 0.0" in refused["reason"][0]
+
+
+def test_no_bad_rows_file_is_written_when_every_row_is_good(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    result = import_history(write(tmp_path, GOOD), "quotes", tmp_path / "o.parquet", bad_rows=bad)
+    assert result.bad_rows == 0
+    assert not bad.exists()

@@ -145,7 +145,7 @@ def test_flattening_closes_positions_with_reduce_only_orders() -> None:
     assert s.status()["halt_reason"] == "max_loss"
     assert r.fills["side"].tolist() == [1, -1]
     assert r.fills["price"].tolist() == [10.01, 9.39]  # sold at the bid of the halting quote
-    assert s.ctx.portfolio[0]["qty"] == 0.0
+    assert s.ctx.portfolio[0]["lots"] == 0.0
 
 
 def test_a_reject_storm_and_a_runaway_strategy_trip_it() -> None:
@@ -220,7 +220,7 @@ def test_a_person_can_halt_or_reduce_one_instrument_or_all() -> None:
     assert rej["reason"].tolist() == [REASON_REDUCE_ONLY]
     assert rej["ts"][0] == T0 + MS  # event 3: the first quote of this batch
     assert s.status()["refused_unlogged"]["reduce_only"] == 1
-    assert s.ctx.portfolio[0]["qty"] == 70.0
+    assert s.ctx.portfolio[0]["lots"] == 70.0
     s.resume()
     s.halt(instrument=0)
     assert {k: v["state"] for k, v in s.status()["instruments"].items()} == {"I0": "halted"}
@@ -375,9 +375,9 @@ def test_built_in_strategies_send_nothing_the_trading_state_would_refuse(tmp_pat
                 killswitch=KillSwitch.off())  # fmt: skip
     batches = list(history.batches(5_000))
     s.on_batch("quotes", batches[0])
-    long_or_short = next(i for i in range(3) if s.ctx.portfolio[i]["qty"] != 0.0)
+    long_or_short = next(i for i in range(3) if s.ctx.portfolio[i]["lots"] != 0)
     flat = next(i for i in range(3) if i != long_or_short)
-    position = float(s.ctx.portfolio[long_or_short]["qty"])
+    position = float(s.ctx.portfolio[long_or_short]["lots"])
     s.halt(instrument=flat)
     s.halt(instrument=long_or_short, state="reducing")
     orders = np.concatenate([s.on_batch("quotes", b).orders for b in batches[1:]])
@@ -386,7 +386,7 @@ def test_built_in_strategies_send_nothing_the_trading_state_would_refuse(tmp_pat
     assert np.count_nonzero(new["instrument"] == flat) == 0
     reducing = new[new["instrument"] == long_or_short]
     assert reducing["side"].tolist() == [-np.sign(position)]  # one order, to flat
-    assert s.ctx.portfolio[long_or_short]["qty"] == 0.0
+    assert s.ctx.portfolio[long_or_short]["lots"] == 0.0
     third = 3 - flat - long_or_short
     assert np.count_nonzero(new["instrument"] == third) > 0  # trading on
 

@@ -66,7 +66,7 @@ def test_sma_cross_buys_on_the_cross_up_and_sells_on_the_cross_down() -> None:
     assert r.fills["ts"].tolist() == [T0 + 3_000_000, T0 + 5_000_000]
     assert r.fills["price"].tolist() == [11.01, 8.99]
     assert (r.fills["liquidity"] == LIQ_TAKER).all()
-    assert s.ctx.portfolio[0]["qty"] == 0.0
+    assert s.ctx.portfolio[0]["lots"] == 0.0
     assert s.ctx.portfolio[0]["realized"] == pytest.approx(5 * (8.99 - 11.01))
 
 
@@ -74,7 +74,7 @@ def test_sma_cross_long_short_reverses_through_zero() -> None:
     s = session("sma_cross", fast=2, slow=3, qty=1.0, long_short=True)
     r = s.on_batch("quotes", quotes([10, 10, 10, 11, 12, 9, 9]))
     assert new_orders(r)["qty"].tolist() == [1.0, 2.0]  # to +1, then to -1
-    assert s.ctx.portfolio[0]["qty"] == -1.0
+    assert s.ctx.portfolio[0]["lots"] == -1.0
 
 
 def test_equal_averages_are_not_a_cross() -> None:
@@ -240,7 +240,7 @@ def test_pairs_shorts_a_wide_spread_and_closes_it_when_it_comes_back() -> None:
     assert sent["side"].tolist() == [-1, 1, 1, -1]
     assert sent["qty"].tolist() == [2.0, 2.0, 2.0, 2.0]
     # The opening orders filled at each leg's next quote; the closing ones are still working.
-    assert s.ctx.portfolio["qty"][:2].tolist() == [-2.0, 2.0]
+    assert s.ctx.portfolio["lots"][:2].tolist() == [-2, 2]  # (lots of 1)
 
 
 def test_obi_market_maker_quotes_both_sides_leaning_with_imbalance_and_inventory() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickwise.backtest.stats import round_trip_pnls
+from tickwise.backtest.stats import fill_lots, round_trip_pnls
 from tickwise.engine.schemas import FILL_DTYPE
 
 
@@ -16,8 +16,9 @@ def fills(rows):
 
 
 def trips(f):
-    return round_trip_pnls(f["instrument"].astype(np.int64), f["side"].astype(np.float64),
-                           f["qty"], f["price"], f["fee"], 4).tolist()  # fmt: skip
+    lot = np.ones(4)
+    return round_trip_pnls(f["instrument"].astype(np.int64), f["side"].astype(np.int64),
+                           fill_lots(f, lot), lot, f["price"], f["fee"], 4).tolist()  # fmt: skip
 
 
 def test_round_trips_with_scaling_in_partial_exits_fees_and_a_flip() -> None:
