@@ -122,11 +122,13 @@ class History:
         return (min(mins) if mins else None, max(maxs) if maxs else None)
 
     def batches(self, batch_size: int = DEFAULT_BATCH_ROWS, start: int | None = None,
-                end: int | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+                end: int | None = None, *, check_grid: bool = False,
+                ) -> Iterator[pa.RecordBatch]:  # fmt: skip
         """Record batches of exactly `batch_size` rows (the last may be shorter), validated,
         in (ts_event, instrument, seq) order, of the rows with `start` <= ts_event < `end`
         (ns; None: unbounded; files wholly outside are not read). Raises `DataError` at the
-        first bad row.
+        first bad row; `check_grid` also at the first price off its tick grid (`data
+        inspect` checks it, as import did).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -146,7 +148,8 @@ class History:
             ),
         )
         streams = deque(
-            _FileStream(self.files[i], i, self.kind, self.instruments, batch_size) for i in order
+            _FileStream(self.files[i], i, self.kind, self.instruments, batch_size, check_grid)
+            for i in order
         )
         merged = _merge(streams, self.kind)
         if start is not None or end is not None:
@@ -186,8 +189,9 @@ class _FileStream:
     """One file's validated batches, and the merge cursor over the current one."""
 
     def __init__(
-        self, info: HistoryFile, index: int, kind: str, instruments: Instruments, batch_size: int
-    ) -> None:
+        self, info: HistoryFile, index: int, kind: str, instruments: Instruments, batch_size: int,
+        check_grid: bool = False,
+    ) -> None:  # fmt: skip
         self.info = info
         self.index = index
         self.ts_min = info.ts_min if info.ts_min is not None else -(2**63)
@@ -195,7 +199,7 @@ class _FileStream:
         self._iter: Generator[pa.RecordBatch, None, None] | None = None
         self._schema = market_schema(kind)
         self._has_seq = "seq" in market_dtype(kind).names
-        self.validator = Validator(kind, instruments, str(info.path))
+        self.validator = Validator(kind, instruments, str(info.path), check_grid=check_grid)
         self.batch: pa.RecordBatch | None = None
         self.pos = 0
 

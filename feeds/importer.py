@@ -1,27 +1,41 @@
 """Importing outside history (CSV, or Parquet without tickwise metadata) through the validation.
 
-The source is read whole (import is a one-off; replay is what streams), cast
-to the kind's schema, checked row by row with the same compiled validation as
-replay, put in the global (ts_event, instrument, seq) order and written
-atomically. Every error names the source, the line (CSV) or row, and the fault.
+The source streams through in chunks (memory stays flat whatever its size):
+
+1. each chunk is cast to the kind's schema and its rows checked, values, the tick grid and
+   (without `sort`) each instrument's order, with the same compiled checks as replay;
+2. the good rows, each with its line in the source, are staged in a Parquet file beside
+   the output, then put in the global (ts_event, instrument, seq) order by DuckDB, which
+   sorts out of core (spilling to disk) when the rows are larger than memory;
+3. the sorted rows are numbered (`seq`, when the source has none), checked in the global
+   order and written atomically.
+
+Every error names the source, the line (CSV) or row, and the fault. Without `bad_rows` the
+import stops at the first bad row and writes nothing; with it, each bad row goes to that
+CSV file with its line and reason, and the good rows are imported. Without `sort`, an
+instrument's rows must already be in time order (rows of different instruments may
+interleave); with it, any order is put right, ties kept in the order of the source.
 """
 
 from __future__ import annotations
 
+import csv
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from tickwise.engine.atomic import check_target
+from tickwise.engine.atomic import check_target, discard, make_folder, publish, temporary_path
 from tickwise.engine.errors import DataError, TickwiseError
 from tickwise.engine.instruments import Instrument, Instruments
-from tickwise.engine.schemas import KINDS, SORT_KEYS, market_dtype
+from tickwise.engine.schemas import KINDS, market_dtype, market_schema
 
-from .history import columns
 from .store import HistoryWriter
 from .validation import Validator
 
@@ -34,17 +48,23 @@ _POLARS_TYPES = {
     np.dtype("<f8"): pl.Float64,
 }
 _TIME_COLUMNS = ("ts_event", "ts_recv")
+_LINE = "_line"  # each row's place in the source, carried through the sort
+CHUNK_ROWS = 500_000  # rows read, cast and checked at a time
+SORT_MEMORY = "1GB"  # DuckDB's memory for the sort; beyond it, it spills to disk
 
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import wrote."""
+    """What an import wrote: rows imported, and rows set aside (with `bad_rows`)."""
 
     path: Path
     kind: str
     rows: int
     instruments: Instruments
     wall_s: float
+    bad_rows: int = 0
+    bad_rows_path: Path | None = None
+    sorted: bool = False
 
 
 def import_history(
@@ -57,6 +77,10 @@ def import_history(
     lot_size: float = 1.0,
     partition: bool = False,
     overwrite: bool = False,
+    sort: bool = False,
+    bad_rows: Path | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    sort_memory: str = SORT_MEMORY,
 ) -> ImportResult:
     """Validate `source` (CSV or Parquet) as `kind` market data and write it to `out`.
 
@@ -64,50 +88,110 @@ def import_history(
     column (ids given in symbol order), with tick and lot sizes from
     `instruments_file` (CSV: symbol, tick_size, lot_size[, id]) or the defaults.
     `ts_recv` defaults to `ts_event`; `seq` to the row's number within its
-    instrument, counting from 1. Times are integer nanoseconds or ISO-8601 text (UTC).
+    instrument in time order, counting from 1. Times are integer nanoseconds or ISO-8601
+    text (UTC). `sort` puts rows in time order first; `bad_rows` (a CSV path) takes every
+    refused row with its line and reason instead of stopping at the first.
     """
     began = time.perf_counter()
     if kind not in KINDS:
         raise TickwiseError(f"--kind {kind!r} is unknown; choose one of {', '.join(KINDS)}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     check_target(out, overwrite)
+    if bad_rows is not None:
+        _check_bad_rows_target(bad_rows, source, out, overwrite)
     is_csv = source.suffix.lower() in (".csv", ".gz", ".txt")
-    frame = _read(source, is_csv)
-    where = (lambda row: f"line {row + 2}") if is_csv else (lambda row: f"row {row}")
-    instruments, frame = _instruments(frame, source, instruments_file, tick_size, lot_size)
-    table = _to_schema(frame, kind, source, where)
-    batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
-    if batch is None:
-        raise DataError(f"{source}: no rows to import")
-    validator = Validator(kind, instruments, str(source), where, require_sorted=False)
-    validator.check_nulls(batch)
-    validator.check(columns(batch))
-    cols = columns(batch)
-    order = np.lexsort(tuple(cols[k] for k in reversed(SORT_KEYS[kind])))  # stable
-    batch = batch.take(pa.array(order))
-    with HistoryWriter(out, kind, instruments, partition=partition, overwrite=overwrite) as writer:
-        writer.write(batch)
-    return ImportResult(out, kind, batch.num_rows, instruments, time.perf_counter() - began)
+    scan = _scan(source, is_csv)
+    names = _names(scan, source)
+    instruments, symbol_ids = _instruments(scan, names, source, instruments_file, tick_size,
+                                           lot_size)  # fmt: skip
+    _check_columns(names, kind, source)
+    place = (lambda line: f"line {line + 2}") if is_csv else (lambda line: f"row {line}")
+    given_seq = "seq" in market_dtype(kind).names and "seq" in names
+    make_folder(out.parent)
+    work = temporary_path(out.with_name(out.name + ".import"))
+    work.mkdir()
+    try:
+        with _Refused(source, place, bad_rows, names) as refused:
+            staged = work / "staged.parquet"
+            n = _stage(scan, kind, instruments, symbol_ids, staged, refused, sort, chunk_rows,
+                       source)  # fmt: skip
+            if n == 0:
+                raise DataError(f"{source}: no rows to import" + refused.why_none())
+            ordered = work / "sorted.parquet"
+            _sort(staged, ordered, kind, given_seq, work, sort_memory)
+            with HistoryWriter(out, kind, instruments, partition=partition,
+                               overwrite=overwrite) as writer:  # fmt: skip
+                rows = _write_sorted(ordered, kind, instruments, writer, refused,
+                                     number=not given_seq, chunk_rows=chunk_rows)  # fmt: skip
+                if rows == 0:
+                    raise DataError(f"{source}: no rows to import" + refused.why_none())
+                refused.publish()
+    finally:
+        discard(work)
+    return ImportResult(out, kind, rows, instruments, time.perf_counter() - began,
+                        refused.count, refused.path if refused.count else None, sort)  # fmt: skip
 
 
-def _read(source: Path, is_csv: bool) -> pl.DataFrame:
+def _check_bad_rows_target(path: Path, source: Path, out: Path, overwrite: bool) -> None:
+    if path.suffix.lower() != ".csv":
+        raise TickwiseError(f"--bad-rows {path}: the refused rows are written as CSV; name a .csv")
+    for other, what in ((source, "the source"), (out, "the output")):
+        if path.resolve() == other.resolve():
+            raise TickwiseError(f"--bad-rows {path} is {what}; name another file")
+    check_target(path, overwrite)
+
+
+def _scan(source: Path, is_csv: bool) -> pl.LazyFrame:
     if not source.exists():
         raise TickwiseError(f"{source}: no such file")
+    scan = pl.scan_csv(source, infer_schema=False) if is_csv else pl.scan_parquet(source)
+    return scan.with_row_index(_LINE)
+
+
+def _names(scan: pl.LazyFrame, source: Path) -> list[str]:
     try:
-        if is_csv:
-            return pl.read_csv(source, infer_schema=False)
-        return pl.read_parquet(source)
+        return [n for n in scan.collect_schema().names() if n != _LINE]
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"{source}: cannot read: {str(exc).splitlines()[0]}") from None
 
 
+def _collect(frame: pl.LazyFrame, source: Path) -> pl.DataFrame:
+    try:
+        return frame.collect(engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{source}: cannot read: {str(exc).splitlines()[0]}") from None
+
+
+def _chunks(scan: pl.LazyFrame, chunk_rows: int, source: Path) -> Iterator[pl.DataFrame]:
+    try:
+        yield from scan.collect_batches(chunk_size=chunk_rows)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{source}: cannot read: {str(exc).splitlines()[0]}") from None
+
+
+def _check_columns(names: list[str], kind: str, source: Path) -> None:
+    expected = market_dtype(kind).names
+    have = set(names) | ({"ts_recv"} if "ts_event" in names else set()) | {"seq", "instrument"}
+    missing = [n for n in expected if n not in have]
+    if missing:
+        raise DataError(
+            f"{source}: missing columns {missing} for {kind}; expected {list(expected)}"
+        )
+
+
 def _instruments(
-    frame: pl.DataFrame, source: Path, table_file: Path | None, tick: float, lot: float
-) -> tuple[Instruments, pl.DataFrame]:
+    scan: pl.LazyFrame, names: list[str], source: Path, table_file: Path | None, tick: float,
+    lot: float,
+) -> tuple[Instruments, dict[str, int] | None]:  # fmt: skip
+    """The instrument table, and (when rows name symbols) each symbol's id."""
     listed: dict[str, tuple[float, float, int | None]] = {}
     if table_file is not None:
         listed = _read_instruments_file(table_file)
-    if "symbol" in frame.columns:
-        symbols = sorted(frame["symbol"].drop_nulls().unique().to_list())
+    if "symbol" in names:
+        found = _collect(scan.select(pl.col("symbol").cast(pl.String).drop_nulls().unique()),
+                         source)  # fmt: skip
+        symbols = sorted(found["symbol"].to_list())
         unknown = [s for s in symbols if listed and s not in listed]
         if unknown:
             raise DataError(f"{source}: symbols {unknown[:5]} are not in {table_file}")
@@ -115,23 +199,20 @@ def _instruments(
             table = Instruments(_spec(n, s, listed, tick, lot) for n, s in enumerate(symbols))
         except ValueError as exc:
             raise DataError(f"{source}: {exc}") from None
-        mapping = pl.DataFrame(
-            {"symbol": table.symbols(), "instrument": [i.id for i in table]},
-            schema={"symbol": pl.String, "instrument": pl.UInt32},
-        )
-        frame = frame.with_row_index("_row").join(mapping, on="symbol", how="left")
-        return table, frame.sort("_row").drop("_row", "symbol")
-    if "instrument" not in frame.columns:
+        return table, {inst.symbol: inst.id for inst in table}
+    if "instrument" not in names:
         raise DataError(f"{source}: needs an 'instrument' (integer id) or 'symbol' column")
-    raw_ids = frame["instrument"].cast(pl.Int64, strict=False).drop_nulls().unique().sort()
+    ids = _collect(scan.select(pl.col("instrument").cast(pl.Int64, strict=False).drop_nulls()
+                               .unique()), source)["instrument"]  # fmt: skip
+    ids = ids.filter((ids >= 0) & (ids < 2**32)).sort()
     by_id = {v[2]: (s, v[0], v[1]) for s, v in listed.items() if v[2] is not None}
     try:
         table = Instruments(
-            Instrument(i, *by_id.get(i, (f"ID{i}", tick, lot))) for i in raw_ids.to_list()
+            Instrument(i, *by_id.get(i, (f"ID{i}", tick, lot))) for i in ids.to_list()
         )
     except ValueError as exc:
         raise DataError(f"{source}: {exc}") from None
-    return table, frame
+    return table, None
 
 
 def _spec(
@@ -162,27 +243,208 @@ def _read_instruments_file(path: Path) -> dict[str, tuple[float, float, int | No
     }
 
 
-def _to_schema(frame: pl.DataFrame, kind: str, source: Path, where) -> pa.Table:
+class _Refused:
+    """Where refused rows go. Without a path the first one stops the import, a `DataError`
+    naming its line; with one, each is written there (CSV: its line, the reason, then the
+    row's values as text) and the import goes on. The file appears only when complete, and
+    only when a row was refused. Rows are written in the order found: the source's order,
+    then any refused in time order once sorted."""
+
+    def __init__(self, source: Path, place: Callable[[int], str], path: Path | None,
+                 names: list[str]) -> None:  # fmt: skip
+        self.source = source
+        self.place = place
+        self.path = path
+        self.names = names
+        self.count = 0
+        self._tmp: Path | None = None
+        self._file = None
+        self._csv = None
+
+    def __enter__(self) -> _Refused:
+        if self.path is not None:
+            make_folder(self.path.parent)
+            self._tmp = temporary_path(self.path)
+            self._file = open(self._tmp, "w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(["line", "reason", *self.names])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tmp is not None:
+            discard(self._tmp)  # (published already when all went well)
+
+    def add(self, lines: np.ndarray, reasons: list[str], values: pl.DataFrame) -> None:
+        """Refuse rows: their places in the source (0-based), why, and their values."""
+        if not len(lines):
+            return
+        if self._csv is None:
+            first = int(np.argmin(lines))
+            raise DataError(f"{self.source}: {self.place(int(lines[first]))}: {reasons[first]}")
+        text = values.select(
+            [
+                pl.col(n).cast(pl.String) if n in values.columns else pl.lit("").alias(n)
+                for n in self.names
+            ]
+        )
+        for line, reason, row in zip(lines.tolist(), reasons, text.iter_rows(), strict=True):
+            self._csv.writerow([self.place(line).split(" ", 1)[1], reason, *row])
+        self.count += len(lines)
+
+    def why_none(self) -> str:
+        """Why nothing is left to import, when rows were refused."""
+        if not self.count:
+            return ""
+        return f": all {self.count:,} rows were refused, each written to {self.path} with why"
+
+    def publish(self) -> None:
+        """Put the file of refused rows in place (none when no row was refused)."""
+        if self._file is None or self._tmp is None or self.path is None:
+            return
+        self._file.close()
+        self._file = None
+        if self.count:
+            publish(self._tmp, self.path)
+        self._tmp = None if self.count else self._tmp
+
+
+def _stage(scan: pl.LazyFrame, kind: str, instruments: Instruments,
+           symbol_ids: dict[str, int] | None, staged: Path, refused: _Refused, sort: bool,
+           chunk_rows: int, source: Path) -> int:  # fmt: skip
+    """Cast and check the source chunk by chunk; stage its good rows (with their lines) in
+    `staged`. Without `sort`, each instrument's rows must be in time order as they come.
+    Returns the rows staged."""
     dtype = market_dtype(kind)
-    names = dtype.names
-    if "ts_recv" in names and "ts_recv" not in frame.columns and "ts_event" in frame.columns:
+    number = "seq" in dtype.names
+    validator = Validator(kind, instruments, str(source), require_sorted=False, check_grid=True)
+    counters = np.zeros(instruments.known_mask().size, dtype=np.uint64)
+    fields = [pa.field(n, pa.from_numpy_dtype(dtype.fields[n][0])) for n in dtype.names]
+    schema = pa.schema([*fields, pa.field(_LINE, pa.uint64())])
+    staged_rows = 0
+    with pq.ParquetWriter(staged, schema) as writer:
+        for chunk in _chunks(scan, chunk_rows, source):
+            typed, bad = _cast_chunk(chunk, kind, symbol_ids)
+            cast_ok = np.ones(chunk.height, dtype=np.bool_)
+            cast_ok[list(bad)] = False
+            cols = {n: typed[n].to_numpy()[cast_ok] for n in typed.columns}
+            if number and "seq" not in cols:
+                cols["seq"] = _number(cols["instrument"], counters)
+            faults = validator.faults(cols, order=not sort)
+            if faults:  # (rows of the chunk that did cast, numbered among themselves)
+                held = np.flatnonzero(cast_ok)
+                bad.update((int(held[r]), why) for r, why in faults)
+                keep = np.ones(len(cols[_LINE]), dtype=np.bool_)
+                keep[[r for r, _ in faults]] = False
+                cols = {n: c[keep] for n, c in cols.items()}
+            if bad:
+                rows = np.array(sorted(bad))
+                refused.add(chunk[_LINE].to_numpy()[rows], [bad[r] for r in rows.tolist()],
+                            chunk[rows])  # fmt: skip
+            batch = pa.RecordBatch.from_arrays([pa.array(cols[f.name]) for f in schema],
+                                               schema=schema)  # fmt: skip
+            writer.write_batch(batch)
+            staged_rows += batch.num_rows
+    return staged_rows
+
+
+def _number(instrument: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Each row's number within its instrument, following on from `counters` (updated)."""
+    order = np.argsort(instrument, kind="stable")
+    grouped = instrument[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    rank = np.arange(grouped.size) - np.repeat(starts, np.diff(np.r_[starts, grouped.size]))
+    seq = np.empty(instrument.size, dtype=np.uint64)
+    seq[order] = counters[grouped] + rank.astype(np.uint64) + np.uint64(1)
+    counters += np.bincount(instrument, minlength=counters.size).astype(np.uint64)
+    return seq
+
+
+def _sort(staged: Path, ordered: Path, kind: str, given_seq: bool, work: Path,
+          memory: str) -> None:  # fmt: skip
+    """Put the staged rows in the global order, ties in the order of the source: DuckDB's
+    sort, which spills to disk (in `work`) beyond `memory`."""
+    keys = ["ts_event", "instrument", *(["seq"] if given_seq else []), _LINE]
+    con = duckdb.connect(config={"memory_limit": memory, "threads": 1,  # (memory: bounded)
+                                 "temp_directory": str(work / "spill")})  # fmt: skip
+    try:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet({_quoted(staged)}) ORDER BY {', '.join(keys)}) "
+            f"TO {_quoted(ordered)} (FORMAT parquet)"
+        )
+    except duckdb.Error as exc:
+        raise TickwiseError(f"sorting the rows failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _write_sorted(ordered: Path, kind: str, instruments: Instruments, writer: HistoryWriter,
+                  refused: _Refused, *, number: bool, chunk_rows: int) -> int:  # fmt: skip
+    """Number (when the source had no seq), check in the global order and write the sorted
+    rows; the rows written."""
+    dtype = market_dtype(kind)
+    schema = market_schema(kind)
+    validator = Validator(kind, instruments, "", require_sorted=True)
+    counters = np.zeros(instruments.known_mask().size, dtype=np.uint64)
+    written = 0
+    for batch in pq.ParquetFile(ordered).iter_batches(batch_size=chunk_rows):
+        cols = {n: np.asarray(batch.column(n).to_numpy(), dtype=dtype.fields[n][0])
+                for n in dtype.names}  # fmt: skip
+        lines = batch.column(_LINE).to_numpy()
+        if number and "seq" in dtype.names:
+            cols["seq"] = _number(cols["instrument"], counters)
+        faults = validator.faults(cols)
+        if faults:
+            rows = np.array([r for r, _ in faults])
+            values = {n: c[rows] for n, c in cols.items()}
+            if "symbol" in refused.names:
+                values["symbol"] = np.array([instruments.symbol(int(i)) if int(i) in instruments
+                                             else "" for i in values["instrument"]])  # fmt: skip
+            refused.add(lines[rows], [m for _, m in faults], pl.DataFrame(values))
+            keep = np.ones(lines.size, dtype=np.bool_)
+            keep[rows] = False
+            cols = {n: c[keep] for n, c in cols.items()}
+        out = pa.RecordBatch.from_arrays([pa.array(cols[n]) for n in schema.names], schema=schema)
+        if out.num_rows:
+            writer.write(out)
+            written += out.num_rows
+    return written
+
+
+def _cast_chunk(chunk: pl.DataFrame, kind: str, symbol_ids: dict[str, int] | None,
+                ) -> tuple[pl.DataFrame, dict[int, str]]:  # fmt: skip
+    """The chunk in the kind's types (with its lines), and the rows that would not cast,
+    each with the first column's reason."""
+    dtype = market_dtype(kind)
+    frame = chunk
+    bad: dict[int, str] = {}
+    if symbol_ids is not None:
+        symbol = frame["symbol"].cast(pl.String)
+        for row in np.flatnonzero(symbol.is_null().to_numpy()).tolist():
+            bad.setdefault(row, "symbol is empty")
+        ids = symbol.replace_strict(symbol_ids, default=None, return_dtype=pl.UInt32)
+        frame = frame.with_columns(ids.alias("instrument"))
+    if "ts_recv" in dtype.names and "ts_recv" not in frame.columns:
         frame = frame.with_columns(pl.col("ts_event").alias("ts_recv"))
-    missing = [n for n in names if n not in frame.columns and n != "seq"]
-    if missing:
-        raise DataError(f"{source}: missing columns {missing} for {kind}; expected {list(names)}")
     out = {}
-    for name in names:
+    for name in dtype.names:
         if name == "seq" and name not in frame.columns:
             continue
-        out[name] = _cast(frame[name], _POLARS_TYPES[dtype.fields[name][0]], name, source, where)
-    result = pl.DataFrame(out)
-    if "seq" in names and "seq" not in frame.columns:
-        seq = pl.int_range(1, pl.len() + 1, dtype=pl.UInt64).over("instrument")
-        result = result.with_columns(seq.alias("seq"))
-    return result.select(names).to_arrow()
+        target = _POLARS_TYPES[dtype.fields[name][0]]
+        out[name] = _cast(frame[name], target, name, bad)
+    out[_LINE] = chunk[_LINE].cast(pl.UInt64)
+    return pl.DataFrame(out), bad
 
 
-def _cast(series: pl.Series, target: pl.DataType, name: str, source: Path, where) -> pl.Series:
+def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]) -> pl.Series:
+    """`series` as `target`; each row that will not cast is noted in `bad` (the first reason
+    of a row stays) and holds a zero."""
     original = series
     if name in _TIME_COLUMNS and series.dtype == pl.String:
         as_int = series.cast(pl.Int64, strict=False)
@@ -194,10 +456,11 @@ def _cast(series: pl.Series, target: pl.DataType, name: str, source: Path, where
     elif name in _TIME_COLUMNS and isinstance(series.dtype, pl.Datetime):
         series = series.dt.epoch("ns")
     cast = series.cast(target, strict=False)
-    bad = cast.is_null()
-    if bad.any():
-        row = int(bad.arg_max())
-        value = original[row]
-        shown = "empty" if value is None else repr(value)
-        raise DataError(f"{source}: {where(row)}: {name} is {shown}; expected {target}")
+    failed = cast.is_null()
+    if failed.any():
+        rows = np.flatnonzero(failed.to_numpy())
+        for row, value in zip(rows.tolist(), original.gather(rows).to_list(), strict=True):
+            shown = "empty" if value is None else repr(value)
+            bad.setdefault(row, f"{name} is {shown}; expected {target}")
+        cast = cast.fill_null(0)
     return cast.alias(name)

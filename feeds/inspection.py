@@ -87,7 +87,7 @@ def inspect_history(
     fault = None
     checked = 0
     try:
-        for batch in history.batches(batch_size):
+        for batch in history.batches(batch_size, check_grid=True):
             cols = columns(batch)
             inst, ts = cols["instrument"], cols["ts_event"]
             counts += np.bincount(inst, minlength=size)

@@ -32,6 +32,13 @@ _VALUE_KERNELS = {
     "book": vk.check_book_nb,
 }
 _EMPTY_SEQ = np.empty(0, dtype=np.uint64)
+# The prices each kind's rows must hold on the tick grid.
+PRICE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "quotes": ("bid_px", "ask_px"),
+    "trades": ("px",),
+    "bars": ("open", "high", "low", "close"),
+    "book": ("px",),
+}
 
 
 def check_schema(
@@ -63,6 +70,8 @@ class Validator:
     `where(row)` turns a 0-based row number of the stream into the place named
     in errors ("row 12", "line 14"). `require_sorted=False` accepts instruments
     interleaved in any order (each instrument's rows must still be in order).
+    `check_grid=True` also refuses prices off their instrument's tick grid (import and
+    inspect; a replay trusts the files they passed).
     """
 
     def __init__(
@@ -73,6 +82,7 @@ class Validator:
         where: Callable[[int], str] = lambda row: f"row {row}",
         *,
         require_sorted: bool = True,
+        check_grid: bool = False,
     ) -> None:
         self.kind = kind
         self.instruments = instruments
@@ -88,11 +98,19 @@ class Validator:
         self._seen = np.zeros(n, dtype=np.bool_)
         self._prev = np.zeros(3, dtype=np.int64)
         self._prev_seq = np.zeros(1, dtype=np.uint64)
+        self._ticks: np.ndarray | None = None
+        if check_grid:
+            self._ticks = np.zeros(n, dtype=np.float64)
+            for inst in instruments:
+                self._ticks[inst.id] = inst.tick_size
 
     def check(self, cols: Mapping[str, np.ndarray]) -> None:
         """Check the next batch of the stream; raise `DataError` at its first bad row."""
         values = [cols[name] for name in VALUE_COLUMNS[self.kind]]
         v_fault, v_row, v_col = _VALUE_KERNELS[self.kind](*values)
+        grid = self._grid_fault(cols, 0)
+        if grid is not None and (v_fault == vk.FAULT_NONE or grid[0] < v_row):
+            v_fault, v_row, v_col = vk.FAULT_OFF_TICK, grid[0], grid[1]
         seq = cols["seq"] if self._has_seq else _EMPTY_SEQ
         ts, inst = cols["ts_event"], cols["instrument"]
         o_fault, o_row, _ = vk.check_order_nb(
@@ -109,6 +127,61 @@ class Validator:
             message = self._value_message(v_fault, v_row, v_col, cols)
             row = v_row
         raise DataError(f"{self.source}: {self.where(self.rows + row)}: {message}")
+
+    def faults(self, cols: Mapping[str, np.ndarray], order: bool = True) -> list[tuple[int, str]]:
+        """Every bad row of the next batch of the stream, as (row in the batch, what is wrong
+        with it), in row order; the stream's order is followed over the good rows alone, as
+        if the bad ones were never there (`order=False`: values and grid only). What `data
+        import` stops at, or sets aside with `--bad-rows`."""
+        bad: list[tuple[int, str]] = []
+        kernel = _VALUE_KERNELS[self.kind]
+        names = VALUE_COLUMNS[self.kind]
+        start = 0
+        n = len(cols["ts_event"])
+        while start < n:
+            fault, row, col = kernel(*(cols[name][start:] for name in names))
+            if fault == vk.FAULT_NONE:
+                break
+            bad.append((start + row, self._value_message(fault, start + row, col, cols)))
+            start += row + 1
+        start = 0
+        while (grid := self._grid_fault(cols, start)) is not None:
+            row, col = grid
+            bad.append((row, self._value_message(vk.FAULT_OFF_TICK, row, col, cols)))
+            start = row + 1
+        keep = np.ones(n, dtype=np.bool_)
+        keep[[row for row, _ in bad]] = False
+        good = np.flatnonzero(keep)
+        keys = {name: cols[name][good] for name in ("ts_event", "instrument", "seq")
+                if name in cols}  # fmt: skip
+        start = 0
+        seq = keys["seq"] if self._has_seq else _EMPTY_SEQ
+        while order and start < good.size:
+            fault, row, _ = vk.check_order_nb(
+                keys["ts_event"][start:], keys["instrument"][start:],
+                seq[start:] if self._has_seq else seq, self._has_seq, self._sorted,
+                self._known, self._last_ts, self._last_seq, self._seen, self._prev,
+                self._prev_seq,
+            )  # fmt: skip
+            if fault == vk.FAULT_NONE:
+                break
+            bad.append((int(good[start + row]), self._order_message(fault, start + row, keys)))
+            start += row + 1
+        self.rows += n
+        return sorted(bad)
+
+    def _grid_fault(self, cols: Mapping[str, np.ndarray], start: int) -> tuple[int, int] | None:
+        """The first row from `start` with a price off the tick grid, and its value column
+        (None: none, or the grid is not checked)."""
+        if self._ticks is None:
+            return None
+        first: tuple[int, int] | None = None
+        names = VALUE_COLUMNS[self.kind]
+        for name in PRICE_COLUMNS[self.kind]:
+            row = vk.check_grid_nb(cols["instrument"][start:], self._ticks, cols[name][start:])
+            if row >= 0 and (first is None or start + row < first[0]):
+                first = (start + row, names.index(name))
+        return first
 
     def check_nulls(self, batch: pa.RecordBatch) -> None:
         """Raise `DataError` naming the first null of any column of the batch."""
@@ -167,6 +240,10 @@ class Validator:
             )
         name = names[col]
         value = cols[name][row]
+        if fault == vk.FAULT_OFF_TICK:
+            k = int(cols["instrument"][row])
+            tick = self.instruments[k].tick_size
+            return f"{name} {float(value)!r} is off {self._name(k)}'s tick grid of {tick:g}"
         if fault == vk.FAULT_BAD_SIDE:
             return f"{name} is {int(value)}; expected 1 (buy) or -1 (sell)"
         shown = "NaN" if np.isnan(value) else repr(float(value))

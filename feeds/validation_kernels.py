@@ -27,6 +27,7 @@ FAULT_BAD_SIDE = 9  # side other than +1 / -1
 FAULT_BAR_RANGE = 10  # bar whose high/low do not enclose open and close
 FAULT_DUP_BAR = 11  # two bars of one instrument with the same ts_event
 FAULT_TS_SKEW = 12  # ts_event too far from the receiver's clock (live screen only)
+FAULT_OFF_TICK = 13  # price not a whole number of the instrument's ticks (import, inspect)
 
 # What a live session counts bad rows by (journal, status, summary).
 FAULT_NAMES = {
@@ -224,6 +225,26 @@ def check_book_nb(side, px, sz):
         if fault != FAULT_NONE:
             return fault, i, column
     return OK
+
+
+# Off the tick grid: price / tick further from a whole number than the risk gate allows a
+# limit price to be (engine.risk), so that data which imports is data an order can meet.
+GRID_TOLERANCE = 1e-9
+
+
+@njit(cache=True)
+def check_grid_nb(instrument, tick, px):
+    """The first row whose price is off its instrument's tick grid (`tick` by id), or -1.
+    Prices that are not positive and finite, and ids without a tick, are other checks'."""
+    for i in range(px.size):
+        k = instrument[i]
+        x = px[i]
+        if k >= tick.size or not (tick[k] > 0.0) or not (x > 0.0 and x < MAX_PRICE):
+            continue
+        units = x / tick[k]
+        if abs(units - np.round(units)) > GRID_TOLERANCE * max(1.0, abs(units)):
+            return i
+    return -1
 
 
 # --- the live screen: every row judged, bad ones marked (none dropped here) -----------------

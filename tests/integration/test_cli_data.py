@@ -129,6 +129,38 @@ def test_import_of_a_good_csv_then_inspect(tmp_path: Path) -> None:
     assert json.loads(run("data", "inspect", str(out), "--json").stdout)["valid"]
 
 
+def test_import_of_a_raw_vendor_file_sorts_and_sets_bad_rows_aside(tmp_path: Path) -> None:
+    """Contributor FX quotes: out of time order, one crossed, one off the 0.0001 grid."""
+    src = tmp_path / "fx.csv"
+    src.write_text(
+        "ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n"
+        "3000,EURUSD,1.0851,1.0852,1,1\n"
+        "1000,EURUSD,1.0850,1.0852,1,1\n"
+        "2000,EURUSD,1.0853,1.0852,1,1\n"
+        "2500,EURUSD,1.08515,1.0852,1,1\n"
+        "1500,EURUSD,1.0849,1.0851,1,1\n"
+    )
+    out, bad = tmp_path / "fx.parquet", tmp_path / "refused.csv"
+    plain = run("data", "import", str(src), "--kind", "quotes", "--tick-size", "0.0001",
+                "--out", str(out))  # fmt: skip
+    assert plain.returncode == 1
+    assert "line 3: ts_event goes backwards" in plain.stderr
+    done = run("data", "import", str(src), "--kind", "quotes", "--tick-size", "0.0001", "--sort",
+               "--bad-rows", str(bad), "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "imported 3 quotes rows for 1 instruments" in text
+    assert "(sorted by time)" in text
+    assert f"set aside 2 bad rows to {bad}" in text
+    lines = bad.read_text().splitlines()
+    assert lines[0] == "line,reason,ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz"
+    assert lines[1].startswith("4,crossed quote: bid_px 1.0853 > ask_px 1.0852,2000,EURUSD")
+    assert lines[2].startswith("5,bid_px 1.08515 is off instrument 0 (EURUSD)'s tick grid")
+    report = json.loads(run("data", "inspect", str(out), "--json").stdout)
+    assert report["valid"]
+    assert report["instruments"][0]["ts_first"] == 1000
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -221,3 +221,26 @@ def test_files_of_one_history_must_share_kind_and_instruments(tmp_path: Path) ->
     make_synth(tmp_path / "b" / "t.parquet", kind="trades", rows=100, instruments=2, seed=1)
     with pytest.raises(DataError, match="t.parquet: holds trades, not quotes"):
         open_history(tmp_path / "b")
+
+
+def test_inspect_names_the_first_price_off_the_tick_grid_and_replay_does_not_look(
+    tmp_path: Path,
+) -> None:
+    """A 0.02 tick on 0.01-grid data: inspect says where it breaks (as import refuses it),
+    while a replay, which trusts files that passed, reads it."""
+    from tickwise.engine.instruments import Instrument, Instruments
+    from tickwise.feeds.inspection import inspect_history
+
+    q = quotes()
+    q["ask_px"][::2] = 100.02  # (on both grids)
+    coarse = Instruments(Instrument(i, f"I{i}", 0.02, 1.0) for i in range(3))
+    path = write_rows(tmp_path / "q.parquet", "quotes", q, coarse)
+    report = inspect_history(path)
+    assert not report.valid
+    assert (
+        report.fault == f"{path}: row 1: ask_px 100.01 is off instrument 1 (I1)'s tick grid of 0.02"
+    )
+    assert report.rows_checked == 0  # (the batch holding the fault is not counted)
+    assert read_all(path).num_rows == len(q)
+    fine = write_rows(tmp_path / "f.parquet", "quotes", q, simple_instruments(3))
+    assert inspect_history(fine).valid

@@ -89,6 +89,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--tick-size", type=float, default=0.01, help="default tick size (0.01)")
     imp.add_argument("--lot-size", type=float, default=1.0, help="default lot size (1)")
+    imp.add_argument(
+        "--sort",
+        action="store_true",
+        help="put rows in time order first (stable; spills to disk when larger than memory)",
+    )
+    imp.add_argument(
+        "--bad-rows",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="set refused rows aside in this CSV (line, reason, values) and import the rest",
+    )
     imp.add_argument("--partition", action="store_true", help="write a hive directory")
     imp.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     imp.add_argument("--out", type=Path, required=True, help="output .parquet file or directory")
@@ -193,10 +205,16 @@ def _cmd_import(args: argparse.Namespace) -> int:
             lot_size=args.lot_size,
             partition=args.partition,
             overwrite=args.overwrite,
+            sort=args.sort,
+            bad_rows=args.bad_rows,
         )
     stdout.print(
         f"imported {result.rows:,} {result.kind} rows for {len(result.instruments)} instruments "
-        f"to {result.path}: {result.wall_s:.2f} s wall clock",
+        f"to {result.path}{' (sorted by time)' if result.sorted else ''}: "
+        f"{result.wall_s:.2f} s wall clock",
         markup=False,
     )
+    if args.bad_rows is not None:
+        where = f" to {result.bad_rows_path} (line and reason each)" if result.bad_rows else ""
+        stdout.print(f"set aside {result.bad_rows:,} bad rows{where}", markup=False)
     return 0
