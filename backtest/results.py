@@ -99,6 +99,7 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "halt_reason": guard["halt_reason"],
         "halt_ts": guard["halt_ts"],
         "halt": guard,
+        "under_lot": _under_lot(bt),
         "run_hash": run_hash(bt.orders, bt.fills),
         # The replay's rate: reading, checking and the loop, without compiling or loading it.
         "events_per_sec": bt.events / replay_s if replay_s > 0 else 0.0,
@@ -135,6 +136,17 @@ def rejects_by_reason(orders: np.ndarray, unlogged: dict[str, int]) -> dict[str,
     return dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
 
 
+def _under_lot(bt: Backtest) -> dict[str, Any]:
+    """How often `trade_to` was asked for less than one lot (so sent nothing), and of which
+    instrument last."""
+    clock = bt.session.ctx.clock[0]
+    n = int(clock.under_lot)
+    if n == 0:
+        return {"count": 0, "instrument": None, "lot_size": None}
+    inst = bt.history.instruments[int(clock.under_lot_instrument)]
+    return {"count": n, "instrument": inst.symbol, "lot_size": inst.lot_size}
+
+
 def warnings(summary: dict[str, Any], config: Any) -> list[str]:
     """One line for each thing about the run a person should know before trusting it."""
     out = []
@@ -148,6 +160,11 @@ def warnings(summary: dict[str, Any], config: Any) -> list[str]:
         top, n = next(iter(summary["rejects_by_reason"].items()))
         out.append(f"{summary['rejects']:,} of {tried:,} orders were refused, most as {top} "
                    f"({n:,}): see the rejects by reason")  # fmt: skip
+    under = summary.get("under_lot", {})
+    if under.get("count"):
+        out.append(f"trade_to was asked {under['count']:,} times for less than one lot more or "
+                   f"less (latest: {under['instrument']}, lot {under['lot_size']:g}) and sent "
+                   "nothing for those: sizes are whole lots")  # fmt: skip
     return out
 
 

@@ -36,7 +36,7 @@ from .limits import GUARD_MARGIN, pnl_floor
 from .market import mid_price
 from .orders import _request_cancel, submit_nb
 from .portfolio import unrealized_pnl
-from .quantities import units
+from .quantities import MAX_LOTS, units
 from .risk import staying_lots
 from .schemas import (
     ORD_MARKET,
@@ -243,7 +243,7 @@ def watch_market_nb(ctx, i, ts):
     p = ctx.portfolio[i]
     m = ctx.market[i]
     mid = 0.5 * (m.bid_px + m.ask_px)
-    marked = units(p.lots, ctx.instruments[i].lot_size) * (mid - p.avg_px)
+    marked = p.qty * (mid - p.avg_px)
     if marked != marked:  # no quotes (flat: no PnL to mark either): by the last trade
         mid = mid_price(ctx, i)
         marked = unrealized_pnl(ctx, i)
@@ -300,7 +300,7 @@ def _enforce(ctx):
         if pos == 0 or trading_state(ctx, i) != STATE_HALTED:
             continue
         side = -1 if pos > 0 else 1
-        lots = abs(pos) - staying_lots(ctx, i, side)
+        lots = min(abs(pos) - staying_lots(ctx, i, side), MAX_LOTS)  # (the most one order holds)
         if lots > 0:
             qty = units(lots, ctx.instruments[i].lot_size)
             submit_nb(ctx, i, side, qty, lots, np.nan, ORD_MARKET, TIF_IOC)

@@ -120,10 +120,13 @@ def _take(ctx, k, ts, skip):
             continue
         skip = 0.0
         q = min(leaves, lots_toward_zero(avail, lot))
+        if q < leaves:  # it leaves the level with all of it taken (what is under a lot too)
+            taken += avail
+        else:  # it is complete here: what is left of the level stays for the next order
+            taken += units(q, lot)
         if q <= 0:
             continue
         leaves -= q
-        taken += units(q, lot)
         if _fill(ctx, k, q, px, LIQ_TAKER, ts):
             return taken, True
     return taken, False

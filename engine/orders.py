@@ -17,7 +17,7 @@ import numpy as np
 from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import VENUE_GATEWAY
-from .quantities import lots_toward_zero, units, whole_lots
+from .quantities import MAX_LOTS, lots_toward_zero, units, whole_lots
 from .risk import gate_nb, trading_state, working_lots
 from .schemas import (
     ORD_LIMIT,
@@ -27,6 +27,7 @@ from .schemas import (
     REASON_REDUCE_ONLY,
     SIDE_BUY,
     SIDE_SELL,
+    STATE_ACTIVE,
     STATE_HALTED,
     STATE_REDUCING,
     STATUS_CANCELLED,
@@ -274,6 +275,8 @@ def net_lots(ctx, instrument):
 def net_position(ctx, instrument):
     """The position once working orders fill (units): position + working buys - working
     sells."""
+    if ctx.inst_open[instrument] == 0:
+        return ctx.portfolio[instrument].qty
     return units(net_lots(ctx, instrument), ctx.instruments[instrument].lot_size)
 
 
@@ -284,19 +287,29 @@ def trade_to(ctx, instrument, target):
     difference is less than one lot). It sends only what the trading state lets leave:
     nothing while the instrument is HALTED, and while it is REDUCING at most what brings
     the position to flat (the target moved towards 0, never past it). A target that is
-    NaN or infinite is sent as asked, for the gate to refuse as a strategy fault."""
+    NaN or infinite is sent as asked, for the gate to refuse as a strategy fault (and one
+    beyond MAX_LOTS as bad_qty)."""
+    lot = _lot_of(ctx, instrument)
+    if not lot > 0.0:  # no such instrument: the gate names it
+        return _send(ctx, instrument, SIDE_BUY, target, np.int64(-1), TIF_GTC, np.nan)
     state = trading_state(ctx, instrument)
     if state == STATE_HALTED:
         return 0
-    lot = _lot_of(ctx, instrument)
-    if not (abs(target) < np.inf and lot > 0.0):
+    if state == STATE_ACTIVE and target == net_position(ctx, instrument):
+        return 0  # (the common call: the target is the net position the strategy just read)
+    if not abs(target) / lot <= MAX_LOTS:  # NaN, infinite, or more than an order can hold
         return _send(ctx, instrument, SIDE_BUY, target, np.int64(-1), TIF_GTC, np.nan)
+    net = net_lots(ctx, instrument)
     goal = lots_toward_zero(target, lot)
+    asked = goal
     if state == STATE_REDUCING:
         pos = ctx.portfolio[instrument].lots
         goal = min(max(goal, min(pos, 0)), max(pos, 0))
-    net = net_lots(ctx, instrument)
     if goal == net:
+        if goal == asked and abs(abs(target) / lot - abs(goal)) > 1e-9 * max(1.0, abs(goal)):
+            clock = ctx.clock[0]  # asked for part of a lot more (or less): said in the summary
+            clock.under_lot += 1
+            clock.under_lot_instrument = instrument
         return 0
     side = SIDE_BUY if goal > net else SIDE_SELL
     lots = abs(goal - net)

@@ -35,6 +35,7 @@ def apply_fill_nb(ctx, i, side, lots, px, fee):
             p.avg_px = px  # flipped: the new position opened at this price
         elif p.lots == 0:
             p.avg_px = 0.0
+    p.qty = units(p.lots, lot)
     p.fees += fee
     p.traded += units(lots, lot)
 
@@ -42,7 +43,7 @@ def apply_fill_nb(ctx, i, side, lots, px, fee):
 @kernel
 def position(ctx, i):
     """Signed position of instrument i in units (+ long, - short): exactly 0.0 when flat."""
-    return units(ctx.portfolio[i].lots, ctx.instruments[i].lot_size)
+    return ctx.portfolio[i].qty
 
 
 @kernel
@@ -72,7 +73,7 @@ def unrealized_pnl(ctx, i):
     mark = mid_price(ctx, i)
     if mark != mark:
         return 0.0
-    return units(p.lots, ctx.instruments[i].lot_size) * (mark - p.avg_px)
+    return p.qty * (mark - p.avg_px)
 
 
 @kernel
@@ -113,8 +114,7 @@ def sample_equity_nb(ctx, ts):
         mark = mid_price(ctx, i)
         marks[i] = mark
         if p.lots != 0:
-            held = units(abs(p.lots), ctx.instruments[i].lot_size)
-            gross += held * (mark if mark == mark else p.avg_px)
+            gross += abs(p.qty) * (mark if mark == mark else p.avg_px)
     row = ctx.equity_log[n]
     row.ts = ts
     row.pnl = realized + unrealized - fees

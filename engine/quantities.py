@@ -26,7 +26,8 @@ import numpy as np
 
 from tickwise.engine.jit import kernel
 
-MAX_LOTS = 2**46  # 7.0e13 lots in one order: 703,687 units at a lot of 1e-8
+MAX_LOTS = 2**46  # 7.0e13 lots in one order: 703,687 units at a lot of 1e-8 (the gate
+#                   refuses larger orders as bad_qty)
 _ABS_TOLERANCE = 1e-9  # lots
 _REL_TOLERANCE = 1e-15  # of the number of lots: a few roundings of a float
 
@@ -52,13 +53,21 @@ def lots_toward_zero(qty, lot):
     hair below a whole number of lots, by float rounding, counts as that number), at most
     MAX_LOTS either way."""
     x = abs(qty) / lot
+    if not x >= 0.0:  # (NaN: no quantity at all)
+        return np.int64(0)
     n = min(np.floor(x + _ABS_TOLERANCE + _REL_TOLERANCE * x), float(MAX_LOTS))
     return np.int64(n) if qty >= 0.0 else -np.int64(n)
 
 
 @kernel
 def units(lots, lot):
-    """`lots` in units: the float nearest to lots x lot (0.0 exactly for 0 lots)."""
+    """`lots` in units, 0.0 exactly for 0 lots. When the lot is 1/n of a unit (0.01, 1e-8)
+    this is lots / n, the float nearest the decimal a person writes (3 lots of 0.1 are 0.3,
+    where 3 x 0.1 is 0.30000000000000004); otherwise lots x lot."""
+    per = 1.0 / lot
+    n = np.round(per)
+    if n >= 1.0 and abs(per - n) <= 1e-9 * n:
+        return lots / n
     return lots * lot
 
 

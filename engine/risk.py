@@ -19,7 +19,7 @@ import numpy as np
 from tickwise.engine.jit import cold_kernel, kernel
 
 from .market import mid_price
-from .quantities import units
+from .quantities import MAX_LOTS, units
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
@@ -113,8 +113,7 @@ def _gross_exposure(ctx):
         q = ctx.portfolio[j].lots
         if q != 0:
             mark = mid_price(ctx, j)
-            held = units(abs(q), ctx.instruments[j].lot_size)
-            gross += held * (mark if mark == mark else ctx.portfolio[j].avg_px)
+            gross += abs(ctx.portfolio[j].qty) * (mark if mark == mark else ctx.portfolio[j].avg_px)
     for k in range(ctx.clock[0].n_open):
         o = ctx.open_orders[k]
         px = o.price if o.price == o.price else mid_price(ctx, o.instrument)
@@ -144,7 +143,7 @@ def check_order_nb(ctx, i, side, lots, price, order_type):
     if i < 0 or i >= ctx.instruments.size or ctx.instruments[i].tick_size == 0.0:
         return REASON_UNKNOWN_INSTRUMENT
     inst = ctx.instruments[i]
-    if lots < 1:
+    if lots < 1 or lots > MAX_LOTS:
         return REASON_BAD_QTY
     qty = units(lots, inst.lot_size)
     limit_order = order_type == ORD_LIMIT
@@ -162,7 +161,7 @@ def check_order_nb(ctx, i, side, lots, price, order_type):
         return REASON_REDUCE_ONLY
     if ctx.clock[0].n_open >= lim.max_open_orders:
         return REASON_MAX_OPEN_ORDERS
-    if qty > lim.max_order_qty:
+    if qty > lim.max_order_qty * (1.0 + 1e-12):  # (quantities are decimals in floats)
         return REASON_MAX_QTY
     # The price the order may trade at: its limit, or for a market order the far touch.
     ref = reference_price(ctx, i)
@@ -180,14 +179,15 @@ def check_order_nb(ctx, i, side, lots, price, order_type):
     if px != px:
         px = ref
     notional = qty * px
-    if lim.max_notional < np.inf and not notional <= lim.max_notional:
+    if lim.max_notional < np.inf and not notional <= lim.max_notional * (1.0 + 1e-12):
         return REASON_MAX_NOTIONAL  # (also when no price is known to measure it by)
     if not reducing:
         if lim.max_position < np.inf:
             worst = ctx.portfolio[i].lots + side * (working_lots(ctx, i, side) + lots)
             if units(abs(worst), inst.lot_size) > lim.max_position * (1.0 + 1e-12):
                 return REASON_POSITION_LIMIT
-        if lim.max_gross < np.inf and not _gross_exposure(ctx) + notional <= lim.max_gross:
+        gross = _gross_exposure(ctx) + notional
+        if lim.max_gross < np.inf and not gross <= lim.max_gross * (1.0 + 1e-12):
             return REASON_GROSS_LIMIT
     if lim.self_trade and _self_trade(ctx, i, side, price, order_type):
         return REASON_SELF_TRADE

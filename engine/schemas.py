@@ -270,6 +270,8 @@ MARKET_DTYPE: Final = np.dtype(
 POSITION_DTYPE: Final = np.dtype(
     [
         ("lots", "<i8"),  # signed whole lots (engine.quantities): + long, - short
+        ("qty", "<f8"),  # the same in units, lots x lot, set with each fill (0.0 when flat):
+        #                  what marking at every event reads, without converting
         ("avg_px", "<f8"),  # average entry price of the open position (0 when flat)
         ("realized", "<f8"),  # realised PnL, before fees
         ("fees", "<f8"),  # fees paid (positive is a cost)

@@ -117,6 +117,7 @@ def import_history(
             n = _stage(scan, kind, instruments, symbol_ids, staged, refused, sort, chunk_rows,
                        source)  # fmt: skip
             if n == 0:
+                refused.publish()  # (they are where the error says)
                 raise DataError(f"{source}: no rows to import" + refused.why_none())
             ordered = work / "sorted.parquet"
             _sort(staged, ordered, kind, given_seq, work, sort_memory)
@@ -125,12 +126,13 @@ def import_history(
                 rows = _write_sorted(ordered, kind, instruments, writer, refused,
                                      number=not given_seq, chunk_rows=chunk_rows)  # fmt: skip
                 if rows == 0:
+                    refused.publish()
                     raise DataError(f"{source}: no rows to import" + refused.why_none())
                 refused.publish()
     finally:
         discard(work)
     return ImportResult(out, kind, rows, instruments, time.perf_counter() - began,
-                        refused.count, refused.path if refused.count else None, sort)  # fmt: skip
+                        refused.count, refused.path, sort)  # fmt: skip
 
 
 def _check_bad_rows_target(path: Path, source: Path, out: Path, overwrite: bool) -> None:
@@ -245,10 +247,10 @@ def _read_instruments_file(path: Path) -> dict[str, tuple[float, float, int | No
 
 class _Refused:
     """Where refused rows go. Without a path the first one stops the import, a `DataError`
-    naming its line; with one, each is written there (CSV: its line, the reason, then the
-    row's values as text) and the import goes on. The file appears only when complete, and
-    only when a row was refused. Rows are written in the order found: the source's order,
-    then any refused in time order once sorted."""
+    naming its line; with one, each is written there (CSV: its line, or row for a Parquet
+    source, the reason, then the row's values as text) and the import goes on. The file
+    appears when complete. Rows are written in the order found: the source's order, then
+    any refused once in time order (with their values as typed)."""
 
     def __init__(self, source: Path, place: Callable[[int], str], path: Path | None,
                  names: list[str]) -> None:  # fmt: skip
@@ -267,7 +269,7 @@ class _Refused:
             self._tmp = temporary_path(self.path)
             self._file = open(self._tmp, "w", newline="", encoding="utf-8")
             self._csv = csv.writer(self._file)
-            self._csv.writerow(["line", "reason", *self.names])
+            self._csv.writerow([self.place(0).split(" ", 1)[0], "reason", *self.names])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,14 +303,14 @@ class _Refused:
         return f": all {self.count:,} rows were refused, each written to {self.path} with why"
 
     def publish(self) -> None:
-        """Put the file of refused rows in place (none when no row was refused)."""
+        """Put the file of refused rows in place (its header alone when none was refused,
+        so that a file left by an earlier import is never taken for this one's)."""
         if self._file is None or self._tmp is None or self.path is None:
             return
         self._file.close()
         self._file = None
-        if self.count:
-            publish(self._tmp, self.path)
-        self._tmp = None if self.count else self._tmp
+        publish(self._tmp, self.path)
+        self._tmp = None
 
 
 def _stage(scan: pl.LazyFrame, kind: str, instruments: Instruments,
@@ -446,13 +448,13 @@ def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]
     """`series` as `target`; each row that will not cast is noted in `bad` (the first reason
     of a row stays) and holds a zero."""
     original = series
+    expected = str(target)
     if name in _TIME_COLUMNS and series.dtype == pl.String:
+        # Each value on its own: integer ns where it is one, else ISO-8601 text.
+        parsed = series.str.to_datetime(time_unit="ns", time_zone="UTC", strict=False)
         as_int = series.cast(pl.Int64, strict=False)
-        if as_int.null_count() == series.null_count():
-            series = as_int
-        else:
-            parsed = series.str.to_datetime(time_unit="ns", time_zone="UTC", strict=False)
-            series = parsed.dt.epoch("ns")
+        series = pl.select(pl.coalesce(as_int, parsed.dt.epoch("ns"))).to_series()
+        expected = "integer ns or an ISO-8601 time"
     elif name in _TIME_COLUMNS and isinstance(series.dtype, pl.Datetime):
         series = series.dt.epoch("ns")
     cast = series.cast(target, strict=False)
@@ -461,6 +463,6 @@ def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]
         rows = np.flatnonzero(failed.to_numpy())
         for row, value in zip(rows.tolist(), original.gather(rows).to_list(), strict=True):
             shown = "empty" if value is None else repr(value)
-            bad.setdefault(row, f"{name} is {shown}; expected {target}")
+            bad.setdefault(row, f"{name} is {shown}; expected {expected}")
         cast = cast.fill_null(0)
     return cast.alias(name)

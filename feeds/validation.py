@@ -25,6 +25,12 @@ VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
     "bars": ("open", "high", "low", "close", "volume"),
     "book": ("side", "px", "sz"),
 }
+_SCREENS = {
+    "quotes": vk.screen_quotes_nb,
+    "trades": vk.screen_trades_nb,
+    "bars": vk.screen_bars_nb,
+    "book": vk.screen_book_nb,
+}
 _VALUE_KERNELS = {
     "quotes": vk.check_quotes_nb,
     "trades": vk.check_trades_nb,
@@ -132,31 +138,43 @@ class Validator:
         """Every bad row of the next batch of the stream, as (row in the batch, what is wrong
         with it), in row order; the stream's order is followed over the good rows alone, as
         if the bad ones were never there (`order=False`: values and grid only). What `data
-        import` stops at, or sets aside with `--bad-rows`."""
-        bad: list[tuple[int, str]] = []
-        kernel = _VALUE_KERNELS[self.kind]
-        names = VALUE_COLUMNS[self.kind]
-        start = 0
+        import` stops at, or sets aside with `--bad-rows`. Linear in the rows, however many
+        are bad."""
         n = len(cols["ts_event"])
-        while start < n:
-            fault, row, col = kernel(*(cols[name][start:] for name in names))
-            if fault == vk.FAULT_NONE:
-                break
-            bad.append((start + row, self._value_message(fault, start + row, col, cols)))
-            start += row + 1
-        start = 0
-        while (grid := self._grid_fault(cols, start)) is not None:
-            row, col = grid
-            bad.append((row, self._value_message(vk.FAULT_OFF_TICK, row, col, cols)))
-            start = row + 1
-        keep = np.ones(n, dtype=np.bool_)
-        keep[[row for row, _ in bad]] = False
+        names = VALUE_COLUMNS[self.kind]
+        codes = np.zeros(n, dtype=np.uint8)
+        lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # (no clock to keep to)
+        values = [cols[c] for c in names]
+        _SCREENS[self.kind](self._known, lo, hi, codes, cols["ts_event"], cols["instrument"],
+                            *values)  # fmt: skip
+        bad: dict[int, str] = {}
+        kernel = _VALUE_KERNELS[self.kind]
+        for row in np.flatnonzero(codes).tolist():
+            fault, _, col = kernel(*(v[row : row + 1] for v in values))
+            if fault != vk.FAULT_NONE:  # (an unknown id alone is the order check's to name)
+                bad[row] = self._value_message(fault, row, col, cols)
+        if self._ticks is not None:
+            for name in PRICE_COLUMNS[self.kind]:
+                off = np.zeros(n, dtype=np.bool_)
+                vk.mark_off_grid_nb(cols["instrument"], self._ticks, cols[name], off)
+                for row in np.flatnonzero(off).tolist():
+                    bad.setdefault(row, self._value_message(vk.FAULT_OFF_TICK, row,
+                                                            names.index(name), cols))  # fmt: skip
+        if order:
+            self._order_faults(cols, bad)
+        self.rows += n
+        return sorted(bad.items())
+
+    def _order_faults(self, cols: Mapping[str, np.ndarray], bad: dict[int, str]) -> None:
+        """Add to `bad` the rows out of order among the rows not already in it."""
+        keep = np.ones(len(cols["ts_event"]), dtype=np.bool_)
+        keep[list(bad)] = False
         good = np.flatnonzero(keep)
         keys = {name: cols[name][good] for name in ("ts_event", "instrument", "seq")
                 if name in cols}  # fmt: skip
-        start = 0
         seq = keys["seq"] if self._has_seq else _EMPTY_SEQ
-        while order and start < good.size:
+        start = 0
+        while start < good.size:
             fault, row, _ = vk.check_order_nb(
                 keys["ts_event"][start:], keys["instrument"][start:],
                 seq[start:] if self._has_seq else seq, self._has_seq, self._sorted,
@@ -164,11 +182,9 @@ class Validator:
                 self._prev_seq,
             )  # fmt: skip
             if fault == vk.FAULT_NONE:
-                break
-            bad.append((int(good[start + row]), self._order_message(fault, start + row, keys)))
+                return
+            bad[int(good[start + row])] = self._order_message(fault, start + row, keys)
             start += row + 1
-        self.rows += n
-        return sorted(bad)
 
     def _grid_fault(self, cols: Mapping[str, np.ndarray], start: int) -> tuple[int, int] | None:
         """The first row from `start` with a price off the tick grid, and its value column

@@ -247,6 +247,23 @@ def check_grid_nb(instrument, tick, px):
     return -1
 
 
+@njit(cache=True)
+def mark_off_grid_nb(instrument, tick, px, out):
+    """Mark in `out` every row whose price is off its instrument's tick grid (the rule of
+    `check_grid_nb`); how many."""
+    n = 0
+    for i in range(px.size):
+        k = instrument[i]
+        x = px[i]
+        if k >= tick.size or not (tick[k] > 0.0) or not (x > 0.0 and x < MAX_PRICE):
+            continue
+        units = x / tick[k]
+        if abs(units - np.round(units)) > GRID_TOLERANCE * max(1.0, abs(units)):
+            out[i] = True
+            n += 1
+    return n
+
+
 # --- the live screen: every row judged, bad ones marked (none dropped here) -----------------
 
 

@@ -223,7 +223,7 @@ class ControlServer:
         s = self.session
         ctx = s.ctx
         positions = {
-            inst.symbol: float(ctx.portfolio[inst.id]["lots"] * inst.lot_size)
+            inst.symbol: float(ctx.portfolio[inst.id]["qty"])
             for inst in s.instruments
             if ctx.portfolio[inst.id]["traded"] != 0.0
         }

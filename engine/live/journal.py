@@ -514,18 +514,15 @@ class Replayed:
             "fills": len(self.fills),
             "events": len(self.events),
             "positions": {
-                inst.symbol: _position(self.positions[inst.id], inst.lot_size)
+                inst.symbol: _position(self.positions[inst.id])
                 for inst in self.instruments
                 if self.positions[inst.id]["traded"] != 0.0
             },
         }
 
 
-def _position(row: np.void, lot: float) -> dict[str, float]:
-    """A position for people: its quantity in units, then the record's other fields."""
-    out: dict[str, float] = {"qty": float(row["lots"] * lot)}
-    out.update({name: float(row[name]) for name in POSITION_DTYPE.names})
-    return out
+def _position(row: np.void) -> dict[str, float]:
+    return {name: float(row[name]) for name in POSITION_DTYPE.names}
 
 
 def replay_journal(folder: Path) -> Replayed:

@@ -217,3 +217,19 @@ def test_a_crypto_lot_of_1e_8_trades_whole_lots_and_is_exactly_flat(tmp_path: Pa
     held = np.cumsum(bt.fills["side"].astype(np.int64) * lots)
     assert np.count_nonzero(held == 0) > 10  # flat again and again,
     assert bt.session.ctx.portfolio[0]["lots"] == held[-1]  # and the engine agrees exactly
+
+
+def test_asking_trade_to_for_less_than_a_lot_sends_nothing_and_is_said(tmp_path: Path) -> None:
+    """mean_reversion's default qty of 1 on SYN1, whose lot is 100: nothing to send, once
+    refused by the thousand as bad_qty; now nothing is sent, and the summary says why."""
+    quotes = make_synth(tmp_path / "q.parquet", kind="quotes", rows=20_000, instruments=2, seed=8)
+    bt = run_backtest("mean_reversion", quotes, {"window": 30, "entry_z": 1.0})
+    summary = write_results(bt, tmp_path / "r")
+    assert not np.any(bt.orders["instrument"] == 1)  # (lot 100: qty 1 is no lot)
+    assert np.any(bt.orders["instrument"] == 0)
+    assert summary["rejects_by_reason"] == {}
+    assert summary["under_lot"]["count"] > 0
+    assert summary["under_lot"]["instrument"] == "SYN1"
+    said = [w for w in summary["warnings"] if w.startswith("trade_to was asked")]
+    assert len(said) == 1
+    assert "SYN1, lot 100" in said[0]

@@ -115,6 +115,7 @@ def test_fills_that_sum_to_zero_leave_a_position_of_exactly_zero(case) -> None:
     assert len(r.fills) >= len(signed)
     assert s.ctx.portfolio[0]["lots"] == 0
     assert position(s.ctx, 0) == 0.0  # exactly: no residue, on any lot
+    assert s.ctx.portfolio[0]["qty"] == 0.0  # (the units kept beside the lots, for marking)
     assert s.ctx.portfolio[0]["avg_px"] == 0.0
     # The plain floats the fills carry would not all have summed to zero:
     # (0.01 + 0.01 + 0.01 - 0.03 is 6.9e-18) -- the engine does not add those.
@@ -141,7 +142,9 @@ def test_trade_to_sends_whole_lots_only_and_reaches_the_target_rounded_toward_ze
         assert np.all(whole_lots_of(sent["qty"], np.full(len(sent), float(lot))) >= 1), sent
         assert not np.any(r.orders["status"] == STATUS_REJECTED), r.orders
         if e:  # the market order sent at the event before filled at this one's quote
-            assert s.ctx.portfolio[0]["lots"] == lots_toward_zero(goals[e - 1], float(lot))
+            want = lots_toward_zero(goals[e - 1], float(lot))
+            assert s.ctx.portfolio[0]["lots"] == want
+            assert s.ctx.portfolio[0]["qty"] == as_typed(want, lot)  # (the decimal's float)
 
 
 @settings(max_examples=30, deadline=None)
@@ -236,3 +239,23 @@ def test_pnl_and_fees_agree_with_decimal_arithmetic_to_the_cent_over_100k_fills(
     assert abs(Decimal(float(p["realized"])) - realized) < cent, (p["realized"], realized)
     assert abs(Decimal(float(p["fees"])) - paid) < cent, (p["fees"], paid)
     assert abs(Decimal(pnl(ctx, 0)) - total) < cent, (pnl(ctx, 0), total)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lot=st.sampled_from(("0.1", "0.01", "0.001", "1e-8")), k=st.integers(1, 10**6))
+def test_whole_lots_go_out_as_the_decimal_a_person_wrote_and_meet_limits_set_in_it(lot, k):
+    """3 lots of 0.1 are recorded as 0.3 (not 0.30000000000000004), and an order of exactly
+    max_order_qty passes the gate."""
+    qty = as_typed(k, lot)
+    risk = RiskLimits(max_order_qty=qty, max_notional=qty * 100.01, max_open_orders=10,
+                      price_collar_pct=math.inf, reference_max_age_ms=math.inf,
+                      max_orders_per_sec=0, self_trade_prevention=False,
+                      runaway_repeats=0)  # fmt: skip
+    s = Session(load_strategy(SCRIPTED), Instruments([Instrument(0, "X", 0.01, float(lot))]),
+                risk=risk, killswitch=KillSwitch.off())  # fmt: skip
+    plan(s.state, [(1, 1, qty, math.nan)])
+    r = s.on_batch("quotes", deep_quotes(2, 1e12))
+    assert list(r.orders["status"]) == [STATUS_NEW], r.orders
+    assert r.orders["qty"][0] == qty
+    assert r.fills["qty"][0] == qty
+    assert position(s.ctx, 0) == qty

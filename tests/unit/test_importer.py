@@ -225,11 +225,34 @@ def test_bad_rows_with_sort_keeps_late_rows_and_names_lines_of_the_source(tmp_pa
     assert "bid_px is 0.0" in refused["reason"][0]
 
 
-def test_no_bad_rows_file_is_written_when_every_row_is_good(tmp_path: Path) -> None:
+def test_the_bad_rows_file_holds_its_header_alone_when_every_row_is_good(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     result = import_history(write(tmp_path, GOOD), "quotes", tmp_path / "o.parquet", bad_rows=bad)
     assert result.bad_rows == 0
-    assert not bad.exists()
+    assert bad.read_text() == "line,reason,ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n"
+
+
+def test_when_every_row_is_refused_they_are_where_the_error_says(tmp_path: Path) -> None:
+    rows = GOOD.replace("2024-01-02T", "someday ")
+    bad, out = tmp_path / "bad.csv", tmp_path / "o.parquet"
+    with pytest.raises(DataError, match=f"all 4 rows were refused, each written to {bad}"):
+        import_history(write(tmp_path, rows), "quotes", out, bad_rows=bad)
+    assert len(bad.read_text().splitlines()) == 5
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 4])
+def test_integer_and_iso_times_may_mix_however_the_file_is_read(tmp_path: Path, chunk_rows):
+    text = (
+        "ts_event,instrument,px,sz,side\n1704205800000000000,0,1.5,1,1\n"
+        "2024-01-02T14:30:01Z,0,1.5,1,1\n1704205802000000000,0,1.5,1,1\nlater,0,1.5,1,1\n"
+    )
+    bad = tmp_path / "bad.csv"
+    result = import_history(write(tmp_path, text), "trades", tmp_path / "t.parquet",
+                            bad_rows=bad, chunk_rows=chunk_rows)  # fmt: skip
+    assert (result.rows, result.bad_rows) == (3, 1)
+    assert "line 5" not in bad.read_text()  # (the file names lines without the word)
+    assert "5,ts_event is 'later'; expected integer ns or an ISO-8601 time" in bad.read_text()
 
 
 def test_sort_of_more_rows_than_its_memory_spills_and_keeps_every_row(tmp_path: Path) -> None:

@@ -187,3 +187,16 @@ def test_a_constant_feed_latency_delays_what_the_strategy_sees() -> None:
                                      (10.19, 10.21, 1, 1)]))  # fmt: skip
     assert r.orders["ts"].tolist() == [T0 + 1_500_000]  # seen 1.5 ms after it happened
     assert fills(r) == [(1.5, 10.11, 1.0, LIQ_TAKER)]  # the market at 1.5 ms
+
+
+def test_what_one_order_took_is_not_there_for_the_next_on_levels_of_part_lots() -> None:
+    """Levels showing 1.5 lots: an order takes the whole lot of each, and what it walked past
+    (the half lot too) is gone for the next order in the same step."""
+    ladder = [(1, 9.99, 100), (-1, 10.01, 1.5), (-1, 10.02, 1.5), (-1, 10.03, 5)]
+    s = scripted([(1, +1, 3, NAN), (1, +1, 5, NAN)])
+    s.on_batch("book", book(ladder))
+    r = s.on_batch("book", book([(1, 9.97, 10)], ms=1))
+    got = fills(r)
+    assert sum(q for _, px, q, _ in got if px == 10.03) <= 5, got
+    assert sorted((px, q) for _, px, q, _ in got) == [(10.01, 1.0), (10.02, 1.0), (10.03, 1.0),
+                                                      (10.03, 4.0)]  # fmt: skip
