@@ -289,15 +289,22 @@ def trade_to(ctx, instrument, target):
     the position to flat (the target moved towards 0, never past it). A target that is
     NaN or infinite is sent as asked, for the gate to refuse as a strategy fault (and one
     beyond MAX_LOTS as bad_qty)."""
+    state = STATE_ACTIVE
+    if instrument >= 0 and instrument < ctx.instruments.size:  # (else the gate names it)
+        state = trading_state(ctx, instrument)
+        if state == STATE_HALTED:
+            return 0
+        if state == STATE_ACTIVE and target == net_position(ctx, instrument):
+            return 0  # (the common call, each event: the target is the net position just read)
+    return _trade_to(ctx, instrument, target, state)
+
+
+@cold_kernel
+def _trade_to(ctx, instrument, target, state):
+    """The rest of `trade_to`, when there may be something to send: called, not inlined
+    into every loop, as it runs only when a target moves."""
     lot = _lot_of(ctx, instrument)
-    if not lot > 0.0:  # no such instrument: the gate names it
-        return _send(ctx, instrument, SIDE_BUY, target, np.int64(-1), TIF_GTC, np.nan)
-    state = trading_state(ctx, instrument)
-    if state == STATE_HALTED:
-        return 0
-    if state == STATE_ACTIVE and target == net_position(ctx, instrument):
-        return 0  # (the common call: the target is the net position the strategy just read)
-    if not abs(target) / lot <= MAX_LOTS:  # NaN, infinite, or more than an order can hold
+    if not (lot > 0.0 and abs(target) / lot <= MAX_LOTS):  # unknown id; NaN, inf or too big
         return _send(ctx, instrument, SIDE_BUY, target, np.int64(-1), TIF_GTC, np.nan)
     net = net_lots(ctx, instrument)
     goal = lots_toward_zero(target, lot)
