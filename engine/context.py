@@ -12,7 +12,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .instruments import Instruments
+from .instruments import Instruments, unit_divisor
 from .jit import pure_python
 from .limits import THROTTLE_MAX, KillSwitch, RiskLimits, pack_limits, pnl_floor
 from .schemas import (
@@ -196,7 +196,7 @@ def new_context(
     size = instruments.known_mask().size
     table = np.zeros(size, dtype=INSTRUMENT_DTYPE)
     for inst in instruments:
-        table[inst.id] = (inst.id, inst.tick_size, inst.lot_size)
+        table[inst.id] = (inst.id, inst.tick_size, inst.lot_size, unit_divisor(inst.lot_size))
     market = np.zeros(size, dtype=MARKET_DTYPE)
     for name in ("bid_px", "ask_px", "bid_sz", "ask_sz", "last_px", "last_sz"):
         market[name] = np.nan

@@ -21,6 +21,17 @@ from .schemas import INSTRUMENT_DTYPE
 MAX_INSTRUMENT_ID = 1_000_000
 
 
+
+def unit_divisor(lot: float) -> float:
+    """n when `lot` is 1/n of a unit (0.01: 100, 1e-8: 100,000,000), else 0. Whole lots are
+    then turned into units as lots / n, the float nearest the decimal a person writes (3
+    lots of 0.1 are 0.3, where 3 x 0.1 is 0.30000000000000004); see engine.quantities."""
+    if not lot > 0.0:
+        return 0.0
+    per = 1.0 / lot
+    n = round(per)
+    return float(n) if n >= 1 and abs(per - n) <= 1e-9 * n else 0.0
+
 @dataclass(frozen=True)
 class Instrument:
     """One tradable instrument: its id in market data, symbol, price tick and quantity lot."""
@@ -110,6 +121,7 @@ class Instruments:
         out["id"] = [i.id for i in self._items]
         out["tick_size"] = [i.tick_size for i in self._items]
         out["lot_size"] = [i.lot_size for i in self._items]
+        out["unit_div"] = [unit_divisor(i.lot_size) for i in self._items]
         return out
 
     def to_json(self) -> bytes:

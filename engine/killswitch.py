@@ -302,7 +302,7 @@ def _enforce(ctx):
         side = -1 if pos > 0 else 1
         lots = min(abs(pos) - staying_lots(ctx, i, side), MAX_LOTS)  # (the most one order holds)
         if lots > 0:
-            qty = units(lots, ctx.instruments[i].lot_size)
+            qty = units(lots, ctx.instruments[i])
             submit_nb(ctx, i, side, qty, lots, np.nan, ORD_MARKET, TIF_IOC)
     g.flattening = 0
 

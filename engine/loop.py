@@ -289,12 +289,13 @@ def run_order_reports(ctx, st, p, bad, at, start, order_id, status, reason, qty)
             n_bad = _mismatch(ctx, bad, n_bad, r, order_id[r])
         else:
             o = ctx.open_orders[k]
-            lot = ctx.instruments[o.instrument].lot_size
-            leaves = units(o.lots - o.filled, lot)
+            inst = ctx.instruments[o.instrument]
+            lot = inst.lot_size
+            leaves = units(o.lots - o.filled, inst)
             if s == STATUS_ACKED:
                 if o.status == STATUS_NEW:
                     o.status = STATUS_ACKED
-                    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, units(o.lots, lot),
+                    log_order_nb(ctx, o.id, o.instrument, o.side, o.price, units(o.lots, inst),
                                  o.order_type, o.tif, STATUS_ACKED, 0)  # fmt: skip
             elif s in (STATUS_CANCELLED, STATUS_REJECTED):
                 if whole_lots(qty[r], lot) != o.lots - o.filled:  # it had more (or less) left

@@ -49,7 +49,7 @@ def _fill(ctx, k, lots, px, liquidity, ts):
     """Fill `lots` of row k of the open-order table at time ts, with the configured fee;
     True when the order is now complete (and its row gone: the last row took its place)."""
     fees = ctx.fees[0]
-    qty = units(lots, ctx.instruments[ctx.open_orders[k].instrument].lot_size)
+    qty = units(lots, ctx.instruments[ctx.open_orders[k].instrument])
     if liquidity == LIQ_TAKER:
         fee = qty * (px * fees.taker_bps * 1e-4 + fees.taker_per_unit)
     else:
@@ -70,7 +70,7 @@ def book_fill_nb(ctx, k, lots, px, fee, liquidity, ts):
     f.instrument = o.instrument
     f.side = o.side
     f.price = px
-    f.qty = units(lots, ctx.instruments[o.instrument].lot_size)
+    f.qty = units(lots, ctx.instruments[o.instrument])
     f.fee = fee
     f.liquidity = liquidity
     ctx.clock[0].n_fill_log = n + 1
@@ -123,7 +123,7 @@ def _take(ctx, k, ts, skip):
         if q < leaves:  # it leaves the level with all of it taken (what is under a lot too)
             taken += avail
         else:  # it is complete here: what is left of the level stays for the next order
-            taken += units(q, lot)
+            taken += units(q, ctx.instruments[i])
         if q <= 0:
             continue
         leaves -= q
@@ -269,7 +269,7 @@ def match_trade_nb(ctx, i, px, sz):
             marketable = o.order_type == ORD_MARKET or (px <= o.price if buying else px >= o.price)
             q = min(leaves, lots_toward_zero(max(sz - taken, 0.0), lot))
             if marketable and q > 0:
-                taken += units(q, lot)
+                taken += units(q, ctx.instruments[i])
                 if _fill(ctx, k, q, px, LIQ_TAKER, now):
                     continue
             o = ctx.open_orders[k]

@@ -107,7 +107,7 @@ def submit_nb(ctx, i, side, qty, lots, price, order_type, tif):
     if reason != REASON_NONE:
         _log_reject(ctx, oid, i, side, price, qty, order_type, tif, reason)
         return -oid
-    sent = units(lots, ctx.instruments[i].lot_size)
+    sent = units(lots, ctx.instruments[i])
     if not log_order_nb(ctx, oid, i, side, price, sent, order_type, tif, STATUS_NEW, REASON_NONE):
         return -oid  # the batch log is full; the session reports it as an error
     o = ctx.open_orders[n_open]
@@ -183,7 +183,7 @@ def remove_open_nb(ctx, k):
 def cancel_row_nb(ctx, k):
     """The exchange cancels the order in row k now: logged, then removed from the table."""
     o = ctx.open_orders[k]
-    left = units(o.lots - o.filled, ctx.instruments[o.instrument].lot_size)
+    left = units(o.lots - o.filled, ctx.instruments[o.instrument])
     log_order_nb(ctx, o.id, o.instrument, o.side, o.price, left, o.order_type, o.tif,
                  STATUS_CANCELLED, REASON_NONE)  # fmt: skip
     remove_open_nb(ctx, k)
@@ -259,7 +259,7 @@ def open_orders(ctx, instrument):
 def working_qty(ctx, instrument, side):
     """Unfilled quantity (units) of the open orders of one instrument on one side (+1 buy,
     -1 sell)."""
-    return units(working_lots(ctx, instrument, side), ctx.instruments[instrument].lot_size)
+    return units(working_lots(ctx, instrument, side), ctx.instruments[instrument])
 
 
 @kernel
@@ -277,7 +277,7 @@ def net_position(ctx, instrument):
     sells."""
     if ctx.inst_open[instrument] == 0:
         return ctx.portfolio[instrument].qty
-    return units(net_lots(ctx, instrument), ctx.instruments[instrument].lot_size)
+    return units(net_lots(ctx, instrument), ctx.instruments[instrument])
 
 
 @kernel
@@ -299,10 +299,10 @@ def trade_to(ctx, instrument, target):
     return _trade_to(ctx, instrument, target, state)
 
 
-@cold_kernel
+@kernel
 def _trade_to(ctx, instrument, target, state):
-    """The rest of `trade_to`, when there may be something to send: called, not inlined
-    into every loop, as it runs only when a target moves."""
+    """The rest of `trade_to`, when there may be something to send. (Inlined: a called
+    kernel is handed the whole context, which costs more than its body saves.)"""
     lot = _lot_of(ctx, instrument)
     if not (lot > 0.0 and abs(target) / lot <= MAX_LOTS):  # unknown id; NaN, inf or too big
         return _send(ctx, instrument, SIDE_BUY, target, np.int64(-1), TIF_GTC, np.nan)
@@ -320,7 +320,8 @@ def _trade_to(ctx, instrument, target, state):
         return 0
     side = SIDE_BUY if goal > net else SIDE_SELL
     lots = abs(goal - net)
-    return _send(ctx, instrument, side, units(lots, lot), lots, TIF_GTC, np.nan)
+    return _send(ctx, instrument, side, units(lots, ctx.instruments[instrument]), lots, TIF_GTC,
+                 np.nan)  # fmt: skip
 
 
 @kernel

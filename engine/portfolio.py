@@ -20,7 +20,7 @@ def apply_fill_nb(ctx, i, side, lots, px, fee):
     instrument i. The position is an integer count of lots: fills that sum to zero leave
     exactly zero."""
     p = ctx.portfolio[i]
-    lot = ctx.instruments[i].lot_size
+    inst = ctx.instruments[i]
     pos = p.lots
     signed = side * lots
     if pos == 0 or (pos > 0) == (side > 0):
@@ -29,15 +29,15 @@ def apply_fill_nb(ctx, i, side, lots, px, fee):
         p.lots = new
     else:
         closed = min(lots, abs(pos))
-        p.realized += units(closed, lot) * (px - p.avg_px) * (1.0 if pos > 0 else -1.0)
+        p.realized += units(closed, inst) * (px - p.avg_px) * (1.0 if pos > 0 else -1.0)
         p.lots = pos + signed
         if lots > closed:
             p.avg_px = px  # flipped: the new position opened at this price
         elif p.lots == 0:
             p.avg_px = 0.0
-    p.qty = units(p.lots, lot)
+    p.qty = units(p.lots, inst)
     p.fees += fee
-    p.traded += units(lots, lot)
+    p.traded += units(lots, inst)
 
 
 @kernel

@@ -60,15 +60,15 @@ def lots_toward_zero(qty, lot):
 
 
 @kernel
-def units(lots, lot):
-    """`lots` in units, 0.0 exactly for 0 lots. When the lot is 1/n of a unit (0.01, 1e-8)
-    this is lots / n, the float nearest the decimal a person writes (3 lots of 0.1 are 0.3,
-    where 3 x 0.1 is 0.30000000000000004); otherwise lots x lot."""
-    per = 1.0 / lot
-    n = np.round(per)
-    if n >= 1.0 and abs(per - n) <= 1e-9 * n:
+def units(lots, inst):
+    """`lots` of instrument `inst` (its INSTRUMENT_DTYPE record) in units, 0.0 exactly for
+    0 lots. When the lot is 1/n of a unit (0.01, 1e-8) this is lots / n, the float nearest
+    the decimal a person writes (3 lots of 0.1 are 0.3, where 3 x 0.1 is
+    0.30000000000000004); otherwise lots x lot."""
+    n = inst.unit_div
+    if n > 0.0:
         return lots / n
-    return lots * lot
+    return lots * inst.lot_size
 
 
 def whole_lots_of(qty: np.ndarray, lot: np.ndarray) -> np.ndarray:

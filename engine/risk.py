@@ -118,7 +118,7 @@ def _gross_exposure(ctx):
         o = ctx.open_orders[k]
         px = o.price if o.price == o.price else mid_price(ctx, o.instrument)
         if px == px:
-            gross += units(o.lots - o.filled, ctx.instruments[o.instrument].lot_size) * px
+            gross += units(o.lots - o.filled, ctx.instruments[o.instrument]) * px
     return gross
 
 
@@ -145,7 +145,7 @@ def check_order_nb(ctx, i, side, lots, price, order_type):
     inst = ctx.instruments[i]
     if lots < 1 or lots > MAX_LOTS:
         return REASON_BAD_QTY
-    qty = units(lots, inst.lot_size)
+    qty = units(lots, inst)
     limit_order = order_type == ORD_LIMIT
     if limit_order and (
         not (price > 0.0 and price < np.inf) or not _on_grid(price, inst.tick_size)
@@ -184,7 +184,7 @@ def check_order_nb(ctx, i, side, lots, price, order_type):
     if not reducing:
         if lim.max_position < np.inf:
             worst = ctx.portfolio[i].lots + side * (working_lots(ctx, i, side) + lots)
-            if units(abs(worst), inst.lot_size) > lim.max_position * (1.0 + 1e-12):
+            if units(abs(worst), inst) > lim.max_position * (1.0 + 1e-12):
                 return REASON_POSITION_LIMIT
         gross = _gross_exposure(ctx) + notional
         if lim.max_gross < np.inf and not gross <= lim.max_gross * (1.0 + 1e-12):

@@ -249,7 +249,14 @@ TRANSITION_DTYPE: Final = np.dtype(
     ]
 )
 
-INSTRUMENT_DTYPE: Final = np.dtype([("id", "<u4"), ("tick_size", "<f8"), ("lot_size", "<f8")])
+INSTRUMENT_DTYPE: Final = np.dtype(
+    [
+        ("id", "<u4"),
+        ("tick_size", "<f8"),
+        ("lot_size", "<f8"),
+        ("unit_div", "<f8"),  # n when the lot is 1/n of a unit (0.01, 1e-8), else 0
+    ]
+)
 
 # --- engine state (kernels' records; one row per instrument or per order) ------------------
 

@@ -242,7 +242,7 @@ def cancel_client_nb(ctx, client):
         if (o.id >> np.uint64(CLIENT_SHIFT)) != np.uint64(client):
             k += 1
             continue
-        left = units(o.lots - o.filled, ctx.instruments[o.instrument].lot_size)
+        left = units(o.lots - o.filled, ctx.instruments[o.instrument])
         log_order_nb(ctx, o.id, o.instrument, o.side, o.price, left, o.order_type, o.tif,
                      STATUS_CANCELLED, REASON_CLIENT_GONE)  # fmt: skip
         remove_open_nb(ctx, k)
