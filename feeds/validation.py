@@ -194,9 +194,12 @@ class Validator:
         first: tuple[int, int] | None = None
         names = VALUE_COLUMNS[self.kind]
         for name in PRICE_COLUMNS[self.kind]:
-            row = vk.check_grid_nb(cols["instrument"][start:], self._ticks, cols[name][start:])
-            if row >= 0 and (first is None or start + row < first[0]):
-                first = (start + row, names.index(name))
+            off = np.zeros(len(cols[name]) - start, dtype=np.bool_)
+            if vk.mark_off_grid_nb(cols["instrument"][start:], self._ticks, cols[name][start:],
+                                   off):  # fmt: skip
+                row = start + int(np.argmax(off))
+                if first is None or row < first[0]:
+                    first = (row, names.index(name))
         return first
 
     def check_nulls(self, batch: pa.RecordBatch) -> None:

@@ -233,24 +233,10 @@ GRID_TOLERANCE = 1e-9
 
 
 @njit(cache=True)
-def check_grid_nb(instrument, tick, px):
-    """The first row whose price is off its instrument's tick grid (`tick` by id), or -1.
-    Prices that are not positive and finite, and ids without a tick, are other checks'."""
-    for i in range(px.size):
-        k = instrument[i]
-        x = px[i]
-        if k >= tick.size or not (tick[k] > 0.0) or not (x > 0.0 and x < MAX_PRICE):
-            continue
-        units = x / tick[k]
-        if abs(units - np.round(units)) > GRID_TOLERANCE * max(1.0, abs(units)):
-            return i
-    return -1
-
-
-@njit(cache=True)
 def mark_off_grid_nb(instrument, tick, px, out):
-    """Mark in `out` every row whose price is off its instrument's tick grid (the rule of
-    `check_grid_nb`); how many."""
+    """Mark in `out` every row whose price is off its instrument's tick grid (`tick` by id);
+    how many. Prices that are not positive and finite, and ids without a tick, are other
+    checks'."""
     n = 0
     for i in range(px.size):
         k = instrument[i]
