@@ -21,7 +21,6 @@ from .schemas import INSTRUMENT_DTYPE
 MAX_INSTRUMENT_ID = 1_000_000
 
 
-
 def unit_divisor(lot: float) -> float:
     """n when `lot` is 1/n of a unit (0.01: 100, 1e-8: 100,000,000), else 0. Whole lots are
     then turned into units as lots / n, the float nearest the decimal a person writes (3
@@ -31,6 +30,7 @@ def unit_divisor(lot: float) -> float:
     per = 1.0 / lot
     n = round(per)
     return float(n) if n >= 1 and abs(per - n) <= 1e-9 * n else 0.0
+
 
 @dataclass(frozen=True)
 class Instrument:
