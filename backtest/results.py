@@ -137,7 +137,8 @@ def rejects_by_reason(orders: np.ndarray, unlogged: dict[str, int]) -> dict[str,
 
 
 def _under_lot(bt: Backtest) -> dict[str, Any]:
-    """How often `trade_to` was asked for less than one lot (so sent nothing), and of which
+    """How often `trade_to` was asked for a position of less than one lot (so sent nothing
+    while flat), and of which
     instrument last."""
     clock = bt.session.ctx.clock[0]
     n = int(clock.under_lot)
@@ -162,8 +163,8 @@ def warnings(summary: dict[str, Any], config: Any) -> list[str]:
                    f"({n:,}): see the rejects by reason")  # fmt: skip
     under = summary.get("under_lot", {})
     if under.get("count"):
-        out.append(f"trade_to was asked {under['count']:,} times for less than one lot more or "
-                   f"less (latest: {under['instrument']}, lot {under['lot_size']:g}) and sent "
+        out.append(f"trade_to was asked {under['count']:,} times for a position of less than "
+                   f"one lot (latest: {under['instrument']}, lot {under['lot_size']:g}) and sent "
                    "nothing for those: sizes are whole lots")  # fmt: skip
     return out
 

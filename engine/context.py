@@ -56,7 +56,7 @@ CLOCK_DTYPE = np.dtype(
         ("feed_ns", "<i8"),  # feed latency: the strategy sees an event this long after
         #                      ts_event (-1: when the data say, at its ts_recv)
         ("cancel_asks", "<i8"),  # cancels asked (VENUE_GATEWAY) since they were last sent
-        ("under_lot", "<i8"),  # trade_to calls that sent nothing: less than one lot asked
+        ("under_lot", "<i8"),  # trade_to calls that sent nothing: under one lot asked, flat
         ("under_lot_instrument", "<i8"),  # the instrument of the latest of those
     ],
     align=True,

@@ -313,8 +313,8 @@ def _trade_to(ctx, instrument, target, state):
         pos = ctx.portfolio[instrument].lots
         goal = min(max(goal, min(pos, 0)), max(pos, 0))
     if goal == net:
-        if goal == asked and abs(abs(target) / lot - abs(goal)) > 1e-9 * max(1.0, abs(goal)):
-            clock = ctx.clock[0]  # asked for part of a lot more (or less): said in the summary
+        if goal == 0 and asked == 0 and abs(target) / lot > 1e-9:
+            clock = ctx.clock[0]  # asked for a position of less than one lot: said in the summary
             clock.under_lot += 1
             clock.under_lot_instrument = instrument
         return 0

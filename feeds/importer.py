@@ -48,6 +48,16 @@ _POLARS_TYPES = {
     np.dtype("<f8"): pl.Float64,
 }
 _TIME_COLUMNS = ("ts_event", "ts_recv")
+# The ISO-8601 forms times may take (T or a space; fractions of a second; Z, an offset, or
+# none for UTC; a date alone for midnight UTC).
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%d",
+)
 _LINE = "_line"  # each row's place in the source, carried through the sort
 CHUNK_ROWS = 500_000  # rows read, cast and checked at a time
 SORT_MEMORY = "1GB"  # DuckDB's memory for the sort; beyond it, it spills to disk
@@ -141,6 +151,8 @@ def _check_bad_rows_target(path: Path, source: Path, out: Path, overwrite: bool)
     for other, what in ((source, "the source"), (out, "the output")):
         if path.resolve() == other.resolve():
             raise TickwiseError(f"--bad-rows {path} is {what}; name another file")
+    if out.resolve() in path.resolve().parents:
+        raise TickwiseError(f"--bad-rows {path} is inside the output {out}; name a file outside")
     check_target(path, overwrite)
 
 
@@ -450,10 +462,16 @@ def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]
     original = series
     expected = str(target)
     if name in _TIME_COLUMNS and series.dtype == pl.String:
-        # Each value on its own: integer ns where it is one, else ISO-8601 text.
-        parsed = series.str.to_datetime(time_unit="ns", time_zone="UTC", strict=False)
+        # Each value on its own: integer ns where it is one, else ISO-8601 text in one of
+        # the forms below (named, not guessed: a guess would be made afresh per chunk).
+        parsed = [
+            series.str.to_datetime(
+                format=f, time_unit="ns", time_zone="UTC", strict=False
+            ).dt.epoch("ns")
+            for f in _ISO_FORMATS
+        ]
         as_int = series.cast(pl.Int64, strict=False)
-        series = pl.select(pl.coalesce(as_int, parsed.dt.epoch("ns"))).to_series()
+        series = pl.select(pl.coalesce(as_int, *parsed)).to_series()
         expected = "integer ns or an ISO-8601 time"
     elif name in _TIME_COLUMNS and isinstance(series.dtype, pl.Datetime):
         series = series.dt.epoch("ns")

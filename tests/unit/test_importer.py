@@ -277,3 +277,26 @@ def test_sort_of_more_rows_than_its_memory_spills_and_keeps_every_row(tmp_path: 
     want = frame.with_row_index("line").sort(["ts_event", "instrument", "line"])
     assert got["ts_event"].to_list() == want["ts_event"].to_list()
     assert got["px"].to_list() == want["px"].to_list()  # ties in the source's order
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3])
+def test_iso_times_in_any_listed_form_parse_however_the_file_is_read(tmp_path: Path, chunk_rows):
+    text = (
+        "ts_event,instrument,px,sz,side\n2024-01-02T14:30:00Z,0,1.5,1,1\n"
+        "2024-01-02T14:30:00.5Z,0,1.5,1,1\n2024-01-02 14:30:01,0,1.5,1,1\n"
+        "2024-01-02T15:30:02+01:00,0,1.5,1,1\n"
+    )
+    out = tmp_path / "t.parquet"
+    result = import_history(write(tmp_path, text), "trades", out, chunk_rows=chunk_rows)
+    assert result.rows == 4
+    assert table_of(open_history(out).batches(10)).column("ts_event").to_pylist() == [
+        1704205800000000000, 1704205800500000000, 1704205801000000000, 1704205802000000000,
+    ]  # fmt: skip
+
+
+def test_a_bad_rows_file_inside_the_output_is_refused_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "hive"
+    with pytest.raises(TickwiseError, match="is inside the output"):
+        import_history(write(tmp_path, GOOD), "quotes", out, partition=True,
+                       bad_rows=out / "bad.csv")  # fmt: skip
+    assert not out.exists()
