@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,8 @@ from tickwise.engine.config import SessionConfig, make_session
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.session import Session
 from tickwise.engine.strategy import Strategy, load_strategy
-from tickwise.feeds.history import History, open_history
+from tickwise.feeds.history import History
+from tickwise.feeds.merged import MergedHistory, open_data
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Backtest:
     strategy: type[Strategy]
     params: dict[str, Any]
     config: SessionConfig
-    history: History
+    history: History | MergedHistory
     session: Session
     orders: np.ndarray
     fills: np.ndarray
@@ -56,7 +57,7 @@ def _when(ns: int | None) -> str:
 
 def run_backtest(
     strategy_spec: str,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     params: Mapping[str, Any] | None = None,
     config: SessionConfig | None = None,
     on_events: Callable[[int], None] | None = None,
@@ -65,16 +66,20 @@ def run_backtest(
     end: int | None = None,
 ) -> Backtest:
     """Replay `data` (its rows with `start` <= ts_event < `end`, ns, when given) through the
-    strategy; wall time counts everything from opening the data. `on_events(n)` follows the
-    progress; `on_compile(name)` wraps loading or compiling the strategy's loop
-    (engine.console.compile_notice says so when it takes a while)."""
+    strategy; wall time counts everything from opening the data. Several data sets (paths,
+    or a folder whose entries hold different kinds) replay merged in one global order
+    (feeds.merged). `on_events(n)` follows the progress; `on_compile(name)` wraps loading
+    or compiling the strategy's loop (engine.console.compile_notice says so when it takes a
+    while)."""
     began = time.perf_counter()
     config = config or SessionConfig()
     strategy = load_strategy(strategy_spec)
-    history = open_history(data)
+    history = open_data(data)
     if history.rows == 0:
         raise TickwiseError(f"{history.path} holds no rows: nothing to replay")
-    if history.kind not in strategy.kinds:
+    merged = isinstance(history, MergedHistory)
+    kinds = history.kinds if merged else (history.kind,)
+    if not set(kinds) & set(strategy.kinds):
         raise TickwiseError(
             f"{strategy.name()} trades on {', '.join(strategy.kinds)} data; "
             f"{history.path} holds {history.kind}"
@@ -82,16 +87,20 @@ def run_backtest(
     session = make_session(strategy, history.instruments, params, config)
     warm = time.perf_counter()
     with on_compile(strategy.name()) if on_compile else nullcontext():
-        session.warm_up((history.kind,))
+        session.warm_up(kinds, merged=merged)
     warmup_s = time.perf_counter() - warm
     orders, fills, equity, marks = [], [], [], []
     events = 0
     first = last = None
     for batch in history.batches(config.batch_size, start, end):
-        ts = batch.column("ts_event")
-        first = ts[0].as_py() if first is None else first
-        last = ts[-1].as_py()
-        result = session.on_batch(history.kind, batch)
+        if merged:
+            ts = batch.ts_event
+            result = session.on_merged(batch.parts, batch.kinds, batch.rows)
+        else:
+            ts = batch.column("ts_event").to_numpy()
+            result = session.on_batch(history.kind, batch)
+        first = int(ts[0]) if first is None else first
+        last = int(ts[-1])
         orders.append(result.orders)
         fills.append(result.fills)
         equity.append(result.equity)

@@ -48,18 +48,25 @@ def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
 
 
 def data_fingerprint(bt: Backtest) -> dict[str, Any]:
-    """What data the run saw: path, kind, rows and a hash of every file's Parquet footer."""
+    """What data the run saw: path, kind, rows and a hash of every file's Parquet footer;
+    `sources` lists each data set of a merged run (one entry otherwise)."""
     h = hashlib.sha256()
-    for f in bt.history.files:
-        meta = pq.read_metadata(f.path)
-        h.update(str(f.path.relative_to(bt.history.path.parent)).encode())
-        h.update(json.dumps(meta.to_dict(), sort_keys=True, default=str).encode())
+    histories = getattr(bt.history, "histories", (bt.history,))
+    for history in histories:
+        for f in history.files:
+            meta = pq.read_metadata(f.path)
+            h.update(str(f.path.relative_to(history.path.parent)).encode())
+            h.update(json.dumps(meta.to_dict(), sort_keys=True, default=str).encode())
     first, last = bt.history.ts_range
     return {
         "path": str(bt.history.path),
         "kind": bt.history.kind,
         "rows": bt.history.rows,
         "files": len(bt.history.files),
+        "sources": [
+            {"path": str(x.path), "kind": x.kind, "rows": x.rows, "files": len(x.files)}
+            for x in histories
+        ],
         "ts_first": first,
         "ts_last": last,
         "start": bt.start,  # the window replayed (ns; null: unbounded)

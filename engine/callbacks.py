@@ -15,7 +15,7 @@ def ignore(ctx, event, st, p):
 
 
 @kernel
-def unguarded_feed(ctx, i, ts, seq):
+def unguarded_feed(ctx, i, kind, ts, seq):
     """No kill-switch look at an arriving event (unguarded loops only)."""
 
 

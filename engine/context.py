@@ -20,6 +20,7 @@ from .schemas import (
     FILL_DTYPE,
     INSTRUMENT_DTYPE,
     MARKET_DTYPE,
+    N_KINDS,
     OPEN_ORDER_DTYPE,
     ORDER_DTYPE,
     POSITION_DTYPE,
@@ -119,8 +120,10 @@ INST_GUARD_DTYPE = np.dtype(
         ("trip_ts", "<i8"),  # when (ns, event time)
         ("trip_value", "<f8"),  # the value that moved it to its own state
         ("trip_limit", "<f8"),  # and the limit it crossed
-        ("last_seq", "<i8"),  # last sequence number seen (0: none yet)
-        ("gap_seq", "<i8"),  # the sequence number after a gap: open while still the last seen
+        # Per kind (KIND_CODES: each kind numbers its own rows), the last sequence number
+        # seen (0: none yet), and the one after a gap: open while still the last seen.
+        ("last_seq", "<i8", (N_KINDS,)),
+        ("gap_seq", "<i8", (N_KINDS,)),
         ("pnl", "<f8"),  # the instrument's PnL when last updated (its share of guard.pnl)
         ("bucket", "<i8"),  # current price-jump bucket (ts // bucket width)
         ("buckets", "<i8"),  # buckets seen (the sigma estimate needs some)

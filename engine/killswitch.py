@@ -60,10 +60,11 @@ SIGMA_EWMA = 2.0 / (1.0 + 4 * JUMP_BUCKETS)  # weight of each new bucket return
 
 
 @kernel
-def watch_feed_nb(ctx, i, ts, recv, seq):
-    """As an event arrives: a silence before it longer than the stale limit, a sequence
-    number skipped (seq 0: the kind has none), feed latency beyond its bound K times in a row.
-    The usual event passes three compares; anything else is looked at out of line."""
+def watch_feed_nb(ctx, i, kind, ts, recv, seq):
+    """As an event of `kind` (KIND_CODES) arrives: a silence before it longer than the stale
+    limit, a sequence number skipped (each kind of an instrument counts its own; seq 0: the
+    data have none), feed latency beyond its bound K times in a row. The usual event passes
+    three compares; anything else is looked at out of line."""
     g = ctx.guard[0]
     lim = ctx.limits[0]
     last = g.last_ts
@@ -71,12 +72,12 @@ def watch_feed_nb(ctx, i, ts, recv, seq):
         _stale(ctx, ts, last)
     g.last_ts = ts
     seq = np.int64(seq)
-    row = ctx.inst_guard[i]
-    prev = row.last_seq
+    last = ctx.inst_guard[i].last_seq
+    prev = last[kind]
     if seq == prev + 1:
-        row.last_seq = seq
+        last[kind] = seq
     elif seq != 0:  # (0: the data have no sequence numbers)
-        _out_of_sequence(ctx, i, seq, prev)
+        _out_of_sequence(ctx, i, kind, seq, prev)
     if recv - ts > lim.max_feed_latency_ns:
         _late(ctx, i, recv - ts)
     elif g.late_run != 0:  # (a load and a branch that always goes one way: cheaper than
@@ -91,18 +92,18 @@ def _stale(ctx, ts, last):
 
 
 @cold_kernel
-def _out_of_sequence(ctx, i, seq, prev):
+def _out_of_sequence(ctx, i, kind, seq, prev):
     """Sequence numbers: a skip trips (and stays open until one arrives in sequence); the
-    first of an instrument, a repeat or one going back does not."""
+    first of an instrument's kind, a repeat or one going back does not."""
     row = ctx.inst_guard[i]
-    row.last_seq = seq
+    row.last_seq[kind] = seq
     if prev == 0:
         return
     if seq > prev + 1:
-        row.gap_seq = seq
+        row.gap_seq[kind] = seq
         trip_nb(ctx, TRIP_SEQ_GAP, i, float(seq - prev - 1), 0.0)
     else:  # a repeat, or one going back: not a gap (and the end of an open one)
-        row.gap_seq = 0
+        row.gap_seq[kind] = 0
 
 
 @cold_kernel
@@ -263,9 +264,9 @@ def watch_market_nb(ctx, i, ts):
 
 
 @kernel
-def guard_feed_nb(ctx, i, ts, seq):
+def guard_feed_nb(ctx, i, kind, ts, seq):
     """The kill switch's look at an arriving event (and whatever the timer's callback did)."""
-    watch_feed_nb(ctx, i, ts, ctx.clock[0].recv, seq)
+    watch_feed_nb(ctx, i, kind, ts, ctx.clock[0].recv, seq)
 
 
 @kernel
@@ -371,7 +372,7 @@ def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int, now:
     known = ctx.instruments["tick_size"] > 0.0
     gaps = [
         symbol(i) for i in scope
-        if known[i] and ig[i].gap_seq != 0 and ig[i].gap_seq == ig[i].last_seq
+        if known[i] and np.any((ig[i]["gap_seq"] != 0) & (ig[i]["gap_seq"] == ig[i]["last_seq"]))
     ]  # fmt: skip
     if on[TRIP_SEQ_GAP] and gaps:
         clauses.append(f"{', '.join(gaps)} had no event in sequence since a gap")

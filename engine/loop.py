@@ -32,6 +32,10 @@ from tickwise.engine.portfolio import sample_equity_nb
 from tickwise.engine.quantities import units, whole_lots
 from tickwise.engine.schemas import (
     BOOK_F_LAST,
+    KIND_BARS,
+    KIND_BOOK,
+    KIND_QUOTES,
+    KIND_TRADES,
     REASON_UNKNOWN_ORDER,
     STATUS_ACKED,
     STATUS_CANCEL_SENT,
@@ -118,6 +122,85 @@ def _notify_fills(ctx, st, p, first):
         _on_fill(ctx, fill, st, p)
 
 
+# One kernel per kind handles one event (row `k` of its columns); the runners below loop
+# over a batch of one kind, or over several kinds merged in their global order. The event
+# kernels are inlined into every runner (engine.jit), so the runners cost what a loop
+# written out by hand would.
+
+
+@kernel
+def _quote(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, bid_px, ask_px,
+           bid_sz, ask_sz):  # fmt: skip
+    i = instrument[k]
+    _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+    first_fill = ctx.clock[0].n_fill_log
+    arrive_nb(ctx, i)  # orders that reached the exchange before this event: beyond recall
+    _guard_feed(ctx, i, KIND_QUOTES, ts_event[k], seq[k])
+    apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
+    match_quote_nb(ctx, i)
+    _guard_market(ctx, i, ts_event[k])
+    _notify_fills(ctx, st, p, first_fill)
+    if subscribed[i]:
+        q = Quote(ts_event[k], ts_recv[k], i, seq[k], bid_px[k], ask_px[k], bid_sz[k],
+                  ask_sz[k])  # fmt: skip
+        _on_quote(ctx, q, st, p)
+    _enforce(ctx)
+
+
+@kernel
+def _trade(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, px, sz, side):
+    i = instrument[k]
+    _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+    _guard_feed(ctx, i, KIND_TRADES, ts_event[k], seq[k])
+    apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
+    first_fill = ctx.clock[0].n_fill_log
+    match_trade_nb(ctx, i, px[k], sz[k])
+    _guard_market(ctx, i, ts_event[k])
+    _notify_fills(ctx, st, p, first_fill)
+    if subscribed[i]:
+        _on_trade(ctx, Trade(ts_event[k], ts_recv[k], i, seq[k], px[k], sz[k], side[k]), st, p)
+    _enforce(ctx)
+
+
+@kernel
+def _bar(ctx, st, p, subscribed, k, ts_event, instrument, open_, high, low, close, volume):
+    i = instrument[k]
+    _begin_event(ctx, st, p, ts_event[k], ts_event[k])
+    first_fill = ctx.clock[0].n_fill_log
+    match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
+    apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
+    _guard_market(ctx, i, ts_event[k])  # bars carry no feed timing or sequence to watch
+    _notify_fills(ctx, st, p, first_fill)
+    if subscribed[i]:
+        b = Bar(ts_event[k], i, open_[k], high[k], low[k], close[k], volume[k])
+        _on_bar(ctx, b, st, p)
+    _enforce(ctx)
+
+
+@kernel
+def _book(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, side, px, sz, flags):
+    """Matching and the strategy act once per whole update (at the delta flagged last),
+    when the book is consistent."""
+    i = instrument[k]
+    _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+    first_fill = ctx.clock[0].n_fill_log
+    arrive_nb(ctx, i)  # a no-op past the update's first delta: its orders have arrived
+    _guard_feed(ctx, i, KIND_BOOK, ts_event[k], seq[k])
+    _notify_fills(ctx, st, p, first_fill)
+    apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
+    if not flags[k] & BOOK_F_LAST:
+        _enforce(ctx)
+        return
+    first_fill = ctx.clock[0].n_fill_log
+    match_quote_nb(ctx, i)
+    _guard_market(ctx, i, ts_event[k])
+    _notify_fills(ctx, st, p, first_fill)
+    if subscribed[i]:
+        d = BookDelta(ts_event[k], ts_recv[k], i, seq[k], side[k], px[k], sz[k], flags[k])
+        _on_book(ctx, d, st, p)
+    _enforce(ctx)
+
+
 @kernel
 def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq,
                bid_px, ask_px, bid_sz, ask_sz):  # fmt: skip
@@ -125,20 +208,8 @@ def run_quotes(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
     for k in range(start, ts_event.size):
         if not _room_left(ctx):
             return k
-        i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        first_fill = ctx.clock[0].n_fill_log
-        arrive_nb(ctx, i)  # orders that reached the exchange before this event: beyond recall
-        _guard_feed(ctx, i, ts_event[k], seq[k])
-        apply_quote_nb(ctx, i, ts_event[k], bid_px[k], ask_px[k], bid_sz[k], ask_sz[k])
-        match_quote_nb(ctx, i)
-        _guard_market(ctx, i, ts_event[k])
-        _notify_fills(ctx, st, p, first_fill)
-        if subscribed[i]:
-            q = Quote(ts_event[k], ts_recv[k], i, seq[k], bid_px[k], ask_px[k], bid_sz[k],
-                      ask_sz[k])  # fmt: skip
-            _on_quote(ctx, q, st, p)
-        _enforce(ctx)
+        _quote(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, bid_px, ask_px,
+               bid_sz, ask_sz)  # fmt: skip
     return ts_event.size
 
 
@@ -148,17 +219,7 @@ def run_trades(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq
     for k in range(start, ts_event.size):
         if not _room_left(ctx):
             return k
-        i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        _guard_feed(ctx, i, ts_event[k], seq[k])
-        apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
-        first_fill = ctx.clock[0].n_fill_log
-        match_trade_nb(ctx, i, px[k], sz[k])
-        _guard_market(ctx, i, ts_event[k])
-        _notify_fills(ctx, st, p, first_fill)
-        if subscribed[i]:
-            _on_trade(ctx, Trade(ts_event[k], ts_recv[k], i, seq[k], px[k], sz[k], side[k]), st, p)
-        _enforce(ctx)
+        _trade(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, px, sz, side)
     return ts_event.size
 
 
@@ -169,47 +230,45 @@ def run_bars(ctx, st, p, subscribed, start, ts_event, instrument, open_, high, l
     for k in range(start, ts_event.size):
         if not _room_left(ctx):
             return k
-        i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k], ts_event[k])
-        first_fill = ctx.clock[0].n_fill_log
-        match_bar_nb(ctx, i, open_[k], high[k], low[k])  # before the bar is known as last
-        apply_bar_nb(ctx, i, ts_event[k], close[k], volume[k])
-        _guard_market(ctx, i, ts_event[k])  # bars carry no feed timing or sequence to watch
-        _notify_fills(ctx, st, p, first_fill)
-        if subscribed[i]:
-            b = Bar(ts_event[k], i, open_[k], high[k], low[k], close[k], volume[k])
-            _on_bar(ctx, b, st, p)
-        _enforce(ctx)
+        _bar(ctx, st, p, subscribed, k, ts_event, instrument, open_, high, low, close, volume)
     return ts_event.size
 
 
 @kernel
 def run_book(ctx, st, p, subscribed, start, ts_event, ts_recv, instrument, seq, side, px, sz,
              flags):  # fmt: skip
-    """Process L2 deltas from row `start`; matching and the strategy act once per whole
-    update (at the delta flagged last), when the book is consistent. Return the row reached."""
+    """Process L2 deltas from row `start`; return the row reached."""
     for k in range(start, ts_event.size):
         if not _room_left(ctx):
             return k
-        i = instrument[k]
-        _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
-        first_fill = ctx.clock[0].n_fill_log
-        arrive_nb(ctx, i)  # a no-op past the update's first delta: its orders have arrived
-        _guard_feed(ctx, i, ts_event[k], seq[k])
-        _notify_fills(ctx, st, p, first_fill)
-        apply_book_nb(ctx, i, ts_event[k], side[k], px[k], sz[k], flags[k])
-        if not flags[k] & BOOK_F_LAST:
-            _enforce(ctx)
-            continue
-        first_fill = ctx.clock[0].n_fill_log
-        match_quote_nb(ctx, i)
-        _guard_market(ctx, i, ts_event[k])
-        _notify_fills(ctx, st, p, first_fill)
-        if subscribed[i]:
-            d = BookDelta(ts_event[k], ts_recv[k], i, seq[k], side[k], px[k], sz[k], flags[k])
-            _on_book(ctx, d, st, p)
-        _enforce(ctx)
+        _book(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, side, px, sz, flags)
     return ts_event.size
+
+
+@kernel
+def run_merged(ctx, st, p, subscribed, start, kind, row, quotes, trades, bars, book):
+    """Process events of several kinds in one order, from position `start`: event m is row
+    `row[m]` of the columns of kind `kind[m]` (KIND_QUOTES...: each kind's columns a tuple,
+    in its schema's order). Return the position reached."""
+    for m in range(start, kind.size):
+        if not _room_left(ctx):
+            return m
+        k = row[m]
+        c = kind[m]
+        if c == KIND_QUOTES:
+            ts, recv, inst, seq, bid_px, ask_px, bid_sz, ask_sz = quotes
+            _quote(ctx, st, p, subscribed, k, ts, recv, inst, seq, bid_px, ask_px, bid_sz,
+                   ask_sz)  # fmt: skip
+        elif c == KIND_TRADES:
+            ts, recv, inst, seq, px, sz, side = trades
+            _trade(ctx, st, p, subscribed, k, ts, recv, inst, seq, px, sz, side)
+        elif c == KIND_BARS:
+            ts, inst, open_, high, low, close, volume = bars
+            _bar(ctx, st, p, subscribed, k, ts, inst, open_, high, low, close, volume)
+        else:
+            ts, recv, inst, seq, side, px, sz, flags = book
+            _book(ctx, st, p, subscribed, k, ts, recv, inst, seq, side, px, sz, flags)
+    return kind.size
 
 
 # --- what an exchange process reports (live sessions with a gateway) -----------------------

@@ -326,6 +326,18 @@ MARKET_DTYPES: Final[dict[str, np.dtype]] = {
     "book": BOOK_DTYPE,
 }
 KINDS: Final = tuple(MARKET_DTYPES)
+# Codes of the kinds where events of several kinds are merged into one order (run_merged).
+KIND_QUOTES: Final = 0
+KIND_TRADES: Final = 1
+KIND_BARS: Final = 2
+KIND_BOOK: Final = 3
+KIND_CODES: Final[dict[str, int]] = {
+    "quotes": KIND_QUOTES,
+    "trades": KIND_TRADES,
+    "bars": KIND_BARS,
+    "book": KIND_BOOK,
+}
+N_KINDS: Final = len(KIND_CODES)
 
 # The deterministic global order of market data: time, then instrument, then sequence.
 SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {

@@ -34,6 +34,7 @@ from .loops import compiled_loop
 from .portfolio import total_pnl
 from .schemas import (
     FILL_DTYPE,
+    KIND_CODES,
     KINDS,
     OPEN_ORDER_DTYPE,
     ORDER_DTYPE,
@@ -138,14 +139,19 @@ class Session:
         return chosen
 
     def warm_up(self, kinds: tuple[str, ...] = KINDS, reports: bool = False,
-                controls: bool = False) -> None:  # fmt: skip
+                controls: bool = False, merged: bool = False) -> None:  # fmt: skip
         """Compile (or load from cache) the loop for these kinds (all by default: a live feed
-        may send any), with `reports` what applies an exchange's reports, and with `controls`
+        may send any), with `merged` the loop over kinds merged in one order (`on_merged`)
+        instead, with `reports` what applies an exchange's reports, and with `controls`
         what a person or the clock does between batches (halt, trip, resume, PnL), on a
         throwaway copy of the state, so that no event pays for compilation. A mistake in the
         strategy's code is a StrategyError naming its file, line and rule."""
         try:
-            self._warm_up(kinds, reports, controls)
+            self._warm_up(() if merged else kinds, reports, controls)
+            if merged:
+                ctx = copy_context(self.ctx)
+                st = type(self._st)(**{k: v.copy() for k, v in self.state.items()})
+                self.loop.run_merged(ctx, st, self._p, self._subscribed, 0, *self._merged_args({}))
         except NumbaError as exc:
             engine = (Path(loops.__file__).resolve().parent, loops.cache_dir().resolve())
             explained = explain(exc, self.strategy, engine)
@@ -211,6 +217,51 @@ class Session:
         else:
             args = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
         return self._run(self._runners[kind], args, f"a {kind} batch")
+
+    def on_merged(self, parts: Mapping[str, pa.RecordBatch | Mapping[str, np.ndarray]],
+                  kinds: np.ndarray, rows: np.ndarray) -> BatchResult:  # fmt: skip
+        """Run the loop over events of several kinds in one order: event m is row `rows[m]`
+        of `parts[kind]`, the kind whose code (schemas.KIND_CODES) is `kinds[m]`. Replaying
+        quotes and trades together this way lets resting orders meet the prints."""
+        kinds = _readonly(kinds, np.dtype(np.uint8))
+        rows = _readonly(rows, np.dtype(np.int64))
+        if kinds.shape != rows.shape or kinds.ndim != 1:
+            raise TickwiseError(f"kinds {kinds.shape} and rows {rows.shape} must be one length")
+        args = self._merged_args(parts)
+        for kind, code in KIND_CODES.items():
+            mine = rows[kinds == code]
+            size = len(args[2 + code][0])
+            if mine.size and (mine.min() < 0 or mine.max() >= size):
+                raise TickwiseError(
+                    f"merged events name rows {mine.min()}..{mine.max()} of {size} {kind} rows"
+                )
+        if np.any(kinds >= len(KIND_CODES)):
+            raise TickwiseError(f"unknown kind codes in {np.unique(kinds).tolist()}")
+        return self._run(self.loop.run_merged, [kinds, rows, *args[2:]], "merged data")
+
+    def _merged_args(self, parts: Mapping[str, pa.RecordBatch | Mapping[str, np.ndarray]]
+                     ) -> list[Any]:  # fmt: skip
+        """run_merged's arguments after `start`: no events, then each kind's columns (a
+        tuple, empty for kinds absent from `parts`)."""
+        columns: list[Any] = [_readonly(np.empty(0), np.dtype(np.uint8)),
+                              _readonly(np.empty(0), np.dtype(np.int64))]  # fmt: skip
+        for kind in KIND_CODES:
+            batch = parts.get(kind)
+            dtype = market_dtype(kind)
+            if batch is None:
+                columns.append(tuple(_empty(dtype)))
+            elif isinstance(batch, pa.RecordBatch):
+                columns.append(tuple(batch.column(n).to_numpy(zero_copy_only=True)
+                                     for n in dtype.names))  # fmt: skip
+            else:
+                columns.append(tuple(_readonly(batch[n], dtype.fields[n][0])
+                                     for n in dtype.names))  # fmt: skip
+        unknown = set(parts) - set(KIND_CODES)
+        if unknown:
+            raise TickwiseError(
+                f"unknown data kind {sorted(unknown)[0]!r}; expected one of {', '.join(KINDS)}"
+            )
+        return columns
 
     def on_fills(self, fills: Mapping[str, np.ndarray]) -> BatchResult:
         """Book fills an exchange reported (FILL_DTYPE columns) and tell the strategy; rows

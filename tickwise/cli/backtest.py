@@ -31,7 +31,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     backtest.add_argument(
         "--strategy", required=True, help="registered name, path/to/file.py:Class or module:Class"
     )
-    backtest.add_argument("--data", type=Path, required=True, help="Parquet file or hive folder")
+    backtest.add_argument(
+        "--data", type=Path, required=True, action="append",
+        help="Parquet file or hive folder; repeat it (or give a folder holding one entry per "
+        "kind) to replay kinds together, merged by (ts_event, instrument, seq)",
+    )  # fmt: skip
     backtest.add_argument(
         "--param",
         action="append",
@@ -76,7 +80,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from tickwise.backtest.statistics import describe
     from tickwise.engine.atomic import check_target
     from tickwise.engine.config import SessionConfig, load_config
-    from tickwise.feeds.history import open_history
+    from tickwise.feeds.merged import open_data
 
     check_target(args.out, args.overwrite)  # before any work: never lose a result
     config, params = (SessionConfig(), {}) if args.config is None else load_config(args.config)
@@ -88,13 +92,15 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.start is not None and args.end is not None and not args.start < args.end:
         raise TickwiseError(f"--start ({_iso(args.start)}) must be before --end ({_iso(args.end)})")
     window = args.start is not None or args.end is not None
-    rows = None if window else open_history(args.data).rows  # (a window's rows: not known)
+    data = args.data[0] if len(args.data) == 1 else args.data
+    rows = None if window else open_data(data).rows  # (a window's rows: not known)
     with progress("replay", rows) as advance:
-        bt = run_backtest(args.strategy, args.data, params, config, on_events=advance,
+        bt = run_backtest(args.strategy, data, params, config, on_events=advance,
                           on_compile=compile_notice, start=args.start, end=args.end)  # fmt: skip
     summary = write_results(bt, args.out, overwrite=args.overwrite)
     rate = fmt_rate(summary["events"], summary["replay_s"], "events")
-    print_measures(f"[bold]{escape(summary['strategy'])}[/] on {escape(str(args.data))}", (
+    shown = " + ".join(str(p) for p in args.data)
+    print_measures(f"[bold]{escape(summary['strategy'])}[/] on {escape(shown)}", (
         ("events", f"{summary['events']:,}"),
         ("orders / fills / rejects",
          f"{summary['orders']:,} / {summary['fills']:,} / {summary['rejects']:,}"),
