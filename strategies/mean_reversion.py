@@ -57,7 +57,7 @@ class MeanReversion(Strategy):
         "qty": Param(1.0, 0.0, None, "position size when in the market"),
         "allow_short": Param(True, doc="also sell short above the mean"),
     }
-    state = {"window": Rolling("window")}
+    state = {"window": Rolling("window", prices=True)}
     kinds = ("quotes",)
     on_quote = on_quote
 

@@ -68,8 +68,8 @@ class SmaCross(Strategy):
         "long_short": Param(False, doc="go short on a cross down instead of flat"),
     }
     state = {
-        "fast": Rolling("fast"),
-        "slow": Rolling("slow"),
+        "fast": Rolling("fast", prices=True),
+        "slow": Rolling("slow", prices=True),
         "prev_diff": PerInstrument(float, fill=np.nan),
     }
     kinds = ("quotes", "bars")

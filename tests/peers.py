@@ -47,6 +47,6 @@ class PeerZscore(Strategy):
         "exit_z": Param(0.5, 0.0, 100.0),
         "qty": Param(1.0, 0.0, None),
     }
-    state = {"window": Rolling("window")}
+    state = {"window": Rolling("window", prices=True)}
     kinds = ("quotes",)
     on_quote = on_quote
