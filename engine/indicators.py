@@ -149,11 +149,12 @@ def rolling_mean(win, i):
     """Mean of the values held (NaN when empty).
 
     In a price window it is RN(RN(N / m) / p), N = m A + S the exact sum in quanta and p
-    the quanta per unit: the same float for equal exact means (of windows of any sizes
-    on one grid), never in the wrong order for unequal ones, and the price itself for
-    equal prices on a decimal grid. Exact while |N| < 2^53; two means of m1 and m2 values
-    are told apart while m1 m2 |N/m| < 2^51 (10 and 50 prices of 60,000.00 on a 0.01
-    tick: 1.2e7 quanta, m1 m2 |N/m| = 6e9)."""
+    the quanta per unit: the same float for means equal in exact arithmetic (of windows of
+    any sizes on one grid) while |N| < 2^53, and never in the wrong order for unequal ones
+    of m1 and m2 values (which differ by a part in m1 m2 |N/m| at least, the two roundings
+    of each by two parts in 2^53) while m1 m2 |N/m| < 2^51: for means of 10 and 50 prices,
+    below 4.5e12 quanta (22.5e9 on a 0.01 tick, but only 22,500 on a 1e-8 tick). Equal
+    prices on a decimal grid have that price as their mean."""
     m = rolling_count(win, i)
     if m == 0:
         return np.nan
@@ -185,11 +186,14 @@ def rolling_zscore(win, i, x):
 
     In a price window, with x on the grid (k quanta), z = a / sqrt(b) where a = m (k - A)
     - S and b = m Q - S^2 are exact integers. At an exact tie with a threshold t = p/r in
-    lowest terms (2, 0.5, 1.5), sqrt(b) is a whole number, so z is exactly the float of t
-    (`z > 2.0` is false at z = 2). Away from ties, z compares with such a t as the exact
-    value does while m |k - A| and m max|d| stay below 2^26 (d = k - A over the window,
-    which keeps a and b exact) and p^2 b < 2^50 (b = m^2 variance in quanta^2: for t = 2
-    and a window of 100, a deviation under 168,000 quanta, 838.86 on a 0.01 tick)."""
+    lowest terms (2, 0.5, 1.5, 0.1), sqrt(b) is a whole number, so z is the float of t
+    exactly (`z > 2.0` is false at z = 2). Near a tie, z compares with t as the exact value
+    does: the two differ by at least a part in 3 p^2 b, the rounding of sqrt, the division
+    and of t by at most three parts in 2^53. Both hold while m D < 2^26, D the largest
+    |k - A| over the window and x (so that a and b are exact), and p^2 b < 2^49 (b is m^2
+    times the variance in quanta^2). For t = 2 and a window of 100 mids on a 0.01 tick: a
+    standard deviation under 118,632 quanta (593.16) and D under 671,088 quanta (3,355.44).
+    """
     m = win[i, _COUNT]
     s = win[i, _SUM]
     per_unit = win[i, _PER_UNIT]
