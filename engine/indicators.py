@@ -36,7 +36,12 @@ _PER_UNIT = 4  # quanta per price unit in a price window; 0 for floats, -1 for a
 _ANCHOR = 5  # the whole number of quanta the sums are taken about (0 for floats)
 HEADER = 6  # slots before the values
 
-GRID_TOLERANCE = 1e-9  # relative: what the risk gate and data validation call on the grid
+# On the grid: within the risk gate's relative tolerance of a whole number of quanta, and
+# within a hundredth of one (the relative tolerance alone would take any price of more than
+# 5e8 quanta, 60,000 on a 1e-8 tick is 1.2e13). The rounding of a price on the grid is far
+# less up to about 2.5e13 quanta; beyond, a price may be taken as off it (floats, then).
+GRID_TOLERANCE = 1e-9
+GRID_SLACK = 0.01
 MAX_QUANTA = 2.0**52  # a price beyond this many quanta is no longer a whole float
 
 
@@ -68,11 +73,17 @@ def rolling_push(win, i, x):
     if per_unit > 0.0:
         u = x * per_unit
         k = np.round(u)
-        if abs(u - k) <= GRID_TOLERANCE * max(1.0, abs(k)) and abs(k) <= MAX_QUANTA:
+        if _on_grid(u, k):
             _push(win, i, k, True)
             return
         _to_floats(win, i, per_unit)
     _push(win, i, x, False)
+
+
+@kernel
+def _on_grid(u, k):
+    """Whether u (a price in quanta) is the whole number k, as far as floats tell."""
+    return abs(u - k) <= min(GRID_TOLERANCE * max(1.0, abs(k)), GRID_SLACK) and abs(k) <= MAX_QUANTA
 
 
 @kernel
@@ -200,7 +211,7 @@ def rolling_zscore(win, i, x):
     if per_unit > 0.0:
         u = x * per_unit
         k = np.round(u)
-        if not abs(u - k) <= GRID_TOLERANCE * max(1.0, abs(k)):
+        if not _on_grid(u, k):
             k = u  # (x off the grid: as near as floats get)
         spread = m * win[i, _SUMSQ] - s * s
         if not spread > 0.0:

@@ -192,3 +192,15 @@ def test_a_price_off_the_grid_turns_its_row_to_floats_without_quantising_it() ->
     assert rolling_min(win, 0) == 100.0149  # as pushed, not rounded to the grid
     assert rolling_mean(win, 1) == 100.0
     assert rolling_std(win, 1) == 0.0
+
+
+def test_a_large_price_a_fraction_of_a_tick_off_is_off_the_grid() -> None:
+    # 60,000 on a 1e-8 tick is 1.2e13 quanta: a relative tolerance alone would take a price
+    # 0.3 tick off as on the grid, and round it there.
+    win = new_windows(1, 3, np.array([1e-8]))
+    for x in (60_000.0, 60_000.00000001, 0.5 * (60_000.00000001 + 60_000.00000002)):
+        rolling_push(win, 0, x)
+    assert win[0, _PER_UNIT] == 2e8  # on the grid, mid included
+    rolling_push(win, 0, 60_000.000000003)
+    assert win[0, _PER_UNIT] == -1.0
+    assert rolling_max(win, 0) == 60_000.000000015
