@@ -13,7 +13,7 @@ wrap, so they stay small even for large prices). Nothing is rounded until a resu
 is asked, and then once per step, so that what exact arithmetic would call a tie
 is a tie: equal means are equal floats, and a z-score exactly at a threshold is
 the threshold (`rolling_mean`, `rolling_zscore` say how far this holds). A
-price off the grid (beyond the engine's grid tolerance) is never quantised: the
+price off the grid (beyond the tolerance of `_on_grid`) is never quantised: the
 row turns to float arithmetic for good (its quanta per unit set to -1).
 
 Other values (a spread, a return) use a window of floats, as before: its result
