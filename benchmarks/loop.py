@@ -21,7 +21,7 @@ from numba import njit
 
 from tickwise import load_strategy
 from tickwise.engine.indicators import (
-    HEADER,
+    new_windows,
     rolling_full,
     rolling_mean,
     rolling_push,
@@ -183,8 +183,9 @@ def bare_signals(name: str, batches: list[dict], instruments) -> int:
     n_inst = instruments.known_mask().size
     count = 0
     if name == "sma_cross":
-        fast = np.zeros((n_inst, p["fast"] + HEADER))
-        slow = np.zeros((n_inst, p["slow"] + HEADER))
+        ticks = instruments.tick_sizes(n_inst)  # windows of prices, as the built-in's
+        fast = new_windows(n_inst, p["fast"], ticks)
+        slow = new_windows(n_inst, p["slow"], ticks)
         prev = np.full(n_inst, np.nan)
         for c in batches:
             count += bare_sma_cross(c["instrument"], c["bid_px"], c["ask_px"], fast, slow, prev)
@@ -201,14 +202,14 @@ def bare_signals(name: str, batches: list[dict], instruments) -> int:
                                      quoted_bid, quoted_ask)  # fmt: skip
     elif name == "pairs":
         mids = np.full(n_inst, np.nan)
-        window = np.zeros((1, p["window"] + HEADER))
+        window = new_windows(1, p["window"])  # a spread: floats
         side = np.zeros(1, dtype=np.int64)
         for c in batches:
             count += bare_pairs(c["instrument"], c["bid_px"], c["ask_px"], p["leg_a"],
                                 p["leg_b"], p["beta"], mids, window, side, p["entry_z"],
                                 p["exit_z"])  # fmt: skip
     else:
-        window = np.zeros((n_inst, p["window"] + HEADER))
+        window = new_windows(n_inst, p["window"], instruments.tick_sizes(n_inst))
         side = np.zeros(n_inst, dtype=np.int64)
         for c in batches:
             count += bare_mean_reversion(c["instrument"], c["bid_px"], c["ask_px"], window, side,

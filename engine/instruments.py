@@ -115,6 +115,15 @@ class Instruments:
         lots[[inst.id for inst in self._items]] = [inst.lot_size for inst in self._items]
         return lots
 
+    def tick_sizes(self, size: int | None = None) -> np.ndarray:
+        """Each id's tick as a float array indexed by id, `size` long (by default up to the
+        largest id), NaN where no instrument has it."""
+        ticks = np.full(self.known_mask().size if size is None else size, np.nan)
+        for inst in self._items:
+            if inst.id < ticks.size:
+                ticks[inst.id] = inst.tick_size
+        return ticks
+
     def to_records(self) -> np.ndarray:
         """The table as records for kernels (ids, ticks and lots; symbols stay in Python)."""
         out = np.empty(len(self._items), dtype=INSTRUMENT_DTYPE)

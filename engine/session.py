@@ -104,7 +104,7 @@ class Session:
         # the loop): a live session's wall clock; else the latest event's.
         self.clock: Callable[[], int] | None = None
         size = self.ctx.market.size
-        self.state = strategy.new_state(size, self.params)
+        self.state = strategy.new_state(size, self.params, instruments.tick_sizes(size))
         self._p = named("Params", list(self.params))(**self.params)
         self._st = named("State", list(self.state))(**self.state)
         self._subscribed = self._subscriptions(size)

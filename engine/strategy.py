@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .errors import TickwiseError
-from .indicators import HEADER as ROLLING_HEADER
+from .indicators import new_windows
 from .jit import pure_python, python_function
 from .schemas import KINDS, TIF_GTC, TIF_IOC
 
@@ -132,10 +132,16 @@ class Scalar:
 @dataclass(frozen=True)
 class Rolling:
     """A rolling window per instrument (or a single one, `per_instrument=False`) for the
-    `engine.indicators` functions; `window` is a number or the name of an int parameter."""
+    `engine.indicators` functions; `window` is a number or the name of an int parameter.
+
+    `prices=True` declares a window of the instrument's prices (quote mids, bar closes,
+    trade prices): it keeps them as whole half-ticks in exact integer sums, so that its
+    means and z-scores decide ties as exact arithmetic does (engine.indicators). A price
+    window is per instrument (it needs that instrument's tick)."""
 
     window: int | str
     per_instrument: bool = True
+    prices: bool = False
 
 
 class Strategy:
@@ -195,6 +201,11 @@ class Strategy:
                 window not in cls.params or cls.params[window].type is not int
             ):
                 raise StrategyError(f"{label}: state {name} window {window!r} is not an int param")
+            if isinstance(spec, Rolling) and spec.prices and not spec.per_instrument:
+                raise StrategyError(
+                    f"{label}: state {name} is a window of prices, so it must be per instrument "
+                    "(each has its tick); a window of other values (a spread) sets prices=False"
+                )
 
     @classmethod
     def resolve_params(cls, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -231,8 +242,14 @@ class Strategy:
         return round(ms * 1_000_000)
 
     @classmethod
-    def new_state(cls, n_instruments: int, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Fresh state arrays, sized for `n_instruments` ids."""
+    def new_state(
+        cls,
+        n_instruments: int,
+        params: Mapping[str, Any],
+        tick_sizes: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Fresh state arrays, sized for `n_instruments` ids; `tick_sizes` (by id, NaN for an
+        id without an instrument) is what windows of prices need."""
         arrays = {}
         for name, spec in cls.state.items():
             window = getattr(spec, "window", None)
@@ -241,8 +258,14 @@ class Strategy:
             if window is not None and window < 1:
                 raise StrategyError(f"{cls.name()}: state {name} needs a window of at least 1")
             if isinstance(spec, Rolling):
+                if spec.prices and tick_sizes is None:
+                    raise StrategyError(
+                        f"{cls.name()}: state {name} is a window of prices; new_state needs the "
+                        "instruments' tick sizes"
+                    )
                 rows = n_instruments if spec.per_instrument else 1
-                arrays[name] = np.zeros((rows, int(window) + ROLLING_HEADER))
+                ticks = tick_sizes if spec.prices else None
+                arrays[name] = new_windows(rows, int(window), ticks)
                 continue
             if isinstance(spec, Scalar):
                 shape: tuple[int, ...] = (1,)

@@ -5,9 +5,13 @@ the mean and population standard deviation of the last `window` mids,
 including the current one; nothing is decided until the window is full or
 while `std` is 0. `z = (mid - mean) / std`. Flat: buy `qty` when
 `z < -entry_z`; sell `qty` short when `z > entry_z` (only with `allow_short`).
-Long: close when `z > -exit_z`. Short: close when `z < exit_z`. Orders are
-market orders for the difference between the target and the position
-counting orders still working.
+Long: close when `z > -exit_z`. Short: close when `z < exit_z`. Every
+comparison is strict, and ties are decided as in exact arithmetic on the
+tick grid (a window of prices): z exactly at a threshold is not beyond it, so
+z = -entry_z does not buy, z = entry_z does not sell, a long holds at
+z = -exit_z and a short at z = exit_z. Orders are market orders for the
+difference between the target and the position counting orders still
+working.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class MeanReversion(Strategy):
         "qty": Param(1.0, 0.0, None, "position size when in the market"),
         "allow_short": Param(True, doc="also sell short above the mean"),
     }
-    state = {"window": Rolling("window")}
+    state = {"window": Rolling("window", prices=True)}
     kinds = ("quotes",)
     on_quote = on_quote
 

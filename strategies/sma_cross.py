@@ -5,10 +5,14 @@ Signals, exactly: the price is the mid `(bid_px + ask_px) / 2` of each quote
 `fast` (or `slow`) prices, including the current one; nothing is decided until
 the slow window is full. A cross up is `fast > slow` after `fast <= slow` at
 the previous price of the same instrument; a cross down is `fast < slow`
-after `fast >= slow`. Equal averages are never a cross. On a cross up the
-target position is `+qty`; on a cross down `0`, or `-qty` with
-`long_short`. The difference between the target and the position (counting
-orders still working) is sent as a market order.
+after `fast >= slow`. Equal averages are never a cross, and equal is equal in
+exact arithmetic on the tick grid (windows of prices), not as rounding has it.
+On a cross up the target position is `+qty`; on a cross down `0`, or `-qty`
+with `long_short`. The difference between the target and the position
+(counting orders still working) is sent as a market order: on quotes it meets
+the market when it reaches the exchange (with no order latency, the quote of
+the decision); on bars it fills at the next bar's open (next-open: a bar is seen
+at its close).
 """
 
 from __future__ import annotations
@@ -68,8 +72,8 @@ class SmaCross(Strategy):
         "long_short": Param(False, doc="go short on a cross down instead of flat"),
     }
     state = {
-        "fast": Rolling("fast"),
-        "slow": Rolling("slow"),
+        "fast": Rolling("fast", prices=True),
+        "slow": Rolling("slow", prices=True),
         "prev_diff": PerInstrument(float, fill=np.nan),
     }
     kinds = ("quotes", "bars")

@@ -422,3 +422,27 @@ def test_a_cancel_takes_the_order_latency_and_the_order_can_fill_meanwhile(tmp_p
             ]
         else:
             assert (r.orders["status"] == STATUS_CANCELLED).sum() == 1
+
+
+def test_price_windows_get_their_instruments_grid_and_others_stay_floats() -> None:
+    from tickwise.engine.indicators import _PER_UNIT
+    from tickwise.engine.instruments import Instrument, Instruments
+
+    instruments = Instruments([Instrument(0, "A", 0.01, 1.0), Instrument(2, "B", 0.5, 1.0)])
+    s = Session(load_strategy("sma_cross"), instruments, **UNGUARDED)
+    assert s.state["slow"][:, _PER_UNIT].tolist() == [200.0, 0.0, 4.0]  # (id 1: no instrument)
+    pairs = Session(load_strategy("pairs"), instruments, {"leg_b": 2}, **UNGUARDED)
+    assert pairs.state["spread"][:, _PER_UNIT].tolist() == [0.0]  # a spread is no price
+
+
+def test_a_window_of_prices_must_be_per_instrument() -> None:
+    from tickwise import Rolling, Strategy
+
+    class Shared(Strategy):
+        state = {"w": Rolling(10, per_instrument=False, prices=True)}
+        on_quote = staticmethod(lambda ctx, q, st, p: None)
+
+    with pytest.raises(StrategyError, match="window of prices, so it must be per instrument"):
+        Shared.validate()
+    with pytest.raises(StrategyError, match="needs the instruments' tick sizes"):
+        Shared.new_state(1, {})
