@@ -68,3 +68,13 @@ def _ours(module: str | None) -> bool:
 def cold_kernel(fn: Callable[..., Any]) -> Any:
     """Compile `fn` as a kernel that is called, not inlined (for rarely taken paths)."""
     return njit(**COLD_OPTIONS)(fn)
+
+
+def event_kernel(fn: Callable[..., Any]) -> Any:
+    """A loop's handling of one event of a kind (engine/loop.py), inlined by Numba into the
+    runners that call it: that kind's loop and the loop over merged kinds. As a `kernel` it
+    would be compiled on its own as well as inside each runner, for every strategy: an
+    edited strategy's quotes loop took 10.3-11.0 s to compile that way, 6.1-7.4 s this way
+    (benchmarks/compile.py, two rounds each), for the same cost per event (tickwise bench,
+    loop suite)."""
+    return njit(cache=True, _nrt=False, inline="always")(fn)

@@ -17,7 +17,7 @@ shared, which is what makes a backtest and a live session run the same code.
 from __future__ import annotations
 
 from tickwise.engine.callbacks import ignore
-from tickwise.engine.jit import kernel
+from tickwise.engine.jit import event_kernel, kernel
 from tickwise.engine.killswitch import enforce_nb, guard_feed_nb, guard_market_nb
 from tickwise.engine.market import apply_bar_nb, apply_book_nb, apply_quote_nb, apply_trade_nb
 from tickwise.engine.matching import (
@@ -123,12 +123,12 @@ def _notify_fills(ctx, st, p, first):
 
 
 # One kernel per kind handles one event (row `k` of its columns); the runners below loop
-# over a batch of one kind, or over several kinds merged in their global order. The event
-# kernels are inlined into every runner (engine.jit), so the runners cost what a loop
-# written out by hand would.
+# over a batch of one kind, or over several kinds merged in their global order. Numba
+# inlines the event kernels into each runner (engine.jit.event_kernel), so a runner costs
+# what a loop written out by hand would, and compiles as fast.
 
 
-@kernel
+@event_kernel
 def _quote(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, bid_px, ask_px,
            bid_sz, ask_sz):  # fmt: skip
     i = instrument[k]
@@ -147,7 +147,7 @@ def _quote(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, bid_px
     _enforce(ctx)
 
 
-@kernel
+@event_kernel
 def _trade(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, px, sz, side):
     i = instrument[k]
     _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
@@ -162,7 +162,7 @@ def _trade(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, px, sz
     _enforce(ctx)
 
 
-@kernel
+@event_kernel
 def _bar(ctx, st, p, subscribed, k, ts_event, instrument, open_, high, low, close, volume):
     i = instrument[k]
     _begin_event(ctx, st, p, ts_event[k], ts_event[k])
@@ -177,7 +177,7 @@ def _bar(ctx, st, p, subscribed, k, ts_event, instrument, open_, high, low, clos
     _enforce(ctx)
 
 
-@kernel
+@event_kernel
 def _book(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, side, px, sz, flags):
     """Matching and the strategy act once per whole update (at the delta flagged last),
     when the book is consistent."""
