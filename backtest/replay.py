@@ -79,10 +79,11 @@ def run_backtest(
         raise TickwiseError(f"{history.path} holds no rows: nothing to replay")
     merged = isinstance(history, MergedHistory)
     kinds = history.kinds if merged else (history.kind,)
-    if not set(kinds) & set(strategy.kinds):
+    held = {h.kind for h in getattr(history, "histories", (history,)) if h.rows > 0}
+    if not held & set(strategy.kinds):
         raise TickwiseError(
             f"{strategy.name()} trades on {', '.join(strategy.kinds)} data; "
-            f"{history.path} holds {history.kind}"
+            f"{history.path} holds rows of {' + '.join(k for k in kinds if k in held)}"
         )
     session = make_session(strategy, history.instruments, params, config)
     warm = time.perf_counter()

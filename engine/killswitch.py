@@ -72,10 +72,10 @@ def watch_feed_nb(ctx, i, kind, ts, recv, seq):
         _stale(ctx, ts, last)
     g.last_ts = ts
     seq = np.int64(seq)
-    last = ctx.inst_guard[i].last_seq
-    prev = last[kind]
+    seqs = ctx.inst_guard[i].last_seq
+    prev = seqs[kind]
     if seq == prev + 1:
-        last[kind] = seq
+        seqs[kind] = seq
     elif seq != 0:  # (0: the data have no sequence numbers)
         _out_of_sequence(ctx, i, kind, seq, prev)
     if recv - ts > lim.max_feed_latency_ns:

@@ -151,9 +151,12 @@ def _quote(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, bid_px
 def _trade(ctx, st, p, subscribed, k, ts_event, ts_recv, instrument, seq, px, sz, side):
     i = instrument[k]
     _begin_event(ctx, st, p, ts_event[k], ts_recv[k])
+    first_fill = ctx.clock[0].n_fill_log
+    m = ctx.market[i]
+    if (m.bid_px == m.bid_px) | (m.ask_px == m.ask_px):  # quotes or a book beside the trades:
+        arrive_nb(ctx, i)  # orders that arrived meet them first, as they would on a quote
     _guard_feed(ctx, i, KIND_TRADES, ts_event[k], seq[k])
     apply_trade_nb(ctx, i, ts_event[k], px[k], sz[k])
-    first_fill = ctx.clock[0].n_fill_log
     match_trade_nb(ctx, i, px[k], sz[k])
     _guard_market(ctx, i, ts_event[k])
     _notify_fills(ctx, st, p, first_fill)

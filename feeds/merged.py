@@ -4,15 +4,18 @@ A backtest that sees only quotes never sees the prints that move a resting
 order up its queue; one that sees quotes and trades side by side in separate
 runs sees neither in the right order. Here each data set streams as a
 `History` does (validated, in flat memory) and the streams are merged by the
-global order extended across data sets: (ts_event, instrument, seq), then the
-data set's position (the order given; in a folder of kinds, quotes, trades,
-bars, book). Python works out the order of a whole chunk with numpy and hands
-it to the compiled loop (`Session.on_merged`), which dispatches each event to
-its kind's code: no Python runs per event.
+global order extended across data sets: (ts_event, instrument, data set, seq),
+the data sets in the order given (in a folder of kinds: quotes, trades, book).
+At one ts_event, an instrument's events of the first data set come before those
+of the next, so an L2 update (its deltas share a ts_event) is never cut by a
+quote or a print. Python works out the order of a whole chunk with numpy and
+hands it to the compiled loop (`Session.on_merged`), which dispatches each
+event to its kind's code: no Python runs per event.
 
-`seq` orders events of one instrument at one ts_event across data sets too:
-exactly right when it is the venue's sequence shared by every kind, and a
-fixed, documented rule when each file numbers its own rows.
+One data set per kind (a kind's files go in one history: a folder of
+partitions), and no bars beside finer kinds: a bar is stamped at its close but
+summarises the minute before it, so a resting order would fill at a low the
+market touched before the order existed.
 """
 
 from __future__ import annotations
@@ -98,7 +101,38 @@ def open_data(paths: str | Path | Sequence[str | Path]) -> History | MergedHisto
     histories: list[History] = []
     for path in paths:
         histories.extend(_open_path(Path(path)))
-    return histories[0] if len(histories) == 1 else MergedHistory(histories)
+    if len(histories) == 1:
+        return histories[0]
+    _check_sets(histories)
+    return MergedHistory(histories)
+
+
+def _check_sets(histories: Sequence[History]) -> None:
+    """Data sets that can run together: each file once, one data set per kind, no bars
+    beside finer kinds."""
+    seen: dict[Path, int] = {}
+    for n, h in enumerate(histories):
+        for f in h.files:
+            first = seen.setdefault(f.path.resolve(), n)
+            if first != n:
+                raise DataError(
+                    f"{f.path}: given twice (in {histories[first].path} and in {h.path}); "
+                    "give each file once"
+                )
+    kinds: dict[str, Path] = {}
+    for h in histories:
+        if h.kind in kinds:
+            raise DataError(
+                f"{kinds[h.kind]} and {h.path} both hold {h.kind}: give one data set per kind "
+                "(a folder of partitions holds many files of one kind)"
+            )
+        kinds[h.kind] = h.path
+    if "bars" in kinds and len(kinds) > 1:
+        raise DataError(
+            f"{kinds['bars']}: bars cannot run beside {', '.join(k for k in kinds if k != 'bars')}"
+            ": a bar summarises the minute before its time, so resting orders would fill at "
+            "prices the market touched before they existed; replay bars alone"
+        )
 
 
 def _open_path(path: Path) -> list[History]:
@@ -135,8 +169,15 @@ def _kinds_in(path: Path) -> set[str]:
             meta = pq.read_schema(f).metadata or {}
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{f}: not a readable Parquet file: {exc}") from None
-        if META_KIND in meta:
-            found.add(meta[META_KIND].decode())
+        if META_KIND not in meta:
+            raise DataError(
+                f"{f}: no tickwise metadata (kind, instruments); "
+                "bring the data in with `tickwise data import`"
+            )
+        kind = meta[META_KIND].decode()
+        if kind not in KINDS:
+            raise DataError(f"{f}: unknown data kind {kind!r} in metadata")
+        found.add(kind)
     return found
 
 
@@ -187,7 +228,7 @@ class _Cursor:
 
     def last_key(self) -> tuple[int, int, int, int]:
         n = self.batch.num_rows - 1
-        return int(self.ts[n]), int(self.inst[n]), int(self.seq[n]), self.position
+        return int(self.ts[n]), int(self.inst[n]), self.position, int(self.seq[n])
 
     def count_upto(self, key: tuple[int, int, int, int]) -> int:
         """How many unread rows sort at or before `key` (the rows are in order)."""
@@ -197,9 +238,11 @@ class _Cursor:
         if hi == lo:
             return lo
         i, s = inst[lo:hi], seq[lo:hi]
-        before = (i < key[1]) | ((i == key[1]) & (s < np.uint64(key[2])))
-        if self.position <= key[3]:  # at an equal (ts, instrument, seq), the earlier data set
-            before |= (i == key[1]) & (s == np.uint64(key[2]))
+        before = i < key[1]
+        if self.position < key[2]:
+            before |= i == key[1]
+        elif self.position == key[2]:
+            before |= (i == key[1]) & (s <= np.uint64(key[3]))
         return lo + int(np.count_nonzero(before))
 
     def take(self, n: int) -> pa.RecordBatch:
@@ -246,7 +289,7 @@ def _ordered(taken: list[tuple[_Cursor, pa.RecordBatch]], batch_size: int
         position.append(np.full(n, stream.position, np.int64))
     parts = {k: v[0] if len(v) == 1 else pa.concat_batches(v) for k, v in by_kind.items()}
     ts_all = np.concatenate(ts)
-    order = np.lexsort((np.concatenate(position), np.concatenate(seq), np.concatenate(inst),
+    order = np.lexsort((np.concatenate(seq), np.concatenate(position), np.concatenate(inst),
                         ts_all))  # fmt: skip
     kinds, rows, ts_all = np.concatenate(kind)[order], np.concatenate(row)[order], ts_all[order]
     for first in range(0, order.size, batch_size):

@@ -177,7 +177,7 @@ def test_a_strategy_refuses_data_it_does_not_trade_on(tmp_path: Path) -> None:
                "--out", str(tmp_path / "r"))  # fmt: skip
     assert done.returncode == 1
     assert "mean_reversion trades on quotes data" in done.stderr
-    assert "holds trades" in done.stderr
+    assert "holds rows of trades" in done.stderr
 
 
 def test_an_existing_result_is_kept_without_overwrite(tmp_path: Path, data: Path) -> None:

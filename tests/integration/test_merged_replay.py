@@ -15,16 +15,20 @@ from tickwise import load_strategy
 from tickwise.backtest.replay import run_backtest
 from tickwise.backtest.results import run_hash
 from tickwise.engine.config import SessionConfig
+from tickwise.engine.errors import TickwiseError
 from tickwise.engine.schemas import KIND_CODES, LIQ_MAKER, QUOTE_DTYPE, TRADE_DTYPE
 from tickwise.engine.session import Session
 from tickwise.feeds.merged import open_data
 
-from ..conftest import make_synth, simple_instruments
+from ..conftest import UNGUARDED, make_synth, simple_instruments
+from ..scripted import plan
 from .test_cli_backtest import run
 
 MAKER = "obi_market_maker"  # rests quotes at the touch: prints move it up its queue
 PARAMS = {"qty": 100.0, "max_position": 1_000.0}  # (SYN1 trades in lots of 100)
 NAMES = {code: kind for kind, code in KIND_CODES.items()}
+SCRIPTED = f"{Path(__file__).parent.parent / 'scripted.py'}:Scripted"
+T0 = 1_700_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +116,35 @@ def test_a_gap_in_one_kind_trips_while_the_other_runs_in_sequence() -> None:
     assert status["halt_ts"] == int(t["ts_event"][2])
 
 
+def test_an_order_whose_first_event_is_a_print_joins_the_queue_shown_by_the_quotes() -> None:
+    """A buy at the bid, 50 shown ahead of it, reaches the exchange before a print of 1 at its
+    price: it rests behind the 50 (the print takes 1 of them), as it would had a quote come
+    first; it is not filled by the print as a taker."""
+    s = Session(load_strategy(SCRIPTED), simple_instruments(1), order_latency_ns=100_000,
+                **UNGUARDED)  # fmt: skip
+    plan(s.state, [(1, +1, 1.0, 100.0)])  # at the first event: buy 1 at 100.00
+    s.warm_up(("quotes", "trades"), merged=True)
+    q = np.zeros(2, dtype=QUOTE_DTYPE)
+    q["ts_event"] = q["ts_recv"] = T0 + np.array([0, 2_000_000])
+    q["seq"] = (1, 2)
+    q["bid_px"], q["ask_px"], q["bid_sz"], q["ask_sz"] = 100.0, 100.01, 50.0, 50.0
+    t = np.zeros(1, dtype=TRADE_DTYPE)
+    t["ts_event"] = t["ts_recv"] = T0 + 1_000_000
+    t["seq"], t["px"], t["sz"], t["side"] = 1, 100.0, 1.0, -1
+    result = s.on_merged({"quotes": {k: q[k] for k in q.dtype.names},
+                          "trades": {k: t[k] for k in t.dtype.names}},
+                         np.array([0, 1, 0], np.uint8), np.array([0, 0, 1]))  # fmt: skip
+    assert result.fills.size == 0
+    assert s.ctx.open_orders[0]["queue"] == 49.0
+
+
 def test_merged_events_are_checked_before_the_loop_sees_them() -> None:
     s = Session(load_strategy(MAKER), simple_instruments(1), PARAMS)
     q = np.zeros(2, dtype=QUOTE_DTYPE)
     parts = {"quotes": {k: q[k] for k in q.dtype.names}}
-    with pytest.raises(Exception, match=r"rows 0\.\.2 of 2 quotes rows"):
+    with pytest.raises(TickwiseError, match=r"rows 0\.\.2 of 2 quotes rows"):
         s.on_merged(parts, np.zeros(2, np.uint8), np.array([0, 2]))
-    with pytest.raises(Exception, match="unknown kind codes"):
+    with pytest.raises(TickwiseError, match="unknown kind codes"):
         s.on_merged(parts, np.array([0, 9], np.uint8), np.array([0, 1]))
 
 
