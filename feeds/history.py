@@ -96,14 +96,7 @@ class History:
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{p}: not a readable Parquet file: {exc}") from None
         meta = pf.schema_arrow.metadata or {}
-        if META_KIND not in meta or META_INSTRUMENTS not in meta:
-            raise DataError(
-                f"{p}: no tickwise metadata (kind, instruments); "
-                "bring the data in with `tickwise data import`"
-            )
-        file_kind = meta[META_KIND].decode()
-        if file_kind not in KINDS:
-            raise DataError(f"{p}: unknown data kind {file_kind!r} in metadata")
+        file_kind = kind_of(p, meta)
         partition = _partition_keys(p.relative_to(self.path) if self.path.is_dir() else Path())
         check_schema(pf.schema_arrow, file_kind, str(p), partition)
         instruments = Instruments.from_json(meta[META_INSTRUMENTS], str(p))
@@ -155,6 +148,20 @@ class History:
         if start is not None or end is not None:
             merged = _window(merged, lo, hi)
         return _rechunk(merged, batch_size)
+
+
+def kind_of(path: Path, meta: Mapping[bytes, bytes]) -> str:
+    """The kind a tickwise file's schema metadata names; DataError when it carries no
+    tickwise metadata (kind and instruments) or names an unknown kind."""
+    if META_KIND not in meta or META_INSTRUMENTS not in meta:
+        raise DataError(
+            f"{path}: no tickwise metadata (kind, instruments); "
+            "bring the data in with `tickwise data import`"
+        )
+    kind = meta[META_KIND].decode()
+    if kind not in KINDS:
+        raise DataError(f"{path}: unknown data kind {kind!r} in metadata")
+    return kind
 
 
 def open_history(path: str | Path, kind: str | None = None) -> History:

@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 
 from tickwise.engine.errors import DataError
 from tickwise.engine.instruments import Instruments
-from tickwise.engine.schemas import KIND_CODES, KINDS, META_KIND
+from tickwise.engine.schemas import KIND_CODES, KINDS
 
-from .history import DEFAULT_BATCH_ROWS, History, HistoryFile, columns
+from .history import DEFAULT_BATCH_ROWS, History, HistoryFile, columns, kind_of
 
 
 @dataclass(frozen=True)
@@ -169,15 +169,7 @@ def _kinds_in(path: Path) -> set[str]:
             meta = pq.read_schema(f).metadata or {}
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{f}: not a readable Parquet file: {exc}") from None
-        if META_KIND not in meta:
-            raise DataError(
-                f"{f}: no tickwise metadata (kind, instruments); "
-                "bring the data in with `tickwise data import`"
-            )
-        kind = meta[META_KIND].decode()
-        if kind not in KINDS:
-            raise DataError(f"{f}: unknown data kind {kind!r} in metadata")
-        found.add(kind)
+        found.add(kind_of(f, meta))
     return found
 
 
