@@ -215,7 +215,7 @@ class Session:
         if isinstance(batch, pa.RecordBatch):
             args = [batch.column(n).to_numpy(zero_copy_only=True) for n in dtype.names]
         else:
-            args = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
+            args = _columns(batch, dtype, f"the {kind} batch's columns")
         return self._run(self._runners[kind], args, f"a {kind} batch")
 
     def on_merged(self, parts: Mapping[str, pa.RecordBatch | Mapping[str, np.ndarray]],
@@ -254,8 +254,7 @@ class Session:
                 columns.append(tuple(batch.column(n).to_numpy(zero_copy_only=True)
                                      for n in dtype.names))  # fmt: skip
             else:
-                columns.append(tuple(_readonly(batch[n], dtype.fields[n][0])
-                                     for n in dtype.names))  # fmt: skip
+                columns.append(tuple(_columns(batch, dtype, f"the {kind} columns")))
         unknown = set(parts) - set(KIND_CODES)
         if unknown:
             raise TickwiseError(
@@ -498,6 +497,16 @@ def _state_code(name: str) -> int:
     if name not in codes:
         raise TickwiseError(f"unknown trading state {name!r}; use {', '.join(codes)}")
     return codes[name]
+
+
+def _columns(batch: Mapping[str, np.ndarray], dtype: np.dtype, what: str) -> list[np.ndarray]:
+    """A kind's columns from arrays by name, read-only and of the schema's dtypes; arrays of
+    unequal lengths are refused (the loop would read past the shorter ones)."""
+    columns = [_readonly(batch[n], dtype.fields[n][0]) for n in dtype.names]
+    lengths = {n: len(c) for n, c in zip(dtype.names, columns, strict=True)}
+    if len(set(lengths.values())) > 1:
+        raise TickwiseError(f"{what} differ in length: {lengths}")
+    return columns
 
 
 def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -146,6 +146,11 @@ def test_merged_events_are_checked_before_the_loop_sees_them() -> None:
         s.on_merged(parts, np.zeros(2, np.uint8), np.array([0, 2]))
     with pytest.raises(TickwiseError, match="unknown kind codes"):
         s.on_merged(parts, np.array([0, 9], np.uint8), np.array([0, 1]))
+    parts["quotes"]["bid_px"] = np.zeros(1)  # a column shorter than the others
+    with pytest.raises(TickwiseError, match="the quotes columns differ in length"):
+        s.on_merged(parts, np.zeros(2, np.uint8), np.array([0, 1]))
+    with pytest.raises(TickwiseError, match="the quotes batch's columns differ in length"):
+        s.on_batch("quotes", parts["quotes"])
 
 
 def test_the_command_line_takes_data_sets_or_a_folder_of_kinds(tmp_path: Path, day) -> None:
