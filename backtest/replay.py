@@ -46,6 +46,7 @@ class Backtest:
     end: int | None = None
     wall_s: float = 0.0  # the whole run, from opening the data
     warmup_s: float = 0.0  # of which compiling or loading the loop
+    setup_s: float = 0.0  # of which everything before the first batch (session, warm-up)
 
 
 def _when(ns: int | None) -> str:
@@ -72,24 +73,51 @@ def run_backtest(
     or compiling the strategy's loop (engine.console.compile_notice says so when it takes a
     while)."""
     began = time.perf_counter()
-    config = config or SessionConfig()
     strategy = load_strategy(strategy_spec)
     history = open_data(data)
+    check_data(strategy, history)
+    return replay(strategy, history, params, config, on_events=on_events,
+                  on_compile=on_compile, start=start, end=end, began=began)  # fmt: skip
+
+
+def check_data(strategy: type[Strategy], history: History | MergedHistory) -> None:
+    """Refuse data the strategy cannot run on: no rows, or none of the kinds it trades on."""
     if history.rows == 0:
         raise TickwiseError(f"{history.path} holds no rows: nothing to replay")
-    merged = isinstance(history, MergedHistory)
-    kinds = history.kinds if merged else (history.kind,)
+    kinds = history.kinds if isinstance(history, MergedHistory) else (history.kind,)
     held = {h.kind for h in getattr(history, "histories", (history,)) if h.rows > 0}
     if not held & set(strategy.kinds):
         raise TickwiseError(
             f"{strategy.name()} trades on {', '.join(strategy.kinds)} data; "
             f"{history.path} holds rows of {' + '.join(k for k in kinds if k in held)}"
         )
+
+
+def replay(
+    strategy: type[Strategy],
+    history: History | MergedHistory,
+    params: Mapping[str, Any] | None = None,
+    config: SessionConfig | None = None,
+    *,
+    on_events: Callable[[int], None] | None = None,
+    on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    began: float | None = None,
+) -> Backtest:
+    """`run_backtest` on a strategy already loaded and data already opened (checked by
+    `check_data`): a sweep's worker loads both once and replays many trials. `began`
+    (perf_counter) is when the run's wall clock starts (now by default)."""
+    began = time.perf_counter() if began is None else began
+    config = config or SessionConfig()
+    merged = isinstance(history, MergedHistory)
+    kinds = history.kinds if merged else (history.kind,)
     session = make_session(strategy, history.instruments, params, config)
     warm = time.perf_counter()
     with on_compile(strategy.name()) if on_compile else nullcontext():
         session.warm_up(kinds, merged=merged)
     warmup_s = time.perf_counter() - warm
+    setup_s = time.perf_counter() - began
     orders, fills, equity, marks = [], [], [], []
     events = 0
     first = last = None
@@ -132,4 +160,5 @@ def run_backtest(
         end=end,
         wall_s=time.perf_counter() - began,
         warmup_s=warmup_s,
+        setup_s=setup_s,
     )

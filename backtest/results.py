@@ -47,16 +47,24 @@ def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(bt: Backtest) -> dict[str, Any]:
-    """What data the run saw: path, kind, rows and a hash of every file's Parquet footer;
-    `sources` lists each data set of a merged run (one entry otherwise)."""
+def footer_hash(history: Any) -> str:
+    """SHA-256 over every file of a history (or of each data set of a merged one): its path
+    within the data set and its Parquet footer (schema, row groups, their statistics and
+    tickwise's metadata). Cheap (no row is read), and any rewrite of the data changes it."""
     h = hashlib.sha256()
-    histories = getattr(bt.history, "histories", (bt.history,))
-    for history in histories:
-        for f in history.files:
+    for part in getattr(history, "histories", (history,)):
+        for f in part.files:
             meta = pq.read_metadata(f.path)
-            h.update(str(f.path.relative_to(history.path.parent)).encode())
+            h.update(str(f.path.relative_to(part.path.parent)).encode())
             h.update(json.dumps(meta.to_dict(), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def data_fingerprint(bt: Backtest, footers: str | None = None) -> dict[str, Any]:
+    """What data the run saw: path, kind, rows and a hash of every file's Parquet footer
+    (`footers`, when already computed by `footer_hash`); `sources` lists each data set of a
+    merged run (one entry otherwise)."""
+    histories = getattr(bt.history, "histories", (bt.history,))
     first, last = bt.history.ts_range
     return {
         "path": str(bt.history.path),
@@ -73,12 +81,13 @@ def data_fingerprint(bt: Backtest) -> dict[str, Any]:
         "end": bt.end,
         "first_event": bt.ts_first,
         "last_event": bt.ts_last,
-        "footer_sha256": h.hexdigest(),
+        "footer_sha256": footers or footer_hash(bt.history),
     }
 
 
-def summarize(bt: Backtest) -> dict[str, Any]:
-    """The numbers of `summary.json` (money in the instruments' price units)."""
+def summarize(bt: Backtest, footers: str | None = None) -> dict[str, Any]:
+    """The numbers of `summary.json` (money in the instruments' price units); `footers`:
+    the data's `footer_hash`, when already known."""
     portfolio = bt.session.ctx.portfolio
     final = _final_pnl(bt)
     status = bt.orders["status"]
@@ -89,7 +98,7 @@ def summarize(bt: Backtest) -> dict[str, Any]:
         "strategy": bt.strategy.name(),
         "params": bt.params,
         "config": _jsonable(asdict(bt.config)),
-        "data": data_fingerprint(bt),
+        "data": data_fingerprint(bt, footers),
         "events": bt.events,
         "orders": int(np.count_nonzero(status == STATUS_NEW)),
         "fills": len(bt.fills),

@@ -7,7 +7,7 @@ kill switch halts automated orders on abnormal conditions.
 This module is the strategy author's whole surface: the `Strategy` class and
 its declarations, `kernel` for compiled callbacks, every helper a callback
 calls (market, orders, portfolio, rolling windows, trading state), and
-`run_backtest` with its configuration. Everything else is internal and may
+`run_backtest` and `sweep` with their configuration. Everything else is internal and may
 move. Names load on first use, so the command line (`tickwise status`, a
 kill) starts without importing the compiler; static tools read the imports
 below as they are written.
@@ -28,6 +28,7 @@ _caches.use_own_numba_cache()
 
 if TYPE_CHECKING:
     from tickwise.backtest.replay import Backtest, run_backtest
+    from tickwise.backtest.sweep import Sweep, sweep
     from tickwise.engine.config import SessionConfig, load_config
     from tickwise.engine.errors import DataError, TickwiseError
     from tickwise.engine.indicators import (
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
 # the two and `__all__` name the same things).
 _MODULES: dict[str, tuple[str, ...]] = {
     "tickwise.backtest.replay": ("Backtest", "run_backtest"),
+    "tickwise.backtest.sweep": ("Sweep", "sweep"),
     "tickwise.engine.config": ("SessionConfig", "load_config"),
     "tickwise.engine.errors": ("DataError", "TickwiseError"),
     "tickwise.engine.indicators": (
@@ -149,6 +151,7 @@ __all__ = [
     "SessionConfig",
     "Strategy",
     "StrategyError",
+    "Sweep",
     "TickwiseError",
     "ask_size",
     "avg_price",
@@ -186,6 +189,7 @@ __all__ = [
     "round_to_tick",
     "run_backtest",
     "sell",
+    "sweep",
     "tick_size",
     "trade_to",
     "trading_state",

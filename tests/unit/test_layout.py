@@ -28,14 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 FACE = [
     "Backtest", "DataError", "GTC", "IOC", "KillSwitch", "Param", "PerInstrument",
     "RiskLimits", "Rolling", "SIDE_BUY", "SIDE_SELL", "STATE_ACTIVE", "STATE_HALTED",
-    "STATE_REDUCING", "Scalar", "SessionConfig", "Strategy", "StrategyError", "TickwiseError",
+    "STATE_REDUCING", "Scalar", "SessionConfig", "Strategy", "StrategyError", "Sweep",
+    "TickwiseError",
     "ask_size", "avg_price", "best_ask", "best_bid", "bid_size", "book_imbalance",
     "book_level", "book_levels", "buy", "cancel", "cancel_all", "is_open", "kernel",
     "last_price", "load_config", "load_strategy", "lot_size", "mid_price", "net_position",
     "now", "open_orders", "pnl", "position", "realized_pnl", "registered", "rolling_count",
     "rolling_full", "rolling_max", "rolling_mean", "rolling_min", "rolling_push", "rolling_std",
     "rolling_zscore",
-    "round_to_tick", "run_backtest", "sell", "tick_size", "trade_to", "trading_state",
+    "round_to_tick", "run_backtest", "sell", "sweep", "tick_size", "trade_to", "trading_state",
     "unrealized_pnl", "working_qty",
 ]  # fmt: skip
 

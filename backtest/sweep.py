@@ -1,0 +1,444 @@
+"""Sweeps: one strategy over one history with many points of parameters.
+
+`sweep` runs a grid (every point), a random search or an Optuna search
+(`search.py`) of a `Space`, each point a trial (`trials.py`) run by an
+executor (`executors.py`: local processes or Ray). Every finished trial is
+stored at once; the table of the sweep is written in trial order, so it is the
+same whatever ran the trials, how many workers there were, in which order they
+finished, and whether the sweep was killed and resumed on the way.
+
+A sweep folder holds:
+
+- `trials.parquet`: one row per trial (its parameters, outcome, every number
+  of its summary, its run_hash, wall and setup times);
+- `best.toml`: the best trial's parameters with the sweep's configuration, as
+  `tickwise backtest --config` and `tickwise live --config` read it;
+- `sweep.json`: what was swept, how, the best trial, counts and timings;
+- `trials.sqlite`: the store every trial is committed to as it finishes.
+
+The best trial is the one with the best first objective among those that ran
+to the end (a halted or failed trial is never chosen), ties to the lowest trial
+id; with several objectives, among those no other trial beats in all of them
+(the Pareto front).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tickwise.engine.atomic import make_folder, temporary_path
+from tickwise.engine.config import SessionConfig
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.strategy import Strategy, StrategyError, load_strategy
+from tickwise.feeds.merged import open_data
+
+from .executors import EXECUTORS, make_executor
+from .replay import check_data, replay
+from .results import footer_hash, summarize
+from .search import SAMPLERS, Objective, make_sampler, parse_objective
+from .search import search as optuna_search
+from .space import Space, parse_space
+from .trials import (
+    COUNTS,
+    FAILED,
+    INVALID,
+    NUMBERS,
+    OK,
+    Plan,
+    Task,
+    TrialStore,
+    config_json,
+    failed_row,
+    finite_or_none,
+    strategy_fingerprint,
+    trial_key,
+)
+
+SEARCHES = ("grid", *SAMPLERS)
+FILES = ("trials.parquet", "best.toml", "sweep.json", "trials.sqlite")
+PARAM = "param."  # the prefix of parameter columns in the trial table
+
+
+@dataclass
+class Sweep:
+    """What a sweep produced: its table (pyarrow, trial order), the best trial, and how it
+    ran."""
+
+    table: pa.Table
+    best: dict[str, Any] | None  # the best trial's row (None: no trial ran to the end)
+    objectives: tuple[Objective, ...]
+    out: Path | None
+    trials: int  # rows in the table
+    ran: int  # trials run by this call (the others came from the store)
+    workers: int
+    wall_s: float
+    info: dict[str, Any] = field(default_factory=dict)  # sweep.json
+
+
+@dataclass
+class _Context:
+    """What every trial of the sweep shares (the parent's side)."""
+
+    strategy: type[Strategy]
+    plan: Plan
+    fixed: dict[str, Any]
+    space: Space
+    objectives: tuple[Objective, ...]
+    strategy_fp: str
+    data_fp: str
+    config: dict[str, Any]
+    start: int | None
+    end: int | None
+    store: TrialStore | None
+    executor_name: str
+    workers: int | None
+    address: str | None
+    on_trial: Callable[[int, dict[str, Any] | None], None] | None
+    executor: Any = None
+    ran: int = 0
+    walls: list[float] = field(default_factory=list)  # wall and setup times of trials run now
+    setups: list[float] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)  # (no store: kept here)
+
+    def get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if self.store is None:
+            return {k: self.memory[k] for k in keys if k in self.memory}
+        return self.store.get(keys)
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        if self.store is None:
+            self.memory[key] = row
+        else:
+            self.store.put(key, row)
+
+    def run_points(self, first_id: int, points: Sequence[dict[str, Any]]) -> list[dict]:
+        """The rows of trials `first_id`... with these points: from the store, or run (each
+        stored as it finishes); an invalid point is a row, never run."""
+        rows: list[dict[str, Any] | None] = [None] * len(points)
+        keys: list[str | None] = [None] * len(points)
+        tasks: dict[str, Task] = {}
+        for n, point in enumerate(points):
+            try:
+                params = self.strategy.resolve_params(self.fixed | point)
+            except StrategyError as exc:
+                rows[n] = failed_row(INVALID, str(exc).removeprefix(f"{self.strategy.name()}: "))
+                rows[n]["params"] = self.fixed | point
+                continue
+            keys[n] = key = trial_key(self.strategy_fp, self.data_fp, self.config, params,
+                                      self.start, self.end)  # fmt: skip
+            tasks.setdefault(key, Task(key, params, self.start, self.end))
+        done = self.get(list(tasks))
+        todo = [t for k, t in tasks.items() if k not in done]
+        for n, row in enumerate(rows):
+            if row is not None:
+                self._finished(first_id + n, row)
+            elif keys[n] in done:
+                self._finished(first_id + n, done[keys[n]])
+        if todo:
+            for task, row in self._executor().run(todo):
+                row["params"] = task.params
+                if not (row["status"] == FAILED and row["reason"].startswith("the worker")):
+                    self.put(task.key, row)  # (a lost worker is no result: rerun next time)
+                done[task.key] = row
+                self.ran += 1
+                self.walls.append(row["wall_s"])
+                if "setup_s" in row:
+                    self.setups.append(row["setup_s"])
+                for n, key in enumerate(keys):
+                    if key == task.key:
+                        self._finished(first_id + n, row)
+        return [row if row is not None else done[keys[n]] for n, row in enumerate(rows)]
+
+    def _executor(self) -> Any:
+        if self.executor is None:
+            self.executor = make_executor(self.executor_name, self.plan, self.workers,
+                                          self.address)  # fmt: skip
+        return self.executor
+
+    def _finished(self, trial: int, row: dict[str, Any]) -> None:
+        """Follow the best so far, and tell the caller a trial is done."""
+        if eligible(row, self.objectives) and (
+            self.best is None or _better(row, trial, self.best, self.objectives[0])
+        ):
+            self.best = {**row, "trial": trial}
+        if self.on_trial:
+            self.on_trial(trial, self.best)
+
+
+def eligible(row: Mapping[str, Any], objectives: Sequence[Objective]) -> bool:
+    """Whether a trial may be chosen: it ran to the end and every objective has a value."""
+    return row["status"] == OK and all(finite_or_none(row.get(o.name)) is not None
+                                       for o in objectives)  # fmt: skip
+
+
+def _better(row: Mapping[str, Any], trial: int, best: Mapping[str, Any], o: Objective) -> bool:
+    a, b = float(row[o.name]), float(best[o.name])
+    return (a > b if o.maximise else a < b) or (a == b and trial < best["trial"])
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
+        x > y for x, y in zip(a, b, strict=True))  # fmt: skip
+
+
+def rank(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]) -> list[int | None]:
+    """Each trial's rank (1 = best; None: not eligible): by the first objective, ties to the
+    lower trial id; with several objectives, the Pareto front first."""
+    signs = [1.0 if o.maximise else -1.0 for o in objectives]
+    scores = {n: [s * float(r[o.name]) for s, o in zip(signs, objectives, strict=True)]
+              for n, r in enumerate(rows) if eligible(r, objectives)}  # fmt: skip
+    front = set(scores)
+    if len(objectives) > 1:
+        front = {n for n in scores if not any(_dominates(scores[m], scores[n]) for m in scores)}
+    order = sorted(scores, key=lambda n: (n not in front, -scores[n][0], n))
+    ranks: list[int | None] = [None] * len(rows)
+    for place, n in enumerate(order, 1):
+        ranks[n] = place
+    return ranks
+
+
+def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
+             objectives: Sequence[Objective]) -> pa.Table:  # fmt: skip
+    """The trial table: trial id, outcome, each parameter, every number, run hash, times."""
+    columns: dict[str, pa.Array] = {"trial": pa.array(range(len(rows)), pa.int64())}
+    columns["status"] = pa.array([r["status"] for r in rows], pa.string())
+    columns["reason"] = pa.array([r.get("reason") for r in rows], pa.string())
+    columns["rank"] = pa.array(rank(rows, objectives), pa.int64())
+    kinds = {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
+    for name, param in strategy.params.items():
+        values = [r.get("params", {}).get(name) for r in rows]
+        columns[PARAM + name] = pa.array(values, kinds[param.type])
+    for name in NUMBERS:
+        values = [r.get(name) for r in rows]
+        columns[name] = pa.array(values, pa.int64() if name in COUNTS else pa.float64())
+    for name in ("halt_reason", "run_hash"):
+        columns[name] = pa.array([r.get(name) for r in rows], pa.string())
+    for name in ("first_event", "last_event"):
+        columns[name] = pa.array([r.get(name) for r in rows], pa.timestamp("ns", tz="UTC"))
+    for name in ("wall_s", "setup_s"):
+        columns[name] = pa.array([r.get(name) for r in rows], pa.float64())
+    return pa.table(columns)
+
+
+def best_toml(spec: str, config: SessionConfig, params: Mapping[str, Any],
+              header: Sequence[str]) -> str:  # fmt: skip
+    """A config file with the sweep's settings and these parameters: what `backtest
+    --config` needs to run the same trial (and `live --config`, with its endpoints)."""
+    import tomli_w
+
+    def table(value: Any) -> dict[str, Any]:
+        return {k: v for k, v in asdict(value).items() if v is not None}
+
+    settings = {k: v for k, v in table(config).items() if k not in ("risk", "killswitch", "live")}
+    doc = {"live": {"strategy": spec}, "params": dict(params), "backtest": settings,
+           "risk": table(config.risk), "killswitch": table(config.killswitch)}  # fmt: skip
+    return "".join(f"# {line}\n" for line in header) + "\n" + tomli_w.dumps(doc)
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _open_folder(out: Path) -> TrialStore:
+    """The sweep folder, new or one to resume: anything else there is refused, not lost."""
+    if out.exists():
+        if not out.is_dir():
+            raise TickwiseError(f"--out {out} is a file; a sweep writes a folder")
+        foreign = sorted(p.name for p in out.iterdir()
+                         if not p.name.lstrip(".").startswith(FILES))  # fmt: skip
+        if foreign:
+            raise TickwiseError(f"--out {out} holds {', '.join(foreign[:3])}, which is no sweep's: "
+                                "choose a new folder (a sweep folder is resumed)")  # fmt: skip
+    make_folder(out)
+    return TrialStore(out / "trials.sqlite")
+
+
+def sweep(
+    strategy: str,
+    data: str | Path | Sequence[str | Path],
+    space: Mapping[str, Any],
+    *,
+    params: Mapping[str, Any] | None = None,
+    config: SessionConfig | None = None,
+    search: str = "grid",
+    trials: int | None = None,
+    seed: int = 0,
+    batch: int = 8,
+    objectives: Sequence[str] = ("sharpe",),
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    out: str | Path | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    on_trial: Callable[[int, dict[str, Any] | None], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
+) -> Sweep:
+    """Sweep `strategy` over `data` across `space` ({name: 'a:b:step' | 'a,b' | 'a:b' |
+    'a:b:log' | list of values}); `params` fixes the others. `search`: 'grid' (every
+    point), or 'random', 'tpe', 'cmaes', 'nsga2' for `trials` points drawn with `seed`,
+    `batch` at a time. `objectives`: summary numbers ('sharpe', 'max_drawdown:min').
+    `executor` 'local' (`workers` processes, default the CPUs) or 'ray' (`address`).
+    With `out`, every trial is stored there as it finishes and a rerun resumes; the table,
+    best.toml and sweep.json are written at the end. `on_plan(total)` and `on_trial(id,
+    best row)` follow the progress."""
+    began = time.perf_counter()
+    config = config or SessionConfig()
+    cls = load_strategy(strategy)
+    paths = [data] if isinstance(data, str | Path) else list(data)
+    history = open_data(paths[0] if len(paths) == 1 else paths)
+    check_data(cls, history)
+    dims = parse_space(cls, space)
+    fixed = dict(params or {})
+    both = sorted(set(fixed) & set(dims.names))
+    if both:
+        raise TickwiseError(f"{', '.join(both)}: both fixed (--param) and swept (--grid)")
+    for name, value in fixed.items():
+        if name not in cls.params:
+            cls.resolve_params({name: value})  # (says which parameters there are)
+        fixed[name] = cls.params[name].check(name, value)
+    if search not in SEARCHES:
+        raise TickwiseError(f"search {search!r}: one of {', '.join(SEARCHES)}")
+    if executor not in EXECUTORS:
+        raise TickwiseError(f"--executor {executor!r}: one of {', '.join(EXECUTORS)}")
+    goals = tuple(parse_objective(o, NUMBERS) for o in objectives)
+    if not goals:
+        raise TickwiseError("no objective: give at least one (--objective sharpe)")
+    if len({o.name for o in goals}) != len(goals):
+        raise TickwiseError("an objective is given twice")
+    if search == "grid":
+        if trials is not None:
+            raise TickwiseError("a grid runs every point: --trials/--random is for searches")
+        total = dims.grid_size()
+    else:
+        if trials is None or trials < 1:
+            raise TickwiseError(f"a {search} search needs a number of trials (at least 1)")
+        if batch < 1:
+            raise TickwiseError(f"--batch must be at least 1, got {batch}")
+        total = trials
+        sampler = make_sampler(search, seed, len(goals))
+    if workers is not None and workers < 1:
+        raise TickwiseError(f"--workers must be at least 1, got {workers}")
+    out = Path(out) if out is not None else None
+    store = _open_folder(out) if out is not None else None
+    plan = Plan(strategy, tuple(str(p) for p in paths), config)
+    ctx = _Context(cls, plan, fixed, dims, goals, strategy_fingerprint(cls),
+                   footer_hash(history), config_json(config), start, end, store, executor,
+                   workers, address, on_trial)  # fmt: skip
+    if on_plan:
+        on_plan(total)
+    rows: list[dict[str, Any]] = []
+    try:
+        _warm_up(cls, history, fixed, config, on_compile)
+        if search == "grid":
+            points = dims.grid()
+            while chunk := [p for _, p in zip(range(4096), points, strict=False)]:
+                rows += ctx.run_points(len(rows), chunk)
+        else:
+
+            def run(points: list[dict[str, Any]]) -> list[Any]:
+                done = ctx.run_points(len(rows), points)
+                rows.extend(done)
+                return [[finite_or_none(r.get(o.name)) for o in goals]
+                        if r["status"] == OK else None for r in done]  # fmt: skip
+
+            optuna_search(dims, sampler, goals, trials, batch, run)
+    finally:
+        workers_used = ctx.executor.workers if ctx.executor else 0
+        if ctx.executor is not None:
+            ctx.executor.close()
+        if store is not None:
+            store.close()
+    table = table_of(cls, rows, goals)
+    best = ctx.best
+    info = {
+        "strategy": strategy,
+        "strategy_name": cls.name(),
+        "data": [str(p) for p in paths],
+        "window": [start, end],
+        "search": search,
+        "space": {d.name: d.text() for d in dims.dimensions},
+        "fixed": fixed,
+        "trials": len(rows),
+        "seed": None if search == "grid" else seed,
+        "batch": None if search == "grid" else batch,
+        "objectives": [o.text() for o in goals],
+        "executor": executor,
+        "workers": workers_used,
+        "ran": ctx.ran,
+        "status": {s: sum(r["status"] == s for r in rows) for s in (OK, "halted", INVALID, FAILED)},
+        "best": None
+        if best is None
+        else {
+            "trial": best["trial"],
+            "params": best["params"],
+            **{o.name: best[o.name] for o in goals},
+            "run_hash": best["run_hash"],
+        },
+        "wall_s": time.perf_counter() - began,
+        "trial_wall_s": _percentiles(ctx.walls),  # (of the trials run by this call)
+        "trial_setup_s": _percentiles(ctx.setups),
+    }
+    if out is not None:
+        _write_folder(out, table, info, best, strategy, config, goals)
+    return Sweep(table, best, goals, out, len(rows), ctx.ran, workers_used,
+                 info["wall_s"], info)  # fmt: skip
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float] | None:
+    """p50/p90/p99/max of per-trial times (s), or None without any."""
+    if not values:
+        return None
+    import numpy as np
+
+    q = np.percentile(np.asarray(values), [50, 90, 99, 100])
+    return dict(zip(("p50", "p90", "p99", "max"), (float(x) for x in q), strict=True))
+
+
+def _warm_up(cls: type[Strategy], history: Any, fixed: Mapping[str, Any],
+             config: SessionConfig, on_compile: Any) -> None:  # fmt: skip
+    """Compile (or load) what a trial runs, once, here: the strategy's loop and the
+    statistics, over the first instant of the data; workers starting together then load
+    them from the cache instead of each compiling them."""
+    first = history.ts_range[0]
+    try:
+        bt = replay(cls, history, fixed, config, on_compile=on_compile, end=first + 1)
+    except StrategyError:  # (the defaults do not pass check_params: workers compile it)
+        return
+    summarize(bt, "")
+
+
+def _write_folder(out: Path, table: pa.Table, info: dict[str, Any],
+                  best: dict[str, Any] | None, spec: str, config: SessionConfig,
+                  goals: Sequence[Objective]) -> None:  # fmt: skip
+    _write_atomic(out / "trials.parquet", lambda p: pq.write_table(table, p))
+    text = json.dumps(info, indent=2, default=str) + "\n"
+    _write_atomic(out / "sweep.json", lambda p: p.write_text(text))
+    if best is None:
+        (out / "best.toml").unlink(missing_ok=True)
+        return
+    said = ", ".join(f"{o.name} {best[o.name]:.6g}" for o in goals)
+    data = " ".join(f"--data {d}" for d in info["data"])
+    header = [f"tickwise sweep: trial {best['trial']} of {info['trials']}, the best by "
+              f"{', '.join(o.text() for o in goals)} ({said})",
+              f"run it: tickwise backtest --config best.toml --strategy {spec} {data} --out DIR",
+              f"run_hash {best['run_hash']}"]  # fmt: skip
+    toml = best_toml(spec, config, best["params"], header)
+    _write_atomic(out / "best.toml", lambda p: p.write_text(toml))

@@ -1,0 +1,213 @@
+"""Trials of a sweep: what one is, how it runs in a worker, and the store that keeps them.
+
+A trial is one backtest: the sweep's strategy, data and configuration with one
+point of parameters, over a window of event time. It is keyed by a hash of all
+that (the strategy's code and the engine's, the data's Parquet footers, the
+configuration, the parameters, the window), so a trial already in the store is
+never run again: a sweep killed halfway, rerun, picks up where it stopped, and
+a sweep that grows (a finer grid, more trials, another fold) reuses every
+point it shares with the ones before.
+
+A worker loads the strategy, opens the data and loads the compiled loop once,
+then runs trial after trial; only each trial's summary leaves it (a row of
+numbers), never its orders or fills. Its `run_hash` is the one `tickwise
+backtest` gives for the same parameters.
+
+The store is SQLite in WAL mode, one committed transaction per finished trial:
+a sweep process killed with SIGKILL loses only the trials still running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import sqlite3
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tickwise.engine.caches import engine_fingerprint
+from tickwise.engine.config import SessionConfig
+from tickwise.engine.errors import TickwiseError
+from tickwise.engine.jit import python_function
+from tickwise.engine.strategy import Strategy, load_strategy
+
+# Trial outcomes, as the table writes them.
+OK = "ok"  # ran to the end
+HALTED = "halted"  # the kill switch stopped it (its numbers are up to the halt): never best
+INVALID = "invalid"  # the strategy's check_params refused the point: never run
+FAILED = "failed"  # an error ended it (its reason says which)
+
+# The numbers of a trial, as summary.json names them; statistics first, then counts.
+STATISTICS = ("sharpe", "sortino", "volatility", "max_drawdown", "max_drawdown_days",
+              "max_drawdown_pct", "cagr", "calmar", "hit_rate", "turnover",
+              "turnover_per_year", "exposure")  # fmt: skip
+COUNTS = ("events", "orders", "fills", "rejects", "trades")
+NUMBERS = ("pnl", "fees", *STATISTICS, *COUNTS)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every worker needs to run trials: picklable, and the same for all of them."""
+
+    strategy: str  # a spec load_strategy takes
+    data: tuple[str, ...]  # the paths (one data set, or several replayed merged)
+    config: SessionConfig = field(default_factory=SessionConfig)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One trial to run: its key in the store, its resolved parameters and its window."""
+
+    key: str
+    params: dict[str, Any]
+    start: int | None = None
+    end: int | None = None
+
+
+def strategy_fingerprint(strategy: type[Strategy]) -> str:
+    """A hash of the code a trial's results depend on: the engine's source (the compiled
+    loop, matching, risk, statistics) and the source files of the strategy's class and of
+    its callbacks. A module the strategy imports besides these is not seen."""
+    h = hashlib.sha256(engine_fingerprint().encode())
+    files = {inspect.getsourcefile(strategy)}
+    files |= {inspect.getsourcefile(python_function(fn)) for fn in strategy.callbacks().values()}
+    for name in sorted(f for f in files if f):
+        h.update(Path(name).read_bytes())
+    h.update(f"{strategy.__module__}:{strategy.__qualname__}".encode())
+    return h.hexdigest()
+
+
+def config_json(config: SessionConfig) -> dict[str, Any]:
+    """The configuration as it keys a trial: every setting but the batch size (results never
+    depend on it) and the [live] table (a backtest does not read it)."""
+    table = asdict(config)
+    table.pop("batch_size")
+    table.pop("live")
+    return json.loads(json.dumps(table, default=str, allow_nan=True))
+
+
+def trial_key(strategy_fp: str, data_fp: str, config: Mapping[str, Any],
+              params: Mapping[str, Any], start: int | None, end: int | None) -> str:  # fmt: skip
+    """The store's key of a trial: a hash of everything its result depends on."""
+    what = {"strategy": strategy_fp, "data": data_fp, "config": config,
+            "params": dict(sorted(params.items())), "window": [start, end]}  # fmt: skip
+    text = json.dumps(what, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def row_of(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's row from a backtest's summary: its numbers, outcome and run hash."""
+    stats = summary["statistics"]
+    row: dict[str, Any] = {"status": HALTED if summary["halted"] else OK, "reason": None}
+    if summary["halted"]:
+        halt = summary["halt"]
+        row["reason"] = f"halted by {halt['halt_reason']}" + (
+            f": {halt['fault']}" if halt.get("fault") else "")  # fmt: skip
+    row["pnl"], row["fees"] = summary["pnl"], summary["fees"]
+    for name in STATISTICS:
+        row[name] = stats[name]["value"]
+    for name in COUNTS:
+        row[name] = summary[name]
+    row["halt_reason"] = summary["halt_reason"]
+    row["run_hash"] = summary["run_hash"]
+    row["first_event"] = summary["data"]["first_event"]
+    row["last_event"] = summary["data"]["last_event"]
+    return row
+
+
+def failed_row(status: str, reason: str) -> dict[str, Any]:
+    """The row of a trial that has no numbers: invalid (never run) or failed."""
+    return {"status": status, "reason": reason}
+
+
+class TrialWorker:
+    """Runs trials of one plan: the strategy loaded, the data opened and the compiled loop
+    loaded once, in the process (or Ray actor) it lives in."""
+
+    def __init__(self, plan: Plan) -> None:
+        from tickwise.feeds.merged import open_data
+
+        from .replay import check_data
+        from .results import footer_hash
+
+        began = time.perf_counter()
+        self.plan = plan
+        self.strategy = load_strategy(plan.strategy)
+        self.history = open_data(list(plan.data) if len(plan.data) > 1 else plan.data[0])
+        check_data(self.strategy, self.history)
+        self.footers = footer_hash(self.history)
+        self.ready_s = time.perf_counter() - began  # (the loop itself loads at the first trial)
+
+    def run(self, task: Task) -> dict[str, Any]:
+        """One trial's row (with its wall and setup times): its failure is a row too."""
+        from .replay import replay
+        from .results import summarize
+
+        began = time.perf_counter()
+        try:
+            bt = replay(self.strategy, self.history, task.params, self.plan.config,
+                        start=task.start, end=task.end, began=began)  # fmt: skip
+            row = row_of(summarize(bt, self.footers))
+            row["setup_s"] = bt.setup_s
+        except TickwiseError as exc:
+            row = failed_row(FAILED, str(exc))
+        except Exception as exc:  # a bug in the strategy's Python, or ours: keep it, go on
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            row = failed_row(FAILED, f"{type(exc).__name__}: {exc} "
+                                     f"({Path(where.filename).name}:{where.lineno})")  # fmt: skip
+        row["wall_s"] = time.perf_counter() - began
+        return row
+
+
+class TrialStore:
+    """Finished trials by key, in SQLite: each committed as it finishes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a killed process loses nothing
+            self.db.execute("CREATE TABLE IF NOT EXISTS trials (key TEXT PRIMARY KEY, "
+                            "row TEXT NOT NULL, stored REAL NOT NULL)")  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            raise TickwiseError(f"{path}: not a trial store tickwise can read ({exc}); "
+                                "move it away or sweep into another --out") from None  # fmt: skip
+
+    def get(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored rows of those of `keys` that are done."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, Any]] = {}
+        for lo in range(0, len(keys), 500):  # (SQLite's limit on bound parameters)
+            chunk = keys[lo : lo + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, text in self.db.execute(
+                f"SELECT key, row FROM trials WHERE key IN ({marks})", chunk
+            ):
+                found[key] = json.loads(text)
+        return found
+
+    def put(self, key: str, row: Mapping[str, Any]) -> None:
+        """Store a finished trial, committed before this returns."""
+        text = json.dumps(row, allow_nan=True)
+        self.db.execute("INSERT OR REPLACE INTO trials VALUES (?, ?, ?)", (key, text, time.time()))
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM trials").fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def finite_or_none(value: Any) -> float | None:
+    """An objective's value, or None when it cannot be ranked (null, NaN or infinite)."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,305 @@
+"""Sweeps between real processes: the same table for any worker count, executor or
+interruption; each trial the backtest it names; failures kept as rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import tickwise as tw
+from tickwise.backtest.results import run_hash
+from tickwise.backtest.sweep import PARAM
+
+from .processes import TICKWISE
+
+MEASURED = ("wall_s", "setup_s")  # times: the only columns that differ from run to run
+
+# A strategy that trades every `every` quotes and can be made to fail on purpose: its
+# kernel raises with fail=1 (a strategy fault: the kill switch halts the trial), its
+# Python raises with fail=2 (the trial fails), every=13 is refused by check_params, and a
+# worker starting the trial every=30 kills itself once while the marker file is there.
+FRAGILE = '''
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import tickwise as tw
+
+MARKER = Path(__file__).with_name("kill-once")
+
+
+@tw.kernel
+def on_quote(ctx, q, st, p):
+    i = q.instrument
+    st.seen[i] += 1
+    if p.fail == 1 and st.seen[i] == 100:
+        raise ValueError("fail=1 fails at the 100th quote")
+    if st.seen[i] % p.every == 0:
+        if tw.position(ctx, i) <= 0:
+            tw.buy(ctx, i, tw.lot_size(ctx, i), q.ask_px, tw.IOC)
+        else:
+            tw.sell(ctx, i, tw.position(ctx, i))
+
+
+class Fragile(tw.Strategy):
+    """Buys and sells back every `every` quotes; fails when told to."""
+
+    params = {
+        "every": tw.Param(50, 1, 100_000, "quotes between decisions"),
+        "fail": tw.Param(0, 0, 2, "1: the kernel raises; 2: new_state raises"),
+        "nap_ms": tw.Param(0.0, 0.0, 10_000.0, "sleep before each trial (ms)"),
+    }
+    state = {"seen": tw.PerInstrument(int)}
+    kinds = ("quotes",)
+    on_quote = on_quote
+
+    @classmethod
+    def check_params(cls, params):
+        return "every=13 is unlucky" if params["every"] == 13 else None
+
+    @classmethod
+    def new_state(cls, n_instruments, params, tick_sizes=None):
+        time.sleep(params["nap_ms"] / 1000)
+        if params["fail"] == 2:
+            raise ZeroDivisionError("fail=2 fails in Python")
+        if params["every"] == 30 and MARKER.exists() and MARKER.read_text() != str(os.getpid()):
+            MARKER.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().new_state(n_instruments, params, tick_sizes)
+'''
+
+
+def fragile(folder: Path) -> str:
+    path = folder / "fragile.py"
+    path.write_text(textwrap.dedent(FRAGILE))
+    return f"{path}:Fragile"
+
+
+def results(table: pa.Table) -> list[dict]:
+    """The table without the measured times, as rows."""
+    return table.drop_columns(list(MEASURED)).to_pylist()
+
+
+def test_a_grid_is_the_same_for_one_and_two_workers_and_each_trial_is_its_backtest(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    space = {"window": "20:60:20", "entry_z": "1.5,2.5"}
+    fixed = {"exit_z": 2.0, "qty": 100.0}  # entry_z 1.5 < exit_z: check_params refuses it
+    one = tw.sweep("mean_reversion", quotes_file, space, params=fixed, workers=1,
+                   objectives=["pnl"])  # fmt: skip
+    two = tw.sweep("mean_reversion", quotes_file, space, params=fixed, workers=2,
+                   out=tmp_path / "two", objectives=["pnl"])  # fmt: skip
+    assert results(one.table) == results(two.table)
+    assert pq.read_table(tmp_path / "two" / "trials.parquet").equals(two.table)
+    rows = one.table.to_pylist()
+    assert [(r[PARAM + "window"], r[PARAM + "entry_z"]) for r in rows] == [
+        (20, 1.5), (20, 2.5), (40, 1.5), (40, 2.5), (60, 1.5), (60, 2.5)]  # fmt: skip
+    invalid = [r for r in rows if r[PARAM + "entry_z"] == 1.5]
+    assert all(r["status"] == "invalid" and "exit_z" in r["reason"] for r in invalid)
+    assert all(r["run_hash"] is None and r["rank"] is None for r in invalid)
+    ran = [r for r in rows if r["status"] == "ok"]
+    assert len(ran) == 3
+    for r in ran:  # the trial is the backtest of its parameters, to the byte
+        bt = tw.run_backtest("mean_reversion", quotes_file,
+                             {**fixed, "window": r[PARAM + "window"], "entry_z": 2.5})  # fmt: skip
+        assert r["run_hash"] == run_hash(bt.orders, bt.fills)
+        assert r["fills"] == len(bt.fills) > 0
+    by_pnl = sorted(ran, key=lambda r: (-r["pnl"], r["trial"]))
+    assert [r["rank"] for r in by_pnl] == [1, 2, 3]
+    assert one.best["trial"] == by_pnl[0]["trial"]
+
+
+def test_searches_with_a_seed_give_fixed_tables_whatever_the_workers(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    space = {"window": "10:200", "entry_z": "1:3:0.25", "exit_z": "0,0.5,1"}
+    runs = {
+        (search, workers): tw.sweep("mean_reversion", quotes_file, space, search=search,
+                                    trials=10, seed=4, batch=4, workers=workers,
+                                    params={"qty": 100.0}, objectives=["pnl"])
+        for search in ("random", "tpe") for workers in (1, 2)
+    }  # fmt: skip
+    for search in ("random", "tpe"):
+        assert results(runs[search, 1].table) == results(runs[search, 2].table)
+        rows = runs[search, 1].table.to_pylist()
+        assert [r["trial"] for r in rows] == list(range(10))
+        for r in rows:
+            assert 10 <= r[PARAM + "window"] <= 200
+            assert r[PARAM + "entry_z"] in {1 + 0.25 * k for k in range(9)}  # on the step
+            assert r[PARAM + "exit_z"] in (0.0, 0.5, 1.0)
+    other = tw.sweep("mean_reversion", quotes_file, space, search="random", trials=10, seed=5,
+                     workers=1, params={"qty": 100.0}, objectives=["pnl"])  # fmt: skip
+    assert results(other.table) != results(runs["random", 1].table)
+
+
+def test_a_trial_that_fails_is_a_row_and_the_sweep_goes_on(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    spec = fragile(tmp_path)
+    swept = tw.sweep(spec, quotes_file, {"every": "12,13,14", "fail": "0,1,2"}, workers=2,
+                     objectives=["fills"], out=tmp_path / "out")  # fmt: skip
+    rows = {(r[PARAM + "every"], r[PARAM + "fail"]): r for r in swept.table.to_pylist()}
+    assert len(rows) == 9
+    assert {rows[13, f]["status"] for f in (0, 1, 2)} == {"invalid"}
+    assert rows[13, 0]["reason"] == "every=13 is unlucky"
+    for every in (12, 14):
+        assert rows[every, 0]["status"] == "ok"
+        assert rows[every, 0]["fills"] > 0
+        assert rows[every, 1]["status"] == "halted"
+        assert "strategy_fault" in rows[every, 1]["reason"]
+        assert "100th" in rows[every, 1]["reason"]
+        assert rows[every, 1]["run_hash"] is not None  # (its numbers up to the halt)
+        assert rows[every, 2]["status"] == "failed"
+        assert rows[every, 2]["reason"].startswith("ZeroDivisionError: fail=2 fails in Python")
+    assert swept.best["trial"] in (rows[12, 0]["trial"], rows[14, 0]["trial"])
+    assert (tmp_path / "out" / "best.toml").exists()
+
+
+def test_a_worker_killed_during_a_trial_loses_nothing(tmp_path: Path, quotes_file: Path) -> None:
+    spec = fragile(tmp_path)
+    space = {"every": "10,20,30,40,50"}
+    calm = tw.sweep(spec, quotes_file, space, workers=2, objectives=["fills"])
+    marker = tmp_path / "kill-once"
+    marker.write_text(str(os.getpid()))  # (the sweep's own process warms up: not that one)
+    hit = tw.sweep(spec, quotes_file, space, workers=2, objectives=["fills"])
+    assert not marker.exists()  # a worker did die running every=30
+    assert results(hit.table) == results(calm.table)
+    assert {r["status"] for r in hit.table.to_pylist()} == {"ok"}
+
+
+def _stored(store: Path) -> int:
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT count(*) FROM trials").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_a_sweep_killed_halfway_resumes_to_the_same_table(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    spec = fragile(tmp_path)
+    args = [TICKWISE, "sweep", "--strategy", spec, "--data", str(quotes_file),
+            "--grid", "every=10:120:10", "--param", "nap_ms=150", "--workers", "1",
+            "--objective", "fills"]  # fmt: skip
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while _stored(out / "trials.sqlite") < 4 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    done = _stored(out / "trials.sqlite")
+    assert 4 <= done < 12
+    assert not (out / "trials.parquet").exists()
+    again = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"run now {12 - done} " in again.stdout  # the stored trials were not run again
+    whole = subprocess.run([*args, "--out", str(tmp_path / "whole")], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    resumed = pq.read_table(out / "trials.parquet")
+    assert results(resumed) == results(pq.read_table(tmp_path / "whole" / "trials.parquet"))
+    assert resumed.num_rows == 12
+
+
+def test_best_toml_replays_the_best_trial(tmp_path: Path, quotes_file: Path) -> None:
+    out = tmp_path / "sweep"
+    done = subprocess.run(
+        [TICKWISE, "sweep", "--strategy", "mean_reversion", "--data", str(quotes_file),
+         "--grid", "window=20,40", "--param", "qty=100", "--objective", "pnl",
+         "--workers", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    best = next(r for r in pq.read_table(out / "trials.parquet").to_pylist() if r["rank"] == 1)
+    replay = subprocess.run(
+        [TICKWISE, "backtest", "--config", str(out / "best.toml"), "--strategy",
+         "mean_reversion", "--data", str(quotes_file), "--out", str(tmp_path / "bt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
+    assert summary["run_hash"] == best["run_hash"]
+    assert summary["params"]["window"] == best[PARAM + "window"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--grid", "windw=1:3:1"], "mean_reversion has no parameter 'windw' to sweep"),
+        (["--grid", "window=10:50"], "a grid needs every value: window is a range"),
+        (["--grid", "window=10:50:10", "--param", "window=3"], "window: both --param and --grid"),
+        (["--grid", "window=1:50:10"], "window=1:50:10: parameter window=1 is below its minimum"),
+        (["--grid", "window=50:10:10"], "the range must go up"),
+        (["--grid", "entry_z=1:2:0"], "the step must be above zero"),
+        (["--grid", "window=10:20:2.5"], "window is a whole number"),
+        (["--grid", "window=10,20", "--objective", "sharp"], "'sharp' is not a statistic"),
+        (["--grid", "window=10,20", "--sampler", "tpe"], "--sampler goes with --trials"),
+        (["--grid", "window=10:20", "--trials", "0"], "needs a number of trials (at least 1)"),
+        (["--grid", "window=10,20", "--workers", "0"], "--workers must be at least 1"),
+    ],
+)
+def test_a_mistyped_sweep_is_one_line_naming_it(
+    tmp_path: Path, quotes_file: Path, args: list[str], says: str
+) -> None:
+    done = subprocess.run(
+        [TICKWISE, "sweep", "--strategy", "mean_reversion", "--data", str(quotes_file), *args,
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_folder_that_is_not_a_sweep_is_refused_untouched(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(tw.TickwiseError, match="holds summary.json, which is no sweep's"):
+        tw.sweep("mean_reversion", quotes_file, {"window": [10, 20]}, out=out, workers=1)
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a local Ray on Linux")
+def test_ray_gives_the_table_local_processes_give_even_when_an_actor_dies(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    ray = pytest.importorskip("ray")
+    spec = fragile(tmp_path)
+    space = {"every": "10,20,30,40", "fail": "0,2"}
+    local = tw.sweep(spec, quotes_file, space, workers=2, objectives=["fills"])
+    marker = tmp_path / "kill-once"
+    marker.write_text(str(os.getpid()))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = tw.sweep(spec, quotes_file, space, executor="ray", workers=2,
+                          objectives=["fills"])  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert not marker.exists()  # an actor died running every=30, and the trial ran again
+    assert results(on_ray.table) == results(local.table)
+    assert on_ray.workers == 2

@@ -1,0 +1,200 @@
+"""`tickwise sweep`: a strategy over a history across a grid or a search of its parameters."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tickwise.cli.common import EXIT_INTERRUPTED, event_time, parse_params, subparser
+from tickwise.engine.console import compile_notice, stderr, stdout
+from tickwise.engine.errors import TickwiseError
+
+SHOWN = 10  # the best trials printed
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the sweep command to the command tree."""
+    sweep = subparser(
+        commands, "sweep", "a strategy across a grid or a search of its parameters; resumable",
+        "tickwise sweep --strategy mean_reversion --data data/quotes.parquet "
+        "--grid window=50:500:50 --grid entry_z=1.5,2,2.5 --objective sharpe --out sweeps/mr",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--strategy", required=True, help="registered name, path/to/file.py:Class or module:Class"
+    )
+    sweep.add_argument(
+        "--data", type=Path, required=True, action="append",
+        help="Parquet file or hive folder; repeat it to replay kinds together (as backtest)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--grid", action="append", default=[], metavar="K=SPEC",
+        help="a swept parameter, repeatable: a:b:step (a grid's axis), v1,v2,... (these "
+        "values), a:b or a:b:log (any value between: searches only)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--param", action="append", default=[], metavar="K=V",
+        help="a fixed parameter, repeatable (overrides the config file)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--config", type=Path, default=None, help="TOML file: [backtest] settings and [params]"
+    )
+    how = sweep.add_mutually_exclusive_group()
+    how.add_argument("--random", type=int, metavar="N", help="N points drawn at random")
+    how.add_argument("--trials", type=int, metavar="N",
+                     help="N points chosen by an Optuna sampler (--sampler)")  # fmt: skip
+    sweep.add_argument(
+        "--sampler", choices=("tpe", "cmaes", "nsga2"), default=None,
+        help="with --trials: tpe (one objective, the default), cmaes, nsga2 (several)",
+    )  # fmt: skip
+    sweep.add_argument("--seed", type=int, default=0, help="seed of --random/--trials (0)")
+    sweep.add_argument(
+        "--batch", type=int, default=8,
+        help="points asked of the sampler at a time (8); the results never depend on "
+        "--workers, and a larger batch keeps more workers busy",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--objective", action="append", default=None, metavar="NAME[:max|min]",
+        help="a number of the trial table to optimise, repeatable (sharpe; max_drawdown:min)",
+    )  # fmt: skip
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local processes (the default) or a Ray cluster")  # fmt: skip
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="worker processes (the CPUs; with Ray, the cluster's)")  # fmt: skip
+    sweep.add_argument(
+        "--address", default=None,
+        help="with --executor ray: auto or HOST:PORT of a running cluster (none: a local Ray "
+        "started for the sweep)",
+    )  # fmt: skip
+    for flag, what in (("--start", "the first"), ("--end", "past the last")):
+        sweep.add_argument(
+            flag, type=event_time, default=None, metavar="TIME",
+            help=f"{what} ts_event replayed: ISO 8601 (UTC unless a zone is given) or ns",
+        )  # fmt: skip
+    sweep.add_argument(
+        "--no-killswitch", action="store_true",
+        help="research runs: no automatic trigger ([killswitch] enabled = false)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--out", type=Path, required=True,
+        help="sweep folder; an existing one is resumed (finished trials are not run again)",
+    )  # fmt: skip
+    sweep.set_defaults(run=_cmd_sweep)
+
+
+class _Progress:
+    """Trials done of the total, the best so far and the time left, on stderr."""
+
+    def __init__(self, objective: str) -> None:
+        self.objective = objective
+        self.bar = Progress(
+            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=stderr, transient=True, disable=not stderr.is_terminal,
+        )  # fmt: skip
+        self.task: Any = None
+
+    def plan(self, total: int) -> None:
+        self.task = self.bar.add_task("sweep", total=total, best="")
+
+    def trial(self, _trial: int, best: dict[str, Any] | None) -> None:
+        o = self.objective
+        shown = "" if best is None else f"best {o} {best[o]:.4g} (trial {best['trial']})"
+        self.bar.update(self.task, advance=1, best=shown)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from tickwise.backtest.space import parse_assignments
+    from tickwise.backtest.sweep import sweep
+    from tickwise.engine.config import SessionConfig, load_config
+
+    config, params = (SessionConfig(), {}) if args.config is None else load_config(args.config)
+    if args.no_killswitch:
+        config = replace(config, killswitch=replace(config.killswitch, enabled=False))
+    space = parse_assignments(args.grid, "--grid")
+    given = parse_params(args.param)
+    both = sorted(set(given) & set(space))
+    if both:
+        raise TickwiseError(f"{', '.join(both)}: both --param and --grid; give one")
+    params = {k: v for k, v in params.items() if k not in space} | given  # (swept wins)
+    if args.start is not None and args.end is not None and not args.start < args.end:
+        raise TickwiseError("--start must be before --end")
+    search, trials = "grid", None
+    if args.random is not None:
+        search, trials = "random", args.random
+    elif args.trials is not None:
+        several = args.objective is not None and len(args.objective) > 1
+        search, trials = args.sampler or ("nsga2" if several else "tpe"), args.trials
+    elif args.sampler is not None:
+        raise TickwiseError("--sampler goes with --trials N")
+    objectives = args.objective or ["sharpe"]
+    shown = _Progress(objectives[0].partition(":")[0])
+    data = args.data[0] if len(args.data) == 1 else args.data
+    try:
+        with shown.bar:
+            result = sweep(
+                args.strategy, data, space, params=params, config=config, search=search,
+                trials=trials, seed=args.seed, batch=args.batch, objectives=objectives,
+                executor=args.executor, workers=args.workers, address=args.address,
+                out=args.out, start=args.start, end=args.end, on_trial=shown.trial,
+                on_plan=shown.plan, on_compile=compile_notice,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        stderr.print(f"tickwise: interrupted; every finished trial is stored in {args.out}: "
+                     "the same command resumes the sweep", markup=False)  # fmt: skip
+        return EXIT_INTERRUPTED
+    _print(result)
+    return 0
+
+
+def _print(result: Any) -> None:
+    info = result.info
+    goals = [o.name for o in result.objectives]
+    swept = list(info["space"])
+    table = Table(title=f"{escape(info['strategy_name'])}: {info['trials']:,} trials "
+                        f"({info['search']}), best by {', '.join(info['objectives'])}",
+                  title_justify="left")  # fmt: skip
+    numbers = list(dict.fromkeys([*goals, "pnl", "fills"]))
+    for name in ("rank", "trial", *swept, *numbers, "run_hash"):
+        table.add_column(name, justify="right")
+    rows = sorted((r for r in result.table.to_pylist() if r["rank"] is not None),
+                  key=lambda r: r["rank"])[:SHOWN]  # fmt: skip
+    for r in rows:
+        cells = [str(r["rank"]), str(r["trial"]), *(f"{r['param.' + n]}" for n in swept)]
+        cells += [_num(r[n]) for n in numbers]
+        table.add_row(*cells, r["run_hash"][:12])
+    stdout.print(table)
+    status = ", ".join(f"{k} {v:,}" for k, v in info["status"].items() if v)
+    wall = info["trial_wall_s"]
+    stdout.print(f"trials: {status}; run now {info['ran']:,} on {info['workers']} "
+                 f"{info['executor']} workers, the others from the store",
+                 markup=False)  # fmt: skip
+    if wall:
+        setup = info["trial_setup_s"]
+        stdout.print(f"trial wall time (s, over trials run now): p50 {wall['p50']:.3f}, "
+                     f"p99 {wall['p99']:.3f}, max {wall['max']:.3f}; of which setup p50 "
+                     f"{setup['p50']:.3f}; sweep wall clock {info['wall_s']:.1f} s",
+                     markup=False)  # fmt: skip
+    if result.best is None:
+        stdout.print("no trial ran to the end with a value of the objective: no best.toml "
+                     "(see the reasons in trials.parquet)", markup=False)  # fmt: skip
+    stdout.print(f"results in {result.out}: trials.parquet, sweep.json"
+                 + (", best.toml" if result.best else ""), markup=False)  # fmt: skip
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
