@@ -1,8 +1,11 @@
-"""The deflated Sharpe ratio against the worked example of its paper and moments computed
-by polars; the null results with their reasons; bad input refused by name."""
+"""The deflated Sharpe ratio against the worked example of its paper, and the probability of
+backtest overfitting against a combinatorially symmetric cross-validation worked by hand
+and against a plain reimplementation (polars ranks); the null results with their reasons;
+bad input refused by name."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 from tickwise.backtest.overfitting import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
+    pbo,
     probabilistic_sharpe_ratio,
     sharpe_ratios,
 )
@@ -124,3 +128,121 @@ def test_a_dsr_of_returns_with_nan_is_refused_naming_where() -> None:
         deflated_sharpe_ratio(np.array([0.1, 0.2, np.nan, 0.3]), np.array([0.1, 0.2]))
     with pytest.raises(ValueError, match="sharpe_of_trials holds inf at position 0"):
         deflated_sharpe_ratio(np.array([0.1, 0.2, 0.3]), np.array([np.inf, 0.2]))
+
+
+# The probability of backtest overfitting
+
+# Four blocks of one period each (rows), three trials (columns); scored by their mean.
+BLOCKS = np.array([[1.0, 3.0, 3.0], [1.0, 2.0, 2.0], [3.0, 0.0, 1.0], [2.0, 1.0, 3.0]])
+
+
+def mean(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=0)
+
+
+def test_cscv_worked_by_hand_on_four_blocks() -> None:
+    # In-sample blocks | in-sample means (best)       | out-of-sample means (its rank of 3)
+    # 0,1 | 1, 2.5, 2.5: tie, the lowest index, 1       | 2.5, 0.5, 2: 0.5 lowest, rank 1
+    # 0,2 | 2, 1.5, 2: tie, trial 0                     | 1.5, 1.5, 2.5: tied lowest, rank 1.5
+    # 0,3 | 1.5, 2, 3: trial 2                          | 2, 1, 1.5: the middle, rank 2
+    # 1,2 | 2, 1, 1.5: trial 0                          | 1.5, 2, 3: rank 1
+    # 1,3 | 1.5, 1.5, 2.5: trial 2                      | 2, 1.5, 2: tied highest, rank 2.5
+    # 2,3 | 2.5, 0.5, 2: trial 0                        | 1, 2.5, 2.5: rank 1
+    # w = rank / 4 and logit log(w / (1 - w)): rank 1 -> log(1/3), 1.5 -> log(3/5),
+    # 2 -> 0, 2.5 -> log(5/3). Five of six are <= 0.
+    result = pbo(BLOCKS, 4, metric=mean)
+    assert result.n_combinations == math.comb(4, 2) == 6
+    third, three_fifths = math.log(1 / 3), math.log(3 / 5)
+    expected = [third, three_fifths, 0.0, third, -three_fifths, third]
+    assert result.logits == pytest.approx(expected, abs=1e-15)
+    assert result.pbo == 5 / 6
+    assert result.best.tolist() == [1, 0, 2, 0, 2, 0]
+    assert result.in_sample.tolist() == [2.5, 2.0, 3.0, 2.0, 2.5, 2.5]
+    assert result.out_of_sample.tolist() == [0.5, 1.5, 1.5, 1.5, 2.0, 1.0]
+    assert (result.n_splits, result.rows_used) == (4, 4)
+
+
+def test_an_in_sample_tie_goes_to_the_lowest_trial_index() -> None:
+    # Blocks 0 and 1 in sample: trials 1 and 2 tie at 2.5 and differ out of sample (0.5, 2):
+    # trial 1 is taken, rank 1 (trial 2 would have ranked 2, logit 0). Blocks 0 and 2:
+    # trials 0 and 2 tie at 2, trial 0 is taken.
+    result = pbo(BLOCKS, 4, metric=mean)
+    assert result.best[:2].tolist() == [1, 0]
+    assert result.logits[0] == pytest.approx(math.log(1 / 3))
+    swapped = pbo(BLOCKS[:, [0, 2, 1]], 4, metric=mean)  # trial 2 now comes first
+    assert swapped.best[0] == 1  # (the former trial 2)
+    assert swapped.logits[0] == 0.0
+
+
+def plain_cscv(m: np.ndarray, n_splits: int) -> tuple[float, list[float]]:
+    """CSCV written out directly: the oldest rows that do not fill a block dropped, mean and
+    sample standard deviation per half, the first maximum in sample, polars' average rank
+    out of sample."""
+    m = m[m.shape[0] % n_splits :]
+    blocks = np.split(m, n_splits)
+    logits = []
+    for inside in itertools.combinations(range(n_splits), n_splits // 2):
+        train = np.vstack([blocks[b] for b in inside])
+        test = np.vstack([blocks[b] for b in range(n_splits) if b not in inside])
+        best = int(np.argmax(train.mean(axis=0) / train.std(axis=0, ddof=1)))
+        ranks = pl.Series(test.mean(axis=0) / test.std(axis=0, ddof=1)).rank("average")
+        w = ranks[best] / (m.shape[1] + 1)
+        logits.append(math.log(w / (1 - w)))
+    return float(np.mean(np.array(logits) <= 0)), logits
+
+
+def test_pbo_of_sharpe_ratios_agrees_with_cscv_written_out() -> None:
+    rng = np.random.default_rng(11)
+    m = rng.normal(0.0002, 0.01, size=(99, 7))  # 99 rows in 6 blocks: the 3 oldest dropped
+    m[:, 3] += 0.002  # one trial with an edge
+    expected_pbo, expected_logits = plain_cscv(m, 6)
+    result = pbo(m, 6)
+    assert result.rows_used == 96
+    assert result.n_combinations == 20
+    assert result.logits == pytest.approx(expected_logits, abs=1e-12)
+    assert result.pbo == expected_pbo
+
+
+def test_a_trial_that_never_trades_scores_zero_and_still_ranks() -> None:
+    rng = np.random.default_rng(5)
+    m = rng.normal(0.0, 0.01, size=(40, 4))
+    m[:, 2] = 0.0
+    assert sharpe_ratios(m)[2] == 0.0
+    assert np.isfinite(pbo(m, 4).logits).all()
+
+
+def test_the_result_cannot_be_edited() -> None:
+    result = pbo(BLOCKS, 4, metric=mean)
+    with pytest.raises(ValueError, match="read-only"):
+        result.logits[0] = 1.0
+
+
+@pytest.mark.parametrize(
+    ("performance", "n_splits", "message"),
+    [
+        (np.zeros((8, 3)), 3, "n_splits must be even and at least 2, got 3"),
+        (np.zeros((8, 3)), 0, "n_splits must be even and at least 2, got 0"),
+        (np.zeros((8, 3)), 4.0, "n_splits must be an even integer, got 4.0"),
+        (np.zeros((6, 3)), 8, "n_splits 8 is more than the 6 periods"),
+        (np.zeros((8, 1)), 4, "at least 2 trials \\(columns\\), got 1"),
+        (np.zeros(8), 4, "must be a 2-D array \\(periods x trials\\), got shape \\(8,\\)"),
+        (np.zeros((3, 2)), 2, "needs at least 2 periods in each half; 2 blocks of 1 leave 1"),
+    ],
+)
+def test_bad_input_is_refused_naming_what_is_wrong(performance, n_splits, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        pbo(performance, n_splits)
+
+
+def test_a_nan_is_refused_naming_its_row_and_trial() -> None:
+    m = np.zeros((8, 3))
+    m[5, 2] = np.nan
+    with pytest.raises(ValueError, match="performance holds nan at row 5, trial 2"):
+        pbo(m, 4)
+
+
+def test_a_metric_that_does_not_score_every_trial_is_refused() -> None:
+    with pytest.raises(ValueError, match="one value per trial \\(3\\), gave shape \\(\\)"):
+        pbo(BLOCKS, 4, metric=lambda x: x.mean())
+    with pytest.raises(ValueError, match="metric gave NaN for trial 1 over blocks \\(0, 1\\)"):
+        pbo(BLOCKS, 4, metric=lambda x: np.array([1.0, np.nan, 0.0]))
