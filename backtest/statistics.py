@@ -37,7 +37,7 @@ from tickwise.engine.config import CALENDARS, RETURNS_PERIODS
 DAY_NS = 86_400_000_000_000
 YEAR_NS = 365.25 * DAY_NS
 MIN_PERIODS = 2  # fewer returns than this: no ratio is said
-_ROUNDING = 1e-9  # returns varying less than this share of their mean: rounding, not risk
+ROUNDING = 1e-9  # returns varying less than this share of their mean: rounding, not risk
 _WEEKEND_SHARE = 0.2  # weekend days among days with data, from which a market trades 24/7
 
 
@@ -153,7 +153,7 @@ def statistics(curve: Curve, *, period: str = "1d", calendar: str = "auto",
         sd = float(np.std(x, ddof=1))
         mean = float(np.mean(x))
         volatility = _said(sd * math.sqrt(per_year))
-        if not sd > _ROUNDING * abs(mean):  # (a constant return still wobbles in binary)
+        if not sd > ROUNDING * abs(mean):  # (a constant return still wobbles in binary)
             sharpe = _null(f"the {period} returns do not vary")
         else:
             sharpe = _said(mean / sd * math.sqrt(per_year))
