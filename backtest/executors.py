@@ -41,8 +41,11 @@ def default_workers() -> int:
 
 
 def _died(task: Task, deaths: int) -> dict[str, Any]:
-    return failed_row(FAILED, f"the worker running it died {deaths} times (killed, or out "
-                              "of memory: see --max-memory)")  # fmt: skip
+    """The row of a trial whose workers kept dying: `lost`, so it is not stored (a rerun of
+    the sweep tries it again)."""
+    row = failed_row(FAILED, f"the worker running it died {deaths} times (killed, or out "
+                             "of memory)")  # fmt: skip
+    return row | {"lost": True}
 
 
 def _pin_threads() -> Any:

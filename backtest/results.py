@@ -214,9 +214,9 @@ def _final_pnl(bt: Backtest) -> float:
     return float(total_pnl(bt.session.ctx))
 
 
-def performance(bt: Backtest, final: float) -> dict[str, Any]:
-    """The run's statistics (backtest/statistics.py) on its equity curve, from flat at the
-    first event to the final PnL at the last."""
+def curve_of(bt: Backtest, final: float) -> Curve:
+    """What the statistics read of a run: its equity curve from flat at the first event to
+    the final PnL at the last, its traded notional and its round trips."""
     e = bt.equity
     first, last = bt.ts_first, bt.ts_last
     ts, pnl, gross = e["ts"], e["pnl"], e["gross_exposure"]
@@ -231,10 +231,16 @@ def performance(bt: Backtest, final: float) -> dict[str, Any]:
     elif ts.size:
         pnl = np.append(pnl[:-1], final)
     f = bt.fills
-    curve = Curve(ts.astype(np.int64), pnl.astype(np.float64), gross.astype(np.float64),
-                  float(np.sum(np.abs(f["qty"] * f["price"]))), round_trips(bt))  # fmt: skip
+    return Curve(ts.astype(np.int64), pnl.astype(np.float64), gross.astype(np.float64),
+                 float(np.sum(np.abs(f["qty"] * f["price"]))), round_trips(bt))  # fmt: skip
+
+
+def performance(bt: Backtest, final: float) -> dict[str, Any]:
+    """The run's statistics (backtest/statistics.py) on its equity curve, from flat at the
+    first event to the final PnL at the last."""
     c = bt.config
-    return statistics(curve, period=c.returns_period, calendar=c.calendar, capital=c.capital)
+    return statistics(curve_of(bt, final), period=c.returns_period, calendar=c.calendar,
+                      capital=c.capital)  # fmt: skip
 
 
 UTC_NS = pa.timestamp("ns", tz="UTC")

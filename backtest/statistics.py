@@ -27,6 +27,7 @@ event (365.25-day years).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,19 @@ class Curve:
     gross: np.ndarray  # float64: sum of |position| x mark at each point
     traded_notional: float  # sum of |qty x price| over every fill
     trip_pnls: np.ndarray  # PnL of each round trip, fees included
+
+
+def stitch(curves: Sequence[Curve]) -> Curve:
+    """Curves of runs that follow one another (each from flat) as one: each run's PnL
+    carried on from where the one before ended."""
+    offsets = np.cumsum([0.0] + [c.pnl[-1] if c.pnl.size else 0.0 for c in curves[:-1]])
+    return Curve(
+        np.concatenate([c.ts for c in curves]),
+        np.concatenate([c.pnl + o for c, o in zip(curves, offsets, strict=True)]),
+        np.concatenate([c.gross for c in curves]),
+        float(sum(c.traded_notional for c in curves)),
+        np.concatenate([c.trip_pnls for c in curves]),
+    )
 
 
 def calendar_of(ts: np.ndarray) -> str:

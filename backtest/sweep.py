@@ -42,29 +42,34 @@ from tickwise.engine.strategy import Strategy, StrategyError, load_strategy
 from tickwise.feeds.merged import open_data
 
 from .executors import EXECUTORS, make_executor
+from .folds import Fold, purged_k_fold, walk_forward
 from .replay import check_data, replay
 from .results import footer_hash, summarize
 from .search import SAMPLERS, Objective, make_sampler, parse_objective
 from .search import search as optuna_search
 from .space import Space, parse_space
+from .statistics import DAY_NS
 from .trials import (
     COUNTS,
     FAILED,
     INVALID,
     NUMBERS,
     OK,
+    WHOLE,
     Plan,
     Task,
     TrialStore,
+    Window,
     config_json,
     failed_row,
     finite_or_none,
     strategy_fingerprint,
     trial_key,
 )
+from .validation import overfitting, stitched, walk_forward_summary
 
 SEARCHES = ("grid", *SAMPLERS)
-FILES = ("trials.parquet", "best.toml", "sweep.json", "trials.sqlite")
+FILES = ("trials.parquet", "best.toml", "sweep.json", "trials.sqlite", "oos_equity.parquet")
 PARAM = "param."  # the prefix of parameter columns in the trial table
 
 
@@ -96,8 +101,6 @@ class _Context:
     strategy_fp: str
     data_fp: str
     config: dict[str, Any]
-    start: int | None
-    end: int | None
     store: TrialStore | None
     executor_name: str
     workers: int | None
@@ -121,9 +124,11 @@ class _Context:
         else:
             self.store.put(key, row)
 
-    def run_points(self, first_id: int, points: Sequence[dict[str, Any]]) -> list[dict]:
-        """The rows of trials `first_id`... with these points: from the store, or run (each
-        stored as it finishes); an invalid point is a row, never run."""
+    def run_points(self, first_id: int, points: Sequence[dict[str, Any]],
+                   windows: tuple[Window, ...] = WHOLE, *, curve: bool = False,
+                   fold: int | None = None, role: str | None = None) -> list[dict]:  # fmt: skip
+        """The rows of trials `first_id`... with these points over `windows`: from the
+        store, or run (each stored as it finishes); an invalid point is a row, never run."""
         rows: list[dict[str, Any] | None] = [None] * len(points)
         keys: list[str | None] = [None] * len(points)
         tasks: dict[str, Task] = {}
@@ -135,29 +140,31 @@ class _Context:
                 rows[n]["params"] = self.fixed | point
                 continue
             keys[n] = key = trial_key(self.strategy_fp, self.data_fp, self.config, params,
-                                      self.start, self.end)  # fmt: skip
-            tasks.setdefault(key, Task(key, params, self.start, self.end))
+                                      windows, curve)  # fmt: skip
+            tasks.setdefault(key, Task(key, params, windows, curve))
         done = self.get(list(tasks))
         todo = [t for k, t in tasks.items() if k not in done]
+        meta = {"fold": fold, "role": role, "start": windows[0][0], "end": windows[-1][1]}
         for n, row in enumerate(rows):
+            if row is None and keys[n] in done:
+                row = done[keys[n]]
             if row is not None:
-                self._finished(first_id + n, row)
-            elif keys[n] in done:
-                self._finished(first_id + n, done[keys[n]])
+                rows[n] = {**row, **meta}
+                self._finished(first_id + n, rows[n])
         if todo:
             for task, row in self._executor().run(todo):
                 row["params"] = task.params
-                if not (row["status"] == FAILED and row["reason"].startswith("the worker")):
-                    self.put(task.key, row)  # (a lost worker is no result: rerun next time)
-                done[task.key] = row
+                if not row.pop("lost", False):  # (a lost worker is no result: run it next time)
+                    self.put(task.key, row)
                 self.ran += 1
                 self.walls.append(row["wall_s"])
                 if "setup_s" in row:
                     self.setups.append(row["setup_s"])
                 for n, key in enumerate(keys):
                     if key == task.key:
-                        self._finished(first_id + n, row)
-        return [row if row is not None else done[keys[n]] for n, row in enumerate(rows)]
+                        rows[n] = {**row, **meta}
+                        self._finished(first_id + n, rows[n])
+        return rows  # type: ignore[return-value]
 
     def _executor(self) -> Any:
         if self.executor is None:
@@ -166,9 +173,11 @@ class _Context:
         return self.executor
 
     def _finished(self, trial: int, row: dict[str, Any]) -> None:
-        """Follow the best so far, and tell the caller a trial is done."""
-        if eligible(row, self.objectives) and (
-            self.best is None or _better(row, trial, self.best, self.objectives[0])
+        """Follow the best so far (of the trials that choose), and tell the caller."""
+        if (
+            row["role"] != "test"
+            and eligible(row, self.objectives)
+            and (self.best is None or _better(row, trial, self.best, self.objectives[0]))
         ):
             self.best = {**row, "trial": trial}
         if self.on_trial:
@@ -209,11 +218,22 @@ def rank(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]) -> 
 
 def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
              objectives: Sequence[Objective]) -> pa.Table:  # fmt: skip
-    """The trial table: trial id, outcome, each parameter, every number, run hash, times."""
+    """The trial table: trial id, fold and role (walk-forward), window, outcome, rank (in
+    its fold's training), each parameter, every number, run hash, times."""
+    ranks: list[int | None] = [None] * len(rows)
+    for fold in dict.fromkeys(r["fold"] for r in rows):
+        mine = [n for n, r in enumerate(rows) if r["fold"] == fold and r["role"] != "test"]
+        for n, place in zip(mine, rank([rows[n] for n in mine], objectives), strict=True):
+            ranks[n] = place
+    utc = pa.timestamp("ns", tz="UTC")
     columns: dict[str, pa.Array] = {"trial": pa.array(range(len(rows)), pa.int64())}
+    columns["fold"] = pa.array([r["fold"] for r in rows], pa.int64())
+    columns["role"] = pa.array([r["role"] for r in rows], pa.string())
+    columns["start"] = pa.array([r["start"] for r in rows], utc)
+    columns["end"] = pa.array([r["end"] for r in rows], utc)
     columns["status"] = pa.array([r["status"] for r in rows], pa.string())
     columns["reason"] = pa.array([r.get("reason") for r in rows], pa.string())
-    columns["rank"] = pa.array(rank(rows, objectives), pa.int64())
+    columns["rank"] = pa.array(ranks, pa.int64())
     kinds = {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
     for name, param in strategy.params.items():
         values = [r.get("params", {}).get(name) for r in rows]
@@ -224,7 +244,7 @@ def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
     for name in ("halt_reason", "run_hash"):
         columns[name] = pa.array([r.get(name) for r in rows], pa.string())
     for name in ("first_event", "last_event"):
-        columns[name] = pa.array([r.get(name) for r in rows], pa.timestamp("ns", tz="UTC"))
+        columns[name] = pa.array([r.get(name) for r in rows], utc)
     for name in ("wall_s", "setup_s"):
         columns[name] = pa.array([r.get(name) for r in rows], pa.float64())
     return pa.table(columns)
@@ -287,6 +307,12 @@ def sweep(
     out: str | Path | None = None,
     start: int | None = None,
     end: int | None = None,
+    train: int | None = None,
+    test: int | None = None,
+    step: int | None = None,
+    anchored: bool = False,
+    folds: int | None = None,
+    embargo: int = 0,
     on_trial: Callable[[int, dict[str, Any] | None], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
@@ -296,9 +322,13 @@ def sweep(
     point), or 'random', 'tpe', 'cmaes', 'nsga2' for `trials` points drawn with `seed`,
     `batch` at a time. `objectives`: summary numbers ('sharpe', 'max_drawdown:min').
     `executor` 'local' (`workers` processes, default the CPUs) or 'ray' (`address`).
-    With `out`, every trial is stored there as it finishes and a rerun resumes; the table,
-    best.toml and sweep.json are written at the end. `on_plan(total)` and `on_trial(id,
-    best row)` follow the progress."""
+
+    Walk-forward (`train` and `test`, ns of event time; `step`, `anchored`) or purged
+    k-fold (`folds`, `embargo` ns): each fold searches the space on its training windows
+    and runs the best point on its test windows (backtest/folds.py). `start`/`end` (ns)
+    bound the data used. With `out`, every trial is stored there as it finishes and a
+    rerun resumes; the table, best.toml and sweep.json are written at the end.
+    `on_plan(total)` and `on_trial(id, best row)` follow the progress."""
     began = time.perf_counter()
     config = config or SessionConfig()
     cls = load_strategy(strategy)
@@ -306,60 +336,63 @@ def sweep(
     history = open_data(paths[0] if len(paths) == 1 else paths)
     check_data(cls, history)
     dims = parse_space(cls, space)
-    fixed = dict(params or {})
-    both = sorted(set(fixed) & set(dims.names))
-    if both:
-        raise TickwiseError(f"{', '.join(both)}: both fixed (--param) and swept (--grid)")
-    for name, value in fixed.items():
-        if name not in cls.params:
-            cls.resolve_params({name: value})  # (says which parameters there are)
-        fixed[name] = cls.params[name].check(name, value)
-    if search not in SEARCHES:
-        raise TickwiseError(f"search {search!r}: one of {', '.join(SEARCHES)}")
-    if executor not in EXECUTORS:
-        raise TickwiseError(f"--executor {executor!r}: one of {', '.join(EXECUTORS)}")
-    goals = tuple(parse_objective(o, NUMBERS) for o in objectives)
-    if not goals:
-        raise TickwiseError("no objective: give at least one (--objective sharpe)")
-    if len({o.name for o in goals}) != len(goals):
-        raise TickwiseError("an objective is given twice")
+    fixed = _fixed(cls, params, dims)
+    goals = _objectives(objectives, search, executor)
+    plan_folds = _folds(history, start, end, train, test, step, anchored, folds, embargo)
     if search == "grid":
         if trials is not None:
             raise TickwiseError("a grid runs every point: --trials/--random is for searches")
-        total = dims.grid_size()
+        per_fold = dims.grid_size()
     else:
         if trials is None or trials < 1:
             raise TickwiseError(f"a {search} search needs a number of trials (at least 1)")
         if batch < 1:
             raise TickwiseError(f"--batch must be at least 1, got {batch}")
-        total = trials
-        sampler = make_sampler(search, seed, len(goals))
+        make_sampler(search, seed, len(goals))  # (refuses a sampler unfit for the goals)
+        per_fold = trials
     if workers is not None and workers < 1:
         raise TickwiseError(f"--workers must be at least 1, got {workers}")
     out = Path(out) if out is not None else None
     store = _open_folder(out) if out is not None else None
     plan = Plan(strategy, tuple(str(p) for p in paths), config)
     ctx = _Context(cls, plan, fixed, dims, goals, strategy_fingerprint(cls),
-                   footer_hash(history), config_json(config), start, end, store, executor,
-                   workers, address, on_trial)  # fmt: skip
+                   footer_hash(history), config_json(config), store, executor, workers,
+                   address, on_trial)  # fmt: skip
     if on_plan:
-        on_plan(total)
+        on_plan(per_fold * len(plan_folds) + sum(1 for f in plan_folds if f.test))
     rows: list[dict[str, Any]] = []
-    try:
-        _warm_up(cls, history, fixed, config, on_compile)
+
+    def explore(windows: tuple[Window, ...], fold: int | None, role: str | None) -> int:
+        """Search the space over `windows`; the rows go to `rows`; returns the first id."""
+        first = len(rows)
         if search == "grid":
             points = dims.grid()
             while chunk := [p for _, p in zip(range(4096), points, strict=False)]:
-                rows += ctx.run_points(len(rows), chunk)
-        else:
+                rows.extend(ctx.run_points(len(rows), chunk, windows, fold=fold, role=role))
+            return first
 
-            def run(points: list[dict[str, Any]]) -> list[Any]:
-                done = ctx.run_points(len(rows), points)
-                rows.extend(done)
-                return [[finite_or_none(r.get(o.name)) for o in goals]
-                        if r["status"] == OK else None for r in done]  # fmt: skip
+        def run(points: list[dict[str, Any]]) -> list[Any]:
+            done = ctx.run_points(len(rows), points, windows, fold=fold, role=role)
+            rows.extend(done)
+            return [[finite_or_none(r.get(o.name)) for o in goals]
+                    if r["status"] == OK else None for r in done]  # fmt: skip
 
-            optuna_search(dims, sampler, goals, trials, batch, run)
+        optuna_search(dims, make_sampler(search, seed, len(goals)), goals, per_fold, batch, run)
+        return first
+
+    try:
+        _warm_up(cls, history, fixed, config, on_compile)
+        for fold in plan_folds:
+            if not fold.test:  # (no folds: the whole window, once)
+                explore(fold.train, None, None)
+                continue
+            first = explore(fold.train, fold.number, "train")
+            chosen = _best_of(rows[first:], first, goals)
+            point = {n: chosen["params"][n] for n in dims.names} if chosen else None
+            if point is not None:
+                rows.extend(ctx.run_points(len(rows), [point], fold.test, curve=True,
+                                           fold=fold.number, role="test"))  # fmt: skip
+                rows[-1]["chosen"] = chosen["trial"]
     finally:
         workers_used = ctx.executor.workers if ctx.executor else 0
         if ctx.executor is not None:
@@ -367,7 +400,7 @@ def sweep(
         if store is not None:
             store.close()
     table = table_of(cls, rows, goals)
-    best = ctx.best
+    best = _best_of(rows, 0, goals, last_fold=True)
     info = {
         "strategy": strategy,
         "strategy_name": cls.name(),
@@ -384,22 +417,99 @@ def sweep(
         "workers": workers_used,
         "ran": ctx.ran,
         "status": {s: sum(r["status"] == s for r in rows) for s in (OK, "halted", INVALID, FAILED)},
-        "best": None
-        if best is None
-        else {
-            "trial": best["trial"],
-            "params": best["params"],
-            **{o.name: best[o.name] for o in goals},
-            "run_hash": best["run_hash"],
+        "best": None if best is None else {
+            "trial": best["trial"], "params": best["params"],
+            **{o.name: best[o.name] for o in goals}, "run_hash": best["run_hash"],
         },
         "wall_s": time.perf_counter() - began,
         "trial_wall_s": _percentiles(ctx.walls),  # (of the trials run by this call)
         "trial_setup_s": _percentiles(ctx.setups),
-    }
+    }  # fmt: skip
+    if plan_folds[0].test:
+        days = lambda ns: None if ns is None else ns / DAY_NS  # noqa: E731
+        how = {"kind": "purged k-fold" if folds else "anchored" if anchored else "rolling",
+               "train_days": days(train), "test_days": days(test),
+               "step_days": days(test if step is None else step) if train else None,
+               "k": folds, "embargo_days": days(embargo) if folds else None}  # fmt: skip
+        info["walk_forward"] = walk_forward_summary(plan_folds, rows, goals, config, how)
+    else:
+        info["overfitting"] = overfitting(rows, goals[0], config)
     if out is not None:
-        _write_folder(out, table, info, best, strategy, config, goals)
+        _write_folder(out, table, info, best, strategy, config, goals, rows)
     return Sweep(table, best, goals, out, len(rows), ctx.ran, workers_used,
                  info["wall_s"], info)  # fmt: skip
+
+
+def _fixed(cls: type[Strategy], params: Mapping[str, Any] | None, dims: Space) -> dict:
+    """The fixed parameters, each checked; none may be swept too."""
+    fixed = dict(params or {})
+    both = sorted(set(fixed) & set(dims.names))
+    if both:
+        raise TickwiseError(f"{', '.join(both)}: both fixed (--param) and swept (--grid)")
+    for name, value in fixed.items():
+        if name not in cls.params:
+            cls.resolve_params({name: value})  # (says which parameters there are)
+        fixed[name] = cls.params[name].check(name, value)
+    return fixed
+
+
+def _objectives(objectives: Sequence[str], search: str, executor: str) -> tuple[Objective, ...]:
+    if search not in SEARCHES:
+        raise TickwiseError(f"search {search!r}: one of {', '.join(SEARCHES)}")
+    if executor not in EXECUTORS:
+        raise TickwiseError(f"--executor {executor!r}: one of {', '.join(EXECUTORS)}")
+    goals = tuple(parse_objective(o, NUMBERS) for o in objectives)
+    if not goals:
+        raise TickwiseError("no objective: give at least one (--objective sharpe)")
+    if len({o.name for o in goals}) != len(goals):
+        raise TickwiseError("an objective is given twice")
+    return goals
+
+
+def _folds(history: Any, start: int | None, end: int | None, train: int | None,
+           test: int | None, step: int | None, anchored: bool, folds: int | None,
+           embargo: int) -> list[Fold]:  # fmt: skip
+    """The sweep's folds: walk-forward, purged k-fold, or one fold of the whole window
+    with no test (a plain sweep)."""
+    walking = train is not None or test is not None
+    if walking and folds is not None:
+        raise TickwiseError("--train/--test (walk-forward) or --folds (k-fold): not both")
+    if not walking and folds is None:
+        if step is not None or anchored or embargo:
+            raise TickwiseError("--step and --anchored go with --train/--test; --embargo "
+                                "with --folds")  # fmt: skip
+        return [Fold(0, ((start, end),), ())]
+    first, last = history.ts_range
+    lo = first if start is None else max(first, start)
+    hi = last if end is None else min(last, end - 1)
+    if lo > hi:
+        raise TickwiseError("--start/--end leave no event to fold")
+    if folds is not None:
+        if step is not None or anchored:
+            raise TickwiseError("--step and --anchored are walk-forward's (--train/--test)")
+        return purged_k_fold(lo, hi, folds, embargo)
+    if train is None or test is None:
+        raise TickwiseError("walk-forward needs both --train and --test")
+    if embargo:
+        raise TickwiseError("--embargo is k-fold's (--folds)")
+    return walk_forward(lo, hi, train, test, step, anchored)
+
+
+def _best_of(rows: Sequence[Mapping[str, Any]], first: int, goals: Sequence[Objective],
+             last_fold: bool = False) -> dict[str, Any] | None:  # fmt: skip
+    """The best trial of `rows` (trial ids from `first`) that may be chosen; `last_fold`:
+    of the last fold's training when there are folds (what you would trade next)."""
+    if last_fold and rows and rows[-1]["fold"] is not None:
+        last = max(r["fold"] for r in rows)
+        candidates = [(n, r) for n, r in enumerate(rows) if r["fold"] == last]
+    else:
+        candidates = list(enumerate(rows))
+    chosen = [(n, r) for n, r in candidates if r["role"] != "test" and eligible(r, goals)]
+    ranks = rank([r for _, r in chosen], goals)
+    for (n, r), place in zip(chosen, ranks, strict=True):
+        if place == 1:
+            return {**r, "trial": first + n}
+    return None
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float] | None:
@@ -427,8 +537,14 @@ def _warm_up(cls: type[Strategy], history: Any, fixed: Mapping[str, Any],
 
 def _write_folder(out: Path, table: pa.Table, info: dict[str, Any],
                   best: dict[str, Any] | None, spec: str, config: SessionConfig,
-                  goals: Sequence[Objective]) -> None:  # fmt: skip
+                  goals: Sequence[Objective],
+                  rows: Sequence[Mapping[str, Any]]) -> None:  # fmt: skip
     _write_atomic(out / "trials.parquet", lambda p: pq.write_table(table, p))
+    if "walk_forward" in info:
+        ts, pnl, fold = stitched(rows)
+        oos = pa.table({"ts": pa.array(ts, pa.timestamp("ns", tz="UTC")), "pnl": pnl,
+                        "fold": fold})  # fmt: skip
+        _write_atomic(out / "oos_equity.parquet", lambda p: pq.write_table(oos, p))
     text = json.dumps(info, indent=2, default=str) + "\n"
     _write_atomic(out / "sweep.json", lambda p: p.write_text(text))
     if best is None:

@@ -60,14 +60,20 @@ class Plan:
     config: SessionConfig = field(default_factory=SessionConfig)
 
 
+Window = tuple[int | None, int | None]  # [start, end) ns of event time; None: open
+WHOLE: tuple[Window, ...] = ((None, None),)
+CURVE_POINTS = 2_000  # the most points of a trial's equity curve kept (for the report)
+
+
 @dataclass(frozen=True)
 class Task:
-    """One trial to run: its key in the store, its resolved parameters and its window."""
+    """One trial to run: its key in the store, its resolved parameters, the windows of event
+    time it replays (one after another, each from flat) and whether to keep its curve."""
 
     key: str
     params: dict[str, Any]
-    start: int | None = None
-    end: int | None = None
+    windows: tuple[Window, ...] = WHOLE
+    curve: bool = False
 
 
 def strategy_fingerprint(strategy: type[Strategy]) -> str:
@@ -93,10 +99,13 @@ def config_json(config: SessionConfig) -> dict[str, Any]:
 
 
 def trial_key(strategy_fp: str, data_fp: str, config: Mapping[str, Any],
-              params: Mapping[str, Any], start: int | None, end: int | None) -> str:  # fmt: skip
-    """The store's key of a trial: a hash of everything its result depends on."""
+              params: Mapping[str, Any], windows: tuple[Window, ...],
+              curve: bool) -> str:  # fmt: skip
+    """The store's key of a trial: a hash of everything its result depends on (and whether
+    its row keeps the curve)."""
     what = {"strategy": strategy_fp, "data": data_fp, "config": config,
-            "params": dict(sorted(params.items())), "window": [start, end]}  # fmt: skip
+            "params": dict(sorted(params.items())), "windows": [list(w) for w in windows],
+            "curve": curve}  # fmt: skip
     text = json.dumps(what, sort_keys=True, allow_nan=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -146,15 +155,9 @@ class TrialWorker:
 
     def run(self, task: Task) -> dict[str, Any]:
         """One trial's row (with its wall and setup times): its failure is a row too."""
-        from .replay import replay
-        from .results import summarize
-
         began = time.perf_counter()
         try:
-            bt = replay(self.strategy, self.history, task.params, self.plan.config,
-                        start=task.start, end=task.end, began=began)  # fmt: skip
-            row = row_of(summarize(bt, self.footers))
-            row["setup_s"] = bt.setup_s
+            row = self._run(task, began)
         except TickwiseError as exc:
             row = failed_row(FAILED, str(exc))
         except Exception as exc:  # a bug in the strategy's Python, or ours: keep it, go on
@@ -163,6 +166,64 @@ class TrialWorker:
                                      f"({Path(where.filename).name}:{where.lineno})")  # fmt: skip
         row["wall_s"] = time.perf_counter() - began
         return row
+
+    def _run(self, task: Task, began: float) -> dict[str, Any]:
+        from .replay import replay
+        from .results import curve_of, summarize
+        from .statistics import period_pnl, statistics, stitch
+
+        config = self.plan.config
+        runs, setup = [], 0.0
+        for start, end in task.windows:
+            bt = replay(self.strategy, self.history, task.params, config, start=start,
+                        end=end, began=time.perf_counter())  # fmt: skip
+            setup += bt.setup_s
+            summary = summarize(bt, self.footers)
+            runs.append((summary, curve_of(bt, summary["pnl"])))
+            del bt  # (its orders and fills: only the numbers are kept)
+        curve = stitch([c for _, c in runs])
+        if len(runs) == 1:
+            row = row_of(runs[0][0])
+        else:
+            stats = statistics(curve, period=config.returns_period, calendar=config.calendar,
+                               capital=config.capital)  # fmt: skip
+            row = joined_row([s for s, _ in runs], stats)
+        row["setup_s"] = setup
+        ends, pnl = period_pnl(curve.ts, curve.pnl, config.returns_period)
+        row["periods"] = [ends.tolist(), pnl.tolist()]  # (each period's last time and PnL)
+        if task.curve:
+            row["curve"] = thinned(curve.ts, curve.pnl)
+        return row
+
+
+def joined_row(summaries: list[Mapping[str, Any]], stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The row of a trial over several windows: sums of money and counts, the statistics of
+    the joined curve, the first halt, and a hash of the windows' run hashes in order."""
+    halted = next((s for s in summaries if s["halted"]), None)
+    row = row_of({**summaries[0], "statistics": stats, "halted": halted is not None,
+                  "halt": halted["halt"] if halted else None,
+                  "halt_reason": halted["halt_reason"] if halted else None})  # fmt: skip
+    row["pnl"] = sum(s["pnl"] for s in summaries)
+    row["fees"] = sum(s["fees"] for s in summaries)
+    for name in COUNTS:
+        row[name] = sum(s[name] for s in summaries)
+    joined = hashlib.sha256("".join(s["run_hash"] for s in summaries).encode())
+    row["run_hash"] = joined.hexdigest()
+    row["last_event"] = summaries[-1]["data"]["last_event"]
+    return row
+
+
+def thinned(ts: Any, pnl: Any, points: int = CURVE_POINTS) -> list[list[Any]]:
+    """An equity curve cut to at most `points`: the last point in each of `points` equal
+    stretches of time (the shape a chart shows, and the exact final PnL)."""
+    import numpy as np
+
+    if ts.size > points:
+        span = max(float(ts[-1] - ts[0]), 1.0)
+        bucket = ((ts - ts[0]) / span * (points - 1)).astype(np.int64)  # (ns * points: > int64)
+        last = np.flatnonzero(np.diff(bucket, append=bucket[-1] + 1) != 0)
+        ts, pnl = ts[last], pnl[last]
+    return [ts.tolist(), pnl.tolist()]
 
 
 class TrialStore:

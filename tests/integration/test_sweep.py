@@ -3,6 +3,7 @@ interruption; each trial the backtest it names; failures kept as rows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +25,7 @@ from tickwise.backtest.sweep import PARAM
 
 from .processes import TICKWISE
 
+DAY = 86_400_000_000_000
 MEASURED = ("wall_s", "setup_s")  # times: the only columns that differ from run to run
 
 # A strategy that trades every `every` quotes and can be made to fail on purpose: its
@@ -30,6 +33,7 @@ MEASURED = ("wall_s", "setup_s")  # times: the only columns that differ from run
 # Python raises with fail=2 (the trial fails), every=13 is refused by check_params, and a
 # worker starting the trial every=30 kills itself once while the marker file is there.
 FRAGILE = '''
+import datetime as dt
 import json
 import os
 import signal
@@ -303,3 +307,88 @@ def test_ray_gives_the_table_local_processes_give_even_when_an_actor_dies(
     assert not marker.exists()  # an actor died running every=30, and the trial ran again
     assert results(on_ray.table) == results(local.table)
     assert on_ray.workers == 2
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A week of quotes (2 instruments, one every 20 s): days to walk forward over."""
+    from ..conftest import make_synth
+
+    return make_synth(tmp_path_factory.mktemp("week") / "q.parquet", kind="quotes",
+                      rows=30_000, instruments=2, seed=6, rate=0.05)  # fmt: skip
+
+
+RESEARCH = replace(tw.SessionConfig(), killswitch=replace(tw.KillSwitch(), enabled=False))
+
+
+def test_walk_forward_tests_each_fold_on_what_follows_with_its_best_training_point(
+    tmp_path: Path, week: Path
+) -> None:
+    space = {"window": "20,60", "entry_z": "1.5,2.5"}
+    kw = {"params": {"qty": 100.0}, "config": RESEARCH, "objectives": ["pnl"],
+          "train": 2 * DAY, "test": DAY}  # fmt: skip
+    one = tw.sweep("mean_reversion", week, space, workers=1, **kw)
+    two = tw.sweep("mean_reversion", week, space, workers=2, out=tmp_path / "wf", **kw)
+    assert results(one.table) == results(two.table)
+    rows = one.table.to_pylist()
+    folds = two.info["walk_forward"]["folds"]
+    assert len(folds) >= 4
+    oos, tested = 0.0, 0
+    for fold in folds:
+        train = [r for r in rows if r["fold"] == fold["fold"] and r["role"] == "train"]
+        tests = [r for r in rows if r["fold"] == fold["fold"] and r["role"] == "test"]
+        assert len(train) == 4
+        if not tests:  # nothing trained (the market was shut): nothing chosen, no test
+            assert "reason" in fold
+            assert {r["status"] for r in train} == {"failed"}
+            continue
+        (test,) = tests
+        if test["status"] == "failed":  # a weekend: the synthetic market is shut
+            assert "holds no rows in the window" in test["reason"]
+            assert test["start"].weekday() >= 4
+            continue
+        tested += 1
+        assert all(r["end"] == test["start"] for r in train)  # training stops where it tests
+        assert test["end"] - test["start"] <= dt.timedelta(days=1)
+        (best,) = [r for r in train if r["rank"] == 1]
+        assert fold["chosen_trial"] == best["trial"]
+        assert (test[PARAM + "window"], test[PARAM + "entry_z"]) == (
+            best[PARAM + "window"], best[PARAM + "entry_z"])  # fmt: skip
+        point = {"qty": 100.0, "window": test[PARAM + "window"],
+                 "entry_z": test[PARAM + "entry_z"]}  # fmt: skip
+        bt = tw.run_backtest("mean_reversion", week, point, RESEARCH, start=_ns(test["start"]),
+                             end=_ns(test["end"]))  # fmt: skip
+        assert test["run_hash"] == run_hash(bt.orders, bt.fills)  # the test window alone
+        oos += test["pnl"]
+    assert tested >= 3
+    curve = pq.read_table(tmp_path / "wf" / "oos_equity.parquet")
+    assert curve["pnl"][-1].as_py() == pytest.approx(oos, abs=1e-6)
+    assert curve["fold"].to_pylist() == sorted(curve["fold"].to_pylist())
+    said = json.loads((tmp_path / "wf" / "sweep.json").read_text())["walk_forward"]
+    assert said["out_of_sample"]["pnl"] == pytest.approx(oos, abs=1e-6)
+    last = max(f["fold"] for f in folds)
+    assert two.best["params"] == folds[last]["params"]  # best.toml: what to trade next
+
+
+def test_purged_k_fold_and_the_overfitting_statistics_are_said(week: Path) -> None:
+    space = {"window": "20,60", "entry_z": "1.5,2.5"}
+    kw = {"params": {"qty": 100.0}, "config": RESEARCH, "objectives": ["pnl"], "workers": 2}
+    k = tw.sweep("mean_reversion", week, space, folds=3, embargo=DAY // 4, **kw)
+    rows = k.table.to_pylist()
+    tests = [r for r in rows if r["role"] == "test"]
+    assert [r["fold"] for r in tests] == [0, 1, 2]
+    embargo = dt.timedelta(hours=6)
+    for fold in k.info["walk_forward"]["folds"]:  # training never reaches into its test,
+        ((lo, hi),) = [[dt.datetime.fromisoformat(t) for t in w] for w in fold["test"]]
+        for a, b in ([dt.datetime.fromisoformat(t) for t in w] for w in fold["train"]):
+            assert b <= lo - embargo or a >= hi + embargo  # nor the embargo around it
+    plain = tw.sweep("mean_reversion", week, space, **kw)
+    said = plain.info["overfitting"]
+    assert 0.0 <= said["pbo"]["value"] <= 1.0
+    assert said["pbo"]["splits"] == min(16, said["periods"] // 2) // 2 * 2
+    assert said["deflated_sharpe"]["trials"] == 4
+    assert said["deflated_sharpe"]["value"] is None or 0 <= said["deflated_sharpe"]["value"] <= 1
+
+
+def _ns(when: dt.datetime) -> int:
+    return int(pa.scalar(when, pa.timestamp("ns", tz="UTC")).value)

@@ -83,6 +83,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             flag, type=event_time, default=None, metavar="TIME",
             help=f"{what} ts_event replayed: ISO 8601 (UTC unless a zone is given) or ns",
         )  # fmt: skip
+    wf = sweep.add_argument_group(
+        "walk-forward and k-fold",
+        "each fold searches on its training windows and runs the best point on its test "
+        "window; lengths of event time: 30d, 12h, 90m, 45s, 2w",
+    )
+    wf.add_argument("--train", type=_length("--train"), default=None,
+                    help="walk-forward: the training window")  # fmt: skip
+    wf.add_argument("--test", type=_length("--test"), default=None,
+                    help="walk-forward: the test window after it")  # fmt: skip
+    wf.add_argument("--step", type=_length("--step"), default=None,
+                    help="walk-forward: from one fold to the next (the test's length)")  # fmt: skip
+    wf.add_argument("--anchored", action="store_true",
+                    help="walk-forward: training starts at the first event")  # fmt: skip
+    wf.add_argument("--folds", type=int, default=None, metavar="K",
+                    help="purged k-fold: K equal windows, each the test of one fold")  # fmt: skip
+    wf.add_argument("--embargo", type=_length("--embargo"), default=0,
+                    help="purged k-fold: kept out of training each side of a test")  # fmt: skip
     sweep.add_argument(
         "--no-killswitch", action="store_true",
         help="research runs: no automatic trigger ([killswitch] enabled = false)",
@@ -92,6 +109,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="sweep folder; an existing one is resumed (finished trials are not run again)",
     )  # fmt: skip
     sweep.set_defaults(run=_cmd_sweep)
+
+
+def _length(flag: str) -> Any:
+    """An argparse type: a length of event time (backtest.folds.duration), in ns."""
+
+    def parse(text: str) -> int:
+        from tickwise.backtest.folds import duration
+
+        try:
+            return duration(text, flag)
+        except TickwiseError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 class _Progress:
@@ -148,7 +179,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 args.strategy, data, space, params=params, config=config, search=search,
                 trials=trials, seed=args.seed, batch=args.batch, objectives=objectives,
                 executor=args.executor, workers=args.workers, address=args.address,
-                out=args.out, start=args.start, end=args.end, on_trial=shown.trial,
+                out=args.out, start=args.start, end=args.end, train=args.train,
+                test=args.test, step=args.step, anchored=args.anchored, folds=args.folds,
+                embargo=args.embargo, on_trial=shown.trial,
                 on_plan=shown.plan, on_compile=compile_notice,
             )  # fmt: skip
     except KeyboardInterrupt:
@@ -160,6 +193,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _print(result: Any) -> None:
+    info = result.info
+    if "walk_forward" not in info:
+        _print_best(result)
+    _print_outcome(info)
+    if "walk_forward" in info:
+        _print_folds(info["walk_forward"], [o.name for o in result.objectives], list(info["space"]))
+    else:
+        _print_overfitting(info["overfitting"])
+    if result.best is None:
+        stdout.print("no trial ran to the end with a value of the objective: no best.toml "
+                     "(see the reasons in trials.parquet)", markup=False)  # fmt: skip
+    files = ["trials.parquet", "sweep.json", "best.toml" if result.best else None,
+             "oos_equity.parquet" if "walk_forward" in info else None]  # fmt: skip
+    stdout.print(f"results in {result.out}: {', '.join(f for f in files if f)}", markup=False)
+
+
+def _print_best(result: Any) -> None:
     info = result.info
     goals = [o.name for o in result.objectives]
     swept = list(info["space"])
@@ -176,6 +226,9 @@ def _print(result: Any) -> None:
         cells += [_num(r[n]) for n in numbers]
         table.add_row(*cells, r["run_hash"][:12])
     stdout.print(table)
+
+
+def _print_outcome(info: dict[str, Any]) -> None:
     status = ", ".join(f"{k} {v:,}" for k, v in info["status"].items() if v)
     wall = info["trial_wall_s"]
     stdout.print(f"trials: {status}; run now {info['ran']:,} on {info['workers']} "
@@ -187,11 +240,46 @@ def _print(result: Any) -> None:
                      f"p99 {wall['p99']:.3f}, max {wall['max']:.3f}; of which setup p50 "
                      f"{setup['p50']:.3f}; sweep wall clock {info['wall_s']:.1f} s",
                      markup=False)  # fmt: skip
-    if result.best is None:
-        stdout.print("no trial ran to the end with a value of the objective: no best.toml "
-                     "(see the reasons in trials.parquet)", markup=False)  # fmt: skip
-    stdout.print(f"results in {result.out}: trials.parquet, sweep.json"
-                 + (", best.toml" if result.best else ""), markup=False)  # fmt: skip
+
+
+def _print_folds(wf: dict[str, Any], goals: list[str], swept: list[str]) -> None:
+    table = Table(title=f"walk-forward ({wf['kind']}): in sample, the best of each fold's "
+                        "training; out of sample, the same parameters on its test window",
+                  title_justify="left")  # fmt: skip
+    for name in ("fold", "test window (UTC)", "chosen", *(f"{g} in" for g in goals),
+                 *(f"{g} out" for g in goals), "test PnL"):  # fmt: skip
+        table.add_column(name, justify="right")
+    for f in wf["folds"]:
+        window = f"{f['test'][0][0][:16]} .. {f['test'][-1][1][:16]}"
+        if "reason" in f:
+            table.add_row(str(f["fold"]), window, f["reason"], *[""] * (2 * len(goals) + 1))
+            continue
+        chosen = ", ".join(f"{k}={v}" for k, v in f["params"].items() if k in swept)
+        table.add_row(str(f["fold"]), window, chosen,
+                      *(_num(f["in_sample"][g]) for g in goals),
+                      *(_num(f["out_of_sample"][g]) for g in goals),
+                      _num(f["test_pnl"]))  # fmt: skip
+    stdout.print(table)
+    oos = wf["out_of_sample"]
+    sharpe = oos["sharpe"]
+    said = (f"{sharpe['value']:.3f}" if sharpe["value"] is not None
+            else f"n/a ({sharpe['reason']})")  # fmt: skip
+    stdout.print(f"out of sample, the test windows stitched: PnL {oos['pnl']:,.2f} (price "
+                 f"units, after fees); Sharpe {said} (annualised, on the PnL at each period's end)",
+                 markup=False)  # fmt: skip
+
+
+def _print_overfitting(said: dict[str, Any]) -> None:
+    pbo, dsr = said["pbo"], said["deflated_sharpe"]
+    pbo_text = (f"{pbo['value']:.2f} (CSCV, {pbo['splits']} blocks of {said['period']} "
+                f"returns, {pbo['combinations']:,} combinations)" if pbo["value"] is not None
+                else f"n/a ({pbo['reason']})")  # fmt: skip
+    dsr_text = (f"{dsr['value']:.3f} (the best trial's Sharpe {dsr['trial_sharpe']:.3f} per "
+                f"{said['period']} against {dsr['expected_max_sharpe']:.3f} expected of the best "
+                f"of {dsr['trials']} trials without skill)" if dsr["value"] is not None
+                else f"n/a ({dsr['reason']})")  # fmt: skip
+    stdout.print(f"probability of backtest overfitting: {pbo_text}", markup=False)
+    stdout.print(f"deflated Sharpe ratio: {dsr_text}", markup=False)
 
 
 def _num(value: Any) -> str:
