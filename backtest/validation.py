@@ -25,6 +25,7 @@ from .search import Objective
 from .statistics import Curve, period_of, statistics
 from .trials import OK
 
+MIN_PERIODS = 4  # PBO: two blocks of two; the deflated Sharpe ratio needs three returns
 MAX_SPLITS = 16  # CSCV's S, as Bailey et al. use it; fewer when there are few periods
 SAID = ("sharpe", "sortino", "max_drawdown")  # of the out-of-sample curve (period ends)
 
@@ -63,22 +64,26 @@ def overfitting(rows: Sequence[Mapping[str, Any]], goal: Objective,
         return out | {"pbo": {"value": None, "reason": reason},
                       "deflated_sharpe": {"value": None, "reason": reason}}  # fmt: skip
     returns = _returns(ran, config)
-    out["periods"] = int(returns.shape[0])
-    splits = min(MAX_SPLITS, returns.shape[0] // 2) // 2 * 2  # even, 2 periods a block
-    if splits < 2:
-        out["pbo"] = {"value": None, "reason": f"needs at least 4 {config.returns_period} "
-                      f"periods; the trials span {returns.shape[0]}"}  # fmt: skip
-    else:
-        found = pbo(returns, splits)
-        out["pbo"] = {"value": found.pbo, "reason": None, "splits": splits,
-                      "combinations": found.n_combinations, "periods_used": found.rows_used,
-                      "in_sample": found.in_sample.tolist(),
-                      "out_of_sample": found.out_of_sample.tolist()}  # fmt: skip
+    out["periods"] = periods = int(returns.shape[0])
+    if periods < MIN_PERIODS:
+        reason = (f"needs at least {MIN_PERIODS} {config.returns_period} periods; the trials "
+                  f"span {periods}")  # fmt: skip
+        return out | {"pbo": {"value": None, "reason": reason},
+                      "deflated_sharpe": {"value": None, "reason": reason}}  # fmt: skip
+    splits = min(MAX_SPLITS, periods // 2) // 2 * 2  # even, at least 2 periods a block
+    found = pbo(returns, splits)
+    out["pbo"] = {"value": found.pbo, "reason": None, "splits": splits,
+                  "combinations": found.n_combinations, "periods_used": found.rows_used,
+                  "in_sample": found.in_sample.tolist(),
+                  "out_of_sample": found.out_of_sample.tolist()}  # fmt: skip
     values = np.array([r[goal.name] if r.get(goal.name) is not None else np.nan for r in ran])
     sign = 1.0 if goal.maximise else -1.0
-    best = int(np.nanargmax(sign * values)) if np.isfinite(values).any() else 0
     sharpes = sharpe_ratios(returns)
     finite = np.isfinite(sharpes)
+    if not np.isfinite(values).any():
+        out["deflated_sharpe"] = {"value": None, "reason": f"no trial has a {goal.name}"}
+        return out
+    best = int(np.nanargmax(sign * values))  # (ties: the first, the lowest trial id)
     if not finite[best]:
         out["deflated_sharpe"] = {"value": None, "reason": "the best trial's returns do not vary"}
     else:
