@@ -24,7 +24,7 @@ from .statistics import describe
 from .stats import fill_lots, round_trip_pnls
 
 _MAX_MARKERS = 4_000  # trade markers drawn at most (evenly thinned beyond)
-_CSS = (
+CSS = (
     "body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
     "table{border-collapse:collapse}"
     "th,td{padding:3px 12px;border-bottom:1px solid #ddd;text-align:left}"
@@ -158,7 +158,7 @@ def write_report(bt: Backtest, summary: dict[str, Any], folder: Path,
     data = summary["data"]
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>tickwise backtest: {title}</title>
-<style>{_CSS}</style></head>
+<style>{CSS}</style></head>
 <body><h1>{title}</h1>
 <p>{html.escape(params)}<br>data: {html.escape(data["path"])}
 ({data["rows"]:,} {html.escape(data["kind"])} rows)</p>

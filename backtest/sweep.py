@@ -49,6 +49,7 @@ from .search import SAMPLERS, Objective, make_sampler, parse_objective
 from .search import search as optuna_search
 from .space import Space, parse_space
 from .statistics import DAY_NS
+from .sweep_report import write_sweep_report
 from .trials import (
     COUNTS,
     FAILED,
@@ -69,7 +70,14 @@ from .trials import (
 from .validation import overfitting, stitched, walk_forward_summary
 
 SEARCHES = ("grid", *SAMPLERS)
-FILES = ("trials.parquet", "best.toml", "sweep.json", "trials.sqlite", "oos_equity.parquet")
+FILES = (
+    "trials.parquet",
+    "best.toml",
+    "sweep.json",
+    "trials.sqlite",
+    "oos_equity.parquet",
+    "report.html",
+)
 PARAM = "param."  # the prefix of parameter columns in the trial table
 
 
@@ -540,11 +548,14 @@ def _write_folder(out: Path, table: pa.Table, info: dict[str, Any],
                   goals: Sequence[Objective],
                   rows: Sequence[Mapping[str, Any]]) -> None:  # fmt: skip
     _write_atomic(out / "trials.parquet", lambda p: pq.write_table(table, p))
+    ts, pnl, fold = curve = stitched(rows)
     if "walk_forward" in info:
-        ts, pnl, fold = stitched(rows)
         oos = pa.table({"ts": pa.array(ts, pa.timestamp("ns", tz="UTC")), "pnl": pnl,
                         "fold": fold})  # fmt: skip
         _write_atomic(out / "oos_equity.parquet", lambda p: pq.write_table(oos, p))
+    shown = table.to_pylist()
+    _write_atomic(out / "report.html",
+                  lambda p: write_sweep_report(p, shown, info, goals, curve))  # fmt: skip
     text = json.dumps(info, indent=2, default=str) + "\n"
     _write_atomic(out / "sweep.json", lambda p: p.write_text(text))
     if best is None:

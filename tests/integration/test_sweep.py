@@ -108,6 +108,10 @@ def test_a_grid_is_the_same_for_one_and_two_workers_and_each_trial_is_its_backte
                    out=tmp_path / "two", objectives=["pnl"])  # fmt: skip
     assert results(one.table) == results(two.table)
     assert pq.read_table(tmp_path / "two" / "trials.parquet").equals(two.table)
+    report = (tmp_path / "two" / "report.html").read_text()
+    assert "pnl (max) over window and entry_z" in report  # the heatmap
+    assert '"type":"parcoords"' in report
+    assert "<script src=" not in report  # one file: Plotly inlined
     rows = one.table.to_pylist()
     assert [(r[PARAM + "window"], r[PARAM + "entry_z"]) for r in rows] == [
         (20, 1.5), (20, 2.5), (40, 1.5), (40, 2.5), (60, 1.5), (60, 2.5)]  # fmt: skip
@@ -368,6 +372,11 @@ def test_walk_forward_tests_each_fold_on_what_follows_with_its_best_training_poi
     assert said["out_of_sample"]["pnl"] == pytest.approx(oos, abs=1e-6)
     last = max(f["fold"] for f in folds)
     assert two.best["params"] == folds[last]["params"]  # best.toml: what to trade next
+    report = (tmp_path / "wf" / "report.html").read_text()
+    for chart in ("the test windows stitched", "each fold's chosen parameters",
+                  "each fold's chosen point, in sample and on its test window",
+                  f"on fold {last}'s training"):  # fmt: skip
+        assert chart in report
 
 
 def test_purged_k_fold_and_the_overfitting_statistics_are_said(week: Path) -> None:

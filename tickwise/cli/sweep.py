@@ -204,7 +204,7 @@ def _print(result: Any) -> None:
     if result.best is None:
         stdout.print("no trial ran to the end with a value of the objective: no best.toml "
                      "(see the reasons in trials.parquet)", markup=False)  # fmt: skip
-    files = ["trials.parquet", "sweep.json", "best.toml" if result.best else None,
+    files = ["trials.parquet", "sweep.json", "report.html", "best.toml" if result.best else None,
              "oos_equity.parquet" if "walk_forward" in info else None]  # fmt: skip
     stdout.print(f"results in {result.out}: {', '.join(f for f in files if f)}", markup=False)
 
