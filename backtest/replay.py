@@ -20,6 +20,7 @@ import numpy as np
 
 from tickwise.engine.config import SessionConfig, make_session
 from tickwise.engine.errors import TickwiseError
+from tickwise.engine.schemas import join_records
 from tickwise.engine.session import Session
 from tickwise.engine.strategy import Strategy, load_strategy
 from tickwise.feeds.history import History
@@ -149,9 +150,9 @@ def replay(
         config=config,
         history=history,
         session=session,
-        orders=np.concatenate([ctx.order_log[:0], *orders]),
-        fills=np.concatenate([ctx.fill_log[:0], *fills]),
-        equity=np.concatenate([ctx.equity_log[:0], *equity]),
+        orders=join_records(orders, ctx.order_log.dtype),
+        fills=join_records(fills, ctx.fill_log.dtype),
+        equity=join_records(equity, ctx.equity_log.dtype),
         marks=np.concatenate([ctx.mark_log[:0], *marks]),
         events=events,
         ts_first=first,

@@ -7,8 +7,9 @@ Suites, in the order they run:
   against bare numpy views of the columns at known offsets.
 - loop: each built-in strategy's compiled loop (matching, fees, latency
   model, portfolio, risk gate, kill switch, order log) against a bare @njit
-  loop computing only that strategy's signals, over 10M quotes in memory; and
-  one `Session.on_batch` call against calling its compiled loop directly.
+  loop computing only that strategy's signals, over 10M quotes in memory;
+  sma_cross's over 1M one-minute bars too; and one `Session.on_batch` call
+  against calling its compiled loop directly.
 - guard: the kill switch and every pre-trade limit on against both off, per
   event; the pre-trade gate per order with every limit on against all off.
 - backtest: `tickwise backtest` as a user runs it on 10M quotes (process start
@@ -46,6 +47,7 @@ from .data import quotes_file
 from .harness import Case, paired, percentiles
 
 ROWS = 10_000_000  # the history the loop, guard, backtest and parquet suites run over
+BAR_ROWS = 1_000_000  # the bars sma_cross's loop runs over (made once: ~3 minutes)
 WIRE_ROWS = (1, 64, 4_096)
 # Targets are of two sorts (docs/performance.md): an issue's goal, or, where no issue set one
 # or the goal is missed on a 2-vCPU machine, a budget: what such a machine gives, rounded up.
@@ -61,6 +63,9 @@ WIRE_TARGET = {"p50": 4.0, "p99": 6.0}
 # up to four times an event and requotes (a cancel and a new order) on 15 % of events
 # (18-24x).
 LOOP_TARGETS = {"sma_cross": 3.0, "mean_reversion": 5.0, "pairs": 12.0, "obi_market_maker": 35.0}
+# Issue 18's goal: a bar costs what a quote does, so sma_cross's loop over bars is held to the
+# quotes' goal against a bare loop doing the same arithmetic on the closes.
+BARS_TARGET = 3.0
 # Budget: Python's share of a one-row batch, on_batch (checks, column views, the call)
 # against the compiled call alone: measured 2.9-3.0x at p50, 1.9-4.8x at p99.
 BATCH_CALL_TARGET = {"p50": 4.0, "p99": 5.0}
@@ -182,6 +187,7 @@ def loop_cases(quick: bool) -> list[Case]:
             ours=_rates(1e9, s["full_ns"]), floor=_rates(1e9, s["bare_ns"]),
             target={"p50": LOOP_TARGETS[name]},
         ))  # fmt: skip
+    cases.append(_bars_case(rounds))
     b = r["batch_call"]
     cases.append(Case(
         name="loop.batch_call", kind="latency", unit="µs",
@@ -203,6 +209,19 @@ def loop_cases(quick: bool) -> list[Case]:
         target=dict(COLD_COMPILE_TARGET), samples=len(c["ours_s"]),
     ))  # fmt: skip
     return cases
+
+
+def _bars_case(rounds: int) -> Case:
+    s = loop.compare(BAR_ROWS, rounds, ("sma_cross",), kind="bars")["sma_cross"]
+    return paired(
+        "loop.sma_cross.bars", "events/s",
+        f"sma_cross's whole compiled loop (as loop.sma_cross) over {BAR_ROWS:,} one-minute "
+        f"bars of 8 instruments in memory, batches of 65,536, against a bare @njit loop of "
+        f"its signals on the closes alone; {rounds} rounds taking turns, wall clock "
+        f"({s['orders']:,} orders)",
+        ours=_rates(1e9, s["full_ns"]), floor=_rates(1e9, s["bare_ns"]),
+        target={"p50": BARS_TARGET},
+    )  # fmt: skip
 
 
 def guard_cases(quick: bool) -> list[Case]:

@@ -17,10 +17,20 @@ DATA_DIR = Path(
 
 def quotes_file(rows: int, instruments: int = 8, seed: int = 1) -> Path:
     """A quotes history of `rows` rows, made once and reused (the generator is deterministic)."""
-    path = DATA_DIR / f"quotes-{rows}-{instruments}-{seed}.parquet"
+    return _history("quotes", rows, instruments, seed)
+
+
+def bars_file(rows: int, instruments: int = 8, seed: int = 1) -> Path:
+    """A history of one-minute bars of `rows` rows, made once and reused. The market behind
+    the bars is simulated event by event: 1M bars of 8 instruments take ~3 minutes to make."""
+    return _history("bars", rows, instruments, seed)
+
+
+def _history(kind: str, rows: int, instruments: int, seed: int) -> Path:
+    path = DATA_DIR / f"{kind}-{rows}-{instruments}-{seed}.parquet"
     if not path.exists() or not _current(path, rows):
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        config = SynthConfig(kind="quotes", rows=rows, instruments=instruments, seed=seed)
+        config = SynthConfig(kind=kind, rows=rows, instruments=instruments, seed=seed)
         synth(config, path, overwrite=True)
     return path
 

@@ -5,10 +5,12 @@ matching, fills, portfolio, the strategy, the risk gate, the order log); the
 bare loop only computes the strategy's signals from the same column arrays
 with the same arithmetic. Both run over the same in-memory batches of a
 quotes history (reading Parquet is measured elsewhere), taking turns; the
-figure is the ratio of their costs per event. Also measured: what one
-`Session.on_batch` call costs in Python beyond the compiled loop itself.
+figure is the ratio of their costs per event. sma_cross, which also trades
+bars, is measured over a history of one-minute bars the same way. Also
+measured: what one `Session.on_batch` call costs in Python beyond the
+compiled loop itself.
 
-Run as a script: `python benchmarks/loop.py --rows 10000000`.
+Run as a script: `python benchmarks/loop.py --rows 10000000` (`--kind bars`: sma_cross on bars).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from tickwise.engine.session import Session
 from tickwise.feeds.history import columns, open_history
 
 try:
-    from .data import quotes_file
+    from .data import bars_file, quotes_file
 except ImportError:  # run as a script
-    from data import quotes_file  # type: ignore[no-redef]
+    from data import bars_file, quotes_file  # type: ignore[no-redef]
 
 # The full loop runs as a backtest does: matching, fees and order latency models on.
 EXCHANGE = {
@@ -80,6 +82,25 @@ def bare_sma_cross(instrument, bid, ask, fast, slow, prev_diff):
         mid = 0.5 * (bid[k] + ask[k])
         rolling_push(fast, i, mid)
         rolling_push(slow, i, mid)
+        if not rolling_full(slow, i):
+            continue
+        diff = rolling_mean(fast, i) - rolling_mean(slow, i)
+        prev = prev_diff[i]
+        prev_diff[i] = diff
+        if prev == prev and ((diff > 0.0 and prev <= 0.0) or (diff < 0.0 and prev >= 0.0)):
+            crosses += 1
+    return crosses
+
+
+@njit  # not cached: run as a script and as a package module, a cache of one breaks the other
+def bare_sma_cross_bars(instrument, close, fast, slow, prev_diff):
+    """Crossovers of the fast and slow mean of the bars' closes, per instrument: how many."""
+    crosses = 0
+    for k in range(instrument.size):
+        i = instrument[k]
+        price = close[k]
+        rolling_push(fast, i, price)
+        rolling_push(slow, i, price)
         if not rolling_full(slow, i):
             continue
         diff = rolling_mean(fast, i) - rolling_mean(slow, i)
@@ -177,12 +198,19 @@ def bare_pairs(instrument, bid, ask, leg_a, leg_b, beta, mids, window, side, ent
     return decisions
 
 
-def bare_signals(name: str, batches: list[dict], instruments) -> int:
-    """The strategy's signals alone over the batches' columns: how many it gave."""
+def bare_signals(name: str, batches: list[dict], instruments, kind: str = "quotes") -> int:
+    """The strategy's signals alone over the batches' columns (of `kind`): how many it gave."""
     p = PARAMS[name]
     n_inst = instruments.known_mask().size
     count = 0
-    if name == "sma_cross":
+    if kind == "bars":  # (sma_cross: the one built-in trading bars)
+        ticks = instruments.tick_sizes(n_inst)
+        fast = new_windows(n_inst, p["fast"], ticks)
+        slow = new_windows(n_inst, p["slow"], ticks)
+        prev = np.full(n_inst, np.nan)
+        for c in batches:
+            count += bare_sma_cross_bars(c["instrument"], c["close"], fast, slow, prev)
+    elif name == "sma_cross":
         ticks = instruments.tick_sizes(n_inst)  # windows of prices, as the built-in's
         fast = new_windows(n_inst, p["fast"], ticks)
         slow = new_windows(n_inst, p["slow"], ticks)
@@ -217,31 +245,34 @@ def bare_signals(name: str, batches: list[dict], instruments) -> int:
     return count
 
 
-def _full(name: str, batches: list, instruments) -> Session:
-    session = Session(load_strategy(name), instruments, PARAMS[name], **EXCHANGE)
+def _full(session: Session, batches: list, kind: str) -> None:
     for batch in batches:
-        session.on_batch("quotes", batch)
-    return session
+        session.on_batch(kind, batch)
 
 
-def compare(rows: int, rounds: int, names: tuple[str, ...] = tuple(PARAMS)) -> dict:
+def compare(rows: int, rounds: int, names: tuple[str, ...] = tuple(PARAMS),
+            kind: str = "quotes") -> dict:  # fmt: skip
     """Per-event cost of each strategy's full loop and of its bare signal loop, round by
-    round (the two take turns, so noise hits both alike)."""
-    history = open_history(quotes_file(rows))
+    round (the two take turns, so noise hits both alike), over a history of `kind`: quotes,
+    or (sma_cross only) one-minute bars. On quotes, also `batch_call_overhead`."""
+    history = open_history(quotes_file(rows) if kind == "quotes" else bars_file(rows))
     batches = list(history.batches(65_536))
     views = [columns(b) for b in batches]
-    out: dict = {"rows": rows, "rounds": rounds}
+    out: dict = {"rows": rows, "rounds": rounds, "kind": kind}
     for name in names:
         warm = Session(load_strategy(name), history.instruments, PARAMS[name], **EXCHANGE)
-        warm.warm_up()
-        bare_signals(name, views[:1], history.instruments)  # compile the bare loop
+        warm.warm_up((kind,))
+        bare_signals(name, views[:1], history.instruments, kind)  # compile the bare loop
         bare_ns, full_ns = [], []
         signals = orders = fills = 0
         for _ in range(rounds):
+            # A fresh session each round, made before the clock starts: making one reads and
+            # checks the loop's source (engine.loops), ~15 ms that are no event's cost.
+            session = Session(load_strategy(name), history.instruments, PARAMS[name], **EXCHANGE)
             t0 = time.perf_counter()
-            signals = bare_signals(name, views, history.instruments)
+            signals = bare_signals(name, views, history.instruments, kind)
             t1 = time.perf_counter()
-            session = _full(name, batches, history.instruments)
+            _full(session, batches, kind)
             t2 = time.perf_counter()
             bare_ns.append((t1 - t0) / rows * 1e9)
             full_ns.append((t2 - t1) / rows * 1e9)
@@ -261,7 +292,8 @@ def compare(rows: int, rounds: int, names: tuple[str, ...] = tuple(PARAMS)) -> d
             "orders": orders,
             "traded_qty": fills,
         }
-    out["batch_call"] = batch_call_overhead(history.instruments)
+    if kind == "quotes":
+        out["batch_call"] = batch_call_overhead(history.instruments)
     return out
 
 
@@ -307,8 +339,9 @@ def batch_call_overhead(instruments, calls: int = 20_000) -> dict:
 
 
 def print_report(r: dict) -> None:
+    what = "quotes" if r["kind"] == "quotes" else "one-minute bars"
     print(
-        f"compiled loop vs bare @njit signal loop: {r['rows']:,} quotes (8 instruments) in "
+        f"compiled loop vs bare @njit signal loop: {r['rows']:,} {what} (8 instruments) in "
         f"memory, batches of 65,536, {r['rounds']} rounds taking turns, wall clock; full loop "
         f"with matching, fees (taker 1 bps + 0.001/unit, maker -0.2 bps) and order latency "
         f"(50 us + up to 20 us seeded jitter)"
@@ -323,6 +356,8 @@ def print_report(r: dict) -> None:
             f"{s['bare_signals']:,} signals, {s['orders']:,} orders, "
             f"{s['traded_qty']:,.0f} units traded"
         )
+    if "batch_call" not in r:
+        return
     b = r["batch_call"]
     print(
         f"  Session.on_batch on a 1-row batch: p50 {b['on_batch_us_p50']:.1f} us, p99 "
@@ -336,5 +371,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kind", choices=("quotes", "bars"), default="quotes")
     args = parser.parse_args()
-    print_report(compare(args.rows, args.rounds))
+    names = tuple(PARAMS) if args.kind == "quotes" else ("sma_cross",)
+    print_report(compare(args.rows, args.rounds, names, args.kind))

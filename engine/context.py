@@ -130,6 +130,7 @@ INST_GUARD_DTYPE = np.dtype(
         ("bucket_end", "<i8"),  # when the current bucket ends (ns): the next event past it
         #                         rolls the window
         ("ret_var", "<f8"),  # EWMA variance of the log returns of the mid, bucket open to open
+        #                      (kept only while the sigma test is on: its one reader)
         ("open", "<f8"),  # the first mid of the current bucket
         ("lo", "<f8"),  # lowest mid of the window's other buckets
         ("hi", "<f8"),  # highest

@@ -120,38 +120,48 @@ def _roll_buckets(ctx, i, ts, mid):
     """Start the price-jump bucket of instrument i that holds ts, opening at `mid`: file the
     bucket that closed, clear those that fell out of the window, fold the return from the
     last bucket's open into the volatility estimate, and set the band of mids that cannot be
-    a jump (so that the usual event compares, without dividing or taking logs)."""
+    a jump (so that the usual event compares, without dividing or taking logs).
+
+    An event a whole window after the instrument's last one (every bar of minute bars, with
+    the default window of 60 s) finds the window empty: nothing to file or scan for extremes.
+    The estimate (a log) is kept only when the sigma test, its one reader, is on."""
     row = ctx.inst_guard[i]
     lim = ctx.limits[0]
     ring = ctx.jump_ring[i]
     width = np.int64(lim.jump_window_ns / JUMP_BUCKETS)
     bucket = ts // width
     prev = row.bucket
-    if prev != 0:
-        ring[0, prev % JUMP_BUCKETS] = row.cur_lo
-        ring[1, prev % JUMP_BUCKETS] = row.cur_hi
-    last = row.open
-    if last == last and last > 0.0:
-        r = math.log(mid / last)
-        row.ret_var += SIGMA_EWMA * (r * r - row.ret_var)
-        row.buckets += 1
-    row.open = mid
     steps = bucket - prev if prev != 0 else JUMP_BUCKETS
-    for s in range(1, min(steps, JUMP_BUCKETS) + 1):
-        slot = (prev + s) % JUMP_BUCKETS
-        ring[0, slot] = np.inf
-        ring[1, slot] = -np.inf
-    row.bucket = bucket
-    row.bucket_end = (bucket + 1) * width
     lo = np.inf
     hi = -np.inf
-    for slot in range(JUMP_BUCKETS):  # the current bucket's slot was just cleared
-        lo = min(lo, ring[0, slot])
-        hi = max(hi, ring[1, slot])
+    if steps < JUMP_BUCKETS:
+        ring[0, prev % JUMP_BUCKETS] = row.cur_lo
+        ring[1, prev % JUMP_BUCKETS] = row.cur_hi
+        for s in range(1, steps + 1):
+            slot = (prev + s) % JUMP_BUCKETS
+            ring[0, slot] = np.inf
+            ring[1, slot] = -np.inf
+        for slot in range(JUMP_BUCKETS):  # the current bucket's slot was just cleared
+            lo = min(lo, ring[0, slot])
+            hi = max(hi, ring[1, slot])
+    else:
+        for slot in range(JUMP_BUCKETS):
+            ring[0, slot] = np.inf
+            ring[1, slot] = -np.inf
+    sigmas = lim.jump_sigmas < np.inf
+    last = row.open
+    if last == last and last > 0.0:
+        if sigmas:
+            r = math.log(mid / last)
+            row.ret_var += SIGMA_EWMA * (r * r - row.ret_var)
+        row.buckets += 1
+    row.open = mid
+    row.bucket = bucket
+    row.bucket_end = (bucket + 1) * width
     row.lo = lo
     row.hi = hi
     factor = np.inf
-    if lim.jump_sigmas < np.inf and row.buckets >= SIGMA_MIN_BUCKETS:
+    if sigmas and row.buckets >= SIGMA_MIN_BUCKETS:
         sd = math.sqrt(row.ret_var * JUMP_BUCKETS)  # of a whole window's move
         if sd > 0.0:
             factor = math.exp(lim.jump_sigmas * sd)

@@ -391,6 +391,23 @@ def record_batch(records: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def join_records(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """One array of `dtype` records holding the rows of `parts` in turn (a copy, even of a
+    single part). Copied as blocks of bytes: numpy copies records field by field, row by
+    row (40-130 ns a row for the order, fill and equity records), which made draining a
+    batch's logs cost more than the compiled loop that filled them."""
+    out = np.empty(sum(len(p) for p in parts), dtype=dtype)
+    raw = out.view(np.uint8)
+    at = 0
+    for part in parts:
+        if part.dtype != dtype:
+            raise TypeError(f"records of {part.dtype} joined as {dtype}")
+        size = part.nbytes
+        raw[at : at + size] = np.ascontiguousarray(part).view(np.uint8)
+        at += size
+    return out
+
+
 def impossible_fills(fills: np.ndarray | dict[str, np.ndarray], known: np.ndarray) -> np.ndarray:
     """Fills no engine makes (a bool per row): an instrument not in `known` (the instruments'
     `known_mask()`), a side not +-1, a quantity not positive and finite, a price not positive

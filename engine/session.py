@@ -44,6 +44,7 @@ from .schemas import (
     STATUS_CANCEL_SENT,
     TRIP_MANUAL,
     TRIP_NAMES,
+    join_records,
     market_dtype,
 )
 from .states import guard_status, resume_nb, states_of
@@ -464,7 +465,7 @@ class Session:
         if n == 0:
             return log[:0]  # (nothing to copy: an empty view)
         clock[used] = 0
-        return log[:n].copy()
+        return join_records([log[:n]], log.dtype)
 
     def snapshot(self) -> Snapshot:
         """Copy the session's state (restore it with `restore`)."""
@@ -537,4 +538,8 @@ def _empty(dtype: np.dtype) -> list[np.ndarray]:
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if len(parts) == 1:
+        return parts[0]
+    if parts[0].dtype.names:
+        return join_records(parts, parts[0].dtype)
+    return np.concatenate(parts)  # (the marks: plain numbers, which numpy copies fast)

@@ -98,3 +98,16 @@ def test_malformed_instrument_metadata_names_the_file() -> None:
 
     with pytest.raises(DataError, match="bad.parquet: malformed instruments table"):
         Instruments.from_json(b'[{"id": 0}]', "bad.parquet")
+
+
+@pytest.mark.parametrize("dtype", [schemas.ORDER_DTYPE, schemas.FILL_DTYPE, schemas.EQUITY_DTYPE])
+def test_joined_records_hold_every_part_s_rows_in_turn(dtype: np.dtype) -> None:
+    rng = np.random.default_rng(1)
+    rows = np.frombuffer(rng.bytes(dtype.itemsize * 9), dtype=dtype)  # every byte drawn
+    parts = [rows[:4], rows[4:4], rows[4:].view(np.recarray)]
+    joined = schemas.join_records(parts, dtype)
+    assert joined.tobytes() == rows.tobytes()
+    assert not np.shares_memory(joined, rows)  # a copy, never a view
+    assert schemas.join_records([], dtype).shape == (0,)
+    with pytest.raises(TypeError, match="joined as"):
+        schemas.join_records([rows, np.zeros(2, dtype=schemas.QUOTE_DTYPE)], dtype)
