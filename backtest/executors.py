@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -33,6 +34,7 @@ MAX_DEATHS = 2  # workers lost running one trial before it is given up as failed
 PINNED_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                   "NUMBA_NUM_THREADS": "1"}  # fmt: skip
 EXECUTORS = ("local", "ray")
+RAY_FREE_WAIT_S = 10.0  # how long a sweep waits for a Ray cluster's CPUs to be free
 
 
 def default_workers() -> int:
@@ -49,9 +51,13 @@ def _died(task: Task, deaths: int) -> dict[str, Any]:
 
 
 def _pin_threads() -> Any:
-    """Limit the thread pools already loaded in this process to one thread each."""
+    """Keep this worker to one CPU: the thread pools already loaded limited to one thread
+    each, and Parquet decoded on the reading thread."""
     from threadpoolctl import threadpool_limits
 
+    from tickwise.feeds.history import read_on_one_thread
+
+    read_on_one_thread()
     return threadpool_limits(limits=1)
 
 
@@ -244,15 +250,33 @@ class RayExecutor:
                          configure_logging=True, logging_level="ERROR")  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise TickwiseError(f"Ray at {address or 'a new local instance'}: {exc}") from None
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = workers or cpus
         if workers is not None and workers < 1:
             raise TickwiseError(f"--workers must be at least 1, got {workers}")
+        free = self._free_cpus(workers or 1)
+        self.workers = workers or free
+        if not 1 <= self.workers <= free:  # (more would wait for CPUs forever)
+            total = int(ray.cluster_resources().get("CPU", 0))
+            if self.started:
+                ray.shutdown()
+            raise TickwiseError(
+                f"Ray has {free} of its {total} CPUs free: {self.workers} sweep workers of one "
+                "CPU each could not all start; give --workers at most that"
+            )
         self._actor = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker).options(
             runtime_env={"env_vars": PINNED_THREADS}
         )
         self.plan = plan
         self._actors = [self._actor.remote(plan) for _ in range(self.workers)]
+
+    def _free_cpus(self, wanted: int, wait_s: float = RAY_FREE_WAIT_S) -> int:
+        """The CPUs free for actors, waiting up to `wait_s` for `wanted` of them (actors
+        killed a moment ago give theirs back with a delay)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            free = int(self.ray.available_resources().get("CPU", 0))
+            if free >= wanted or time.monotonic() > deadline:
+                return free
+            time.sleep(0.1)
 
     def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Task, dict[str, Any]]]:
         """Run `tasks` on the actors; yield (task, row) as each finishes."""

@@ -20,6 +20,9 @@ Suites, in the order they run:
   through the paper exchange keeps up with (nothing lost, tick to order under
   10 ms at p99), against the same feed through bare pyzmq relays.
 - parquet: streaming the 10M-row history against bare pyarrow iteration.
+- sweep: trials per second of a sweep with two workers against one (local
+  processes and Ray), and a trial through a worker against the same backtest
+  in process.
 
 `quick` takes fewer rounds or samples, never smaller inputs, so that a quick
 run's ratios compare with a full run's. Targets are the most each cost ratio
@@ -41,7 +44,7 @@ from tickwise.engine.errors import TickwiseError
 from tickwise.engine.schemas import QUOTE_DTYPE
 from tickwise.feeds import wire
 
-from . import backtest, guard, loop, parquet_stream, sustained, tick_to_order
+from . import backtest, guard, loop, parquet_stream, sustained, sweep, tick_to_order
 from . import compile as compiling
 from .data import quotes_file
 from .harness import Case, paired, percentiles
@@ -81,6 +84,12 @@ GATE_TARGET = {"p50": 2.0}
 # on the machine the target was set on: 19x. The replay alone (read, validate, loop): 8x.
 WHOLE_TARGET = {"p50": 19.0}
 REPLAY_TARGET = {"p50": 8.0}
+# Issue 18's goals: two workers give at least 1.8x one worker's trials per second, locally and
+# on Ray (the floor is twice one worker's rate: at most 2 / 1.8 of it); a trial in a sweep
+# costs at most 1.2x the same backtest replayed and summarised in process.
+SCALING_TARGET = {"p50": 2 / 1.8}
+OVERHEAD_TARGET = {"p50": 1.2}
+SWEEP_TRIALS = 8  # trials per round (each over the 10M quotes)
 # Issue 6's goal is 1.5x (p50) and 2x (p99) of the bare relay, missed on a 2-vCPU machine,
 # which gives 1.8-3.5x at p50 and 1.9-3.9x at p99 (docs/performance.md):
 # the budget is that, rounded up.
@@ -340,6 +349,31 @@ def _stats(entry: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in entry.items() if k != "n"}
 
 
+def sweep_cases(quick: bool) -> list[Case]:
+    rounds = 2 if quick else 5
+    what = (f"rounds of {SWEEP_TRIALS} mean_reversion trials of distinct windows over {ROWS:,} "
+            "quotes (fees and order latency on), in the steady state (workers started and "
+            "warm)")  # fmt: skip
+    cases = []
+    for executor, where in (("local", "local worker processes"),
+                            ("ray", "actors of a local Ray (num_cpus=2)")):  # fmt: skip
+        r = sweep.scaling(executor, ROWS, SWEEP_TRIALS, rounds)
+        cases.append(paired(
+            f"sweep.scaling.{executor}", "trials/s",
+            f"{what}: two {where} against twice the rate of one (perfect scaling); {rounds} "
+            "rounds taking turns", r["two"], [2 * x for x in r["one"]], SCALING_TARGET,
+        ))  # fmt: skip
+    r = sweep.overhead(ROWS, SWEEP_TRIALS, rounds)
+    cases.append(paired(
+        "sweep.overhead", "trials/s",
+        f"{what}: through one local worker (task out, row back, the trial's bookkeeping) "
+        "against replaying and summarising them in process with a warm loop, both decoding "
+        f"Parquet on one thread as sweep workers do; {rounds} rounds taking turns",
+        r["sweep"], r["process"], OVERHEAD_TARGET,
+    ))  # fmt: skip
+    return cases
+
+
 def parquet_cases(quick: bool) -> list[Case]:
     rounds = 3 if quick else 7
     path = quotes_file(ROWS)
@@ -365,6 +399,7 @@ SUITE: dict[str, Callable[[bool], list[Case]]] = {
     "live": live_cases,
     "sustained": sustained_cases,
     "parquet": parquet_cases,
+    "sweep": sweep_cases,
 }
 
 

@@ -215,6 +215,10 @@ class _FileStream:
         # and keeps them: memory would grow with the file. Off, it stays flat.
         pf = pq.ParquetFile(self.info.path, pre_buffer=False)
         names = [n for n in self._schema.names if pf.schema_arrow.get_field_index(n) >= 0]
+        if _ONE_THREAD.is_set():
+            self._iter = (b for b in pf.iter_batches(batch_size=self._batch_size, columns=names,
+                                                     use_threads=False))  # fmt: skip
+            return
         self._iter = _read_ahead(
             lambda: pf.iter_batches(batch_size=self._batch_size, columns=names), depth=2
         )
@@ -387,6 +391,19 @@ class _Failure:
 
 
 _END = object()
+_ONE_THREAD = threading.Event()  # set: histories decode on the reading thread alone
+
+
+def read_on_one_thread() -> None:
+    """Decode Parquet on the thread that reads it, from now on in this process: for a
+    process that is one of many workers (a sweep's), each of which should keep to one CPU.
+    (Otherwise the next batch decodes on other threads while the current one is used: a
+    single replay then takes more than one CPU, and workers on every CPU contend for them.)"""
+    import pyarrow as pa
+
+    _ONE_THREAD.set()
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
 
 
 def _read_ahead(produce: Callable[[], Iterator], depth: int) -> Generator:

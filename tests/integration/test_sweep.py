@@ -304,6 +304,8 @@ def test_ray_gives_the_table_local_processes_give_even_when_an_actor_dies(
     marker.write_text(str(os.getpid()))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        with pytest.raises(tw.TickwiseError, match="3 sweep workers of one CPU each could not"):
+            tw.sweep(spec, quotes_file, space, executor="ray", workers=3)  # (never waits)
         on_ray = tw.sweep(spec, quotes_file, space, executor="ray", workers=2,
                           objectives=["fills"])  # fmt: skip
     finally:
