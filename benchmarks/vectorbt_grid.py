@@ -69,31 +69,85 @@ def ours(workers: int = 2) -> tuple[float, dict[tuple[int, int], int]]:
     return wall, trades
 
 
+def _crossings(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries (fast > slow after fast <= slow on the bar before) and exits (fast < slow
+    after fast >= slow), as sma_cross decides them; NaN (a window not yet full) is neither."""
+    before = np.zeros((1, fast.shape[1]), bool)
+    entries = (fast > slow) & np.vstack([before, (fast <= slow)[:-1]])
+    exits = (fast < slow) & np.vstack([before, (fast >= slow)[:-1]])
+    return entries, exits
+
+
+def _trades(close: Any, entries: np.ndarray, exits: np.ndarray, points: int) -> np.ndarray:
+    """Closed round trips per (point, instrument) of vectorbt's broadcast portfolio."""
+    import vectorbt as vbt
+
+    prices = np.tile(close.to_numpy(), points)
+    pf = vbt.Portfolio.from_signals(prices, entries, exits, size=QTY, init_cash=np.inf,
+                                    fees=0.0, freq="1min")  # fmt: skip
+    return np.asarray(pf.trades.closed.count()).reshape(points, close.shape[1])
+
+
 def _vectorbt(close: Any, grid: list[tuple[int, int]]) -> np.ndarray:
-    """Closed round trips per (point, instrument) column, through vectorbt."""
+    """Closed round trips per (point, instrument): vectorbt's moving averages (floating
+    point), the crossings, vectorbt's portfolio."""
     import vectorbt as vbt
 
     fast = vbt.MA.run(close, window=[f for f, _ in grid]).ma.to_numpy()
     slow = vbt.MA.run(close, window=[s for _, s in grid]).ma.to_numpy()
-    above, below = fast > slow, fast < slow
-    before = np.zeros((1, fast.shape[1]), bool)
-    entries = above & np.vstack([before, (fast <= slow)[:-1]])
-    exits = below & np.vstack([before, (fast >= slow)[:-1]])
-    prices = np.tile(close.to_numpy(), len(grid))
-    pf = vbt.Portfolio.from_signals(prices, entries, exits, size=QTY, init_cash=np.inf,
-                                    fees=0.0, freq="1min")  # fmt: skip
-    return np.asarray(pf.trades.closed.count()).reshape(len(grid), close.shape[1])
+    return _trades(close, *_crossings(fast, slow), len(grid))
+
+
+def _exact(close: Any, grid: list[tuple[int, int]], tick: float = 0.01) -> np.ndarray:
+    """As `_vectorbt`, but with the averages compared exactly (sums of whole ticks, cross
+    multiplied), as sma_cross compares them, and without the trades closed on the last bar
+    (next-open fills): what differs from `_vectorbt` is only ties and that bar."""
+    ticks = np.rint(close.to_numpy() / tick).astype(np.int64)
+    if not np.allclose(ticks * tick, close.to_numpy(), rtol=0, atol=tick * 1e-6):
+        raise RuntimeError("the closes are not on the tick grid")
+    sums = np.vstack([np.zeros((1, ticks.shape[1]), np.int64), np.cumsum(ticks, axis=0)])
+    n = ticks.shape[0]
+
+    def rolling(window: int) -> np.ndarray:  # sum of the last `window` closes; -1: not full
+        out = np.full((n, ticks.shape[1]), -1, np.int64)
+        out[window - 1 :] = sums[window:] - sums[:-window]
+        return out
+
+    fast_cols, slow_cols = [], []
+    for f, s in grid:
+        fs, ss = rolling(f), rolling(s)
+        full = ss >= 0
+        # fast mean - slow mean, as fs * s - ss * f (exact); NaN until the slow window is full
+        fast_cols.append(np.where(full, (fs * s - ss * f).astype(float), np.nan))
+        slow_cols.append(np.where(full, 0.0, np.nan))
+    fast, slow = np.hstack(fast_cols), np.hstack(slow_cols)
+    entries, exits = _crossings(fast, slow)
+    # An exit on an instrument's last bar: vectorbt fills it at that close, sma_cross at the
+    # next open, which never comes. Those are the one convention that changes a count.
+    last = exits[-1].reshape(len(grid), close.shape[1])
+    return _trades(close, entries, exits, len(grid)) - last
+
+
+def _closes() -> Any:
+    """The bars' closes as a frame, time x instrument."""
+    table = pq.read_table(bars_file(ROWS), columns=["ts_event", "instrument", "close"])
+    close = table.to_pandas().pivot(index="ts_event", columns="instrument", values="close")
+    return close.astype(float).ffill()  # (every instrument has a bar every minute)
+
+
+def exact_counts() -> dict[tuple[int, int], int]:
+    """Each point's round trips through vectorbt's portfolio, the crossings found exactly
+    and the last bar's exits left out (they would fill after the data)."""
+    grid = points()
+    counts = _exact(_closes(), grid)
+    return {p: int(n) for p, n in zip(grid, counts.sum(axis=1), strict=True)}
 
 
 def theirs() -> tuple[float, dict[tuple[int, int], int]]:
     """vectorbt's wall time (s), from reading the bars, and each point's round trips."""
-    data = bars_file(ROWS)
     grid = points()
     began = time.perf_counter()
-    table = pq.read_table(data, columns=["ts_event", "instrument", "close"]).to_pandas()
-    close = table.pivot(index="ts_event", columns="instrument", values="close")
-    close = close.astype(float).ffill()  # (every instrument has a bar every minute)
-    counts = _vectorbt(close, grid)
+    counts = _vectorbt(_closes(), grid)
     wall = time.perf_counter() - began
     return wall, {p: int(n) for p, n in zip(grid, counts.sum(axis=1), strict=True)}
 
@@ -117,9 +171,11 @@ def measure(rounds: int) -> dict[str, Any]:
             out[side].append(wall)
             out[f"{side}_trades"] = trades
     a, b = out.pop("ours_trades"), out.pop("theirs_trades")
+    exact = exact_counts()
     out["points"] = len(a)
     out["agree"] = sum(a[p] == b[p] for p in a)
-    out["differ"] = [(p, a[p], b[p]) for p in a if a[p] != b[p]]
+    out["agree_exact"] = sum(a[p] == exact[p] for p in a)
+    out["differ"] = [(p, a[p], b[p], exact[p]) for p in a if a[p] != exact[p]]
     return out
 
 
