@@ -25,6 +25,8 @@ id; with several objectives, among those no other trial beats in all of them
 from __future__ import annotations
 
 import json
+import os
+import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -41,7 +43,7 @@ from tickwise.engine.errors import TickwiseError
 from tickwise.engine.strategy import Strategy, StrategyError, load_strategy
 from tickwise.feeds.merged import open_data
 
-from .executors import EXECUTORS, make_executor
+from .executors import EXECUTORS, default_workers, make_executor
 from .folds import Fold, purged_k_fold, walk_forward
 from .replay import check_data, replay
 from .results import footer_hash, summarize
@@ -118,6 +120,7 @@ class _Context:
     ran: int = 0
     walls: list[float] = field(default_factory=list)  # wall and setup times of trials run now
     setups: list[float] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)  # their workers' peak RSS (MiB)
     best: dict[str, Any] | None = None
     memory: dict[str, dict[str, Any]] = field(default_factory=dict)  # (no store: kept here)
 
@@ -168,6 +171,8 @@ class _Context:
                 self.walls.append(row["wall_s"])
                 if "setup_s" in row:
                     self.setups.append(row["setup_s"])
+                if "peak_rss_mib" in row:
+                    self.peaks.append(row["peak_rss_mib"])
                 for n, key in enumerate(keys):
                     if key == task.key:
                         rows[n] = {**row, **meta}
@@ -253,7 +258,7 @@ def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
         columns[name] = pa.array([r.get(name) for r in rows], pa.string())
     for name in ("first_event", "last_event"):
         columns[name] = pa.array([r.get(name) for r in rows], utc)
-    for name in ("wall_s", "setup_s"):
+    for name in ("wall_s", "setup_s", "peak_rss_mib"):
         columns[name] = pa.array([r.get(name) for r in rows], pa.float64())
     return pa.table(columns)
 
@@ -283,8 +288,8 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _open_folder(out: Path) -> TrialStore:
-    """The sweep folder, new or one to resume: anything else there is refused, not lost."""
+def _check_folder(out: Path) -> None:
+    """The sweep folder must be new or one to resume: anything else is refused, not lost."""
     if out.exists():
         if not out.is_dir():
             raise TickwiseError(f"--out {out} is a file; a sweep writes a folder")
@@ -293,8 +298,43 @@ def _open_folder(out: Path) -> TrialStore:
         if foreign:
             raise TickwiseError(f"--out {out} holds {', '.join(foreign[:3])}, which is no sweep's: "
                                 "choose a new folder (a sweep folder is resumed)")  # fmt: skip
+
+
+def _open_folder(out: Path) -> TrialStore:
+    _check_folder(out)
     make_folder(out)
     return TrialStore(out / "trials.sqlite")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux: /proc; elsewhere its peak so far)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def check_memory(limit: int, workers: int, batch_rows: int, row_bytes: int) -> dict[str, int]:
+    """Refuse a plan that cannot fit in `limit` bytes, before any worker starts. Each worker
+    holds what this process holds now (the libraries, the compiled loop, the data opened:
+    measured) and a batch in flight four times over (Arrow, its checks, the columns the loop
+    reads, the logs it returns); what a trial's orders and fills take on top depends on how
+    much it trades (each row of trials.parquet says its worker's peak: peak_rss_mib)."""
+    base = resident_bytes()
+    per_worker = base + 4 * batch_rows * row_bytes
+    need = base + workers * per_worker
+    if need > limit:
+        fit = (limit - base) // per_worker
+        more = (f"at most {fit} fit (--workers {fit})" if fit >= 1
+                else "not even one fits")  # fmt: skip
+        raise TickwiseError(
+            f"--max-memory {limit / 2**30:.2f} GiB: the sweep needs about {need / 2**30:.2f} GiB "
+            f"(this process {base / 2**20:,.0f} MiB with the loop loaded, measured, and each "
+            f"of {workers} workers about {per_worker / 2**20:,.0f} MiB with {batch_rows:,} rows "
+            f"in flight): {more}, or lower [backtest] batch_size"
+        )
+    return {"estimate_bytes": need, "per_worker_bytes": per_worker, "sweep_bytes": base}
 
 
 def sweep(
@@ -321,6 +361,7 @@ def sweep(
     anchored: bool = False,
     folds: int | None = None,
     embargo: int = 0,
+    max_memory: int | None = None,
     on_trial: Callable[[int, dict[str, Any] | None], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
@@ -334,8 +375,10 @@ def sweep(
     Walk-forward (`train` and `test`, ns of event time; `step`, `anchored`) or purged
     k-fold (`folds`, `embargo` ns): each fold searches the space on its training windows
     and runs the best point on its test windows (backtest/folds.py). `start`/`end` (ns)
-    bound the data used. With `out`, every trial is stored there as it finishes and a
-    rerun resumes; the table, best.toml and sweep.json are written at the end.
+    bound the data used. `max_memory` (bytes) refuses a plan that would not fit in it
+    (`check_memory`), before any worker starts. With `out`, every trial is stored there as
+    it finishes and a rerun resumes; the table, best.toml and sweep.json are written at
+    the end.
     `on_plan(total)` and `on_trial(id, best row)` follow the progress."""
     began = time.perf_counter()
     config = config or SessionConfig()
@@ -360,7 +403,16 @@ def sweep(
         per_fold = trials
     if workers is not None and workers < 1:
         raise TickwiseError(f"--workers must be at least 1, got {workers}")
+    if max_memory is not None and max_memory <= 0:
+        raise TickwiseError(f"--max-memory must be above zero, got {max_memory}")
     out = Path(out) if out is not None else None
+    if out is not None:
+        _check_folder(out)
+    _warm_up(cls, history, fixed, config, on_compile)
+    memory = None
+    if max_memory is not None:
+        n = workers or (default_workers() if executor == "local" else 1)
+        memory = check_memory(max_memory, n, config.batch_size, _row_bytes(history))
     store = _open_folder(out) if out is not None else None
     plan = Plan(strategy, tuple(str(p) for p in paths), config)
     ctx = _Context(cls, plan, fixed, dims, goals, strategy_fingerprint(cls),
@@ -389,7 +441,6 @@ def sweep(
         return first
 
     try:
-        _warm_up(cls, history, fixed, config, on_compile)
         for fold in plan_folds:
             if not fold.test:  # (no folds: the whole window, once)
                 explore(fold.train, None, None)
@@ -432,6 +483,11 @@ def sweep(
         "wall_s": time.perf_counter() - began,
         "trial_wall_s": _percentiles(ctx.walls),  # (of the trials run by this call)
         "trial_setup_s": _percentiles(ctx.setups),
+        "peak_rss_mib": {
+            "sweep": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "worker": max(ctx.peaks, default=None),  # (of the trials run by this call)
+        },
+        "memory_plan": memory,
     }  # fmt: skip
     if plan_folds[0].test:
         days = lambda ns: None if ns is None else ns / DAY_NS  # noqa: E731
@@ -528,6 +584,14 @@ def _percentiles(values: Sequence[float]) -> dict[str, float] | None:
 
     q = np.percentile(np.asarray(values), [50, 90, 99, 100])
     return dict(zip(("p50", "p90", "p99", "max"), (float(x) for x in q), strict=True))
+
+
+def _row_bytes(history: Any) -> int:
+    """Bytes of one row of the widest kind the data holds."""
+    from tickwise.engine.schemas import market_dtype
+
+    kinds = history.kinds if hasattr(history, "kinds") else (history.kind,)
+    return max(market_dtype(k).itemsize for k in kinds)
 
 
 def _warm_up(cls: type[Strategy], history: Any, fixed: Mapping[str, Any],

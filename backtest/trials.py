@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import json
 import math
+import resource
 import sqlite3
 import time
 import traceback
@@ -165,6 +166,7 @@ class TrialWorker:
             row = failed_row(FAILED, f"{type(exc).__name__}: {exc} "
                                      f"({Path(where.filename).name}:{where.lineno})")  # fmt: skip
         row["wall_s"] = time.perf_counter() - began
+        row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return row
 
     def _run(self, task: Task, began: float) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from tickwise.backtest.sweep import PARAM
 from .processes import TICKWISE
 
 DAY = 86_400_000_000_000
-MEASURED = ("wall_s", "setup_s")  # times: the only columns that differ from run to run
+# Measured per trial (times, memory): the only columns that differ from run to run.
+MEASURED = ("wall_s", "setup_s", "peak_rss_mib")
 
 # A strategy that trades every `every` quotes and can be made to fail on purpose: its
 # kernel raises with fail=1 (a strategy fault: the kill switch halts the trial), its
@@ -279,6 +280,29 @@ def test_a_mistyped_sweep_is_one_line_naming_it(
     assert says in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_plan_that_cannot_fit_max_memory_is_refused_before_it_starts(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    args = [TICKWISE, "sweep", "--strategy", "mean_reversion", "--data", str(quotes_file),
+            "--grid", "window=10,20", "--param", "qty=100", "--workers", "2"]  # fmt: skip
+    done = subprocess.run([*args, "--max-memory", "300MiB", "--out", str(tmp_path / "small")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1
+    assert "--max-memory 0.29 GiB: the sweep needs about" in done.stderr
+    assert "not even one fits" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "small").exists()  # refused before anything was written
+    done = subprocess.run([*args, "--max-memory", "8GiB", "--out", str(tmp_path / "big")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = json.loads((tmp_path / "big" / "sweep.json").read_text())
+    plan = said["memory_plan"]
+    assert plan["estimate_bytes"] == plan["sweep_bytes"] + 2 * plan["per_worker_bytes"]
+    assert 0 < said["peak_rss_mib"]["worker"] < 8 * 1024  # each trial says its worker's peak
+    rows = pq.read_table(tmp_path / "big" / "trials.parquet").to_pylist()
+    assert all(r["peak_rss_mib"] > 0 for r in rows)
 
 
 def test_a_folder_that_is_not_a_sweep_is_refused_untouched(

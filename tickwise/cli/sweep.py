@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     wf.add_argument("--embargo", type=_length("--embargo"), default=0,
                     help="purged k-fold: kept out of training each side of a test")  # fmt: skip
     sweep.add_argument(
+        "--max-memory", type=_size, default=None, metavar="SIZE",
+        help="refuse, before starting, a plan that needs more memory: 8GiB, 800MiB, 2G",
+    )  # fmt: skip
+    sweep.add_argument(
         "--no-killswitch", action="store_true",
         help="research runs: no automatic trigger ([killswitch] enabled = false)",
     )  # fmt: skip
@@ -109,6 +114,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="sweep folder; an existing one is resumed (finished trials are not run again)",
     )  # fmt: skip
     sweep.set_defaults(run=_cmd_sweep)
+
+
+_UNITS = {"": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30,
+          "gib": 2**30, "t": 2**40, "tib": 2**40}  # fmt: skip
+
+
+def _size(text: str) -> int:
+    """An argparse type: an amount of memory (8GiB, 800MiB, 2G; binary units), in bytes."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = found[2].lower().removesuffix("b") if found else ""
+    unit = {"ki": "kib", "mi": "mib", "gi": "gib", "ti": "tib"}.get(unit, unit)
+    if not found or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is no amount of memory (8GiB, 800MiB, 2G)")
+    return int(float(found[1]) * _UNITS[unit])
 
 
 def _length(flag: str) -> Any:
@@ -181,7 +200,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 executor=args.executor, workers=args.workers, address=args.address,
                 out=args.out, start=args.start, end=args.end, train=args.train,
                 test=args.test, step=args.step, anchored=args.anchored, folds=args.folds,
-                embargo=args.embargo, on_trial=shown.trial,
+                embargo=args.embargo, max_memory=args.max_memory, on_trial=shown.trial,
                 on_plan=shown.plan, on_compile=compile_notice,
             )  # fmt: skip
     except KeyboardInterrupt:
