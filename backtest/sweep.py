@@ -38,13 +38,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickwise.engine.atomic import make_folder, temporary_path
-from tickwise.engine.config import SessionConfig
+from tickwise.engine.config import SessionConfig, load_config
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.strategy import Strategy, StrategyError, load_strategy
 from tickwise.feeds.merged import open_data
 
 from .executors import EXECUTORS, default_workers, make_executor
-from .folds import Fold, purged_k_fold, walk_forward
+from .folds import Fold, duration, purged_k_fold, walk_forward
 from .replay import check_data, replay
 from .results import footer_hash, summarize
 from .search import SAMPLERS, Objective, make_sampler, parse_objective
@@ -155,7 +155,8 @@ class _Context:
             tasks.setdefault(key, Task(key, params, windows, curve))
         done = self.get(list(tasks))
         todo = [t for k, t in tasks.items() if k not in done]
-        meta = {"fold": fold, "role": role, "start": windows[0][0], "end": windows[-1][1]}
+        meta = {"fold": fold, "role": role, "start": windows[0][0], "end": windows[-1][1],
+                "windows": [list(w) for w in windows]}  # fmt: skip
         for n, row in enumerate(rows):
             if row is None and keys[n] in done:
                 row = done[keys[n]]
@@ -242,8 +243,11 @@ def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
     columns: dict[str, pa.Array] = {"trial": pa.array(range(len(rows)), pa.int64())}
     columns["fold"] = pa.array([r["fold"] for r in rows], pa.int64())
     columns["role"] = pa.array([r["role"] for r in rows], pa.string())
-    columns["start"] = pa.array([r["start"] for r in rows], utc)
-    columns["end"] = pa.array([r["end"] for r in rows], utc)
+    columns["start"] = pa.array([r["start"] for r in rows], utc)  # (of its first window)
+    columns["end"] = pa.array([r["end"] for r in rows], utc)  # (of its last)
+    window = pa.struct([("start", utc), ("end", utc)])
+    columns["windows"] = pa.array([[{"start": a, "end": b} for a, b in r["windows"]]
+                                   for r in rows], pa.list_(window))  # fmt: skip
     columns["status"] = pa.array([r["status"] for r in rows], pa.string())
     columns["reason"] = pa.array([r.get("reason") for r in rows], pa.string())
     columns["rank"] = pa.array(ranks, pa.int64())
@@ -343,7 +347,7 @@ def sweep(
     space: Mapping[str, Any],
     *,
     params: Mapping[str, Any] | None = None,
-    config: SessionConfig | None = None,
+    config: SessionConfig | str | Path | None = None,
     search: str = "grid",
     trials: int | None = None,
     seed: int = 0,
@@ -355,12 +359,12 @@ def sweep(
     out: str | Path | None = None,
     start: int | None = None,
     end: int | None = None,
-    train: int | None = None,
-    test: int | None = None,
-    step: int | None = None,
+    train: int | str | None = None,
+    test: int | str | None = None,
+    step: int | str | None = None,
     anchored: bool = False,
     folds: int | None = None,
-    embargo: int = 0,
+    embargo: int | str = 0,
     max_memory: int | None = None,
     on_trial: Callable[[int, dict[str, Any] | None], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
@@ -372,16 +376,27 @@ def sweep(
     `batch` at a time. `objectives`: summary numbers ('sharpe', 'max_drawdown:min').
     `executor` 'local' (`workers` processes, default the CPUs) or 'ray' (`address`).
 
-    Walk-forward (`train` and `test`, ns of event time; `step`, `anchored`) or purged
-    k-fold (`folds`, `embargo` ns): each fold searches the space on its training windows
-    and runs the best point on its test windows (backtest/folds.py). `start`/`end` (ns)
-    bound the data used. `max_memory` (bytes) refuses a plan that would not fit in it
-    (`check_memory`), before any worker starts. With `out`, every trial is stored there as
-    it finishes and a rerun resumes; the table, best.toml and sweep.json are written at
-    the end.
+    `config`: a SessionConfig, or a config file's path (its [params] under `params`).
+    Walk-forward (`train` and `test`: ns of event time, or '30d', '12h'; `step`,
+    `anchored`) or purged k-fold (`folds`, `embargo`): each fold searches the space on
+    its training windows and runs the best point on its test windows (backtest/folds.py).
+    `start`/`end` (ns) bound the data used. `max_memory` (bytes) refuses a plan that would
+    not fit in it (`check_memory`), before any worker starts. With `out`, every trial is
+    stored there as it finishes and a rerun resumes; the table, best.toml, sweep.json and
+    report.html are written at the end.
     `on_plan(total)` and `on_trial(id, best row)` follow the progress."""
     began = time.perf_counter()
+    if isinstance(config, str | Path):  # a config file, as --config reads it
+        config, from_file = load_config(Path(config))
+        params = {**from_file, **(params or {})}
+        params = {k: v for k, v in params.items() if k not in space}  # (swept wins)
     config = config or SessionConfig()
+    if not isinstance(config, SessionConfig):
+        raise TickwiseError(f"config must be a SessionConfig or a config file's path, not a "
+                            f"{type(config).__name__}")  # fmt: skip
+    lengths = ((train, "train"), (test, "test"), (step, "step"), (embargo, "embargo"))
+    train, test, step, embargo = (duration(x, n) if isinstance(x, str) else x
+                                  for x, n in lengths)  # fmt: skip
     cls = load_strategy(strategy)
     paths = [data] if isinstance(data, str | Path) else list(data)
     history = open_data(paths[0] if len(paths) == 1 else paths)
@@ -392,7 +407,10 @@ def sweep(
     plan_folds = _folds(history, start, end, train, test, step, anchored, folds, embargo)
     if search == "grid":
         if trials is not None:
-            raise TickwiseError("a grid runs every point: --trials/--random is for searches")
+            raise TickwiseError(
+                "a grid runs every point: a number of trials is for searches "
+                "(search='random', 'tpe', ...: --random N or --trials N)"
+            )
         per_fold = dims.grid_size()
     else:
         if trials is None or trials < 1:
@@ -483,6 +501,7 @@ def sweep(
         "wall_s": time.perf_counter() - began,
         "trial_wall_s": _percentiles(ctx.walls),  # (of the trials run by this call)
         "trial_setup_s": _percentiles(ctx.setups),
+        "no_best": None if best is not None else _why_no_best(rows, goals),
         "peak_rss_mib": {
             "sweep": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker": max(ctx.peaks, default=None),  # (of the trials run by this call)
@@ -502,6 +521,34 @@ def sweep(
         _write_folder(out, table, info, best, strategy, config, goals, rows)
     return Sweep(table, best, goals, out, len(rows), ctx.ran, workers_used,
                  info["wall_s"], info)  # fmt: skip
+
+
+def _why_no_best(rows: Sequence[Mapping[str, Any]], goals: Sequence[Objective]) -> str:
+    """Why no trial could be chosen, with what to change."""
+    from collections import Counter
+
+    from tickwise.engine.limits import TRIGGER_SETTINGS
+
+    if not rows:
+        return "no trial was run"
+    ok = [r for r in rows if r["status"] == OK]
+    if ok:
+        for o in goals:
+            nulls = Counter(r.get("null", {}).get(o.name) for r in ok if r.get(o.name) is None)
+            if nulls:
+                why, n = nulls.most_common(1)[0]
+                return (f"{n:,} of the {len(ok):,} trials that ran to the end have no {o.name}: "
+                        f"{why or 'not a number'}; choose another --objective (pnl needs no "
+                        "returns), or data over more periods")  # fmt: skip
+    halts = Counter(r.get("halt_reason") for r in rows if r["status"] == "halted")
+    if halts:
+        cause, n = halts.most_common(1)[0]
+        hint = TRIGGER_SETTINGS.get(cause, "")
+        said = f"{n:,} of {len(rows):,} trials were halted by the kill switch ({cause})"
+        return f"{said}; a sweep is research: --no-killswitch, or set {hint}" if hint else said
+    statuses = Counter(r["status"] for r in rows)
+    first = next((r["reason"] for r in rows if r.get("reason")), "")
+    return f"trials: {dict(statuses)}; the first reason: {first}"
 
 
 def _fixed(cls: type[Strategy], params: Mapping[str, Any] | None, dims: Space) -> dict:
@@ -627,9 +674,17 @@ def _write_folder(out: Path, table: pa.Table, info: dict[str, Any],
         return
     said = ", ".join(f"{o.name} {best[o.name]:.6g}" for o in goals)
     data = " ".join(f"--data {d}" for d in info["data"])
+    run = f"tickwise backtest --config best.toml --strategy {spec} {data}"
+    windows = best["windows"]
+    if len(windows) == 1:
+        (a, b), bounds = windows[0], ""
+        bounds += f" --start {a}" if a is not None else ""
+        bounds += f" --end {b}" if b is not None else ""
+        how = [f"run it: {run}{bounds} --out DIR", f"run_hash {best['run_hash']}"]
+    else:  # (purged k-fold: a training of two windows)
+        how = [f"its run_hash {best['run_hash']} joins the backtests of its windows (ns): "
+               + ", ".join(f"--start {a} --end {b}" for a, b in windows)]  # fmt: skip
     header = [f"tickwise sweep: trial {best['trial']} of {info['trials']}, the best by "
-              f"{', '.join(o.text() for o in goals)} ({said})",
-              f"run it: tickwise backtest --config best.toml --strategy {spec} {data} --out DIR",
-              f"run_hash {best['run_hash']}"]  # fmt: skip
+              f"{', '.join(o.text() for o in goals)} ({said})", *how]  # fmt: skip
     toml = best_toml(spec, config, best["params"], header)
     _write_atomic(out / "best.toml", lambda p: p.write_text(toml))

@@ -190,8 +190,8 @@ def write_sweep_report(path: Path, rows: Sequence[Mapping[str, Any]], info: Mapp
     folds = [r["fold"] for r in rows if r["fold"] is not None]
     last = [r for r in rows if r["role"] != "test" and r["fold"] == (max(folds) if folds
                                                                       else None)]  # fmt: skip
-    ranked = sorted((r for r in rows if r.get("rank") is not None and r.get("role") != "test"),
-                    key=lambda r: (r.get("fold") or 0, r["rank"]))[:SHOWN]  # fmt: skip
+    ranked = sorted((r for r in last if r.get("rank") is not None),
+                    key=lambda r: r["rank"])[:SHOWN]  # fmt: skip
     names = [*(o.name for o in goals), "pnl", "fills"]
     names = list(dict.fromkeys(names))
     head = ["trial", "fold", "rank", *swept, *names, "run_hash"]
@@ -224,7 +224,7 @@ def write_sweep_report(path: Path, rows: Sequence[Mapping[str, Any]], info: Mapp
 <script>{get_plotlyjs()}</script></head>
 <body><h1>{title}</h1>
 {_table(_summary_rows(info))}
-<h2>the best trials</h2>
+<h2>the best trials{" of the last fold's training" if folds else ""}</h2>
 {_table(best_rows, head)}
 {"".join(charts)}
 </body></html>

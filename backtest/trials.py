@@ -122,6 +122,7 @@ def row_of(summary: Mapping[str, Any]) -> dict[str, Any]:
     row["pnl"], row["fees"] = summary["pnl"], summary["fees"]
     for name in STATISTICS:
         row[name] = stats[name]["value"]
+    row["null"] = {n: stats[n]["reason"] for n in STATISTICS if stats[n]["value"] is None}
     for name in COUNTS:
         row[name] = summary[name]
     row["halt_reason"] = summary["halt_reason"]

@@ -19,8 +19,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a user's text is printed as written (":100:" in `window=1:100:50` is no emoji).
+stdout = Console(highlight=False, soft_wrap=True, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 if not stdout.is_terminal:
     stdout.width = 140  # logs and pipes: wide tables rather than wrapped cells
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tickwise.engine.console import compile_notice, stderr, stdout
 from tickwise.engine.errors import TickwiseError
 
 SHOWN = 10  # the best trials printed
+LOG_EVERY_S = 10.0  # off a terminal: a progress line this often
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -145,7 +147,8 @@ def _length(flag: str) -> Any:
 
 
 class _Progress:
-    """Trials done of the total, the best so far and the time left, on stderr."""
+    """Trials done of the total, the best so far and the time left, on stderr: a bar on a
+    terminal, else a line every LOG_EVERY_S (logs of CI and nohup runs)."""
 
     def __init__(self, objective: str) -> None:
         self.objective = objective
@@ -155,14 +158,23 @@ class _Progress:
             console=stderr, transient=True, disable=not stderr.is_terminal,
         )  # fmt: skip
         self.task: Any = None
+        self.total = self.done = 0
+        self.began = self.said = time.monotonic()
 
     def plan(self, total: int) -> None:
         self.task = self.bar.add_task("sweep", total=total, best="")
+        self.total = total
 
     def trial(self, _trial: int, best: dict[str, Any] | None) -> None:
         o = self.objective
         shown = "" if best is None else f"best {o} {best[o]:.4g} (trial {best['trial']})"
         self.bar.update(self.task, advance=1, best=shown)
+        self.done += 1
+        now = time.monotonic()
+        if not stderr.is_terminal and (now - self.said >= LOG_EVERY_S or self.done == self.total):
+            self.said = now
+            stderr.print(f"sweep: {self.done:,}/{self.total:,} trials, {shown or 'no best yet'}, "
+                         f"{now - self.began:.0f} s", markup=False)  # fmt: skip
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -221,8 +233,7 @@ def _print(result: Any) -> None:
     else:
         _print_overfitting(info["overfitting"])
     if result.best is None:
-        stdout.print("no trial ran to the end with a value of the objective: no best.toml "
-                     "(see the reasons in trials.parquet)", markup=False)  # fmt: skip
+        stdout.print(f"no best trial, so no best.toml: {info['no_best']}", markup=False)
     files = ["trials.parquet", "sweep.json", "report.html", "best.toml" if result.best else None,
              "oos_equity.parquet" if "walk_forward" in info else None]  # fmt: skip
     stdout.print(f"results in {result.out}: {', '.join(f for f in files if f)}", markup=False)
@@ -250,9 +261,10 @@ def _print_best(result: Any) -> None:
 def _print_outcome(info: dict[str, Any]) -> None:
     status = ", ".join(f"{k} {v:,}" for k, v in info["status"].items() if v)
     wall = info["trial_wall_s"]
-    stdout.print(f"trials: {status}; run now {info['ran']:,} on {info['workers']} "
-                 f"{info['executor']} workers, the others from the store",
-                 markup=False)  # fmt: skip
+    workers = f"{info['workers']} {info['executor']} worker{'s' * (info['workers'] != 1)}"
+    stored = info["trials"] - info["ran"]
+    said = f"; {stored:,} from the store" if stored > 0 else ""
+    stdout.print(f"trials: {status}; run now {info['ran']:,} on {workers}{said}", markup=False)
     if wall:
         setup = info["trial_setup_s"]
         stdout.print(f"trial wall time (s, over trials run now): p50 {wall['p50']:.3f}, "
@@ -284,7 +296,7 @@ def _print_folds(wf: dict[str, Any], goals: list[str], swept: list[str]) -> None
     said = (f"{sharpe['value']:.3f}" if sharpe["value"] is not None
             else f"n/a ({sharpe['reason']})")  # fmt: skip
     stdout.print(f"out of sample, the test windows stitched: PnL {oos['pnl']:,.2f} (price "
-                 f"units, after fees); Sharpe {said} (annualised, on the PnL at each period's end)",
+                 f"units, after fees); Sharpe {said} (annualised, at each period's end)",
                  markup=False)  # fmt: skip
 
 
