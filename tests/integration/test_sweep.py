@@ -259,6 +259,7 @@ def test_best_toml_replays_the_best_trial(tmp_path: Path, quotes_file: Path) -> 
         (["--grid", "window=10:50"], "a grid needs every value: window is a range"),
         (["--grid", "window=10:50:10", "--param", "window=3"], "window: both --param and --grid"),
         (["--grid", "window=1:50:10"], "window=1:50:10: parameter window=1 is below its minimum"),
+        (["--grid", "window=1:100:50"], "window=1:100:50: parameter"),  # (no emoji of :100:)
         (["--grid", "window=50:10:10"], "the range must go up"),
         (["--grid", "entry_z=1:2:0"], "the step must be above zero"),
         (["--grid", "window=10:20:2.5"], "window is a whole number"),
@@ -280,6 +281,27 @@ def test_a_mistyped_sweep_is_one_line_naming_it(
     assert says in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_sweep_without_a_best_says_why_and_what_to_change(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    args = [TICKWISE, "sweep", "--strategy", "mean_reversion", "--data", str(quotes_file),
+            "--grid", "window=10,20", "--param", "qty=100", "--workers", "1"]  # fmt: skip
+    done = subprocess.run([*args, "--out", str(tmp_path / "day")], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ("no best trial, so no best.toml: 2 of the 2 trials that ran to the end have no "
+            "sharpe: needs at least 2 1d returns; the run has 1") in done.stdout  # fmt: skip
+    assert not (tmp_path / "day" / "best.toml").exists()
+    stale = tmp_path / "stale.toml"
+    stale.write_text("[killswitch]\nstale_feed_ms = 0.001\n")
+    done = subprocess.run([*args, "--config", str(stale), "--objective", "pnl", "--out",
+                           str(tmp_path / "halted")], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 of 2 trials were halted by the kill switch (stale_feed)" in done.stdout
+    assert "--no-killswitch, or set [killswitch] stale_feed_ms" in done.stdout
 
 
 def test_a_plan_that_cannot_fit_max_memory_is_refused_before_it_starts(
