@@ -241,9 +241,9 @@ def test_best_toml_replays_the_best_trial(tmp_path: Path, quotes_file: Path) -> 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     best = next(r for r in pq.read_table(out / "trials.parquet").to_pylist() if r["rank"] == 1)
-    replay = subprocess.run(
-        [TICKWISE, "backtest", "--config", str(out / "best.toml"), "--strategy",
-         "mean_reversion", "--data", str(quotes_file), "--out", str(tmp_path / "bt")],
+    replay = subprocess.run(  # (the strategy: best.toml's [live] strategy)
+        [TICKWISE, "backtest", "--config", str(out / "best.toml"), "--data", str(quotes_file),
+         "--out", str(tmp_path / "bt")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr

@@ -29,8 +29,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--param window=200 --out results/mr",
     )  # fmt: skip
     backtest.add_argument(
-        "--strategy", required=True, help="registered name, path/to/file.py:Class or module:Class"
-    )
+        "--strategy", default=None,
+        help="registered name, path/to/file.py:Class or module:Class (default: the config "
+        "file's [live] strategy, as a sweep's best.toml has it)",
+    )  # fmt: skip
     backtest.add_argument(
         "--data", type=Path, required=True, action="append",
         help="Parquet file or hive folder; repeat it (or give a folder holding one entry per "
@@ -89,13 +91,16 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.no_killswitch:
         config = replace(config, killswitch=replace(config.killswitch, enabled=False))
     params |= parse_params(args.param)
+    strategy = args.strategy or config.live.strategy
+    if strategy is None:
+        raise TickwiseError("which strategy? give --strategy (or [live] strategy in --config)")
     if args.start is not None and args.end is not None and not args.start < args.end:
         raise TickwiseError(f"--start ({_iso(args.start)}) must be before --end ({_iso(args.end)})")
     window = args.start is not None or args.end is not None
     data = args.data[0] if len(args.data) == 1 else args.data
     rows = None if window else open_data(data).rows  # (a window's rows: not known)
     with progress("replay", rows) as advance:
-        bt = run_backtest(args.strategy, data, params, config, on_events=advance,
+        bt = run_backtest(strategy, data, params, config, on_events=advance,
                           on_compile=compile_notice, start=args.start, end=args.end)  # fmt: skip
     summary = write_results(bt, args.out, overwrite=args.overwrite)
     rate = fmt_rate(summary["events"], summary["replay_s"], "events")

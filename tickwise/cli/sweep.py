@@ -252,7 +252,7 @@ def _print_best(result: Any) -> None:
     rows = sorted((r for r in result.table.to_pylist() if r["rank"] is not None),
                   key=lambda r: r["rank"])[:SHOWN]  # fmt: skip
     for r in rows:
-        cells = [str(r["rank"]), str(r["trial"]), *(f"{r['param.' + n]}" for n in swept)]
+        cells = [str(r["rank"]), str(r["trial"]), *(_num(r["param." + n]) for n in swept)]
         cells += [_num(r[n]) for n in numbers]
         table.add_row(*cells, r["run_hash"][:12])
     stdout.print(table)
@@ -316,4 +316,6 @@ def _print_overfitting(said: dict[str, Any]) -> None:
 def _num(value: Any) -> str:
     if value is None:
         return "n/a"
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.6g}"
