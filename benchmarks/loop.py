@@ -73,25 +73,22 @@ PARAMS = {
 }
 
 
-@njit(inline="always")
-def _crossed(i, price, fast, slow, prev_diff):
-    """1 if the fast and slow means of instrument i's prices cross at `price`, else 0."""
-    rolling_push(fast, i, price)
-    rolling_push(slow, i, price)
-    if not rolling_full(slow, i):
-        return 0
-    diff = rolling_mean(fast, i) - rolling_mean(slow, i)
-    prev = prev_diff[i]
-    prev_diff[i] = diff
-    return int(prev == prev and ((diff > 0.0 and prev <= 0.0) or (diff < 0.0 and prev >= 0.0)))
-
-
 @njit  # not cached: run as a script and as a package module, a cache of one breaks the other
 def bare_sma_cross(instrument, bid, ask, fast, slow, prev_diff):
     """Crossovers of the fast and slow mean of the mid, per instrument: how many."""
     crosses = 0
     for k in range(instrument.size):
-        crosses += _crossed(instrument[k], 0.5 * (bid[k] + ask[k]), fast, slow, prev_diff)
+        i = instrument[k]
+        mid = 0.5 * (bid[k] + ask[k])
+        rolling_push(fast, i, mid)
+        rolling_push(slow, i, mid)
+        if not rolling_full(slow, i):
+            continue
+        diff = rolling_mean(fast, i) - rolling_mean(slow, i)
+        prev = prev_diff[i]
+        prev_diff[i] = diff
+        if prev == prev and ((diff > 0.0 and prev <= 0.0) or (diff < 0.0 and prev >= 0.0)):
+            crosses += 1
     return crosses
 
 
@@ -100,7 +97,17 @@ def bare_sma_cross_bars(instrument, close, fast, slow, prev_diff):
     """Crossovers of the fast and slow mean of the bars' closes, per instrument: how many."""
     crosses = 0
     for k in range(instrument.size):
-        crosses += _crossed(instrument[k], close[k], fast, slow, prev_diff)
+        i = instrument[k]
+        price = close[k]
+        rolling_push(fast, i, price)
+        rolling_push(slow, i, price)
+        if not rolling_full(slow, i):
+            continue
+        diff = rolling_mean(fast, i) - rolling_mean(slow, i)
+        prev = prev_diff[i]
+        prev_diff[i] = diff
+        if prev == prev and ((diff > 0.0 and prev <= 0.0) or (diff < 0.0 and prev >= 0.0)):
+            crosses += 1
     return crosses
 
 
