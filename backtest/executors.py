@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -50,6 +51,17 @@ def _died(task: Task, deaths: int) -> dict[str, Any]:
     return row | {"lost": True}
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the sweep's process dies, even killed (a
+    worker in a trial that never ends would otherwise run on, orphaned)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _pin_threads() -> Any:
     """Keep this worker to one CPU: the thread pools already loaded limited to one thread
     each, and Parquet decoded on the reading thread."""
@@ -67,6 +79,7 @@ def _pin_threads() -> Any:
 def _serve(conn: Connection, plan: Plan) -> None:
     """A local worker: answers each task sent on `conn` with its row, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle
+    _die_with_parent()
     limits = _pin_threads()  # (held while the worker lives)
     try:
         worker = TrialWorker(plan)
@@ -77,11 +90,11 @@ def _serve(conn: Connection, plan: Plan) -> None:
     while True:
         try:
             task = conn.recv()
-        except EOFError:  # the sweep is gone
+            if task is None:
+                return
+            conn.send(("row", worker.run(task)))
+        except (EOFError, OSError):  # the sweep is gone
             return
-        if task is None:
-            return
-        conn.send(("row", worker.run(task)))
     limits.unregister()
 
 

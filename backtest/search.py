@@ -123,7 +123,7 @@ def search(space: Space, sampler: Any, objectives: Sequence[Objective], trials: 
             asks = [study.ask(dists) for _ in range(min(batch, trials - asked))]
         points = [{n: snap(dims[n], t.params[n]) for n in dims} for t in asks]
         for ask, told in zip(asks, run(points), strict=True):
-            values = None if told is None else [float(v) for v in told]
+            values = None if told is None or None in told else [float(v) for v in told]
             if values is None or not all(math.isfinite(v) for v in values):
                 study.tell(ask, state=optuna.trial.TrialState.FAIL)
             else:

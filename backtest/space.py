@@ -75,6 +75,8 @@ def parse_dimension(strategy: type[Strategy], name: str, spec: Any) -> Dimension
         if not isinstance(spec, Sequence | range) or isinstance(spec, bytes):
             raise SpaceError(f"{where}: give a list of values or a text such as 'a:b:step', "
                              f"not a {type(spec).__name__}")  # fmt: skip
+        if len(spec) > MAX_GRID_POINTS:
+            raise SpaceError(f"{where}: {len(spec):,} values; at most {MAX_GRID_POINTS:,}")
         return _values(strategy, param, name, where, list(spec))
     text = spec.strip()
     if not text:
@@ -114,13 +116,20 @@ def _stepped(strategy: type[Strategy], param: Param, name: str, where: str,
         low, high, step = (Decimal(p) for p in parts)
     except InvalidOperation:
         raise SpaceError(f"{where}: a:b:step needs three numbers (or a:b:log)") from None
+    if not all(x.is_finite() for x in (low, high, step)):
+        raise SpaceError(f"{where}: a:b:step needs three finite numbers")
     if not step > 0:
         raise SpaceError(f"{where}: the step must be above zero")
     if param.type is int and any(x != x.to_integral_value() for x in (low, high, step)):
         raise SpaceError(f"{where}: {name} is a whole number, so are its range and step")
-    count = int((high - low) / step) + 1
-    if count > MAX_GRID_POINTS:
-        raise SpaceError(f"{where}: {count:,} values; at most {MAX_GRID_POINTS:,}")
+    try:
+        count = (high - low) / step
+        too_many = not count < MAX_GRID_POINTS
+    except ArithmeticError:  # (decimal overflow: a step of 1e-99999999)
+        too_many = True
+    if too_many:
+        raise SpaceError(f"{where}: more than {MAX_GRID_POINTS:,} values; use a larger step")
+    count = int(count) + 1
     values = tuple(_checked(strategy, param, name, where, str(low + k * step))
                    for k in range(count))  # fmt: skip
     kind = param.type
@@ -153,7 +162,11 @@ class Space:
                 f"a grid needs every value: {', '.join(ranges)} is a range without a step "
                 "(write a:b:step, or a list a,b,c; or search it with --random N / --trials N)"
             )
-        return math.prod(len(d.values or ()) for d in self.dimensions)
+        size = math.prod(len(d.values or ()) for d in self.dimensions)
+        if size > MAX_GRID_POINTS:
+            raise SpaceError(f"a grid of {size:,} points; at most {MAX_GRID_POINTS:,} (a "
+                             "larger step, or a search: --random N / --trials N)")  # fmt: skip
+        return size
 
     def grid(self) -> Iterator[dict[str, Any]]:
         """Every point of the grid, the last dimension fastest."""

@@ -118,6 +118,7 @@ class _Context:
     on_trial: Callable[[int, dict[str, Any] | None], None] | None
     executor: Any = None
     ran: int = 0
+    reused: int = 0  # trials taken from the store
     walls: list[float] = field(default_factory=list)  # wall and setup times of trials run now
     setups: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)  # their workers' peak RSS (MiB)
@@ -150,10 +151,15 @@ class _Context:
                 rows[n] = failed_row(INVALID, str(exc).removeprefix(f"{self.strategy.name()}: "))
                 rows[n]["params"] = self.fixed | point
                 continue
+            except Exception as exc:  # (check_params raised instead of saying what is wrong)
+                rows[n] = failed_row(FAILED, f"check_params raised {type(exc).__name__}: {exc}")
+                rows[n]["params"] = self.fixed | point
+                continue
             keys[n] = key = trial_key(self.strategy_fp, self.data_fp, self.config, params,
                                       windows, curve)  # fmt: skip
             tasks.setdefault(key, Task(key, params, windows, curve))
         done = self.get(list(tasks))
+        self.reused += len(done)
         todo = [t for k, t in tasks.items() if k not in done]
         meta = {"fold": fold, "role": role, "start": windows[0][0], "end": windows[-1][1],
                 "windows": [list(w) for w in windows]}  # fmt: skip
@@ -169,7 +175,8 @@ class _Context:
                 if not row.pop("lost", False):  # (a lost worker is no result: run it next time)
                     self.put(task.key, row)
                 self.ran += 1
-                self.walls.append(row["wall_s"])
+                if "wall_s" in row:
+                    self.walls.append(row["wall_s"])
                 if "setup_s" in row:
                     self.setups.append(row["setup_s"])
                 if "peak_rss_mib" in row:
@@ -493,6 +500,7 @@ def sweep(
         "executor": executor,
         "workers": workers_used,
         "ran": ctx.ran,
+        "reused": ctx.reused,
         "status": {s: sum(r["status"] == s for r in rows) for s in (OK, "halted", INVALID, FAILED)},
         "best": None if best is None else {
             "trial": best["trial"], "params": best["params"],
@@ -645,11 +653,16 @@ def _warm_up(cls: type[Strategy], history: Any, fixed: Mapping[str, Any],
              config: SessionConfig, on_compile: Any) -> None:  # fmt: skip
     """Compile (or load) what a trial runs, once, here: the strategy's loop and the
     statistics, over the first instant of the data; workers starting together then load
-    them from the cache instead of each compiling them."""
+    them from the cache instead of each compiling them. Code that does not compile is
+    refused here, once, as `tickwise backtest` refuses it."""
+    try:
+        cls.resolve_params(fixed)
+    except Exception:  # (not these parameters, or check_params raising: each trial says so)
+        return
     first = history.ts_range[0]
     try:
         bt = replay(cls, history, fixed, config, on_compile=on_compile, end=first + 1)
-    except StrategyError:  # (the defaults do not pass check_params: workers compile it)
+    except TickwiseError:  # (nothing at the first instant in this window: trials will say)
         return
     summarize(bt, "")
 

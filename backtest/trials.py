@@ -162,6 +162,8 @@ class TrialWorker:
             row = self._run(task, began)
         except TickwiseError as exc:
             row = failed_row(FAILED, str(exc))
+        except (OSError, MemoryError) as exc:  # the machine, not the trial: not stored (`lost`)
+            row = failed_row(FAILED, f"{type(exc).__name__}: {exc}") | {"lost": True}
         except Exception as exc:  # a bug in the strategy's Python, or ours: keep it, go on
             where = traceback.extract_tb(exc.__traceback__)[-1]
             row = failed_row(FAILED, f"{type(exc).__name__}: {exc} "
@@ -241,26 +243,43 @@ class TrialStore:
             self.db.execute("CREATE TABLE IF NOT EXISTS trials (key TEXT PRIMARY KEY, "
                             "row TEXT NOT NULL, stored REAL NOT NULL)")  # fmt: skip
         except sqlite3.DatabaseError as exc:
-            raise TickwiseError(f"{path}: not a trial store tickwise can read ({exc}); "
-                                "move it away or sweep into another --out") from None  # fmt: skip
+            raise self._refused(exc) from None
+
+    def _refused(self, exc: sqlite3.DatabaseError) -> TickwiseError:
+        """What went wrong with the store, in one line."""
+        if "unable to open" in str(exc) or "readonly" in str(exc) or "read-only" in str(exc):
+            return TickwiseError(f"{self.path}: cannot be opened for writing ({exc}): is the "
+                                 "folder read-only? The trials in it are kept")  # fmt: skip
+        if "full" in str(exc):
+            return TickwiseError(f"{self.path}: the disk is full ({exc}); every trial stored "
+                                 "so far is kept: free space and rerun to resume")  # fmt: skip
+        return TickwiseError(f"{self.path}: not a trial store tickwise can read ({exc}); "
+                             "move it away or sweep into another --out")  # fmt: skip
 
     def get(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The stored rows of those of `keys` that are done."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, dict[str, Any]] = {}
-        for lo in range(0, len(keys), 500):  # (SQLite's limit on bound parameters)
-            chunk = keys[lo : lo + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, text in self.db.execute(
-                f"SELECT key, row FROM trials WHERE key IN ({marks})", chunk
-            ):
-                found[key] = json.loads(text)
+        try:
+            for lo in range(0, len(keys), 500):  # (SQLite's limit on bound parameters)
+                chunk = keys[lo : lo + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, text in self.db.execute(
+                    f"SELECT key, row FROM trials WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = json.loads(text)
+        except sqlite3.DatabaseError as exc:
+            raise self._refused(exc) from None
         return found
 
     def put(self, key: str, row: Mapping[str, Any]) -> None:
         """Store a finished trial, committed before this returns."""
         text = json.dumps(row, allow_nan=True)
-        self.db.execute("INSERT OR REPLACE INTO trials VALUES (?, ?, ?)", (key, text, time.time()))
+        try:
+            self.db.execute("INSERT OR REPLACE INTO trials VALUES (?, ?, ?)",
+                            (key, text, time.time()))  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            raise self._refused(exc) from None
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM trials").fetchone()[0])

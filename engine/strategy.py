@@ -74,6 +74,8 @@ class Param:
         if self.type is not bool:
             if isinstance(value, float) and not math.isfinite(value):
                 raise StrategyError(f"parameter {name}={value} must be finite")
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise StrategyError(f"parameter {name}={value} does not fit 64 bits")
             if self.low is not None and value < self.low:
                 raise StrategyError(f"parameter {name}={value} is below its minimum {self.low}")
             if self.high is not None and value > self.high:

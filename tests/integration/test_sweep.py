@@ -31,8 +31,9 @@ MEASURED = ("wall_s", "setup_s", "peak_rss_mib")
 
 # A strategy that trades every `every` quotes and can be made to fail on purpose: its
 # kernel raises with fail=1 (a strategy fault: the kill switch halts the trial), its
-# Python raises with fail=2 (the trial fails), every=13 is refused by check_params, and a
-# worker starting the trial every=30 kills itself once while the marker file is there.
+# Python raises with fail=2 (the trial fails), every=13 is refused by check_params (which
+# raises at every=17), and a worker starting the trial every=30 kills itself while the
+# marker file says so ("pid:times", pid the sweep's own process, spared).
 FRAGILE = '''
 import datetime as dt
 import json
@@ -73,6 +74,8 @@ class Fragile(tw.Strategy):
 
     @classmethod
     def check_params(cls, params):
+        if params["every"] == 17:
+            raise KeyError("check_params itself fails at every=17")
         return "every=13 is unlucky" if params["every"] == 13 else None
 
     @classmethod
@@ -80,9 +83,12 @@ class Fragile(tw.Strategy):
         time.sleep(params["nap_ms"] / 1000)
         if params["fail"] == 2:
             raise ZeroDivisionError("fail=2 fails in Python")
-        if params["every"] == 30 and MARKER.exists() and MARKER.read_text() != str(os.getpid()):
-            MARKER.unlink()
-            os.kill(os.getpid(), signal.SIGKILL)
+        if params["every"] == 30 and MARKER.exists():
+            pid, _, times = MARKER.read_text().partition(":")
+            if pid != str(os.getpid()):  # (not the sweep's own process, warming up)
+                left = int(times or 1) - 1
+                MARKER.write_text(f"{pid}:{left}") if left else MARKER.unlink()
+                os.kill(os.getpid(), signal.SIGKILL)
         return super().new_state(n_instruments, params, tick_sizes)
 '''
 
@@ -189,6 +195,40 @@ def test_a_worker_killed_during_a_trial_loses_nothing(tmp_path: Path, quotes_fil
     assert {r["status"] for r in hit.table.to_pylist()} == {"ok"}
 
 
+def test_a_trial_whose_workers_keep_dying_is_a_failed_row_tried_again_next_time(
+    tmp_path: Path, quotes_file: Path
+) -> None:
+    spec = fragile(tmp_path)
+    marker = tmp_path / "kill-once"
+    marker.write_text(f"{os.getpid()}:2")
+    out = tmp_path / "out"
+    space = {"every": "20,30,17"}
+    hit = tw.sweep(spec, quotes_file, space, workers=1, objectives=["fills"], out=out)
+    assert not marker.exists()  # two workers died running every=30
+    rows = {r[PARAM + "every"]: r for r in hit.table.to_pylist()}
+    assert rows[20]["status"] == "ok"
+    assert rows[30]["status"] == "failed"
+    assert rows[30]["reason"].startswith("the worker running it died 2 times")
+    assert rows[17]["status"] == "failed"
+    assert (
+        rows[17]["reason"]
+        == "check_params raised KeyError: 'check_params itself fails at every=17'"
+    )
+    again = tw.sweep(spec, quotes_file, space, workers=1, objectives=["fills"], out=out)
+    assert again.ran == 1  # only every=30 (a lost worker is no result)
+    assert again.table.to_pylist()[1]["status"] == "ok"
+
+
+def test_a_search_goes_on_when_trials_have_no_value_of_the_objective(quotes_file: Path) -> None:
+    swept = tw.sweep("mean_reversion", quotes_file, {"window": "10:100"}, search="tpe",
+                     trials=6, batch=3, params={"qty": 100.0}, workers=1)  # fmt: skip
+    rows = swept.table.to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    assert all(r["sharpe"] is None for r in rows)  # (one day of data: no daily returns)
+    assert swept.best is None
+    assert "have no sharpe" in swept.info["no_best"]
+
+
 def _stored(store: Path) -> int:
     try:
         with sqlite3.connect(store, timeout=1) as db:
@@ -267,6 +307,14 @@ def test_best_toml_replays_the_best_trial(tmp_path: Path, quotes_file: Path) -> 
         (["--grid", "window=10,20", "--sampler", "tpe"], "--sampler goes with --trials"),
         (["--grid", "window=10:20", "--trials", "0"], "needs a number of trials (at least 1)"),
         (["--grid", "window=10,20", "--workers", "0"], "--workers must be at least 1"),
+        (["--grid", "entry_z=1:2:nan"], "a:b:step needs three finite numbers"),
+        (["--grid", "entry_z=1:2:1e-99999999"], "more than 10,000,000 values"),
+        (
+            ["--grid", "window=2:1000000:1", "--grid", "entry_z=0:100:0.01"],
+            "a grid of 10,000,989,999 points; at most 10,000,000",
+        ),
+        (["--grid", "window=10,20", "--start", "9999-12-31"], "beyond what nanoseconds"),
+        (["--grid", "window=10,99999999999999999999"], "does not fit 64 bits"),
     ],
 )
 def test_a_mistyped_sweep_is_one_line_naming_it(

@@ -66,6 +66,8 @@ def event_time(text: str) -> int:
     8601 date or date and time (without a zone: UTC)."""
     text = text.strip()
     if text.lstrip("-").isdigit():
+        if not -(2**63) <= int(text) < 2**63:
+            raise argparse.ArgumentTypeError(f"{text} ns does not fit 64 bits")
         return int(text)
     try:
         when = dt.datetime.fromisoformat(text)
@@ -77,7 +79,11 @@ def event_time(text: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    if not -(2**63) <= ns < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is beyond what nanoseconds since the epoch "
+                                         "hold (1677-09-21 to 2262-04-11)")  # fmt: skip
+    return ns
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -262,15 +262,14 @@ def _print_outcome(info: dict[str, Any]) -> None:
     status = ", ".join(f"{k} {v:,}" for k, v in info["status"].items() if v)
     wall = info["trial_wall_s"]
     workers = f"{info['workers']} {info['executor']} worker{'s' * (info['workers'] != 1)}"
-    stored = info["trials"] - info["ran"]
-    said = f"; {stored:,} from the store" if stored > 0 else ""
+    said = f"; {info['reused']:,} from the store" if info["reused"] else ""
     stdout.print(f"trials: {status}; run now {info['ran']:,} on {workers}{said}", markup=False)
     if wall:
         setup = info["trial_setup_s"]
+        of = f"; of which setup p50 {setup['p50']:.3f}" if setup else ""
         stdout.print(f"trial wall time (s, over trials run now): p50 {wall['p50']:.3f}, "
-                     f"p99 {wall['p99']:.3f}, max {wall['max']:.3f}; of which setup p50 "
-                     f"{setup['p50']:.3f}; sweep wall clock {info['wall_s']:.1f} s",
-                     markup=False)  # fmt: skip
+                     f"p99 {wall['p99']:.3f}, max {wall['max']:.3f}{of}; sweep wall clock "
+                     f"{info['wall_s']:.1f} s", markup=False)  # fmt: skip
 
 
 def _print_folds(wf: dict[str, Any], goals: list[str], swept: list[str]) -> None:
