@@ -80,7 +80,7 @@ def _serve(conn: Connection, plan: Plan) -> None:
     """A local worker: answers each task sent on `conn` with its row, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle
     _die_with_parent()
-    limits = _pin_threads()  # (held while the worker lives)
+    _held = _pin_threads()  # (the limits last while the worker lives)
     try:
         worker = TrialWorker(plan)
     except Exception as exc:  # (the sweep opened the same plan first: this is unexpected)
@@ -95,7 +95,6 @@ def _serve(conn: Connection, plan: Plan) -> None:
             conn.send(("row", worker.run(task)))
         except (EOFError, OSError):  # the sweep is gone
             return
-    limits.unregister()
 
 
 @contextmanager

@@ -252,10 +252,17 @@ def test_a_sweep_killed_halfway_resumes_to_the_same_table(
         while _stored(out / "trials.sqlite") < 4 and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.02)
+        workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(timeout=30)
+    gone = time.monotonic() + 30  # its workers do not outlive it
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < gone:
+        time.sleep(0.05)
+    assert workers
+    assert not [w for w in workers if Path(f"/proc/{w}/status").exists()
+                and "zombie" not in Path(f"/proc/{w}/status").read_text()]  # fmt: skip
     done = _stored(out / "trials.sqlite")
     assert 4 <= done < 12
     assert not (out / "trials.parquet").exists()
