@@ -9,7 +9,10 @@ Both executors hand out one trial at a time to each idle worker and yield
 rows as they finish, in whatever order; the sweep puts them in trial order. A
 worker that dies (killed, out of memory) is replaced and its trial run again
 on another; a trial during which workers died `MAX_DEATHS` times is a failed
-row saying so, and the sweep goes on.
+row saying so, and the sweep goes on. With a `timeout`, a trial still running
+after that many seconds (a kernel that never ends) has its worker killed and
+replaced, and is a failed row saying so; neither kind of row is stored, so a
+rerun tries the trial again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections import Counter, deque
@@ -41,6 +46,35 @@ RAY_FREE_WAIT_S = 10.0  # how long a sweep waits for a Ray cluster's CPUs to be 
 def default_workers() -> int:
     """The CPUs this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_workers(workers: int | None, executor: str) -> None:
+    """Refuse a worker count that cannot help: below one, or (on this machine) more than
+    its CPUs, each worker being one busy CPU that would only share them."""
+    if workers is None:
+        return
+    if workers < 1:
+        raise TickwiseError(f"--workers must be at least 1, got {workers}")
+    cpus = default_workers()
+    if executor == "local" and workers > cpus:
+        raise TickwiseError(f"--workers {workers}: this machine gives this process {cpus} "
+                            f"CPUs, and a worker keeps one busy; give at most {cpus} (or "
+                            "--executor ray with a cluster)")  # fmt: skip
+
+
+def check_timeout(timeout: float | None) -> None:
+    """A trial timeout is a positive, finite number of seconds (or None: no timeout)."""
+    if timeout is not None and not (0 < timeout < float("inf")):
+        raise TickwiseError(f"--trial-timeout must be a number of seconds above zero, got "
+                            f"{timeout}")  # fmt: skip
+
+
+def _timed_out(timeout: float) -> dict[str, Any]:
+    """The row of a trial stopped by the timeout: `lost`, not stored (a rerun, perhaps with
+    a longer timeout, tries it again)."""
+    row = failed_row(FAILED, f"still running after --trial-timeout {timeout:g} s, so its "
+                             "worker was killed (a loop that never ends?)")  # fmt: skip
+    return row | {"lost": True, "wall_s": timeout}
 
 
 def _died(task: Task, deaths: int) -> dict[str, Any]:
@@ -83,6 +117,9 @@ def _serve(conn: Connection, plan: Plan) -> None:
     _held = _pin_threads()  # (the limits last while the worker lives)
     try:
         worker = TrialWorker(plan)
+    except TickwiseError as exc:  # (said in a sentence: the code or data changed)
+        conn.send(("error", str(exc)))
+        return
     except Exception as exc:  # (the sweep opened the same plan first: this is unexpected)
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -119,6 +156,7 @@ class _Process:
     conn: Connection
     task: Task | None = None
     ready: bool = False  # it has loaded the plan
+    began: float = 0.0  # when its task was sent (time.monotonic)
 
 
 class LocalExecutor:
@@ -127,11 +165,12 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, plan: Plan, workers: int) -> None:
-        if workers < 1:
-            raise TickwiseError(f"--workers must be at least 1, got {workers}")
+    def __init__(self, plan: Plan, workers: int, timeout: float | None = None) -> None:
+        check_workers(workers, self.name)
+        check_timeout(timeout)
         self.plan = plan
         self.workers = workers
+        self.timeout = timeout
         self._mp = mp.get_context("spawn")
         self._procs = [self._start() for _ in range(workers)]
         self.ready_s: list[float] = []  # each worker's one-off setup (strategy, data)
@@ -154,17 +193,23 @@ class LocalExecutor:
                 if p.task is not None:
                     continue
                 if not p.process.is_alive():  # died idle (killed between trials)
+                    p.conn.close()
                     p = self._procs[i] = self._start()
                 task = again.popleft() if again else next(todo, None)
                 if task is None:
                     break
-                p.task = task
+                p.task, p.began = task, time.monotonic()
                 with suppress(OSError):  # (died just now: its sentinel tells, below)
                     p.conn.send(task)
             busy = [p for p in self._procs if p.task is not None]
             if not busy:
                 return
-            ready = set(wait([p.conn for p in busy] + [p.process.sentinel for p in busy]))
+            left = None
+            timed = [p.began for p in busy if p.ready]  # (one still loading is not timed yet)
+            if self.timeout is not None and timed:
+                left = max(0.0, min(timed) + self.timeout - time.monotonic())
+            ready = set(wait([p.conn for p in busy] + [p.process.sentinel for p in busy],
+                             timeout=left))  # fmt: skip
             for i, p in enumerate(self._procs):
                 if p.task is None or not ({p.conn, p.process.sentinel} & ready):
                     continue
@@ -179,6 +224,7 @@ class LocalExecutor:
                 if message is None:  # the worker died: replace it, run its trial again
                     task, p.task = p.task, None
                     deaths[task.key] += 1
+                    p.conn.close()
                     self._procs[i] = self._start()
                     if deaths[task.key] >= MAX_DEATHS:
                         yield task, _died(task, deaths[task.key])
@@ -187,13 +233,30 @@ class LocalExecutor:
                     continue
                 kind, payload = message
                 if kind == "ready":
-                    p.ready = True
+                    p.ready, p.began = True, time.monotonic()  # (its task starts now)
                     self.ready_s.append(payload)
                 elif kind == "error":
                     raise TickwiseError(f"a sweep worker could not start: {payload}")
                 else:
                     task, p.task = p.task, None
                     yield task, payload
+            yield from self._stop_overdue()
+
+    def _stop_overdue(self) -> Iterator[tuple[Task, dict[str, Any]]]:
+        """Kill and replace each worker whose trial has run past the timeout."""
+        if self.timeout is None:
+            return
+        now = time.monotonic()
+        for i, p in enumerate(self._procs):
+            if p.task is not None and p.ready and now - p.began >= self.timeout:
+                if p.conn.poll():  # (its row came meanwhile: read next time round)
+                    continue
+                task = p.task
+                p.process.kill()
+                p.process.join()
+                p.conn.close()
+                self._procs[i] = self._start()
+                yield task, _timed_out(self.timeout)
 
     @staticmethod
     def _receive(p: _Process) -> tuple[str, Any] | None:
@@ -235,50 +298,87 @@ class _RayWorker:
 
     def __init__(self, plan: Plan) -> None:
         self.limits = _pin_threads()
-        self.worker = TrialWorker(plan)
+        self.error: str | None = None
+        try:
+            self.worker = TrialWorker(plan)
+        except TickwiseError as exc:  # (said at its first call: an actor's death says less)
+            self.error = str(exc)
+
+    def ready(self) -> str | None:
+        """Once loaded: None, or why it could not be."""
+        return self.error
 
     def run(self, task: Task) -> dict[str, Any]:
+        if self.error is not None:  # (its ready() said so too; whichever comes first)
+            return {"worker_error": self.error}
         return self.worker.run(task)
 
 
+def ray_address(address: str | None) -> str | None:
+    """The Ray cluster a sweep joins: `address`, or the one RAY_ADDRESS names (as `ray job
+    submit` sets it); None: a local Ray started for the sweep."""
+    return address if address is not None else os.environ.get("RAY_ADDRESS") or None
+
+
+def on_this_machine(address: str | None) -> bool:
+    """Whether a Ray sweep's workers are this machine's CPUs: no cluster named, and none
+    this process has joined already (ray.init before the sweep)."""
+    ray = sys.modules.get("ray")
+    joined = ray is not None and getattr(ray, "is_initialized", lambda: False)()
+    return ray_address(address) is None and not joined
+
+
 class RayExecutor:
-    """One actor per worker on a Ray cluster: `address` 'auto' or 'HOST:PORT' joins a
-    running one; None starts a local Ray for this sweep (stopped at the end). Every node
-    must reach the data at the same path and have tickwise installed."""
+    """One actor per worker on a Ray cluster: `address` 'auto' or 'HOST:PORT' (or
+    RAY_ADDRESS) joins a running one; none starts a local Ray for this sweep (stopped at
+    the end, even when the sweep is killed). Every node must reach the data at the same
+    path and have the same tickwise installed."""
 
     name = "ray"
 
-    def __init__(self, plan: Plan, workers: int | None, address: str | None) -> None:
+    def __init__(self, plan: Plan, workers: int | None, address: str | None,
+                 timeout: float | None = None) -> None:  # fmt: skip
         try:
             import ray
         except ImportError:
             raise TickwiseError("--executor ray needs Ray: pip install 'tickwise[ray]'") from None
+        check_workers(workers, "local" if on_this_machine(address) else self.name)
+        address = ray_address(address)
+        check_timeout(timeout)
+        if address not in (None, "auto"):
+            check_reachable(address)
         self.ray = ray
+        self.timeout = timeout
         self.started = not ray.is_initialized()
+        self._watchdog: subprocess.Popen[bytes] | None = None
         if self.started:
-            try:
-                ray.init(address=address, num_cpus=workers if address is None else None,
+            try:  # (a local Ray gets this machine's CPUs: asking for more is refused below)
+                ray.init(address=address, num_cpus=default_workers() if address is None else None,
                          include_dashboard=False, log_to_driver=False,
                          configure_logging=True, logging_level="ERROR")  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise TickwiseError(f"Ray at {address or 'a new local instance'}: {exc}") from None
-        if workers is not None and workers < 1:
-            raise TickwiseError(f"--workers must be at least 1, got {workers}")
-        free = self._free_cpus(workers or 1)
-        self.workers = workers or free
-        if not 1 <= self.workers <= free:  # (more would wait for CPUs forever)
-            total = int(ray.cluster_resources().get("CPU", 0))
-            if self.started:
-                ray.shutdown()
-            raise TickwiseError(
-                f"Ray has {free} of its {total} CPUs free: {self.workers} sweep workers of one "
-                "CPU each could not all start; give --workers at most that"
+        try:
+            if self.started and address is None:
+                self._watchdog = _watch(os.getpid())
+            free = self._free_cpus(workers or 1)
+            self.workers = workers or free
+            if not 1 <= self.workers <= free:  # (more would wait for CPUs forever)
+                total = int(ray.cluster_resources().get("CPU", 0))
+                raise TickwiseError(
+                    f"Ray has {free} of its {total} CPUs free: {self.workers} sweep workers of "
+                    "one CPU each could not all start; give --workers at most that"
+                )
+            self._actor = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker).options(
+                runtime_env={"env_vars": PINNED_THREADS}
             )
-        self._actor = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker).options(
-            runtime_env={"env_vars": PINNED_THREADS}
-        )
-        self.plan = plan
-        self._actors = [self._actor.remote(plan) for _ in range(self.workers)]
+            self.plan = plan
+            self._actors = [self._actor.remote(plan) for _ in range(self.workers)]
+        except BaseException:
+            self._shutdown()
+            raise
+        self._loading = {slot: a.ready.remote() for slot, a in enumerate(self._actors)}
+        self._loaded: dict[int, float] = {}  # slot: when its actor was ready (monotonic)
 
     def _free_cpus(self, wanted: int, wait_s: float = RAY_FREE_WAIT_S) -> int:
         """The CPUs free for actors, waiting up to `wait_s` for `wanted` of them (actors
@@ -290,54 +390,191 @@ class RayExecutor:
                 return free
             time.sleep(0.1)
 
+    def _replace(self, slot: int) -> None:
+        """A new actor in `slot` (its last died, or was killed)."""
+        self._actors[slot] = self._actor.remote(self.plan)
+        self._loading[slot] = self._actors[slot].ready.remote()
+        self._loaded.pop(slot, None)
+
+    def _note_loaded(self, refs: Iterable[Any]) -> None:
+        """Note when the actors of these `ready` refs were loaded; refuse one that could
+        not load the plan (the code or data changed)."""
+        for slot, ref in list(self._loading.items()):
+            if ref in refs:
+                del self._loading[slot]
+                try:
+                    error = self.ray.get(ref)
+                except self.ray.exceptions.RayActorError:  # (died loading: its task says)
+                    continue
+                if error is not None:
+                    raise TickwiseError(f"a sweep worker could not start: {error}")
+                self._loaded[slot] = time.monotonic()
+
     def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Task, dict[str, Any]]]:
-        """Run `tasks` on the actors; yield (task, row) as each finishes."""
+        """Run `tasks` on the actors; yield (task, row) as each finishes. A trial is timed
+        from when its actor has loaded the plan (as a local worker is)."""
         ray = self.ray
         todo = iter(tasks)
         again: deque[Task] = deque()
         deaths: Counter[str] = Counter()
         idle = list(range(len(self._actors)))
-        running: dict[Any, tuple[int, Task]] = {}
+        running: dict[Any, tuple[int, Task, float]] = {}  # ref: slot, task, when sent
         while True:
             while idle:
                 task = again.popleft() if again else next(todo, None)
                 if task is None:
                     break
                 slot = idle.pop()
-                running[self._actors[slot].run.remote(task)] = (slot, task)
+                running[self._actors[slot].run.remote(task)] = (slot, task, time.monotonic())
             if not running:
                 return
-            done, _ = ray.wait(list(running), num_returns=1)
+            left = None
+            if self.timeout is not None:
+                timed = [max(sent, self._loaded[slot]) for slot, _, sent in running.values()
+                         if slot in self._loaded]  # fmt: skip
+                left = max(0.0, min(timed) + self.timeout - time.monotonic()) if timed else None
+            waiting = [*running, *self._loading.values()]
+            done, _ = ray.wait(waiting, num_returns=1, timeout=left)
+            done, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0) if done else ([], 0)
+            self._note_loaded(done)
             for ref in done:
-                slot, task = running.pop(ref)
+                if ref not in running:
+                    continue
+                slot, task, _ = running.pop(ref)
                 try:
                     row = ray.get(ref)
                 except ray.exceptions.RayActorError:  # the actor died: a new one, and again
                     deaths[task.key] += 1
-                    self._actors[slot] = self._actor.remote(self.plan)
+                    self._replace(slot)
                     idle.append(slot)
                     if deaths[task.key] >= MAX_DEATHS:
                         yield task, _died(task, deaths[task.key])
                     else:
                         again.append(task)
                     continue
+                if "worker_error" in row:
+                    raise TickwiseError(f"a sweep worker could not start: {row['worker_error']}")
                 idle.append(slot)
                 yield task, row
+            yield from self._stop_overdue(running, idle)
+
+    def _stop_overdue(self, running: dict[Any, tuple[int, Task, float]],
+                      idle: list[int]) -> Iterator[tuple[Task, dict[str, Any]]]:  # fmt: skip
+        """Kill the actor of each trial still running past the timeout (a kernel cannot be
+        interrupted) and put a new one in its place; a trial that has just finished is left
+        for its row."""
+        if self.timeout is None:
+            return
+        now = time.monotonic()
+        for ref, (slot, task, sent) in list(running.items()):
+            if slot not in self._loaded or now - max(sent, self._loaded[slot]) < self.timeout:
+                continue
+            if self.ray.wait([ref], num_returns=1, timeout=0)[0]:
+                continue
+            del running[ref]
+            self.ray.kill(self._actors[slot])
+            self._replace(slot)
+            idle.append(slot)
+            yield task, _timed_out(self.timeout)
 
     def close(self) -> None:
         for actor in self._actors:
             self.ray.kill(actor)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Stop the Ray this sweep started (none it joined), and its watchdog."""
         if self.started:
             self.ray.shutdown()
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
 
 
-def make_executor(name: str, plan: Plan, workers: int | None,
-                  address: str | None) -> LocalExecutor | RayExecutor:  # fmt: skip
+def check_reachable(address: str, wait_s: float = 5.0) -> None:
+    """Refuse at once a Ray address (HOST:PORT) where nothing answers: Ray itself retries
+    for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdecimal() or not 0 < int(port) < 65536:
+        raise TickwiseError(f"--address {address!r}: write auto or HOST:PORT (the head's GCS "
+                            "port, 6379 by default)")  # fmt: skip
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=wait_s):
+            pass
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise TickwiseError(f"--address {address}: no Ray answers there ({why}); start one "
+                            "(ray start --head) or give --address auto") from None  # fmt: skip
+
+
+# Runs beside a sweep that started a local Ray (Linux): every half second it notes the
+# sweep's descendants (Ray's head processes, and the workers and agents they start); when
+# the sweep is gone, even SIGKILLed, which skips ray.shutdown, it kills those still running
+# (the same process: the same start time), which would otherwise run on, orphaned.
+_WATCHDOG = """
+import os, signal, sys, time
+
+def start(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except OSError:
+        return None
+
+def family(root):
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid != os.getpid() and kid not in found:
+                    found[kid] = start(kid)
+                    todo.append(kid)
+    return found
+
+parent = int(sys.argv[1])
+seen = {}
+while os.getppid() == parent:
+    seen.update(family(parent))
+    time.sleep(0.5)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid, began in seen.items():
+        if began is not None and start(pid) == began:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+    time.sleep(2)
+"""
+
+
+def _watch(pid: int) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog of process `pid` (this one) and what it starts (Linux only: Ray
+    itself reaps its processes elsewhere)."""
+    if sys.platform != "linux":
+        return None
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(pid)], start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def make_executor(name: str, plan: Plan, workers: int | None, address: str | None,
+                  timeout: float | None = None) -> LocalExecutor | RayExecutor:  # fmt: skip
     """The executor named on the command line (`local` or `ray`)."""
     if name == "local":
         if address is not None:
             raise TickwiseError("--address is for --executor ray")
-        return LocalExecutor(plan, workers or default_workers())
+        return LocalExecutor(plan, workers or default_workers(), timeout)
     if name == "ray":
-        return RayExecutor(plan, workers, address)
+        return RayExecutor(plan, workers, address, timeout)
     raise TickwiseError(f"--executor {name!r}: one of {', '.join(EXECUTORS)}")

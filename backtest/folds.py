@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from tickwise.engine.errors import TickwiseError
 
 Window = tuple[int, int]  # [start, end) ns of event time
+MAX_FOLDS = 1_000  # more folds than this is a mistyped length, not a plan
 
 _UNITS = {"s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
           "d": 86_400_000_000_000, "w": 7 * 86_400_000_000_000}  # fmt: skip
@@ -52,6 +53,14 @@ def duration(text: str, flag: str) -> int:
     return ns
 
 
+def _show(ns: int) -> str:
+    """A length of time as a person writes it (the largest unit it is a whole number of)."""
+    for unit in "wdhms":
+        if ns % _UNITS[unit] == 0:
+            return f"{ns // _UNITS[unit]}{unit}"
+    return f"{ns / _UNITS['s']:g}s"
+
+
 def walk_forward(first: int, last: int, train: int, test: int, step: int | None = None,
                  anchored: bool = False) -> list[Fold]:  # fmt: skip
     """The folds over events from `first` to `last` (ns, inclusive): training windows of
@@ -61,6 +70,12 @@ def walk_forward(first: int, last: int, train: int, test: int, step: int | None 
     if min(train, test, step) <= 0:
         raise TickwiseError("--train, --test and --step must be longer than nothing")
     end = last + 1
+    count = -(-(end - first - train) // step)  # (folds whose training ends before the data)
+    if count > MAX_FOLDS:
+        days = (end - first) / _UNITS["d"]
+        raise TickwiseError(f"walk-forward over {days:,.4g} days by steps of {_show(step)} makes "
+                            f"{count:,} folds; at most {MAX_FOLDS:,} (a longer --test or "
+                            "--step)")  # fmt: skip
     folds = []
     k = 0
     while True:
@@ -81,8 +96,8 @@ def walk_forward(first: int, last: int, train: int, test: int, step: int | None 
 def purged_k_fold(first: int, last: int, k: int, embargo: int = 0) -> list[Fold]:
     """`k` folds over events from `first` to `last` (ns, inclusive): each tests one of k
     equal windows and trains on the rest, less `embargo` on each side of its test."""
-    if k < 2:
-        raise TickwiseError(f"--folds must be at least 2, got {k}")
+    if not 2 <= k <= MAX_FOLDS:
+        raise TickwiseError(f"--folds must be from 2 to {MAX_FOLDS:,}, got {k}")
     if embargo < 0:
         raise TickwiseError("--embargo cannot be negative")
     end = last + 1

@@ -50,7 +50,9 @@ def run_hash(orders: np.ndarray, fills: np.ndarray) -> str:
 def footer_hash(history: Any) -> str:
     """SHA-256 over every file of a history (or of each data set of a merged one): its path
     within the data set and its Parquet footer (schema, row groups, their statistics and
-    tickwise's metadata). Cheap (no row is read), and any rewrite of the data changes it."""
+    tickwise's metadata). Cheap (no row is read); a rewrite with other rows changes it (one
+    with the same rows, row groups and statistics does not: a sweep's store also keys on
+    each file's size and modification time, `trials.data_key`)."""
     h = hashlib.sha256()
     for part in getattr(history, "histories", (history,)):
         for f in part.files:

@@ -73,9 +73,15 @@ def distribution(d: Dimension) -> Any:
     return dist.FloatDistribution(float(d.low), float(d.high), log=d.log)
 
 
+SIGNIFICANT = 6  # digits kept of a value drawn from a continuous range (of its width, or log)
+
+
 def snap(d: Dimension, value: Any) -> Any:
     """A sampled value as the dimension writes it: on a decimal step exactly (Optuna adds
-    steps in binary floating point), in the parameter's type."""
+    steps in binary floating point), in the parameter's type; drawn from a continuous range,
+    to `SIGNIFICANT` digits of the range's width (of the value itself on a log range), within
+    the range, so that the trial table, best.toml and the report show the value the trial
+    ran with (0.123457 in 0:1, 100000.123457 in 100000:100001), not 0.30000000000000004."""
     if d.step is not None and d.type is float:
         k = round((value - float(d.low)) / float(d.step))
         return float(Decimal(repr(float(d.low))) + k * Decimal(repr(float(d.step))))
@@ -83,6 +89,13 @@ def snap(d: Dimension, value: Any) -> Any:
         return int(value)
     if d.type is bool:
         return bool(value)
+    if d.values is None and d.low is not None and d.high is not None:
+        low, high = float(d.low), float(d.high)
+        if d.log:
+            kept = float(f"{float(value):.{SIGNIFICANT}g}")
+        else:
+            kept = round(float(value), SIGNIFICANT - 1 - math.floor(math.log10(high - low)))
+        return min(max(kept, low), high)
     return float(value)
 
 

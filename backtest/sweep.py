@@ -7,13 +7,14 @@ stored at once; the table of the sweep is written in trial order, so it is the
 same whatever ran the trials, how many workers there were, in which order they
 finished, and whether the sweep was killed and resumed on the way.
 
-A sweep folder holds:
+A sweep folder (`sweep_folder.py`) holds:
 
 - `trials.parquet`: one row per trial (its parameters, outcome, every number
   of its summary, its run_hash, wall and setup times);
 - `best.toml`: the best trial's parameters with the sweep's configuration, as
   `tickwise backtest --config` and `tickwise live --config` read it;
 - `sweep.json`: what was swept, how, the best trial, counts and timings;
+- `report.html`, and `oos_equity.parquet` after a walk-forward;
 - `trials.sqlite`: the store every trial is committed to as it finishes.
 
 The best trial is the one with the best first objective among those that ran
@@ -29,21 +30,30 @@ import os
 import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tickwise.engine.atomic import make_folder, temporary_path
+from tickwise.engine.caches import engine_fingerprint
 from tickwise.engine.config import SessionConfig, load_config
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.strategy import Strategy, StrategyError, load_strategy
 from tickwise.feeds.merged import open_data
 
-from .executors import EXECUTORS, default_workers, make_executor
+from .executors import (
+    EXECUTORS,
+    check_reachable,
+    check_timeout,
+    check_workers,
+    default_workers,
+    make_executor,
+    on_this_machine,
+    ray_address,
+)
 from .folds import Fold, duration, purged_k_fold, walk_forward
 from .replay import check_data, replay
 from .results import footer_hash, summarize
@@ -51,6 +61,7 @@ from .search import SAMPLERS, Objective, make_sampler, parse_objective
 from .search import search as optuna_search
 from .space import Space, parse_space
 from .statistics import DAY_NS
+from .sweep_folder import SweepFolder, absolute_spec, best_header, best_toml
 from .sweep_report import write_sweep_report
 from .trials import (
     COUNTS,
@@ -63,7 +74,9 @@ from .trials import (
     Task,
     TrialStore,
     Window,
+    code_files,
     config_json,
+    data_key,
     failed_row,
     finite_or_none,
     strategy_fingerprint,
@@ -72,14 +85,6 @@ from .trials import (
 from .validation import overfitting, stitched, walk_forward_summary
 
 SEARCHES = ("grid", *SAMPLERS)
-FILES = (
-    "trials.parquet",
-    "best.toml",
-    "sweep.json",
-    "trials.sqlite",
-    "oos_equity.parquet",
-    "report.html",
-)
 PARAM = "param."  # the prefix of parameter columns in the trial table
 
 
@@ -115,6 +120,7 @@ class _Context:
     executor_name: str
     workers: int | None
     address: str | None
+    timeout: float | None
     on_trial: Callable[[int, dict[str, Any] | None], None] | None
     executor: Any = None
     ran: int = 0
@@ -190,7 +196,7 @@ class _Context:
     def _executor(self) -> Any:
         if self.executor is None:
             self.executor = make_executor(self.executor_name, self.plan, self.workers,
-                                          self.address)  # fmt: skip
+                                          self.address, self.timeout)  # fmt: skip
         return self.executor
 
     def _finished(self, trial: int, row: dict[str, Any]) -> None:
@@ -221,15 +227,30 @@ def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
         x > y for x, y in zip(a, b, strict=True))  # fmt: skip
 
 
-def rank(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]) -> list[int | None]:
-    """Each trial's rank (1 = best; None: not eligible): by the first objective, ties to the
-    lower trial id; with several objectives, the Pareto front first."""
+def _scores(rows: Sequence[Mapping[str, Any]],
+            objectives: Sequence[Objective]) -> dict[int, list[float]]:  # fmt: skip
+    """Each eligible row's objective values, signed so that more is better."""
     signs = [1.0 if o.maximise else -1.0 for o in objectives]
-    scores = {n: [s * float(r[o.name]) for s, o in zip(signs, objectives, strict=True)]
-              for n, r in enumerate(rows) if eligible(r, objectives)}  # fmt: skip
-    front = set(scores)
-    if len(objectives) > 1:
-        front = {n for n in scores if not any(_dominates(scores[m], scores[n]) for m in scores)}
+    return {n: [s * float(r[o.name]) for s, o in zip(signs, objectives, strict=True)]
+            for n, r in enumerate(rows) if eligible(r, objectives)}  # fmt: skip
+
+
+def pareto_front(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]) -> set[int]:
+    """The rows (by index) that may be chosen and that no other such row beats in every
+    objective (with one objective: every eligible row)."""
+    scores = _scores(rows, objectives)
+    if len(objectives) == 1:
+        return set(scores)
+    return {n for n in scores if not any(_dominates(scores[m], scores[n]) for m in scores)}
+
+
+def rank(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],
+         front: set[int] | None = None) -> list[int | None]:  # fmt: skip
+    """Each trial's rank (1 = best; None: not eligible): by the first objective, ties to the
+    lower trial id; with several objectives, the Pareto front (`front`, if already known)
+    first."""
+    scores = _scores(rows, objectives)
+    front = pareto_front(rows, objectives) if front is None else front
     order = sorted(scores, key=lambda n: (n not in front, -scores[n][0], n))
     ranks: list[int | None] = [None] * len(rows)
     for place, n in enumerate(order, 1):
@@ -240,12 +261,16 @@ def rank(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]) -> 
 def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
              objectives: Sequence[Objective]) -> pa.Table:  # fmt: skip
     """The trial table: trial id, fold and role (walk-forward), window, outcome, rank (in
-    its fold's training), each parameter, every number, run hash, times."""
+    its fold's training), with several objectives whether it is on its fold's Pareto front,
+    each parameter, every number, run hash, times."""
     ranks: list[int | None] = [None] * len(rows)
+    fronts: list[bool | None] = [None] * len(rows)
     for fold in dict.fromkeys(r["fold"] for r in rows):
         mine = [n for n, r in enumerate(rows) if r["fold"] == fold and r["role"] != "test"]
-        for n, place in zip(mine, rank([rows[n] for n in mine], objectives), strict=True):
-            ranks[n] = place
+        theirs = [rows[n] for n in mine]
+        front = pareto_front(theirs, objectives)
+        for k, (n, place) in enumerate(zip(mine, rank(theirs, objectives, front), strict=True)):
+            ranks[n], fronts[n] = place, k in front
     utc = pa.timestamp("ns", tz="UTC")
     columns: dict[str, pa.Array] = {"trial": pa.array(range(len(rows)), pa.int64())}
     columns["fold"] = pa.array([r["fold"] for r in rows], pa.int64())
@@ -258,6 +283,8 @@ def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
     columns["status"] = pa.array([r["status"] for r in rows], pa.string())
     columns["reason"] = pa.array([r.get("reason") for r in rows], pa.string())
     columns["rank"] = pa.array(ranks, pa.int64())
+    if len(objectives) > 1:
+        columns["pareto"] = pa.array(fronts, pa.bool_())
     kinds = {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
     for name, param in strategy.params.items():
         values = [r.get("params", {}).get(name) for r in rows]
@@ -272,49 +299,6 @@ def table_of(strategy: type[Strategy], rows: Sequence[Mapping[str, Any]],
     for name in ("wall_s", "setup_s", "peak_rss_mib"):
         columns[name] = pa.array([r.get(name) for r in rows], pa.float64())
     return pa.table(columns)
-
-
-def best_toml(spec: str, config: SessionConfig, params: Mapping[str, Any],
-              header: Sequence[str]) -> str:  # fmt: skip
-    """A config file with the sweep's settings and these parameters: what `backtest
-    --config` needs to run the same trial (and `live --config`, with its endpoints)."""
-    import tomli_w
-
-    def table(value: Any) -> dict[str, Any]:
-        return {k: v for k, v in asdict(value).items() if v is not None}
-
-    settings = {k: v for k, v in table(config).items() if k not in ("risk", "killswitch", "live")}
-    doc = {"live": {"strategy": spec}, "params": dict(params), "backtest": settings,
-           "risk": table(config.risk), "killswitch": table(config.killswitch)}  # fmt: skip
-    return "".join(f"# {line}\n" for line in header) + "\n" + tomli_w.dumps(doc)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = temporary_path(path)
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _check_folder(out: Path) -> None:
-    """The sweep folder must be new or one to resume: anything else is refused, not lost."""
-    if out.exists():
-        if not out.is_dir():
-            raise TickwiseError(f"--out {out} is a file; a sweep writes a folder")
-        foreign = sorted(p.name for p in out.iterdir()
-                         if not p.name.lstrip(".").startswith(FILES))  # fmt: skip
-        if foreign:
-            raise TickwiseError(f"--out {out} holds {', '.join(foreign[:3])}, which is no sweep's: "
-                                "choose a new folder (a sweep folder is resumed)")  # fmt: skip
-
-
-def _open_folder(out: Path) -> TrialStore:
-    _check_folder(out)
-    make_folder(out)
-    return TrialStore(out / "trials.sqlite")
 
 
 def resident_bytes() -> int:
@@ -373,6 +357,7 @@ def sweep(
     folds: int | None = None,
     embargo: int | str = 0,
     max_memory: int | None = None,
+    trial_timeout: float | None = None,
     on_trial: Callable[[int, dict[str, Any] | None], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_compile: Callable[[str], AbstractContextManager[None]] | None = None,
@@ -388,9 +373,10 @@ def sweep(
     `anchored`) or purged k-fold (`folds`, `embargo`): each fold searches the space on
     its training windows and runs the best point on its test windows (backtest/folds.py).
     `start`/`end` (ns) bound the data used. `max_memory` (bytes) refuses a plan that would
-    not fit in it (`check_memory`), before any worker starts. With `out`, every trial is
-    stored there as it finishes and a rerun resumes; the table, best.toml, sweep.json and
-    report.html are written at the end.
+    not fit in it (`check_memory`), before any worker starts. `trial_timeout` (s) stops a
+    trial still running after it (the time its worker takes to load the compiled loop at
+    its first trial included). With `out`, every trial is stored there as it finishes and a
+    rerun resumes; the table, best.toml, sweep.json and report.html are written at the end.
     `on_plan(total)` and `on_trial(id, best row)` follow the progress."""
     began = time.perf_counter()
     if isinstance(config, str | Path):  # a config file, as --config reads it
@@ -426,109 +412,123 @@ def sweep(
             raise TickwiseError(f"--batch must be at least 1, got {batch}")
         make_sampler(search, seed, len(goals))  # (refuses a sampler unfit for the goals)
         per_fold = trials
-    if workers is not None and workers < 1:
-        raise TickwiseError(f"--workers must be at least 1, got {workers}")
+    local = executor == "local" or on_this_machine(address)  # (workers: this machine's CPUs)
+    check_workers(workers, "local" if local else "ray")
+    check_timeout(trial_timeout)
+    if executor == "ray" and ray_address(address) not in (None, "auto"):
+        check_reachable(ray_address(address))  # (before compiling: Ray would retry for minutes)
     if max_memory is not None and max_memory <= 0:
         raise TickwiseError(f"--max-memory must be above zero, got {max_memory}")
     out = Path(out) if out is not None else None
-    if out is not None:
-        _check_folder(out)
-    _warm_up(cls, history, fixed, config, on_compile)
-    memory = None
-    if max_memory is not None:
-        n = workers or (default_workers() if executor == "local" else 1)
-        memory = check_memory(max_memory, n, config.batch_size, _row_bytes(history))
-    store = _open_folder(out) if out is not None else None
-    plan = Plan(strategy, tuple(str(p) for p in paths), config)
-    ctx = _Context(cls, plan, fixed, dims, goals, strategy_fingerprint(cls),
-                   footer_hash(history), config_json(config), store, executor, workers,
-                   address, on_trial)  # fmt: skip
-    if on_plan:
-        on_plan(per_fold * len(plan_folds) + sum(1 for f in plan_folds if f.test))
-    rows: list[dict[str, Any]] = []
+    data_paths = [str(Path(p).resolve()) for p in paths]
+    with ExitStack() as held:
+        store = None
+        if out is not None:  # (held from here: a second sweep is refused before compiling)
+            folder = SweepFolder(out, cls.name(), data_paths)
+            held.push(lambda kind, *_: folder.close(failed=kind is not None))
+        _warm_up(cls, history, fixed, config, on_compile)
+        memory = None
+        if max_memory is not None:
+            n = workers or (default_workers() if executor == "local" else 1)
+            memory = check_memory(max_memory, n, config.batch_size, _row_bytes(history))
+        footers = footer_hash(history)
+        code = code_files(cls, strategy)  # (after the warm-up: check_params's imports too)
+        strategy_fp = strategy_fingerprint(cls, code)
+        data_fp = data_key(history, footers)
+        plan = Plan(strategy, tuple(str(p) for p in paths), config, engine_fingerprint(),
+                    tuple(code.items()), data_fp)  # fmt: skip
+        if out is not None:
+            store = folder.open_store()
+        stale = None if store is None else store.seen(engine_fingerprint(), strategy_fp, data_fp)
+        ctx = _Context(cls, plan, fixed, dims, goals, strategy_fp, data_fp, config_json(config),
+                       store, executor, workers, address, trial_timeout, on_trial)  # fmt: skip
+        if on_plan:
+            on_plan(per_fold * len(plan_folds) + sum(1 for f in plan_folds if f.test))
+        rows: list[dict[str, Any]] = []
 
-    def explore(windows: tuple[Window, ...], fold: int | None, role: str | None) -> int:
-        """Search the space over `windows`; the rows go to `rows`; returns the first id."""
-        first = len(rows)
-        if search == "grid":
-            points = dims.grid()
-            while chunk := [p for _, p in zip(range(4096), points, strict=False)]:
-                rows.extend(ctx.run_points(len(rows), chunk, windows, fold=fold, role=role))
+        def explore(windows: tuple[Window, ...], fold: int | None, role: str | None) -> int:
+            """Search the space over `windows`; the rows go to `rows`; returns the first id."""
+            first = len(rows)
+            if search == "grid":
+                points = dims.grid()
+                while chunk := [p for _, p in zip(range(4096), points, strict=False)]:
+                    rows.extend(ctx.run_points(len(rows), chunk, windows, fold=fold, role=role))
+                return first
+
+            def run(points: list[dict[str, Any]]) -> list[Any]:
+                done = ctx.run_points(len(rows), points, windows, fold=fold, role=role)
+                rows.extend(done)
+                return [[finite_or_none(r.get(o.name)) for o in goals]
+                        if r["status"] == OK else None for r in done]  # fmt: skip
+
+            optuna_search(dims, make_sampler(search, seed, len(goals)), goals, per_fold, batch, run)
             return first
 
-        def run(points: list[dict[str, Any]]) -> list[Any]:
-            done = ctx.run_points(len(rows), points, windows, fold=fold, role=role)
-            rows.extend(done)
-            return [[finite_or_none(r.get(o.name)) for o in goals]
-                    if r["status"] == OK else None for r in done]  # fmt: skip
-
-        optuna_search(dims, make_sampler(search, seed, len(goals)), goals, per_fold, batch, run)
-        return first
-
-    try:
-        for fold in plan_folds:
-            if not fold.test:  # (no folds: the whole window, once)
-                explore(fold.train, None, None)
-                continue
-            first = explore(fold.train, fold.number, "train")
-            chosen = _best_of(rows[first:], first, goals)
-            point = {n: chosen["params"][n] for n in dims.names} if chosen else None
-            if point is not None:
-                rows.extend(ctx.run_points(len(rows), [point], fold.test, curve=True,
-                                           fold=fold.number, role="test"))  # fmt: skip
-                rows[-1]["chosen"] = chosen["trial"]
-    finally:
-        workers_used = ctx.executor.workers if ctx.executor else 0
-        if ctx.executor is not None:
-            ctx.executor.close()
-        if store is not None:
-            store.close()
-    table = table_of(cls, rows, goals)
-    best = _best_of(rows, 0, goals, last_fold=True)
-    info = {
-        "strategy": strategy,
-        "strategy_name": cls.name(),
-        "data": [str(p) for p in paths],
-        "window": [start, end],
-        "search": search,
-        "space": {d.name: d.text() for d in dims.dimensions},
-        "fixed": fixed,
-        "trials": len(rows),
-        "seed": None if search == "grid" else seed,
-        "batch": None if search == "grid" else batch,
-        "objectives": [o.text() for o in goals],
-        "executor": executor,
-        "workers": workers_used,
-        "ran": ctx.ran,
-        "reused": ctx.reused,
-        "status": {s: sum(r["status"] == s for r in rows) for s in (OK, "halted", INVALID, FAILED)},
-        "best": None if best is None else {
-            "trial": best["trial"], "params": best["params"],
-            **{o.name: best[o.name] for o in goals}, "run_hash": best["run_hash"],
-        },
-        "wall_s": time.perf_counter() - began,
-        "trial_wall_s": _percentiles(ctx.walls),  # (of the trials run by this call)
-        "trial_setup_s": _percentiles(ctx.setups),
-        "no_best": None if best is not None else _why_no_best(rows, goals),
-        "peak_rss_mib": {
-            "sweep": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker": max(ctx.peaks, default=None),  # (of the trials run by this call)
-        },
-        "memory_plan": memory,
-    }  # fmt: skip
-    if plan_folds[0].test:
-        days = lambda ns: None if ns is None else ns / DAY_NS  # noqa: E731
-        how = {"kind": "purged k-fold" if folds else "anchored" if anchored else "rolling",
-               "train_days": days(train), "test_days": days(test),
-               "step_days": days(test if step is None else step) if train else None,
-               "k": folds, "embargo_days": days(embargo) if folds else None}  # fmt: skip
-        info["walk_forward"] = walk_forward_summary(plan_folds, rows, goals, config, how)
-    else:
-        info["overfitting"] = overfitting(rows, goals[0], config)
-    if out is not None:
-        _write_folder(out, table, info, best, strategy, config, goals, rows)
-    return Sweep(table, best, goals, out, len(rows), ctx.ran, workers_used,
-                 info["wall_s"], info)  # fmt: skip
+        try:
+            for fold in plan_folds:
+                if not fold.test:  # (no folds: the whole window, once)
+                    explore(fold.train, None, None)
+                    continue
+                first = explore(fold.train, fold.number, "train")
+                chosen = _best_of(rows[first:], first, goals)
+                point = {n: chosen["params"][n] for n in dims.names} if chosen else None
+                if point is not None:
+                    rows.extend(ctx.run_points(len(rows), [point], fold.test, curve=True,
+                                               fold=fold.number, role="test"))  # fmt: skip
+                    rows[-1]["chosen"] = chosen["trial"]
+        finally:
+            workers_used = ctx.executor.workers if ctx.executor else 0
+            if ctx.executor is not None:
+                ctx.executor.close()
+        table = table_of(cls, rows, goals)
+        best = _best_of(rows, 0, goals, last_fold=True)
+        info = {
+            "strategy": strategy,
+            "strategy_name": cls.name(),
+            "data": data_paths,
+            "window": [start, end],
+            "search": search,
+            "space": {d.name: d.text() for d in dims.dimensions},
+            "fixed": fixed,
+            "trials": len(rows),
+            "seed": None if search == "grid" else seed,
+            "batch": None if search == "grid" else batch,
+            "objectives": [o.text() for o in goals],
+            "executor": executor,
+            "workers": workers_used,
+            "ran": ctx.ran,
+            "reused": ctx.reused,
+            "store_note": stale,  # (why trials in the store were not reused, when it can tell)
+            "status": {s: sum(r["status"] == s for r in rows)
+                       for s in (OK, "halted", INVALID, FAILED)},
+            "best": None if best is None else {
+                "trial": best["trial"], "params": best["params"],
+                **{o.name: best[o.name] for o in goals}, "run_hash": best["run_hash"],
+            },
+            "wall_s": time.perf_counter() - began,
+            "trial_wall_s": _percentiles(ctx.walls),  # (of the trials run by this call)
+            "trial_setup_s": _percentiles(ctx.setups),
+            "no_best": None if best is not None else _why_no_best(rows, goals),
+            "peak_rss_mib": {
+                "sweep": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker": max(ctx.peaks, default=None),  # (of the trials run by this call)
+            },
+            "memory_plan": memory,
+        }  # fmt: skip
+        if plan_folds[0].test:
+            days = lambda ns: None if ns is None else ns / DAY_NS  # noqa: E731
+            how = {"kind": "purged k-fold" if folds else "anchored" if anchored else "rolling",
+                   "train_days": days(train), "test_days": days(test),
+                   "step_days": days(test if step is None else step) if train else None,
+                   "k": folds, "embargo_days": days(embargo) if folds else None}  # fmt: skip
+            info["walk_forward"] = walk_forward_summary(plan_folds, rows, goals, config, how)
+        else:
+            info["overfitting"] = overfitting(rows, goals[0], config)
+        if out is not None:
+            folder.write(lambda stage: _write_results(stage, out, table, info, best, strategy,
+                                                      config, goals, rows))  # fmt: skip
+        return Sweep(table, best, goals, out, len(rows), ctx.ran, workers_used,
+                     info["wall_s"], info)  # fmt: skip
 
 
 def _why_no_best(rows: Sequence[Mapping[str, Any]], goals: Sequence[Objective]) -> str:
@@ -667,37 +667,23 @@ def _warm_up(cls: type[Strategy], history: Any, fixed: Mapping[str, Any],
     summarize(bt, "")
 
 
-def _write_folder(out: Path, table: pa.Table, info: dict[str, Any],
-                  best: dict[str, Any] | None, spec: str, config: SessionConfig,
-                  goals: Sequence[Objective],
-                  rows: Sequence[Mapping[str, Any]]) -> None:  # fmt: skip
-    _write_atomic(out / "trials.parquet", lambda p: pq.write_table(table, p))
+def _write_results(stage: Path, out: Path, table: pa.Table, info: dict[str, Any],
+                   best: dict[str, Any] | None, spec: str, config: SessionConfig,
+                   goals: Sequence[Objective],
+                   rows: Sequence[Mapping[str, Any]]) -> None:  # fmt: skip
+    """The results of a sweep into `stage` (then moved into `out`)."""
+    pq.write_table(table, stage / "trials.parquet")
     ts, pnl, fold = curve = stitched(rows)
     if "walk_forward" in info:
         oos = pa.table({"ts": pa.array(ts, pa.timestamp("ns", tz="UTC")), "pnl": pnl,
                         "fold": fold})  # fmt: skip
-        _write_atomic(out / "oos_equity.parquet", lambda p: pq.write_table(oos, p))
-    shown = table.to_pylist()
-    _write_atomic(out / "report.html",
-                  lambda p: write_sweep_report(p, shown, info, goals, curve))  # fmt: skip
-    text = json.dumps(info, indent=2, default=str) + "\n"
-    _write_atomic(out / "sweep.json", lambda p: p.write_text(text))
+        pq.write_table(oos, stage / "oos_equity.parquet")
+    write_sweep_report(stage / "report.html", table.to_pylist(), info, goals, curve)
+    (stage / "sweep.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     if best is None:
-        (out / "best.toml").unlink(missing_ok=True)
         return
+    spec = absolute_spec(spec)  # (best.toml may be read from any folder)
     said = ", ".join(f"{o.name} {best[o.name]:.6g}" for o in goals)
-    data = " ".join(f"--data {d}" for d in info["data"])
-    run = f"tickwise backtest --config best.toml --strategy {spec} {data}"
-    windows = best["windows"]
-    if len(windows) == 1:
-        (a, b), bounds = windows[0], ""
-        bounds += f" --start {a}" if a is not None else ""
-        bounds += f" --end {b}" if b is not None else ""
-        how = [f"run it: {run}{bounds} --out DIR", f"run_hash {best['run_hash']}"]
-    else:  # (purged k-fold: a training of two windows)
-        how = [f"its run_hash {best['run_hash']} joins the backtests of its windows (ns): "
-               + ", ".join(f"--start {a} --end {b}" for a, b in windows)]  # fmt: skip
-    header = [f"tickwise sweep: trial {best['trial']} of {info['trials']}, the best by "
-              f"{', '.join(o.text() for o in goals)} ({said})", *how]  # fmt: skip
-    toml = best_toml(spec, config, best["params"], header)
-    _write_atomic(out / "best.toml", lambda p: p.write_text(toml))
+    header = best_header(best, info, spec, out / "best.toml",
+                         ", ".join(o.text() for o in goals), said)  # fmt: skip
+    (stage / "best.toml").write_text(best_toml(spec, config, best["params"], header))

@@ -25,11 +25,13 @@ import json
 import math
 import resource
 import sqlite3
+import sys
 import time
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tickwise.engine.caches import engine_fingerprint
@@ -59,6 +61,11 @@ class Plan:
     strategy: str  # a spec load_strategy takes
     data: tuple[str, ...]  # the paths (one data set, or several replayed merged)
     config: SessionConfig = field(default_factory=SessionConfig)
+    # What the sweep saw when it began: a worker starting later (a replacement) refuses
+    # code or data that changed since, rather than mixing them under the sweep's keys.
+    engine: str | None = None  # engine_fingerprint()
+    code: tuple[tuple[str, str], ...] = ()  # code_files: (path, SHA-256) of each
+    data_key: str | None = None  # data_key of the data
 
 
 Window = tuple[int | None, int | None]  # [start, end) ns of event time; None: open
@@ -77,16 +84,98 @@ class Task:
     curve: bool = False
 
 
-def strategy_fingerprint(strategy: type[Strategy]) -> str:
-    """A hash of the code a trial's results depend on: the engine's source (the compiled
-    loop, matching, risk, statistics) and the source files of the strategy's class and of
-    its callbacks. A module the strategy imports besides these is not seen."""
-    h = hashlib.sha256(engine_fingerprint().encode())
+def _digest(path: str) -> str | None:
+    """SHA-256 of a file's bytes (None: it is gone)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def code_files(strategy: type[Strategy], spec: str | None = None) -> dict[str, str]:
+    """The source files a trial's results depend on besides the engine's, each with the
+    SHA-256 of its bytes: the files of the strategy's class and of its callbacks, and of
+    every module of the user's that their modules reach through their names (an `import
+    helpers`, a `from rules import limit`), transitively. Installed packages (known by their
+    versions) and tickwise's own code are not read. A strategy file is loaded once per
+    contents (engine/strategy.py), so a copy at another path may be the module loaded:
+    `spec`, when it names a file, says which file the sweep runs."""
+    roots = {sys.modules.get(strategy.__module__)}
     files = {inspect.getsourcefile(strategy)}
-    files |= {inspect.getsourcefile(python_function(fn)) for fn in strategy.callbacks().values()}
-    for name in sorted(f for f in files if f):
-        h.update(Path(name).read_bytes())
+    for fn in strategy.callbacks().values():
+        files.add(inspect.getsourcefile(python_function(fn)))
+        roots.add(sys.modules.get(python_function(fn).__module__))
+    files |= _user_sources([m for m in roots if m is not None])
+    found = sorted(str(Path(f).resolve()) for f in files if f)
+    where, sep, _ = (spec or "").rpartition(":")
+    if sep and where.endswith(".py"):
+        loaded = str(Path(inspect.getsourcefile(strategy) or where).resolve())
+        found = [str(Path(where).resolve()) if f == loaded else f for f in found]
+    return {f: _digest(f) or "" for f in found}
+
+
+def strategy_fingerprint(strategy: type[Strategy], code: Mapping[str, str] | None = None) -> str:
+    """A hash of the code a trial's results depend on: the engine's source (the compiled
+    loop, matching, risk, statistics), the strategy's files (`code_files`, or `code` as
+    already computed) and the class's name."""
+    code = code_files(strategy) if code is None else code
+    h = hashlib.sha256(engine_fingerprint().encode())
+    for digest in code.values():  # (contents, not paths: a moved folder is the same code)
+        h.update(digest.encode())
     h.update(f"{strategy.__module__}:{strategy.__qualname__}".encode())
+    return h.hexdigest()
+
+
+def _not_users() -> tuple[str, ...]:
+    """Folders of code that is not the user's: the standard library, installed packages
+    (system, user and virtual environment site-packages), tickwise itself (its engine is
+    hashed whole; its registered strategies are read as a user's)."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    package = Path(__file__).resolve().parent.parent / "tickwise"  # (this checkout's)
+    face = sys.modules.get("tickwise")  # (the installed one, when it is another)
+    for folder in {package, *([Path(face.__file__).parent] if face and face.__file__ else [])}:
+        roots |= {str(folder)} | {str(folder / d) for d in ("engine", "feeds", "backtest")}
+    return tuple(str(Path(r).resolve()) + "/" for r in roots)
+
+
+def _user_sources(modules: Iterable[ModuleType]) -> set[str]:
+    """The source files of `modules` and of the user's modules they reach through their
+    names, transitively."""
+    skip = _not_users()
+    found: set[str] = set()
+    todo: list[Any] = list(modules)
+    while todo:
+        mod = todo.pop()
+        path = getattr(mod, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        path = str(Path(path).resolve())
+        installed = "/site-packages/" in path or "/dist-packages/" in path
+        if path in found or installed or path.startswith(skip):
+            continue
+        found.add(path)
+        for value in list(vars(mod).values()):
+            if isinstance(value, ModuleType):
+                todo.append(value)
+            elif isinstance(getattr(value, "__module__", None), str):
+                todo.append(sys.modules.get(value.__module__))
+    return found
+
+
+def data_key(history: Any, footers: str) -> str:
+    """The data as it keys a trial: its Parquet footers (`footers`) and each file's size and
+    modification time, so that a file rewritten in place with the same footer (same rows,
+    same statistics) is not taken for the one before."""
+    h = hashlib.sha256(footers.encode())
+    for part in getattr(history, "histories", (history,)):
+        for f in part.files:
+            st = Path(f.path).stat()  # (named within its data set, as footer_hash names it)
+            name = Path(f.path).relative_to(part.path.parent)
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
@@ -153,6 +242,18 @@ class TrialWorker:
         self.history = open_data(list(plan.data) if len(plan.data) > 1 else plan.data[0])
         check_data(self.strategy, self.history)
         self.footers = footer_hash(self.history)
+        changed = []
+        code = [p for p, digest in plan.code if _digest(p) != digest]
+        if plan.engine is not None and engine_fingerprint() != plan.engine:
+            changed.append("tickwise's engine")
+        if code:
+            changed.append(f"the strategy's code ({', '.join(Path(p).name for p in code)})")
+        if plan.data_key is not None and data_key(self.history, self.footers) != plan.data_key:
+            changed.append("the data")
+        if changed:
+            raise TickwiseError(f"{' and '.join(changed)}: not what the sweep began with "
+                                "(changed since, or another copy on this machine); rerun "
+                                "the sweep to sweep what is there now")  # fmt: skip
         self.ready_s = time.perf_counter() - began  # (the loop itself loads at the first trial)
 
     def run(self, task: Task) -> dict[str, Any]:
@@ -242,6 +343,8 @@ class TrialStore:
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a killed process loses nothing
             self.db.execute("CREATE TABLE IF NOT EXISTS trials (key TEXT PRIMARY KEY, "
                             "row TEXT NOT NULL, stored REAL NOT NULL)")  # fmt: skip
+            self.db.execute("CREATE TABLE IF NOT EXISTS seen (engine TEXT, strategy TEXT, "
+                            "data TEXT, at REAL, PRIMARY KEY (strategy, data))")  # fmt: skip
         except sqlite3.DatabaseError as exc:
             raise self._refused(exc) from None
 
@@ -280,6 +383,36 @@ class TrialStore:
                             (key, text, time.time()))  # fmt: skip
         except sqlite3.DatabaseError as exc:
             raise self._refused(exc) from None
+
+    def seen(self, engine: str, strategy: str, data: str) -> str | None:
+        """Record that a sweep runs with this code (`engine`, and `strategy` which includes
+        it) and `data`; say why the trials stored by earlier sweeps will not be reused when
+        the last of them ran with other code or data (None when they can be, or when the
+        store is new)."""
+        try:
+            stored = len(self)
+            known = self.db.execute("SELECT 1 FROM seen WHERE strategy = ? AND data = ?",
+                                    (strategy, data)).fetchone()  # fmt: skip
+            last = self.db.execute("SELECT engine, strategy, data FROM seen "
+                                   "ORDER BY rowid DESC LIMIT 1").fetchone()  # fmt: skip
+            self.db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
+                            (engine, strategy, data, time.time()))  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            raise self._refused(exc) from None
+        if not stored or known:
+            return None
+        held = f"the store's {stored:,} trial{'s' * (stored != 1)}"
+        if last is None:  # (stored by a tickwise that did not record its versions)
+            return f"{held} came from an earlier tickwise: none is reused (they are kept)"
+        what = []
+        if last[0] != engine:
+            what.append("tickwise's engine")
+        elif last[1] != strategy:
+            what.append("the strategy's code")
+        if last[2] != data:
+            what.append("the data")
+        return (f"{held} ran with another version of {' and '.join(what)}: none is reused "
+                "(they are kept, for that version)")  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM trials").fetchone()[0])

@@ -12,6 +12,7 @@ ended.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,12 +53,22 @@ def _returns(rows: Sequence[Mapping[str, Any]], config: SessionConfig) -> np.nda
     return pnl - before
 
 
+def _point(row: Mapping[str, Any]) -> str:
+    """A trial's point of parameters, as a key: a search may draw a point again (its trial
+    is then the same one, counted once)."""
+    return json.dumps(row["params"], sort_keys=True)
+
+
 def overfitting(rows: Sequence[Mapping[str, Any]], goal: Objective,
                 config: SessionConfig) -> dict[str, Any]:  # fmt: skip
     """The probability of backtest overfitting over the trials that ran to the end, and the
     deflated Sharpe ratio of the best of them by `goal`, each null with the reason when it
     cannot be said."""
-    ran = [r for r in rows if r["status"] == OK and r.get("periods")]
+    ran, points = [], set()
+    for r in rows:  # (in trial order, each point once: its first trial)
+        if r["status"] == OK and r.get("periods") and _point(r) not in points:
+            points.add(_point(r))
+            ran.append(r)
     out: dict[str, Any] = {"trials": len(ran), "period": config.returns_period}
     if len(ran) < 2:
         reason = f"needs at least 2 trials that ran to the end; the sweep has {len(ran)}"

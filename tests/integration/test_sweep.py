@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class Fragile(tw.Strategy):
     params = {
         "every": tw.Param(50, 1, 100_000, "quotes between decisions"),
         "fail": tw.Param(0, 0, 2, "1: the kernel raises; 2: new_state raises"),
-        "nap_ms": tw.Param(0.0, 0.0, 10_000.0, "sleep before each trial (ms)"),
+        "nap_ms": tw.Param(0.0, 0.0, 600_000.0, "sleep before each trial (ms)"),
     }
     state = {"seen": tw.PerInstrument(int)}
     kinds = ("quotes",)
@@ -230,8 +231,8 @@ def test_a_search_goes_on_when_trials_have_no_value_of_the_objective(quotes_file
 
 
 def _stored(store: Path) -> int:
-    try:
-        with sqlite3.connect(store, timeout=1) as db:
+    try:  # (closed at once: the last connection to close checkpoints the store's WAL)
+        with closing(sqlite3.connect(store, timeout=1)) as db:
             return db.execute("SELECT count(*) FROM trials").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
@@ -314,6 +315,17 @@ def test_best_toml_replays_the_best_trial(tmp_path: Path, quotes_file: Path) -> 
         (["--grid", "window=10,20", "--sampler", "tpe"], "--sampler goes with --trials"),
         (["--grid", "window=10:20", "--trials", "0"], "needs a number of trials (at least 1)"),
         (["--grid", "window=10,20", "--workers", "0"], "--workers must be at least 1"),
+        (
+            ["--grid", "window=10,20", "--workers", "100000"],
+            "--workers 100000: this machine gives this process",
+        ),
+        (["--grid", "window=10,20", "--trial-timeout", "0"], "--trial-timeout must be a number"),
+        (["--grid", "window=10,20", "--train", "1s", "--test", "0.01s"], "folds; at most 1,000"),
+        (["--grid", "window=10,20", "--folds", "5000"], "--folds must be from 2 to 1,000"),
+        (
+            ["--grid", "window=10,20", "--executor", "ray", "--address", "127.0.0.1:9"],
+            "--address 127.0.0.1:9: no Ray answers there",
+        ),
         (["--grid", "entry_z=1:2:nan"], "a:b:step needs three finite numbers"),
         (["--grid", "entry_z=1:2:1e-99999999"], "more than 10,000,000 values"),
         (

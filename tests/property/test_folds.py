@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickwise.backtest.folds import duration, purged_k_fold, walk_forward
+from tickwise.backtest.folds import MAX_FOLDS, duration, purged_k_fold, walk_forward
 from tickwise.engine.errors import TickwiseError
 
 DAY = 86_400_000_000_000
@@ -34,11 +34,17 @@ def test_walk_forward_trains_only_before_its_test_and_tests_cover_the_rest(
     last = first + span
     train, test = train_days * DAY // 4, test_days * DAY // 4  # (quarter days: many folds)
     step = None if step_days is None else step_days * DAY // 4
+    made = -(-(last + 1 - first - train) // (step or test))  # (folds that would fit)
+    if made > MAX_FOLDS:  # refused: a plan of that many folds is a mistyped length
+        with pytest.raises(TickwiseError, match="folds; at most 1,000"):
+            walk_forward(first, last, train, test, step, anchored)
+        return
     try:
         folds = walk_forward(first, last, train, test, step, anchored)
     except TickwiseError:
         assert first + train > last  # refused only when no test window fits
         return
+    assert len(folds) <= MAX_FOLDS
     for k, fold in enumerate(folds):
         assert fold.number == k
         ((t0, t1),) = fold.train

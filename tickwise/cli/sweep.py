@@ -108,6 +108,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="refuse, before starting, a plan that needs more memory: 8GiB, 800MiB, 2G",
     )  # fmt: skip
     sweep.add_argument(
+        "--trial-timeout", type=float, default=None, metavar="SECONDS",
+        help="stop a trial still running after this long (its worker is replaced; the row "
+        "says so and is not stored): a guard against a loop that never ends",
+    )  # fmt: skip
+    sweep.add_argument(
         "--no-killswitch", action="store_true",
         help="research runs: no automatic trigger ([killswitch] enabled = false)",
     )  # fmt: skip
@@ -212,7 +217,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 executor=args.executor, workers=args.workers, address=args.address,
                 out=args.out, start=args.start, end=args.end, train=args.train,
                 test=args.test, step=args.step, anchored=args.anchored, folds=args.folds,
-                embargo=args.embargo, max_memory=args.max_memory, on_trial=shown.trial,
+                embargo=args.embargo, max_memory=args.max_memory,
+                trial_timeout=args.trial_timeout, on_trial=shown.trial,
                 on_plan=shown.plan, on_compile=compile_notice,
             )  # fmt: skip
     except KeyboardInterrupt:
@@ -247,15 +253,22 @@ def _print_best(result: Any) -> None:
                         f"({info['search']}), best by {', '.join(info['objectives'])}",
                   title_justify="left")  # fmt: skip
     numbers = list(dict.fromkeys([*goals, "pnl", "fills"]))
-    for name in ("rank", "trial", *swept, *numbers, "run_hash"):
+    pareto = "pareto" in result.table.column_names  # (several objectives)
+    columns = ["rank", "trial", *swept, *numbers, "run_hash"] + (["pareto"] if pareto else [])
+    for name in columns:
         table.add_column(name, justify="right")
     rows = sorted((r for r in result.table.to_pylist() if r["rank"] is not None),
                   key=lambda r: r["rank"])[:SHOWN]  # fmt: skip
     for r in rows:
         cells = [str(r["rank"]), str(r["trial"]), *(_num(r["param." + n]) for n in swept)]
         cells += [_num(r[n]) for n in numbers]
-        table.add_row(*cells, r["run_hash"][:12])
+        front = ["yes" if r["pareto"] else ""] if pareto else []
+        table.add_row(*cells, r["run_hash"][:12], *front)
     stdout.print(table)
+    if pareto:
+        on = sum(bool(x) for x in result.table.column("pareto").to_pylist())
+        stdout.print(f"Pareto front (no other trial better in every objective): {on:,} "
+                     "trials, ranked first", markup=False)  # fmt: skip
 
 
 def _print_outcome(info: dict[str, Any]) -> None:
@@ -264,6 +277,8 @@ def _print_outcome(info: dict[str, Any]) -> None:
     workers = f"{info['workers']} {info['executor']} worker{'s' * (info['workers'] != 1)}"
     said = f"; {info['reused']:,} from the store" if info["reused"] else ""
     stdout.print(f"trials: {status}; run now {info['ran']:,} on {workers}{said}", markup=False)
+    if info.get("store_note"):
+        stdout.print(f"note: {info['store_note']}", markup=False)
     if wall:
         setup = info["trial_setup_s"]
         of = f"; of which setup p50 {setup['p50']:.3f}" if setup else ""
