@@ -345,7 +345,7 @@ def _stage(scan: pl.LazyFrame, kind: str, instruments: Instruments,
             cast_ok[list(bad)] = False
             cols = {n: typed[n].to_numpy()[cast_ok] for n in typed.columns}
             if number and "seq" not in cols:
-                cols["seq"] = _number(cols["instrument"], counters)
+                cols["seq"] = number_rows(cols["instrument"], counters)
             faults = validator.faults(cols, order=not sort)
             if faults:  # (rows of the chunk that did cast, numbered among themselves)
                 held = np.flatnonzero(cast_ok)
@@ -364,7 +364,7 @@ def _stage(scan: pl.LazyFrame, kind: str, instruments: Instruments,
     return staged_rows
 
 
-def _number(instrument: np.ndarray, counters: np.ndarray) -> np.ndarray:
+def number_rows(instrument: np.ndarray, counters: np.ndarray) -> np.ndarray:
     """Each row's number within its instrument, following on from `counters` (updated)."""
     order = np.argsort(instrument, kind="stable")
     grouped = instrument[order]
@@ -385,8 +385,8 @@ def _sort(staged: Path, ordered: Path, kind: str, given_seq: bool, work: Path,
                                  "temp_directory": str(work / "spill")})  # fmt: skip
     try:
         con.execute(
-            f"COPY (SELECT * FROM read_parquet({_quoted(staged)}) ORDER BY {', '.join(keys)}) "
-            f"TO {_quoted(ordered)} (FORMAT parquet)"
+            f"COPY (SELECT * FROM read_parquet({sql_quoted(staged)}) ORDER BY {', '.join(keys)}) "
+            f"TO {sql_quoted(ordered)} (FORMAT parquet)"
         )
     except duckdb.Error as exc:
         raise TickwiseError(f"sorting the rows failed: {str(exc).splitlines()[0]}") from None
@@ -394,7 +394,7 @@ def _sort(staged: Path, ordered: Path, kind: str, given_seq: bool, work: Path,
         con.close()
 
 
-def _quoted(path: Path) -> str:
+def sql_quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -412,7 +412,7 @@ def _write_sorted(ordered: Path, kind: str, instruments: Instruments, writer: Hi
                 for n in dtype.names}  # fmt: skip
         lines = batch.column(_LINE).to_numpy()
         if number and "seq" in dtype.names:
-            cols["seq"] = _number(cols["instrument"], counters)
+            cols["seq"] = number_rows(cols["instrument"], counters)
         faults = validator.faults(cols)
         if faults:
             rows = np.array([r for r, _ in faults])
@@ -456,25 +456,33 @@ def _cast_chunk(chunk: pl.DataFrame, kind: str, symbol_ids: dict[str, int] | Non
     return pl.DataFrame(out), bad
 
 
+def time_ns(series: pl.Series) -> pl.Series:
+    """Times as integer nanoseconds since the epoch (UTC), null where a value is none:
+    integers as they are, datetimes, and text as an integer or ISO-8601 in one of the forms
+    of `_ISO_FORMATS` (each value on its own: named, not guessed, as a guess would be made
+    afresh per chunk)."""
+    if isinstance(series.dtype, pl.Datetime):
+        return series.dt.epoch("ns")
+    if series.dtype != pl.String:
+        return series.cast(pl.Int64, strict=False)
+    parsed = [
+        series.str.to_datetime(format=f, time_unit="ns", time_zone="UTC", strict=False).dt.epoch(
+            "ns"
+        )
+        for f in _ISO_FORMATS
+    ]
+    as_int = series.cast(pl.Int64, strict=False)
+    return pl.select(pl.coalesce(as_int, *parsed)).to_series().alias(series.name)
+
+
 def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]) -> pl.Series:
     """`series` as `target`; each row that will not cast is noted in `bad` (the first reason
     of a row stays) and holds a zero."""
     original = series
     expected = str(target)
-    if name in _TIME_COLUMNS and series.dtype == pl.String:
-        # Each value on its own: integer ns where it is one, else ISO-8601 text in one of
-        # the forms below (named, not guessed: a guess would be made afresh per chunk).
-        parsed = [
-            series.str.to_datetime(
-                format=f, time_unit="ns", time_zone="UTC", strict=False
-            ).dt.epoch("ns")
-            for f in _ISO_FORMATS
-        ]
-        as_int = series.cast(pl.Int64, strict=False)
-        series = pl.select(pl.coalesce(as_int, *parsed)).to_series()
+    if name in _TIME_COLUMNS:
+        series = time_ns(series)
         expected = "integer ns or an ISO-8601 time"
-    elif name in _TIME_COLUMNS and isinstance(series.dtype, pl.Datetime):
-        series = series.dt.epoch("ns")
     cast = series.cast(target, strict=False)
     failed = cast.is_null()
     if failed.any():

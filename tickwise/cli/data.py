@@ -19,6 +19,8 @@ from tickwise.engine.console import fmt_ns, fmt_rate, plain, progress, stdout
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.schemas import KINDS
 
+FORMATS = ("databento", "mbo")  # (feeds.vendors.readers: kept here so --help loads nothing)
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the data commands to the command tree."""
@@ -75,11 +77,44 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     imp = subparser(
         data_cmds,
         "import",
-        "validated import of CSV (or foreign Parquet) history",
-        "tickwise data import ticks.csv --kind quotes --tick-size 0.01 --out data/ticks.parquet",
+        "validated, streaming import of vendor history (Databento DBN, order-by-order CSV) or "
+        "of CSV/Parquet in tickwise's columns; order-by-order books to L2 deltas and L1 quotes",
+        "tickwise data import glbx-mdp3-20240105.mbo.dbn.zst glbx-mdp3-20240105.definition.dbn"
+        ".zst --to book,quotes,trades --out data/es\n"
+        "  tickwise data import ticks.csv --kind quotes --tick-size 0.01 --out data/ticks.parquet",
     )
-    imp.add_argument("source", type=Path, help="CSV file (header row) or Parquet file")
-    imp.add_argument("--kind", choices=KINDS, required=True, help="record kind of the rows")
+    imp.add_argument(
+        "source",
+        type=Path,
+        nargs="+",
+        help="files of one format, imported as one history in the order given",
+    )
+    imp.add_argument(
+        "--format",
+        choices=("csv", *FORMATS),
+        default=None,
+        help="the files' format (by default told from their names or first bytes; csv: "
+        "tickwise's own columns, with --kind)",
+    )
+    imp.add_argument(
+        "--kind", choices=KINDS, default=None, help="record kind of the rows (--format csv)"
+    )
+    imp.add_argument(
+        "--to",
+        type=_kinds,
+        default=None,
+        metavar="KINDS",
+        help="kinds to write, comma-separated (by default all the files give; order-by-order "
+        "messages give book,quotes,trades); several make --out a folder of kinds",
+    )
+    imp.add_argument(
+        "--map",
+        action="append",
+        default=None,
+        metavar="FIELD=COLUMN",
+        help="--format mbo: the column holding a field (ts_event, ts_recv, symbol, order_id, "
+        "action, side, price, size), e.g. --map order_id=id",
+    )
     imp.add_argument(
         "--instruments",
         type=Path,
@@ -92,18 +127,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--sort",
         action="store_true",
-        help="put rows in time order first (stable; spills to disk when larger than memory)",
+        help="--format csv: put rows in time order first (vendor files are always put in order)",
     )
     imp.add_argument(
         "--bad-rows",
         type=Path,
         default=None,
         metavar="CSV",
-        help="set refused rows aside in this CSV (line, reason, values) and import the rest",
+        help="set refused rows aside in this CSV (file, line, reason, values) and import the rest",
     )
-    imp.add_argument("--partition", action="store_true", help="write a hive directory")
+    imp.add_argument("--partition", action="store_true", help="write hive directories")
     imp.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    imp.add_argument("--out", type=Path, required=True, help="output .parquet file or directory")
+    imp.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output .parquet file or directory (a folder of kinds for several)",
+    )
     imp.set_defaults(run=_cmd_import)
 
 
@@ -192,12 +232,48 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
+def _kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: name kinds from {', '.join(KINDS)}, comma-separated"
+        )
+    return kinds
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
+    from tickwise.feeds.vendors import detect_format
+
+    fmt = args.format
+    if fmt is None and args.kind is not None:
+        fmt = "csv"  # (--kind names tickwise's own columns)
+    if fmt is None:
+        found = {detect_format(s) for s in args.source if s.is_file()}
+        fmt = found.pop() if len(found) == 1 and None not in found else None
+    if fmt == "csv" or (fmt is None and all(s.suffix.lower() in (".csv", ".parquet")
+                                            for s in args.source)):  # fmt: skip
+        return _import_csv(args)
+    return _import_vendor(args, fmt)
+
+
+def _import_csv(args: argparse.Namespace) -> int:
     from tickwise.feeds.importer import import_history
 
-    with progress(f"import {args.source.name}", None):
+    if args.kind is None:
+        raise TickwiseError(
+            f"{args.source[0]}: give --kind for a file in tickwise's columns, or --format for "
+            f"a vendor's ({', '.join(FORMATS)})"
+        )
+    if len(args.source) > 1:
+        raise TickwiseError("--format csv imports one file at a time; give one SOURCE")
+    for flag, value in (("--to", args.to), ("--map", args.map)):
+        if value:
+            raise TickwiseError(f"{flag} is for vendor formats ({', '.join(FORMATS)}), not csv")
+    source = args.source[0]
+    with progress(f"import {source.name}", None):
         result = import_history(
-            args.source,
+            source,
             args.kind,
             args.out,
             instruments_file=args.instruments,
@@ -216,5 +292,54 @@ def _cmd_import(args: argparse.Namespace) -> int:
     )
     if args.bad_rows is not None:
         where = f" to {result.bad_rows_path} (line and reason each)" if result.bad_rows else ""
+        stdout.print(f"set aside {result.bad_rows:,} bad rows{where}", markup=False)
+    return 0
+
+
+def _import_vendor(args: argparse.Namespace, fmt: str | None) -> int:
+    from tickwise.feeds.vendors.mapped import parse_mapping
+    from tickwise.feeds.vendors.pipeline import import_vendor
+
+    if args.kind is not None:
+        raise TickwiseError("--kind is for --format csv; vendor files say what they hold "
+                            "(choose what to write with --to)")  # fmt: skip
+    options = {}
+    if args.map:
+        if fmt not in (None, "mbo"):
+            raise TickwiseError(f"--map is for --format mbo, not {fmt}")
+        options["mapping"] = parse_mapping(args.map)
+    label = args.source[0].name + (f" and {len(args.source) - 1} more" if len(args.source) > 1
+                                   else "")  # fmt: skip
+    with progress(f"import {label}", None):
+        result = import_vendor(
+            args.source,
+            args.out,
+            fmt=fmt,
+            to=args.to,
+            instruments_file=args.instruments,
+            tick_size=args.tick_size,
+            lot_size=args.lot_size,
+            partition=args.partition,
+            overwrite=args.overwrite,
+            bad_rows=args.bad_rows,
+            options=options,
+        )
+    rate = (f" ({fmt_rate(result.messages, result.wall_s, 'messages')} over the whole import)"
+            if result.messages else "")  # fmt: skip
+    stdout.print(
+        f"imported {result.format} to {result.out}: "
+        + ", ".join(f"{n:,} {k} rows" for k, n in result.rows.items())
+        + f" for {len(result.instruments)} instruments; {result.wall_s:.2f} s wall clock{rate}",
+        markup=False,
+    )
+    if result.messages:
+        stdout.print(f"order-by-order messages read: {result.messages:,}", markup=False)
+    for why, note in result.notes.items():
+        first = f" (first: {'; '.join(note.places)})" if note.places else ""
+        stdout.print(f"note: {note.count:,} {why}{first}", markup=False)
+    if args.bad_rows is not None:
+        where = (
+            f" to {result.bad_rows_path} (file, place and reason each)" if result.bad_rows else ""
+        )
         stdout.print(f"set aside {result.bad_rows:,} bad rows{where}", markup=False)
     return 0

@@ -1,0 +1,128 @@
+"""Vendors' history in: each format's reader turns its files into chunks of tickwise rows.
+
+A reader yields `Rows`: a chunk of one kind (quotes, trades, bars, book deltas, or order-
+by-order messages for the compiled book, feeds/orderbook.py), each row with its place in the
+source file, so that a refused row can be named by file and line. Readers check what the
+format promises (headers, record types, checksums) and convert values; the rules of the data
+contract itself (prices, order, the tick grid) are checked once, for every format, by the
+import (feeds/vendors/pipeline.py) with the same compiled checks as replay.
+
+Instruments are numbered in the order they are met (`Symbols`); the import renumbers them in
+symbol order when it writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tickwise.engine.errors import DataError
+
+MBO = "mbo"  # the kind of order-by-order messages (feeds/book_kernels.py MBO_DTYPE)
+
+
+@dataclass
+class Rows:
+    """A chunk of one kind from one source file.
+
+    `cols` maps the kind's column names to arrays (for "mbo", one structured array under
+    "msgs"); `instrument` (or the messages' `inst`) is the index given by `Symbols`, and
+    `seq` is absent (the import numbers rows). `places` are the rows' places in the file as
+    a person counts them (line 1 is a CSV's header, record 1 a DBN file's first record), as
+    the reader's `place` names them. `refused` holds rows the reader could not read: (place,
+    why).
+    """
+
+    kind: str
+    cols: dict[str, np.ndarray]
+    places: np.ndarray
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Instrument:
+    """What a reader learnt of an instrument: its symbol, and tick and lot sizes when the
+    source gives them (None: the user's table or the defaults decide)."""
+
+    symbol: str
+    tick_size: float | None = None
+    lot_size: float | None = None
+
+
+@dataclass
+class Symbols:
+    """Instruments in the order met: `index(symbol)` gives each its number, the same across
+    all the files of one import."""
+
+    items: list[Instrument] = field(default_factory=list)
+    _by_symbol: dict[str, int] = field(default_factory=dict)
+
+    def index(
+        self, symbol: str, tick_size: float | None = None, lot_size: float | None = None
+    ) -> int:
+        """The number of `symbol` (a new one when first met); sizes given fill in unknown ones."""
+        at = self._by_symbol.get(symbol)
+        if at is None:
+            at = len(self.items)
+            self._by_symbol[symbol] = at
+            self.items.append(Instrument(symbol))
+        item = self.items[at]
+        if item.tick_size is None and tick_size is not None:
+            item.tick_size = tick_size
+        if item.lot_size is None and lot_size is not None:
+            item.lot_size = lot_size
+        return at
+
+    def indices(self, symbols: np.ndarray) -> np.ndarray:
+        """The numbers of an array of symbols (any dtype `str()` names), as uint32."""
+        uniq, first, inverse = np.unique(symbols, return_index=True, return_inverse=True)
+        table = np.zeros(uniq.size, dtype=np.uint32)
+        for k in np.argsort(first).tolist():  # (new ones numbered in the order met)
+            table[k] = self.index(str(uniq[k]))
+        return table[inverse.reshape(-1)]
+
+
+class Reader(Protocol):
+    """One format: reads a file into chunks of rows."""
+
+    name: str
+    place: str  # what a row's place is called in errors ("line", "record", "row")
+
+    def kinds(self, path: Path) -> tuple[str, ...]:
+        """The kinds this file gives (before any order-by-order messages become books)."""
+        ...
+
+    def read(self, path: Path, symbols: Symbols) -> Iterator[Rows]:
+        """The file's rows, chunk by chunk, in the file's order."""
+        ...
+
+    def notes(self) -> dict[str, int]:
+        """Rows the format's rules left out, by why (told to the user, never silent)."""
+        ...
+
+
+def readers() -> dict[str, type]:
+    """Every vendor format by name."""
+    from .databento import DatabentoReader
+    from .mapped import MappedReader
+
+    return {"databento": DatabentoReader, "mbo": MappedReader}
+
+
+def detect_format(path: Path) -> str | None:
+    """The format a file's name or first bytes make unambiguous, or None."""
+    name = path.name.lower()
+    if name.endswith((".dbn", ".dbn.zst")):
+        return "databento"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if head[:3] == b"DBN":
+        return "databento"
+    return None
