@@ -86,6 +86,36 @@ class Symbols:
         return table[inverse.reshape(-1)]
 
 
+def top_changes(
+    inst: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    bsz: np.ndarray,
+    asz: np.ndarray,
+    whole: np.ndarray,
+    last: dict[int, tuple[int, int, int, int]],
+) -> np.ndarray:
+    """Rows whose (bid, ask, sizes) differ from the previous whole row of their instrument
+    (`last` carries each instrument's across chunks, and is updated)."""
+    keep = np.zeros(inst.size, dtype=np.bool_)
+    rows = np.flatnonzero(whole)
+    if not rows.size:
+        return keep
+    order = rows[np.argsort(inst[rows], kind="stable")]
+    key = np.stack([bid[order], ask[order], bsz[order], asz[order]], axis=1)
+    grouped = inst[order]
+    first = np.r_[True, grouped[1:] != grouped[:-1]]
+    same = np.r_[False, (key[1:] == key[:-1]).all(axis=1)] & ~first
+    for k in np.flatnonzero(first).tolist():
+        prev = last.get(int(grouped[k]))
+        same[k] = prev is not None and prev == tuple(key[k].tolist())
+    keep[order[~same]] = True
+    ends = np.r_[np.flatnonzero(first)[1:] - 1, grouped.size - 1]
+    for k in ends.tolist():
+        last[int(grouped[k])] = tuple(key[k].tolist())
+    return keep
+
+
 class Reader(Protocol):
     """One format: reads a file into chunks of rows."""
 
@@ -107,17 +137,34 @@ class Reader(Protocol):
 
 def readers() -> dict[str, type]:
     """Every vendor format by name."""
+    from .binance import BinanceReader
     from .databento import DatabentoReader
+    from .lobster import LobsterReader
     from .mapped import MappedReader
+    from .tardis import TardisReader
 
-    return {"databento": DatabentoReader, "mbo": MappedReader}
+    return {
+        "databento": DatabentoReader,
+        "tardis": TardisReader,
+        "binance": BinanceReader,
+        "lobster": LobsterReader,
+        "mbo": MappedReader,
+    }
 
 
 def detect_format(path: Path) -> str | None:
-    """The format a file's name or first bytes make unambiguous, or None."""
+    """The format a file's name, first bytes or header make unambiguous, or None."""
+    from .lobster import _NAME as LOBSTER_NAME
+    from .tables import first_line, open_binary
+    from .tardis import dataset
+
     name = path.name.lower()
     if name.endswith((".dbn", ".dbn.zst")):
         return "databento"
+    if name.endswith(".zip"):
+        return "binance"
+    if LOBSTER_NAME.match(path.name):
+        return "lobster"
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -125,4 +172,9 @@ def detect_format(path: Path) -> str | None:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if head[:3] == b"DBN":
         return "databento"
+    if name.endswith((".csv", ".csv.gz")):
+        with open_binary(path) as stream:
+            names = [n.strip() for n in first_line(stream, path).split(",")]
+        if dataset(names) is not None:
+            return "tardis"
     return None

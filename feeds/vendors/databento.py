@@ -36,7 +36,7 @@ import numpy as np
 from tickwise.engine.errors import DataError
 
 from .. import book_kernels as bk
-from . import MBO, Rows, Symbols
+from . import MBO, Rows, Symbols, top_changes
 
 CHUNK_RECORDS = 1 << 18
 DEPTH = 10  # levels of MBP-10
@@ -311,7 +311,7 @@ class DatabentoReader:
         whole = (bid != _dbn().UNDEF_PRICE) & (ask != _dbn().UNDEF_PRICE)
         if schema != "tbbo":  # (the book is consistent only at an event's last record)
             whole &= (recs["flags"] & F_LAST) != 0
-        keep = _changed(inst, bid, ask, bsz, asz, whole, self._tops)
+        keep = top_changes(inst, bid, ask, bsz, asz, whole, self._tops)
         one_sided = int(
             (~whole & ((bid != _dbn().UNDEF_PRICE) | (ask != _dbn().UNDEF_PRICE))).sum()
         )
@@ -333,36 +333,6 @@ class DatabentoReader:
 
     def _count(self, why: str, n: int) -> None:
         self._notes[why] = self._notes.get(why, 0) + n
-
-
-def _changed(
-    inst: np.ndarray,
-    bid: np.ndarray,
-    ask: np.ndarray,
-    bsz: np.ndarray,
-    asz: np.ndarray,
-    whole: np.ndarray,
-    last: dict[int, tuple[int, int, int, int]],
-) -> np.ndarray:
-    """Rows whose (bid, ask, sizes) differ from the previous whole row of their instrument
-    (`last` carries each instrument's across chunks, and is updated)."""
-    keep = np.zeros(inst.size, dtype=np.bool_)
-    rows = np.flatnonzero(whole)
-    if not rows.size:
-        return keep
-    order = rows[np.argsort(inst[rows], kind="stable")]
-    key = np.stack([bid[order], ask[order], bsz[order], asz[order]], axis=1)
-    grouped = inst[order]
-    first = np.r_[True, grouped[1:] != grouped[:-1]]
-    same = np.r_[False, (key[1:] == key[:-1]).all(axis=1)] & ~first
-    for k in np.flatnonzero(first).tolist():
-        prev = last.get(int(grouped[k]))
-        same[k] = prev is not None and prev == tuple(key[k].tolist())
-    keep[order[~same]] = True
-    ends = np.r_[np.flatnonzero(first)[1:] - 1, grouped.size - 1]
-    for k in ends.tolist():
-        last[int(grouped[k])] = tuple(key[k].tolist())
-    return keep
 
 
 def _prices(raw: np.ndarray) -> np.ndarray:

@@ -108,6 +108,8 @@ def import_vendor(
             raise TickwiseError(f"{source}: no such file")
     name = _format(sources, fmt)
     reader = readers()[name](**(options or {}))
+    if hasattr(reader, "prepare"):
+        reader.prepare(sources)
     kinds_in = _kinds_in(reader, sources)
     kinds = _kinds_out(kinds_in, to, sources)
     check_target(out, overwrite)

@@ -19,7 +19,8 @@ from tickwise.engine.console import fmt_ns, fmt_rate, plain, progress, stdout
 from tickwise.engine.errors import TickwiseError
 from tickwise.engine.schemas import KINDS
 
-FORMATS = ("databento", "mbo")  # (feeds.vendors.readers: kept here so --help loads nothing)
+# The vendor formats (feeds.vendors.readers), named here so that --help imports nothing.
+FORMATS = ("databento", "tardis", "binance", "lobster", "mbo")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

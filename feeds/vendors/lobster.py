@@ -1,0 +1,300 @@
+"""LOBSTER's Nasdaq order-book files: TICKER_DATE_START_END_message_LEVEL.csv, and beside it
+(when given too) ..._orderbook_LEVEL.csv, whose row k is the book after message k.
+
+Message columns (no header): time (seconds after midnight, New York time, the date from the
+file name), type, order id, size, price (dollars x 10,000) and direction (1 buy, -1 sell:
+the side of the limit order the message is about). Types:
+
+| type | what | becomes |
+|---|---|---|
+| 1 | a new limit order | add |
+| 2 | part of an order cancelled | cancel of `size` |
+| 3 | an order deleted | delete |
+| 4 | a visible order executed | a fill of it: a print, the aggressor the other side |
+| 5 | a hidden order executed | a print (the aggressor the side opposite `direction`) |
+| 6 | a cross (auction) trade | left out (no aggressor), counted |
+| 7 | a trading halt or resume | left out, counted |
+
+With the message file alone, its events are made into books (feeds/orderbook.py); orders
+resting before the file starts are not in it, so their cancels and executions are noted as
+unknown orders. With the orderbook file too, the book (the LEVEL levels shown; empty levels
+are LOBSTER's dummy prices) and quotes come from it, exact from the first row, and the
+trades from the messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from tickwise.engine.errors import DataError
+
+from .. import book_kernels as bk
+from . import MBO, Rows, Symbols, top_changes
+from .tables import Cells, csv_chunks, open_binary
+
+PRICE_UNIT = 100_000  # LOBSTER's 1e-4 dollars in 1e-9 units
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+DUMMY = 9_999_999_999  # the price of an empty level in an orderbook file
+DEPTH_ROWS = 1 << 16
+_NAME = re.compile(
+    r"^(?P<ticker>[^_]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
+    r"(?P<what>message|orderbook)_(?P<level>\d+)\.csv$"
+)
+_MESSAGE = ["time", "type", "order_id", "size", "price", "direction"]
+_ACTIONS = np.array(
+    [
+        bk.ACT_NONE,
+        bk.ACT_ADD,
+        bk.ACT_CANCEL,
+        bk.ACT_DELETE,
+        bk.ACT_FILL,
+        bk.ACT_TRADE,
+        bk.ACT_TRADE,
+        bk.ACT_NONE,
+    ],
+    dtype=np.int8,
+)
+
+
+def parse_name(path: Path) -> re.Match:
+    m = _NAME.match(path.name)
+    if m is None:
+        raise DataError(
+            f"{path}: not a LOBSTER file name (TICKER_DATE_START_END_message_LEVEL"
+            ".csv or ..._orderbook_LEVEL.csv)"
+        )
+    return m
+
+
+def partner(path: Path) -> Path:
+    """The orderbook file of a message file, or the message file of an orderbook file."""
+    m = parse_name(path)
+    other = "orderbook" if m.group("what") == "message" else "message"
+    return path.with_name(path.name.replace(f"_{m.group('what')}_", f"_{other}_"))
+
+
+class LobsterReader:
+    """LOBSTER message files, with their orderbook files when given."""
+
+    name = "lobster"
+    place = "line"
+    size_scale = 1.0
+
+    def __init__(self) -> None:
+        self._notes: dict[str, int] = {}
+        self._sources: set[Path] = set()
+        self._tops: dict[int, tuple] = {}
+
+    def prepare(self, sources: list[Path]) -> None:
+        """Pair message and orderbook files among the sources."""
+        self._sources = {s.resolve() for s in sources}
+        for s in sources:
+            if (
+                parse_name(s).group("what") == "orderbook"
+                and partner(s).resolve() not in self._sources
+            ):
+                raise DataError(
+                    f"{s}: an orderbook file needs its message file, "
+                    f"{partner(s).name}, among the sources"
+                )
+
+    def notes(self) -> dict[str, int]:
+        return dict(self._notes)
+
+    def _paired(self, path: Path) -> bool:
+        return partner(path).resolve() in self._sources
+
+    def kinds(self, path: Path) -> tuple[str, ...]:
+        if parse_name(path).group("what") == "orderbook":
+            return ()  # (read with its message file)
+        return ("book", "quotes", "trades") if self._paired(path) else (MBO,)
+
+    def _count(self, why: str, n: int) -> None:
+        if n:
+            self._notes[why] = self._notes.get(why, 0) + n
+
+    def read(self, path: Path, symbols: Symbols) -> Iterator[Rows]:
+        m = parse_name(path)
+        if m.group("what") == "orderbook":
+            return
+        index = symbols.index(m.group("ticker"))
+        midnight = dt.datetime.fromisoformat(m.group("date")).replace(tzinfo=NEW_YORK)
+        base = int(midnight.timestamp()) * 10**9
+        paired = self._paired(path)
+        level = int(m.group("level"))
+        with open_binary(path) as stream:
+            messages = csv_chunks(stream, path, _MESSAGE, header=False)
+            if not paired:
+                for frame, lines in messages:
+                    yield self._messages(frame, lines, index, base)
+                return
+            book_names = [
+                f"{s}_{k}_{c}"
+                for k in range(1, level + 1)
+                for s, c in (("ask", "px"), ("ask", "sz"), ("bid", "px"), ("bid", "sz"))
+            ]
+            other = partner(path)
+            with open_binary(other) as book_stream:
+                books = csv_chunks(book_stream, other, book_names, header=False)
+                state = (np.zeros((1, 2, level), np.int64), np.zeros((1, 2, level), np.int64))
+                carry: pl.DataFrame | None = None  # (book rows read past the messages)
+                for frame, lines in messages:
+                    msgs = self._messages(frame, lines, index, base)
+                    trades = msgs.cols["msgs"]
+                    yield self._trades(trades, msgs.places, msgs.refused)
+                    need = frame.height
+                    parts = [] if carry is None else [carry]
+                    have = 0 if carry is None else carry.height
+                    while have < need:
+                        got = next(books, None)
+                        if got is None:
+                            raise DataError(
+                                f"{other}: has fewer rows than {path.name} (line "
+                                f"{int(lines[0]) + have:,} has no book)"
+                            )
+                        parts.append(got[0])
+                        have += got[0].height
+                    block = pl.concat(parts)
+                    carry = block[need:] if block.height > need else None
+                    yield from self._book(block[:need], frame, lines, index, base, level, state)
+                if carry is not None or next(books, None) is not None:
+                    raise DataError(f"{other}: has more rows than {path.name}")
+
+    def _times(self, cells: Cells, base: int) -> np.ndarray:
+        """Seconds after midnight (decimal text, to the ns) as epoch ns."""
+        parts = cells.frame["time"].str.strip_chars().str.split_exact(".", 1).struct.unnest()
+        whole = parts["field_0"].cast(pl.Int64, strict=False)
+        frac = parts["field_1"].fill_null("").str.pad_end(9, "0").str.slice(0, 9)
+        frac_ns = frac.cast(pl.Int64, strict=False)
+        failed = (whole.is_null() | frac_ns.is_null()).to_numpy()
+        for r in np.flatnonzero(failed).tolist():
+            cells.bad.setdefault(
+                r, f"time is {cells.frame['time'][r]!r}; expected seconds after midnight"
+            )
+        return base + whole.fill_null(0).to_numpy() * 10**9 + frac_ns.fill_null(0).to_numpy()
+
+    def _messages(self, frame: pl.DataFrame, lines: np.ndarray, index: int, base: int) -> Rows:
+        cells = Cells(frame)
+        ts = self._times(cells, base)
+        kind = cells.number("type", pl.Int8)
+        for r in np.flatnonzero((kind < 1) | (kind > 7)).tolist():
+            cells.bad.setdefault(r, f"type is {frame['type'][r]!r}; expected 1 to 7")
+        order_id = cells.number("order_id", pl.UInt64)
+        size = cells.number("size", pl.Int64)
+        price = cells.number("price", pl.Int64)
+        direction = cells.choice("direction", {"1": 1, "-1": -1}, what="1 or -1")
+        keep = cells.keep()
+        k = kind[keep].astype(np.int64)
+        self._count("cross (auction) trades (left out: no aggressor)", int((k == 6).sum()))
+        self._count("trading halt messages (type 7)", int((k == 7).sum()))
+        msgs = np.zeros(int(keep.sum()), dtype=bk.MBO_DTYPE)
+        msgs["ts_event"] = ts[keep]
+        msgs["ts_recv"] = ts[keep]
+        msgs["inst"] = index
+        msgs["order_id"] = order_id[keep]
+        msgs["px"] = price[keep] * PRICE_UNIT
+        msgs["qty"] = size[keep]
+        msgs["action"] = _ACTIONS[np.clip(k, 0, 7)]
+        d = direction[keep]
+        # A hidden execution's aggressor is opposite the hidden order; a cross has none.
+        msgs["side"] = np.where(k == 5, -d, np.where(k == 6, 0, d))
+        msgs["flags"] = bk.IN_LAST
+        return Rows(MBO, {"msgs": msgs}, lines[keep], cells.refused(lines))
+
+    def _trades(self, msgs: np.ndarray, places: np.ndarray, refused: list) -> Rows:
+        """The prints of the messages: executions of visible orders (at the message's price,
+        the aggressor opposite the order) and of hidden ones."""
+        visible = msgs["action"] == bk.ACT_FILL
+        hidden = (msgs["action"] == bk.ACT_TRADE) & (msgs["side"] != 0)
+        pick = visible | hidden
+        side = np.where(visible, -msgs["side"], msgs["side"])[pick].astype(np.int8)
+        return Rows(
+            "trades",
+            {
+                "ts_event": msgs["ts_event"][pick],
+                "ts_recv": msgs["ts_recv"][pick],
+                "instrument": msgs["inst"][pick],
+                "px": msgs["px"][pick] / 1e9,
+                "sz": msgs["qty"][pick].astype(np.float64),
+                "side": side,
+            },
+            places[pick],
+            refused,
+        )
+
+    def _book(
+        self,
+        book: pl.DataFrame,
+        frame: pl.DataFrame,
+        lines: np.ndarray,
+        index: int,
+        base: int,
+        level: int,
+        state: tuple[np.ndarray, np.ndarray],
+    ) -> Iterator[Rows]:
+        cells = Cells(book)
+        ts = self._times(Cells(frame), base)
+        px = np.zeros((book.height, 2, level), np.int64)
+        qty = np.zeros((book.height, 2, level), np.int64)
+        for k in range(1, level + 1):
+            for s, side in ((0, "bid"), (1, "ask")):
+                p = cells.number(f"{side}_{k}_px", pl.Int64)
+                q = cells.number(f"{side}_{k}_sz", pl.Int64)
+                empty = (np.abs(p) >= DUMMY) | (q <= 0)
+                px[:, s, k - 1] = np.where(empty, 0, p * PRICE_UNIT)
+                qty[:, s, k - 1] = np.where(empty, 0, q)
+        keep = cells.keep()
+        if not keep.all():
+            r = int(np.argmin(keep))
+            raise DataError(f"orderbook row of line {int(lines[r]):,}: {cells.bad[r]}")
+        inst = np.full(book.height, 0, dtype=np.uint32)
+        out = np.zeros(max(DEPTH_ROWS, 8 * level), dtype=bk.DELTA_DTYPE)
+        at = 0
+        while at < book.height:
+            at_next, n = bk.depth_deltas_nb(inst, px, qty, at, state[0], state[1], out)
+            d = out[:n]
+            r = d["row"]
+            yield Rows(
+                "book",
+                {
+                    "ts_event": ts[r],
+                    "ts_recv": ts[r],
+                    "instrument": np.full(n, index, np.uint32),
+                    "side": d["side"],
+                    "px": d["px"] / 1e9,
+                    "sz": d["qty"].astype(np.float64),
+                    "flags": d["flags"],
+                },
+                lines[r],
+            )
+            at = at_next
+        top = (qty[:, 0, 0] > 0) & (qty[:, 1, 0] > 0)
+        changed = top_changes(
+            np.full(book.height, index, np.uint32),
+            px[:, 0, 0],
+            px[:, 1, 0],
+            qty[:, 0, 0],
+            qty[:, 1, 0],
+            top,
+            self._tops,
+        )
+        yield Rows(
+            "quotes",
+            {
+                "ts_event": ts[changed],
+                "ts_recv": ts[changed],
+                "instrument": np.full(int(changed.sum()), index, np.uint32),
+                "bid_px": px[changed, 0, 0] / 1e9,
+                "ask_px": px[changed, 1, 0] / 1e9,
+                "bid_sz": qty[changed, 0, 0].astype(np.float64),
+                "ask_sz": qty[changed, 1, 0].astype(np.float64),
+            },
+            lines[changed],
+        )
