@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -36,6 +35,7 @@ from tickwise.engine.errors import DataError, TickwiseError
 from tickwise.engine.instruments import Instrument, Instruments
 from tickwise.engine.schemas import KINDS, market_dtype, market_schema
 
+from . import validation_kernels as vk
 from .store import HistoryWriter
 from .validation import Validator
 
@@ -122,6 +122,27 @@ def import_history(
     work = temporary_path(out.with_name(out.name + ".import"))
     work.mkdir()
     try:
+        # Rows already in the global order go through in one pass: read with their types
+        # where every value parses, else as text (which names each bad value).
+        passes = [] if sort else [_typed_scan(source, is_csv, names, kind), scan]
+        for one in passes:
+            with _Refused(source, place, bad_rows, names) as refused:
+                try:
+                    with HistoryWriter(out, kind, instruments, partition=partition,
+                                       overwrite=overwrite) as writer:  # fmt: skip
+                        rows = _one_pass(one, kind, instruments, symbol_ids, writer, refused,
+                                         given_seq, chunk_rows, source)  # fmt: skip
+                        if rows == 0:
+                            refused.publish()
+                            raise DataError(f"{source}: no rows to import" + refused.why_none())
+                    refused.publish()
+                    return ImportResult(out, kind, rows, instruments,
+                                        time.perf_counter() - began, refused.count,
+                                        refused.path, sort)  # fmt: skip
+                except _UnparsedError:
+                    continue
+                except _UnorderedError:
+                    break  # (instruments interleave out of order: the way that sorts, below)
         with _Refused(source, place, bad_rows, names) as refused:
             staged = work / "staged.parquet"
             n = _stage(scan, kind, instruments, symbol_ids, staged, refused, sort, chunk_rows,
@@ -173,6 +194,16 @@ def _names(scan: pl.LazyFrame, source: Path) -> list[str]:
 def _collect(frame: pl.LazyFrame, source: Path) -> pl.DataFrame:
     try:
         return frame.collect(engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{source}: cannot read: {str(exc).splitlines()[0]}") from None
+
+
+def _typed_chunks(scan: pl.LazyFrame, chunk_rows: int, source: Path) -> Iterator[pl.DataFrame]:
+    """`_chunks`, where a value that does not parse as its column's type is `_UnparsedError`."""
+    try:
+        yield from scan.collect_batches(chunk_size=chunk_rows)
+    except pl.exceptions.ComputeError:
+        raise _UnparsedError from None
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"{source}: cannot read: {str(exc).splitlines()[0]}") from None
 
@@ -325,6 +356,98 @@ class _Refused:
         self._tmp = None
 
 
+class _UnorderedError(Exception):
+    """Rows came out of the global order: the one-pass import gives way to the sort."""
+
+
+class _UnparsedError(Exception):
+    """A value did not parse as its column's type: the rows are read again as text."""
+
+
+def _typed_scan(source: Path, is_csv: bool, names: list[str], kind: str) -> pl.LazyFrame:
+    """The source read with each column of the kind in its type (what a CSV parser does
+    fastest; `_UnparsedError` where a value will not)."""
+    if not is_csv:
+        return pl.scan_parquet(source).with_row_index(_LINE)
+    dtype = market_dtype(kind)
+    types = {n: _POLARS_TYPES[dtype.fields[n][0]] for n in dtype.names if n in names}
+    for n in _TIME_COLUMNS:
+        if n in types:
+            types[n] = pl.Int64
+    return pl.scan_csv(source, infer_schema=False, schema_overrides=types).with_row_index(_LINE)
+
+
+def _one_pass(scan: pl.LazyFrame, kind: str, instruments: Instruments,
+              symbol_ids: dict[str, int] | None, writer: HistoryWriter, refused: _Refused,
+              given_seq: bool, chunk_rows: int, source: Path) -> int:  # fmt: skip
+    """Import rows that already come in the global order (ts_event, instrument[, seq]) in
+    one pass: cast, check, number and write each chunk. Raises `_UnorderedError` at the first
+    good row out of that order (then nothing of this pass is kept). Returns the rows
+    written."""
+    dtype = market_dtype(kind)
+    schema = market_schema(kind)
+    values = Validator(kind, instruments, str(source), require_sorted=False, check_grid=True)
+    ordered = Validator(kind, instruments, str(source), require_sorted=True)
+    counters = np.zeros(instruments.known_mask().size, dtype=np.uint64)
+    last: tuple[int, ...] | None = None
+    written = 0
+    for chunk in _typed_chunks(scan, chunk_rows, source):
+        typed, bad = _cast_chunk(chunk, kind, symbol_ids)
+        ok = np.ones(chunk.height, dtype=np.bool_)
+        ok[list(bad)] = False
+        cols = {n: typed[n].to_numpy() for n in typed.columns}
+        if bad:
+            cols = {n: c[ok] for n, c in cols.items()}
+        held = np.flatnonzero(ok)
+        faults = values.faults(cols, order=False)
+        if faults:
+            bad.update((int(held[r]), why) for r, why in faults)
+            keep = np.ones(held.size, dtype=np.bool_)
+            keep[[r for r, _ in faults]] = False
+            cols = {n: c[keep] for n, c in cols.items()}
+            held = held[keep]
+        last = _in_order(cols, given_seq, last)
+        if "seq" in dtype.names and not given_seq:
+            cols["seq"] = number_rows(cols["instrument"], counters)
+        faults = ordered.faults(cols)  # (repeated or backward seq, when the source has one)
+        if faults:
+            bad.update((int(held[r]), why) for r, why in faults)
+            keep = np.ones(held.size, dtype=np.bool_)
+            keep[[r for r, _ in faults]] = False
+            cols = {n: c[keep] for n, c in cols.items()}
+        if bad:
+            rows = np.array(sorted(bad))
+            refused.add(chunk[_LINE].to_numpy()[rows], [bad[r] for r in rows.tolist()],
+                        chunk[rows])  # fmt: skip
+        batch = pa.RecordBatch.from_arrays([pa.array(cols[n]) for n in schema.names],
+                                           schema=schema)  # fmt: skip
+        if batch.num_rows:
+            writer.write(batch)
+            written += batch.num_rows
+    return written
+
+
+def _in_order(cols: dict[str, np.ndarray], given_seq: bool,
+              last: tuple[int, ...] | None) -> tuple[int, ...] | None:  # fmt: skip
+    """Check that a chunk's rows follow `last` (the previous chunk's last key) in the global
+    order; raise `_UnorderedError` if not. The chunk's own last key."""
+    ts = cols["ts_event"]
+    if not ts.size:
+        return last
+    inst = cols["instrument"].astype(np.int64)
+    keys = [ts, inst] + ([cols["seq"].astype(np.int64)] if given_seq else [])
+    if last is not None:
+        keys = [np.r_[v, k] for v, k in zip(last, keys, strict=True)]
+    # Each row against the one before: greater in the first key that differs, or all equal.
+    decided = np.zeros(keys[0].size - 1, dtype=np.bool_)
+    for k in keys:
+        a, b = k[:-1], k[1:]
+        if (~decided & (b < a)).any():
+            raise _UnorderedError
+        decided |= b > a
+    return tuple(int(k[-1]) for k in keys)
+
+
 def _stage(scan: pl.LazyFrame, kind: str, instruments: Instruments,
            symbol_ids: dict[str, int] | None, staged: Path, refused: _Refused, sort: bool,
            chunk_rows: int, source: Path) -> int:  # fmt: skip
@@ -366,13 +489,8 @@ def _stage(scan: pl.LazyFrame, kind: str, instruments: Instruments,
 
 def number_rows(instrument: np.ndarray, counters: np.ndarray) -> np.ndarray:
     """Each row's number within its instrument, following on from `counters` (updated)."""
-    order = np.argsort(instrument, kind="stable")
-    grouped = instrument[order]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    rank = np.arange(grouped.size) - np.repeat(starts, np.diff(np.r_[starts, grouped.size]))
     seq = np.empty(instrument.size, dtype=np.uint64)
-    seq[order] = counters[grouped] + rank.astype(np.uint64) + np.uint64(1)
-    counters += np.bincount(instrument, minlength=counters.size).astype(np.uint64)
+    vk.number_rows_nb(instrument, counters, seq)
     return seq
 
 
@@ -381,6 +499,8 @@ def _sort(staged: Path, ordered: Path, kind: str, given_seq: bool, work: Path,
     """Put the staged rows in the global order, ties in the order of the source: DuckDB's
     sort, which spills to disk (in `work`) beyond `memory`."""
     keys = ["ts_event", "instrument", *(["seq"] if given_seq else []), _LINE]
+    import duckdb  # (imported here: only an import that sorts needs it)
+
     con = duckdb.connect(config={"memory_limit": memory, "threads": 1,  # (memory: bounded)
                                  "temp_directory": str(work / "spill")})  # fmt: skip
     try:
@@ -407,7 +527,7 @@ def _write_sorted(ordered: Path, kind: str, instruments: Instruments, writer: Hi
     validator = Validator(kind, instruments, "", require_sorted=True)
     counters = np.zeros(instruments.known_mask().size, dtype=np.uint64)
     written = 0
-    for batch in pq.ParquetFile(ordered).iter_batches(batch_size=chunk_rows):
+    for batch in pq.ParquetFile(ordered, pre_buffer=False).iter_batches(batch_size=chunk_rows):
         cols = {n: np.asarray(batch.column(n).to_numpy(), dtype=dtype.fields[n][0])
                 for n in dtype.names}  # fmt: skip
         lines = batch.column(_LINE).to_numpy()
@@ -460,19 +580,23 @@ def time_ns(series: pl.Series) -> pl.Series:
     """Times as integer nanoseconds since the epoch (UTC), null where a value is none:
     integers as they are, datetimes, and text as an integer or ISO-8601 in one of the forms
     of `_ISO_FORMATS` (each value on its own: named, not guessed, as a guess would be made
-    afresh per chunk)."""
+    afresh per chunk). Only the values that are not integers are parsed as dates."""
     if isinstance(series.dtype, pl.Datetime):
         return series.dt.epoch("ns")
     if series.dtype != pl.String:
         return series.cast(pl.Int64, strict=False)
+    as_int = series.cast(pl.Int64, strict=False)
+    text = (as_int.is_null() & series.is_not_null()).to_numpy()
+    if not text.any():
+        return as_int.alias(series.name)
+    rows = np.flatnonzero(text)
+    rest = series.gather(rows)
     parsed = [
-        series.str.to_datetime(format=f, time_unit="ns", time_zone="UTC", strict=False).dt.epoch(
-            "ns"
-        )
+        rest.str.to_datetime(format=f, time_unit="ns", time_zone="UTC", strict=False).dt.epoch("ns")
         for f in _ISO_FORMATS
     ]
-    as_int = series.cast(pl.Int64, strict=False)
-    return pl.select(pl.coalesce(as_int, *parsed)).to_series().alias(series.name)
+    found = pl.select(pl.coalesce(*parsed)).to_series()
+    return as_int.scatter(rows, found).alias(series.name)
 
 
 def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]) -> pl.Series:

@@ -22,7 +22,8 @@ import numpy as np
 from . import book_kernels as bk
 
 PRICE_SCALE = 1e9  # a price key is the price times this
-START_ORDERS = 1 << 16  # slots of the order table at the start (it doubles as needed)
+START_ORDERS = 1 << 12  # slots of the order table at the start (it doubles as needed; small
+# enough to stay in a core's cache while few orders rest)
 START_LEVELS = 16  # levels per (instrument, side) at the start (each row doubles as needed)
 OUT_ROWS = 1 << 16  # rows of each output buffer (grown when one message needs more)
 NOTE_NAMES = {
@@ -38,12 +39,19 @@ NOTE_NAMES = {
 @dataclass(frozen=True)
 class Derived:
     """What one stretch of messages made: rows of each kind (their `row` is the message's
-    place in the stream), and notes."""
+    place in the stream), and notes. Views of the books' buffers: valid until the books
+    are applied again (copy what must be kept)."""
 
     deltas: np.ndarray  # bk.DELTA_DTYPE
     quotes: np.ndarray  # bk.QUOTE_DTYPE
     trades: np.ndarray  # bk.TRADE_DTYPE
     notes: np.ndarray  # bk.NOTE_DTYPE
+
+    def copy(self) -> Derived:
+        """A copy that outlives the next call of the books."""
+        return Derived(
+            self.deltas.copy(), self.quotes.copy(), self.trades.copy(), self.notes.copy()
+        )
 
 
 class OrderBooks:
@@ -126,10 +134,10 @@ class OrderBooks:
     def _flush(self) -> Derived:
         c = self.counters
         out = Derived(
-            self.deltas[: c[bk.C_DELTAS]].copy(),
-            self.quotes[: c[bk.C_QUOTES]].copy(),
-            self.trades[: c[bk.C_TRADES]].copy(),
-            self.notes[: c[bk.C_NOTES]].copy(),
+            self.deltas[: c[bk.C_DELTAS]],
+            self.quotes[: c[bk.C_QUOTES]],
+            self.trades[: c[bk.C_TRADES]],
+            self.notes[: c[bk.C_NOTES]],
         )
         for code, count in zip(*np.unique(out.notes["code"], return_counts=True), strict=True):
             self.note_counts[int(code)] = self.note_counts.get(int(code), 0) + int(count)

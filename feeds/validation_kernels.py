@@ -315,3 +315,25 @@ def screen_book_nb(known, ts_lo, ts_hi, fault, ts_event, instrument, side, px, s
         fault[k] = f
         bad += f != FAULT_NONE
     return bad
+
+
+@njit(cache=True)
+def number_rows_nb(instrument, counters, seq):
+    """Number each row within its instrument (`seq`), following on from `counters` (each
+    instrument's rows so far, updated): the `seq` of a history made without one."""
+    for i in range(instrument.size):
+        k = instrument[i]
+        counters[k] += 1
+        seq[i] = counters[k]
+
+
+@njit(cache=True)
+def mark_backwards_nb(ts_event, instrument, last, bad):
+    """Mark rows whose ts_event is below their instrument's last (rows not marked set it;
+    `last` is carried from batch to batch, -1 before an instrument's first row)."""
+    for i in range(ts_event.size):
+        k = instrument[i]
+        if ts_event[i] < last[k]:
+            bad[i] = True
+        else:
+            last[k] = ts_event[i]

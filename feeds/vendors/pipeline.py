@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,6 +36,7 @@ from tickwise.engine.instruments import Instrument as Spec
 from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import KINDS, market_dtype, market_schema
 
+from .. import validation_kernels as vk
 from ..importer import number_rows, sql_quoted
 from ..orderbook import NOTE_NAMES, PRICE_SCALE, Derived, OrderBooks
 from ..store import HistoryWriter
@@ -124,7 +124,7 @@ def import_vendor(
     work.mkdir()
     try:
         with _BadRows(bad_rows, sources, reader.place) as refused:
-            stages = {k: _Stage(work / f"{k}.parquet", k) for k in kinds}
+            stages = {k: _Stage(work / f"{k}.parquet", k, refused) for k in kinds}
             notes: dict[str, Note] = {}
             messages = _read_all(reader, sources, symbols, stages, refused, notes)
             for stage in stages.values():
@@ -326,9 +326,11 @@ class _Stage:
     """The rows of one kind, staged in source order with their places; follows whether
     they are in the global order already."""
 
-    def __init__(self, path: Path, kind: str) -> None:
+    def __init__(self, path: Path, kind: str, refused: _BadRows) -> None:
         self.path = path
         self.kind = kind
+        self.refused = refused
+        self._last_ts = np.zeros(0, dtype=np.int64)  # (book: each instrument's last ts_event)
         dtype = market_dtype(kind)
         self.names = [n for n in dtype.names if n != "seq"]
         fields = [pa.field(n, pa.from_numpy_dtype(dtype.fields[n][0])) for n in self.names]
@@ -344,6 +346,11 @@ class _Stage:
         n = len(places)
         if not n:
             return
+        if self.kind == "book":
+            cols, places = self._forward(cols, src, places)
+            n = len(places)
+            if not n:
+                return
         dtype = market_dtype(self.kind)
         arrays = [pa.array(np.asarray(cols[c], dtype=dtype.fields[c][0])) for c in self.names]
         arrays += [pa.array(np.full(n, src, dtype=np.uint16)), pa.array(places.astype(np.uint64))]
@@ -359,6 +366,26 @@ class _Stage:
             self.ordered = not back.any()
             self._last = (int(ts[-1]), int(inst[-1]))
         self.rows += n
+
+    def _forward(self, cols: dict[str, np.ndarray], src: int,
+                 places: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+        """Book updates whose ts_event goes back for their instrument are refused: the sort
+        would move them before updates they followed, and change the book."""
+        inst = np.asarray(cols["instrument"], dtype=np.int64)
+        top = int(inst.max()) + 1
+        if top > self._last_ts.size:
+            self._last_ts = np.r_[self._last_ts, np.full(top - self._last_ts.size, -1, np.int64)]
+        bad = np.zeros(inst.size, dtype=np.bool_)
+        vk.mark_backwards_nb(np.asarray(cols["ts_event"], dtype=np.int64), inst, self._last_ts,
+                             bad)  # fmt: skip
+        if not bad.any():
+            return cols, places
+        for r in np.flatnonzero(bad).tolist():
+            self.refused.add(src, int(places[r]), "ts_event goes back in time for its "
+                             "instrument: an order book's updates cannot be put in another "
+                             "order", self.kind, {n: c[r] for n, c in cols.items()})  # fmt: skip
+        keep = ~bad
+        return {n: np.asarray(c)[keep] for n, c in cols.items()}, places[keep]
 
     def close(self) -> None:
         self._writer.close()
@@ -448,6 +475,8 @@ def _write(
 def _sort(staged: Path, ordered: Path, work: Path) -> None:
     """The staged rows in (ts_event, instrument) order, ties in the source's order (the row
     number in the staged file): DuckDB's sort, which spills to disk beyond SORT_MEMORY."""
+    import duckdb  # (imported here: only an import that sorts needs it)
+
     con = duckdb.connect(
         config={"memory_limit": SORT_MEMORY, "threads": 1, "temp_directory": str(work / "spill")}
     )
@@ -477,7 +506,7 @@ def _check_and_write(
     validator = Validator(kind, table, "", require_sorted=True, check_grid=True)
     counters = np.zeros(table.known_mask().size, dtype=np.uint64)
     written = 0
-    for batch in pq.ParquetFile(ordered).iter_batches(batch_size=chunk_rows):
+    for batch in pq.ParquetFile(ordered, pre_buffer=False).iter_batches(batch_size=chunk_rows):
         cols = {
             n: np.asarray(batch.column(n).to_numpy(), dtype=dtype.fields[n][0])
             for n in dtype.names

@@ -402,3 +402,36 @@ def test_mbp10_becomes_book_deltas_between_the_levels_shown(tmp_path: Path) -> N
         last.levels[0].bid_px / 1e9,
         last.levels[0].ask_px / 1e9,
     )
+
+
+def test_rows_out_of_time_order_are_sorted_and_book_updates_going_back_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Databento orders records by ts_recv; ts_event may disagree. Prints are put in time
+    order; a book update whose ts_event goes back for its instrument cannot be moved without
+    changing the book, so it is refused by name."""
+    prints = [
+        dbn.TradeMsg(publisher_id=1, instrument_id=i, ts_event=T0 + e, price=10**11, size=1,
+                     action=dbn.Action.TRADE, side=dbn.Side.BID, depth=0, ts_recv=T0 + 100 + k,
+                     flags=dbn.F_LAST)
+        for k, (i, e) in enumerate([(10, 5), (20, 3), (10, 7), (20, 4)])
+    ]  # fmt: skip
+    source = write_dbn(tmp_path / "t.dbn", "trades", prints, {"ESH4": 10, "NQH4": 20})
+    result = import_vendor([source], tmp_path / "t.parquet")
+    frame = pl.read_parquet(result.out)
+    assert frame.select("ts_event", "instrument", "seq").rows() == [
+        (T0 + 3, 1, 1), (T0 + 4, 1, 2), (T0 + 5, 0, 1), (T0 + 7, 0, 2)]  # fmt: skip
+    px = 4700 * 10**9
+    recs = [
+        mbo_record(T0 + 10, bk.ACT_ADD, 1, 1, px, 5),
+        mbo_record(T0 + 30, bk.ACT_ADD, -1, 2, px + 250_000_000, 5),
+        mbo_record(T0 + 20, bk.ACT_ADD, 1, 3, px, 1),  # (received after, stamped before)
+    ]
+    source = write_dbn(tmp_path / "b.mbo.dbn", "mbo", recs)
+    with pytest.raises(DataError, match=r"b\.mbo\.dbn: record 3: ts_event goes back"):
+        import_vendor([source], tmp_path / "b", to=["book"], tick_size=0.25)
+    bad = tmp_path / "bad.csv"
+    result = import_vendor([source], tmp_path / "b", to=["book"], tick_size=0.25, bad_rows=bad)
+    assert pl.read_parquet(result.out).select("ts_event", "px", "sz").rows() == [
+        (T0 + 10, 4700.0, 5.0), (T0 + 30, 4700.25, 5.0)]  # fmt: skip
+    assert pl.read_csv(bad)["record"].to_list() == [3]

@@ -70,7 +70,7 @@ def test_the_book_equals_the_rules_and_its_live_orders_at_every_event(stream) ->
     notes: list[list[int]] = [[], []]
     trades: list[list[tuple]] = [[], []]
     for k, (inst, act, side, oid, px, qty, last) in enumerate(stream):
-        made = list(books.apply(msgs[k : k + 1]))
+        made = [m.copy() for m in books.apply(msgs[k : k + 1])]
         refs[inst].apply(act, side, oid, px * 250, qty, last)
         for m in made:
             _l2(l2, m.deltas)
@@ -99,13 +99,13 @@ def test_the_book_equals_the_rules_and_its_live_orders_at_every_event(stream) ->
 def test_what_the_books_make_does_not_depend_on_the_chunks(stream, data) -> None:
     msgs = _msgs(stream)
     whole = OrderBooks()
-    one = [m for m in whole.apply(msgs)]
+    one = [m.copy() for m in whole.apply(msgs)]
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=6))))
     parts = OrderBooks(out_rows=8)
     pieces = []
     at = 0
     for cut in [*cuts, len(stream)]:
-        pieces += list(parts.apply(msgs[at:cut]))
+        pieces += [m.copy() for m in parts.apply(msgs[at:cut])]
         at = cut
     for name in ("quotes", "trades", "notes"):
         a = np.concatenate([getattr(m, name) for m in one]) if one else []
@@ -133,7 +133,7 @@ def test_quotes_are_the_top_of_book_where_it_changed_and_updates_end_flagged(str
     quotes: list[tuple] = []
     unflagged = {0: 0, 1: 0}  # deltas of an instrument's update not yet closed by a flag
     for k, (inst, act, side, oid, px, qty, last) in enumerate(stream):
-        made = list(books.apply(msgs[k : k + 1]))
+        made = [m.copy() for m in books.apply(msgs[k : k + 1])]
         refs[inst].apply(act, side, oid, px * 250, qty, last)
         for m in made:
             quotes += [

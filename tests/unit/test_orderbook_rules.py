@@ -25,7 +25,7 @@ def _run(*rows: tuple) -> tuple[OrderBooks, list]:
             bk.IN_LAST if (last[0] if last else True) else 0,
         )
     books = OrderBooks()
-    return books, list(books.apply(msgs))
+    return books, [m.copy() for m in books.apply(msgs)]
 
 
 def _all(made: list, name: str) -> np.ndarray:
@@ -165,7 +165,7 @@ def test_the_tables_grow_past_their_first_size_without_losing_an_order() -> None
     msgs["side"] = 1
     msgs["flags"] = bk.IN_LAST
     books = OrderBooks(out_rows=1000)
-    made = list(books.apply(msgs))
+    made = [m.copy() for m in books.apply(msgs)]
     px, qty = books.levels(0, 1)
     assert px.size == 500
     assert qty.tolist() == [200] * 500
