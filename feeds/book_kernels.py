@@ -127,6 +127,8 @@ INST_DTYPE = np.dtype(
         ("open_at", "<i8"),  # and its place there
         ("open_side", "i1"),
         ("open_px", "<i8"),
+        ("open_ts", "<i8"),  # the times of the update's last delta
+        ("open_recv", "<i8"),
     ],
     align=True,
 )
@@ -279,6 +281,8 @@ def _emit_delta(deltas, counters, insts, row, m, inst, side, px, qty, snapshot):
     st.open_at = k
     st.open_side = side
     st.open_px = px
+    st.open_ts = m.ts_event
+    st.open_recv = m.ts_recv
 
 
 @_inline
@@ -517,7 +521,7 @@ def apply_nb(
             counters[C_DELTAS] + need > deltas.size
             or counters[C_QUOTES] + 1 > quotes.size
             or counters[C_TRADES] + 1 > trades.size
-            or counters[C_NOTES] + 2 > notes.size
+            or counters[C_NOTES] + 3 > notes.size  # (a note of its own, of a duplicate, a repair)
         ):
             return OUT_FULL, i
         act = m.action
@@ -737,3 +741,59 @@ def depth_deltas_nb(inst, px, qty, start, prev_px, prev_qty, out):
         if k > first:
             out[k - 1].flags = OUT_LAST
     return inst.size, k
+
+
+@njit(cache=True)
+def close_updates_nb(rows, pool, insts, counters, deltas, row):
+    """At the stream's end, close every update still open (a stream that ends inside an
+    event): its last delta is flagged, or repeated flagged (as made by message `row`, the
+    stream's last) when an earlier output holds it. Returns False when the deltas buffer
+    has no room for them all (nothing is done)."""
+    need = 0
+    for i in range(insts.size):
+        need += insts[i].open
+    if counters[C_DELTAS] + need > deltas.size:
+        return False
+    for i in range(insts.size):
+        st = insts[i]
+        if not st.open:
+            continue
+        if st.open_gen == counters[C_GEN]:
+            deltas[st.open_at].flags |= OUT_LAST
+        else:
+            at = level_at(rows, pool, i, st.open_side, st.open_px)
+            k = counters[C_DELTAS]
+            d = deltas[k]
+            d.row = row
+            d.ts_event = st.open_ts
+            d.ts_recv = st.open_recv
+            d.inst = i
+            d.side = st.open_side
+            d.px = st.open_px
+            d.qty = pool[at].qty if at >= 0 else 0
+            d.flags = OUT_LAST
+            counters[C_DELTAS] = k + 1
+        st.open = 0
+    return True
+
+
+@njit(cache=True)
+def top_changes_nb(inst, bid_px, ask_px, bid_qty, ask_qty, whole, last, shown, keep):
+    """Mark the tops of book that make a quote: `whole` ones (both sides there) that differ
+    from their instrument's last quote, or follow a top with a side missing. `last`
+    (instruments, 4) and `shown` (instruments) carry each instrument's last quote and
+    whether it still stands, from call to call; rows not `whole` end it."""
+    for i in range(inst.size):
+        k = inst[i]
+        if not whole[i]:
+            shown[k] = False
+            continue
+        if (shown[k] and last[k, 0] == bid_px[i] and last[k, 1] == ask_px[i]
+                and last[k, 2] == bid_qty[i] and last[k, 3] == ask_qty[i]):  # fmt: skip
+            continue
+        keep[i] = True
+        shown[k] = True
+        last[k, 0] = bid_px[i]
+        last[k, 1] = ask_px[i]
+        last[k, 2] = bid_qty[i]
+        last[k, 3] = ask_qty[i]

@@ -604,6 +604,8 @@ def _cast(series: pl.Series, target: pl.DataType, name: str, bad: dict[int, str]
     of a row stays) and holds a zero."""
     original = series
     expected = str(target)
+    if series.dtype == pl.String:  # (as a typed read does: " 1.5" is 1.5)
+        series = series.str.strip_chars()
     if name in _TIME_COLUMNS:
         series = time_ns(series)
         expected = "integer ns or an ISO-8601 time"

@@ -109,6 +109,20 @@ class OrderBooks:
         if self._used():
             yield self._flush()
 
+    def finish(self) -> Iterator[Derived]:
+        """Close the updates still open at the stream's end (a stream that ends inside an
+        event: its last delta is flagged, where a replay looks at the book); yields what
+        that made, as made by the stream's last message."""
+        last = max(self.messages - 1, 0)
+        while not bk.close_updates_nb(self.rows, self.pool, self.insts, self.counters,
+                                      self.deltas, last):  # fmt: skip
+            if self._used():
+                yield self._flush()
+            else:
+                self._grow_outputs(2 * self.insts.size)
+        if self._used():
+            yield self._flush()
+
     def levels(self, inst: int, side: int) -> tuple[np.ndarray, np.ndarray]:
         """A side's levels, best first: prices (keys) and sizes."""
         if inst >= self.insts.size:

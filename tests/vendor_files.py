@@ -80,8 +80,9 @@ def mbo_record(
     qty: int,
     instrument_id: int = ES_ID,
     flags: int = dbn.F_LAST,
+    recv: int | None = None,
 ) -> dbn.MBOMsg:
-    """One Databento MBO record (px in 1e-9 units)."""
+    """One Databento MBO record (px in 1e-9 units; received 1 µs after `ts` unless told)."""
     return dbn.MBOMsg(
         publisher_id=1,
         instrument_id=instrument_id,
@@ -91,7 +92,7 @@ def mbo_record(
         size=qty,
         action=_DBN_ACTIONS[action],
         side=_DBN_SIDES[side],
-        ts_recv=ts + 1000,
+        ts_recv=ts + 1000 if recv is None else recv,
         flags=flags,
         sequence=0,
     )

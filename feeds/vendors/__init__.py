@@ -86,34 +86,40 @@ class Symbols:
         return table[inverse.reshape(-1)]
 
 
-def top_changes(
-    inst: np.ndarray,
-    bid: np.ndarray,
-    ask: np.ndarray,
-    bsz: np.ndarray,
-    asz: np.ndarray,
-    whole: np.ndarray,
-    last: dict[int, tuple[int, int, int, int]],
-) -> np.ndarray:
-    """Rows whose (bid, ask, sizes) differ from the previous whole row of their instrument
-    (`last` carries each instrument's across chunks, and is updated)."""
-    keep = np.zeros(inst.size, dtype=np.bool_)
-    rows = np.flatnonzero(whole)
-    if not rows.size:
+class Tops:
+    """The last quote of each instrument of a stream of tops of book (MBP-1, bookTicker,
+    snapshots): `changes` marks the tops that make a quote, as the books do for order-by-
+    order data: both sides there, and changed since the last quote or since a side was
+    missing."""
+
+    def __init__(self) -> None:
+        self._last = np.zeros((0, 4), dtype=np.int64)
+        self._shown = np.zeros(0, dtype=np.bool_)
+
+    def changes(
+        self,
+        inst: np.ndarray,
+        bid_px: np.ndarray,
+        ask_px: np.ndarray,
+        bid_qty: np.ndarray,
+        ask_qty: np.ndarray,
+        whole: np.ndarray,
+    ) -> np.ndarray:
+        """Which rows make a quote (rows are in the stream's order; prices and sizes as
+        integers)."""
+        from .. import book_kernels as bk
+
+        n = int(inst.max()) + 1 if inst.size else 0
+        if n > self._shown.size:
+            grow = n - self._shown.size
+            self._last = np.concatenate([self._last, np.zeros((grow, 4), np.int64)])
+            self._shown = np.concatenate([self._shown, np.zeros(grow, np.bool_)])
+        keep = np.zeros(inst.size, dtype=np.bool_)
+        bk.top_changes_nb(inst.astype(np.int64), bid_px.astype(np.int64),
+                          ask_px.astype(np.int64), bid_qty.astype(np.int64),
+                          ask_qty.astype(np.int64), whole.astype(np.bool_), self._last,
+                          self._shown, keep)  # fmt: skip
         return keep
-    order = rows[np.argsort(inst[rows], kind="stable")]
-    key = np.stack([bid[order], ask[order], bsz[order], asz[order]], axis=1)
-    grouped = inst[order]
-    first = np.r_[True, grouped[1:] != grouped[:-1]]
-    same = np.r_[False, (key[1:] == key[:-1]).all(axis=1)] & ~first
-    for k in np.flatnonzero(first).tolist():
-        prev = last.get(int(grouped[k]))
-        same[k] = prev is not None and prev == tuple(key[k].tolist())
-    keep[order[~same]] = True
-    ends = np.r_[np.flatnonzero(first)[1:] - 1, grouped.size - 1]
-    for k in ends.tolist():
-        last[int(grouped[k])] = tuple(key[k].tolist())
-    return keep
 
 
 class Reader(Protocol):

@@ -12,9 +12,10 @@ one CSV each, spot or futures, checked against their `.CHECKSUM` when it lies be
 
 The symbol is the file name's first part. Futures files begin with a header row, spot files
 do not; either is read. Times are milliseconds or, in spot files since 2025, microseconds
-since the epoch, told apart by each value (below 1e14 is ms: year 5138; from 1e15 is µs:
-2001 on; between, neither, refused). A trade's aggressor is the taker: a buyer that is the
-maker (is_buyer_maker true) means a seller took it (-1). A bar is stamped at its close
+since the epoch, told apart by each value (below 1e14 is ms, from 1e15 µs: 2001 on;
+between, neither, refused; so are times after 2262, beyond int64 nanoseconds). A trade's
+aggressor is the taker: a buyer that is the maker (is_buyer_maker true) means a seller took
+it (-1). A bar is stamped at its close
 (close_time plus one unit); bookTicker's transaction_time is ts_event, its event_time
 ts_recv. Trades have no receipt time: ts_recv is ts_event.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from .tables import Cells, csv_chunks
 
 MS_BELOW = 10**14  # a time below this is in ms
 US_FROM = 10**15  # a time from this is in µs
+LAST_NS = 2**63 - 1  # (the last time int64 ns hold: 2262-04-11)
 _COLUMNS = {
     "aggTrades": [
         "agg_trade_id",
@@ -115,7 +118,8 @@ def verify_checksum(path: Path) -> bool:
 
 
 def times_ns(cells: Cells, name: str) -> np.ndarray:
-    """ms or µs since the epoch (told apart per value) as ns; others refused."""
+    """ms or µs since the epoch (told apart per value) as ns; others refused, and so are
+    times beyond what ns in 64 bits hold (the year 2262)."""
     raw = cells.number(name, pl.Int64)
     ms = (raw > 0) & (raw < MS_BELOW)
     us = raw >= US_FROM
@@ -123,7 +127,11 @@ def times_ns(cells: Cells, name: str) -> np.ndarray:
         cells.bad.setdefault(
             r, f"{name} is {raw[r]}: neither milliseconds nor microseconds since 1970"
         )
-    return np.where(ms, raw * 1_000_000, raw * 1_000)
+    late = (ms & (raw >= LAST_NS // 1_000_000)) | (us & (raw >= LAST_NS // 1_000))
+    for r in np.flatnonzero(late).tolist():
+        cells.bad.setdefault(r, f"{name} is {raw[r]}: after 2262, beyond 64-bit nanoseconds")
+    ok = (ms | us) & ~late
+    return np.where(ok, np.where(ms, raw * 1_000_000, raw * 1_000), 0)
 
 
 class BinanceReader:
@@ -172,7 +180,7 @@ class BinanceReader:
                 with archive.open(members[0]) as member:
                     for frame, lines in csv_chunks(member, path, columns[:n], header):
                         yield self._rows(what, frame, lines, index)
-            except (zipfile.BadZipFile, EOFError) as exc:
+            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
                 raise DataError(f"{path}: the archive is damaged ({exc})") from None
 
     def _rows(self, what: str, frame: pl.DataFrame, lines: np.ndarray, index: int) -> Rows:

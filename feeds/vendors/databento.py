@@ -17,7 +17,7 @@ Schemas and what they become:
 | mbp-10 | book deltas (between the ten levels shown at each event's end), quotes, trades |
 | trades | trades |
 | ohlcv-1s/1m/1h/1d | bars (stamped at their close: the record's time plus its interval) |
-| definition | instruments only: symbol, tick (min_price_increment), lot (min_lot_size_round_lot) |
+| definition | instruments only: symbol, tick (min_price_increment), lot (min_trade_vol) |
 
 Prices are 1e-9 units; UNDEF_PRICE is no price (a quote side without one is no quote).
 Sides: B is +1, A is -1 (for trades, the aggressor's), N none (a print without one is left
@@ -36,7 +36,7 @@ import numpy as np
 from tickwise.engine.errors import DataError
 
 from .. import book_kernels as bk
-from . import MBO, Rows, Symbols, top_changes
+from . import MBO, Rows, Symbols, Tops
 
 CHUNK_RECORDS = 1 << 18
 DEPTH = 10  # levels of MBP-10
@@ -122,7 +122,9 @@ class DatabentoReader:
 
     def __init__(self) -> None:
         self._notes: dict[str, int] = {}
-        self._tops: dict[int, tuple[int, int, int, int]] = {}  # last quote per instrument
+        self._tops = Tops()
+        self._specs: dict[str, tuple[float | None, float | None]] = {}  # definitions' ticks, lots
+        self._venue: dict[int, int] = {}  # each instrument id's publisher
         self._ids: dict[int, str] = {}  # raw symbols of instrument ids, from definitions
         self._depth_px = np.zeros((0, 2, DEPTH), dtype=np.int64)  # MBP-10: last levels shown
         self._depth_qty = np.zeros((0, 2, DEPTH), dtype=np.int64)
@@ -151,11 +153,10 @@ class DatabentoReader:
                     ):
                         continue
                     tick = rec.min_price_increment
-                    lot = rec.min_lot_size_round_lot
-                    symbols.index(
-                        rec.raw_symbol,
+                    lot = rec.min_trade_vol
+                    self._specs[rec.raw_symbol] = (
                         tick / 1e9 if 0 < tick < dbn.UNDEF_PRICE else None,
-                        float(lot) if 0 < lot < 2**31 - 1 else None,
+                        float(lot) if 0 < lot < 2**32 - 1 else None,
                     )
                     self._ids[int(rec.instrument_id)] = rec.raw_symbol
 
@@ -170,10 +171,35 @@ class DatabentoReader:
             first = 1
             for recs in _records(stream, dtype, path):
                 _check_records(recs, rtype, dtype.itemsize, schema, path, first)
+                self._one_venue(recs, path, first)
                 inst = self._instruments(recs["instrument_id"], names, symbols)
                 places = np.arange(first, first + recs.size, dtype=np.uint64)
                 first += recs.size
                 yield from self._convert(schema, recs, inst, places)
+
+    def _one_venue(self, recs: np.ndarray, path: Path, first: int) -> None:
+        """Refuse an instrument id seen from two publishers (venues): in multi-venue datasets
+        (OPRA, equities) venues share ids, and their books must not be merged into one."""
+        pairs = np.unique(
+            np.stack(
+                [recs["instrument_id"].astype(np.int64), recs["publisher_id"].astype(np.int64)],
+                axis=1,
+            ),
+            axis=0,
+        )
+        for vendor_id, venue in pairs.tolist():
+            known = self._venue.setdefault(vendor_id, venue)
+            if known != venue:
+                at = int(
+                    np.flatnonzero(
+                        (recs["instrument_id"] == vendor_id) & (recs["publisher_id"] == venue)
+                    )[0]
+                )
+                raise DataError(
+                    f"{path}: record {first + at:,}: instrument {vendor_id} comes from "
+                    f"publishers {known} and {venue} (several venues); tickwise does not merge "
+                    "venues' books: import each venue's records on their own"
+                )
 
     def _instruments(self, ids: np.ndarray, names: dict[int, str], symbols: Symbols) -> np.ndarray:
         uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
@@ -181,7 +207,7 @@ class DatabentoReader:
         for k in np.argsort(first).tolist():  # (new ones numbered in the order met)
             vendor_id = int(uniq[k])
             symbol = self._ids.get(vendor_id) or names.get(vendor_id) or f"ID{vendor_id}"
-            table[k] = symbols.index(symbol)
+            table[k] = symbols.index(symbol, *self._specs.get(symbol, (None, None)))
         return table[inverse.reshape(-1)]
 
     def _convert(
@@ -208,7 +234,10 @@ class DatabentoReader:
             self._count("records with an unknown action (left out)", int(unknown.sum()))
         if schema == "mbo":
             msgs = np.zeros(recs.size, dtype=bk.MBO_DTYPE)
-            msgs["ts_event"] = ts_event
+            # A snapshot's adds keep their orders' first times in ts_event (old, in priority
+            # order); what they make is stamped when the snapshot was taken: ts_recv.
+            snapshot = (recs["flags"] & F_SNAPSHOT) != 0
+            msgs["ts_event"] = np.where(snapshot, ts_recv, ts_event)
             msgs["ts_recv"] = ts_recv
             msgs["inst"] = inst
             msgs["order_id"] = recs["order_id"]
@@ -308,13 +337,16 @@ class DatabentoReader:
         sides. (TBBO's is the top just before its trade.)"""
         bid, ask = recs["bid_px_00"], recs["ask_px_00"]
         bsz, asz = recs["bid_sz_00"].astype(np.int64), recs["ask_sz_00"].astype(np.int64)
-        whole = (bid != _dbn().UNDEF_PRICE) & (ask != _dbn().UNDEF_PRICE)
+        undef = _dbn().UNDEF_PRICE
+        whole = (bid != undef) & (ask != undef)
+        looked = np.ones(recs.size, dtype=np.bool_)
         if schema != "tbbo":  # (the book is consistent only at an event's last record)
-            whole &= (recs["flags"] & F_LAST) != 0
-        keep = top_changes(inst, bid, ask, bsz, asz, whole, self._tops)
-        one_sided = int(
-            (~whole & ((bid != _dbn().UNDEF_PRICE) | (ask != _dbn().UNDEF_PRICE))).sum()
-        )
+            looked = (recs["flags"] & F_LAST) != 0
+        rows = np.flatnonzero(looked)
+        keep = np.zeros(recs.size, dtype=np.bool_)
+        keep[rows[self._tops.changes(inst[rows], bid[rows], ask[rows], bsz[rows], asz[rows],
+                                     whole[rows])]] = True  # fmt: skip
+        one_sided = int((looked & ~whole & ((bid != undef) | (ask != undef))).sum())
         if one_sided:
             self._count("tops with one side empty (no quote: tickwise quotes have both)", one_sided)
         return Rows(

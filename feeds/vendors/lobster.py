@@ -36,7 +36,7 @@ import polars as pl
 from tickwise.engine.errors import DataError
 
 from .. import book_kernels as bk
-from . import MBO, Rows, Symbols, top_changes
+from . import MBO, Rows, Symbols, Tops
 from .tables import Cells, csv_chunks, open_binary
 
 PRICE_UNIT = 100_000  # LOBSTER's 1e-4 dollars in 1e-9 units
@@ -48,19 +48,23 @@ _NAME = re.compile(
     r"(?P<what>message|orderbook)_(?P<level>\d+)\.csv$"
 )
 _MESSAGE = ["time", "type", "order_id", "size", "price", "direction"]
+# Types 0-7 as the book's actions: an execution takes its size from the resting order (its
+# print is made from the message, `_messages`); hidden executions, crosses and halts leave the
+# book alone.
 _ACTIONS = np.array(
     [
         bk.ACT_NONE,
         bk.ACT_ADD,
         bk.ACT_CANCEL,
         bk.ACT_DELETE,
-        bk.ACT_FILL,
-        bk.ACT_TRADE,
-        bk.ACT_TRADE,
+        bk.ACT_CANCEL,
+        bk.ACT_NONE,
+        bk.ACT_NONE,
         bk.ACT_NONE,
     ],
     dtype=np.int8,
 )
+HIDDEN_SIDE_MASKED = dt.date(2014, 7, 14)  # from this day a hidden execution's side is "buy"
 
 
 def parse_name(path: Path) -> re.Match:
@@ -90,7 +94,8 @@ class LobsterReader:
     def __init__(self) -> None:
         self._notes: dict[str, int] = {}
         self._sources: set[Path] = set()
-        self._tops: dict[int, tuple] = {}
+        self._tops = Tops()
+        self._depth: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # last levels shown
 
     def prepare(self, sources: list[Path]) -> None:
         """Pair message and orderbook files among the sources."""
@@ -114,7 +119,7 @@ class LobsterReader:
     def kinds(self, path: Path) -> tuple[str, ...]:
         if parse_name(path).group("what") == "orderbook":
             return ()  # (read with its message file)
-        return ("book", "quotes", "trades") if self._paired(path) else (MBO,)
+        return ("book", "quotes", "trades") if self._paired(path) else (MBO, "trades")
 
     def _count(self, why: str, n: int) -> None:
         if n:
@@ -125,15 +130,26 @@ class LobsterReader:
         if m.group("what") == "orderbook":
             return
         index = symbols.index(m.group("ticker"))
-        midnight = dt.datetime.fromisoformat(m.group("date")).replace(tzinfo=NEW_YORK)
+        try:
+            day = dt.date.fromisoformat(m.group("date"))
+        except ValueError:
+            raise DataError(f"{path}: {m.group('date')} in the file name is not a date") from None
+        midnight = dt.datetime.combine(day, dt.time(), tzinfo=NEW_YORK)
         base = int(midnight.timestamp()) * 10**9
+        masked = day >= HIDDEN_SIDE_MASKED
         paired = self._paired(path)
         level = int(m.group("level"))
         with open_binary(path) as stream:
             messages = csv_chunks(stream, path, _MESSAGE, header=False)
             if not paired:
+                first = True
                 for frame, lines in messages:
-                    yield self._messages(frame, lines, index, base)
+                    book, trades = self._messages(frame, lines, index, base, masked)
+                    if first and book.cols["msgs"].size:  # (a new day: the last one's book
+                        book = _cleared(book, index)  # is cleared)
+                        first = False
+                    yield book
+                    yield trades
                 return
             book_names = [
                 f"{s}_{k}_{c}"
@@ -143,12 +159,17 @@ class LobsterReader:
             other = partner(path)
             with open_binary(other) as book_stream:
                 books = csv_chunks(book_stream, other, book_names, header=False)
-                state = (np.zeros((1, 2, level), np.int64), np.zeros((1, 2, level), np.int64))
+                state = self._depth.get(index)
+                if state is None or state[0].shape[2] != level:
+                    if state is not None:
+                        raise DataError(f"{path}: {level} levels, but an earlier file of "
+                                        f"{m.group('ticker')} has {state[0].shape[2]}: give "
+                                        "files of one depth")  # fmt: skip
+                    state = (np.zeros((1, 2, level), np.int64), np.zeros((1, 2, level), np.int64))
+                    self._depth[index] = state  # (kept: the next day's book follows this one's)
                 carry: pl.DataFrame | None = None  # (book rows read past the messages)
                 for frame, lines in messages:
-                    msgs = self._messages(frame, lines, index, base)
-                    trades = msgs.cols["msgs"]
-                    yield self._trades(trades, msgs.places, msgs.refused)
+                    yield self._messages(frame, lines, index, base, masked)[1]
                     need = frame.height
                     parts = [] if carry is None else [carry]
                     have = 0 if carry is None else carry.height
@@ -180,54 +201,55 @@ class LobsterReader:
             )
         return base + whole.fill_null(0).to_numpy() * 10**9 + frac_ns.fill_null(0).to_numpy()
 
-    def _messages(self, frame: pl.DataFrame, lines: np.ndarray, index: int, base: int) -> Rows:
+    def _messages(self, frame: pl.DataFrame, lines: np.ndarray, index: int, base: int,
+                  masked: bool) -> tuple[Rows, Rows]:  # fmt: skip
+        """A chunk of messages: the book's events (order-by-order), and the prints (made
+        from the messages themselves: an execution of an order resting before the file began
+        is a print too)."""
         cells = Cells(frame)
         ts = self._times(cells, base)
         kind = cells.number("type", pl.Int8)
         for r in np.flatnonzero((kind < 1) | (kind > 7)).tolist():
             cells.bad.setdefault(r, f"type is {frame['type'][r]!r}; expected 1 to 7")
-        order_id = cells.number("order_id", pl.UInt64)
+        order_id = cells.number("order_id", pl.Int64)
+        for r in np.flatnonzero((order_id < 0) & (kind != 6)).tolist():  # (crosses: -1 .. -4)
+            cells.bad.setdefault(r, f"order_id is {order_id[r]}; expected an id from 0")
         size = cells.number("size", pl.Int64)
         price = cells.number("price", pl.Int64)
         direction = cells.choice("direction", {"1": 1, "-1": -1}, what="1 or -1")
         keep = cells.keep()
         k = kind[keep].astype(np.int64)
+        d = direction[keep].astype(np.int8)
         self._count("cross (auction) trades (left out: no aggressor)", int((k == 6).sum()))
         self._count("trading halt messages (type 7)", int((k == 7).sum()))
         msgs = np.zeros(int(keep.sum()), dtype=bk.MBO_DTYPE)
         msgs["ts_event"] = ts[keep]
         msgs["ts_recv"] = ts[keep]
         msgs["inst"] = index
-        msgs["order_id"] = order_id[keep]
+        msgs["order_id"] = np.where(k == 6, 0, order_id[keep])
         msgs["px"] = price[keep] * PRICE_UNIT
         msgs["qty"] = size[keep]
         msgs["action"] = _ACTIONS[np.clip(k, 0, 7)]
-        d = direction[keep]
-        # A hidden execution's aggressor is opposite the hidden order; a cross has none.
-        msgs["side"] = np.where(k == 5, -d, np.where(k == 6, 0, d))
+        msgs["side"] = d
         msgs["flags"] = bk.IN_LAST
-        return Rows(MBO, {"msgs": msgs}, lines[keep], cells.refused(lines))
-
-    def _trades(self, msgs: np.ndarray, places: np.ndarray, refused: list) -> Rows:
-        """The prints of the messages: executions of visible orders (at the message's price,
-        the aggressor opposite the order) and of hidden ones."""
-        visible = msgs["action"] == bk.ACT_FILL
-        hidden = (msgs["action"] == bk.ACT_TRADE) & (msgs["side"] != 0)
+        places = lines[keep]
+        book = Rows(MBO, {"msgs": msgs}, places, cells.refused(lines))
+        # Prints: a visible execution's aggressor is opposite the order; a hidden one's too,
+        # where its direction is told (Nasdaq masks it as a buy from 2014-07-14).
+        visible = k == 4
+        hidden = k == 5
+        if masked:
+            self._count("hidden executions (left out: from 2014-07-14 Nasdaq masks their "
+                        "side)", int(hidden.sum()))  # fmt: skip
+            hidden[:] = False
         pick = visible | hidden
-        side = np.where(visible, -msgs["side"], msgs["side"])[pick].astype(np.int8)
-        return Rows(
-            "trades",
-            {
-                "ts_event": msgs["ts_event"][pick],
-                "ts_recv": msgs["ts_recv"][pick],
-                "instrument": msgs["inst"][pick],
-                "px": msgs["px"][pick] / 1e9,
-                "sz": msgs["qty"][pick].astype(np.float64),
-                "side": side,
-            },
-            places[pick],
-            refused,
-        )
+        trades = Rows("trades", {
+            "ts_event": ts[keep][pick], "ts_recv": ts[keep][pick],
+            "instrument": np.full(int(pick.sum()), index, np.uint32),
+            "px": msgs["px"][pick] / 1e9, "sz": msgs["qty"][pick].astype(np.float64),
+            "side": (-d[pick]).astype(np.int8),
+        }, places[pick])  # fmt: skip
+        return book, trades
 
     def _book(
         self,
@@ -276,15 +298,8 @@ class LobsterReader:
             )
             at = at_next
         top = (qty[:, 0, 0] > 0) & (qty[:, 1, 0] > 0)
-        changed = top_changes(
-            np.full(book.height, index, np.uint32),
-            px[:, 0, 0],
-            px[:, 1, 0],
-            qty[:, 0, 0],
-            qty[:, 1, 0],
-            top,
-            self._tops,
-        )
+        changed = self._tops.changes(np.full(book.height, index, np.uint32), px[:, 0, 0],
+                                     px[:, 1, 0], qty[:, 0, 0], qty[:, 1, 0], top)  # fmt: skip
         yield Rows(
             "quotes",
             {
@@ -298,3 +313,18 @@ class LobsterReader:
             },
             lines[changed],
         )
+
+
+def _cleared(book: Rows, index: int) -> Rows:
+    """The book's events with a clear of the instrument first (a new file: a new day)."""
+    msgs = book.cols["msgs"]
+    clear = np.zeros(1, dtype=bk.MBO_DTYPE)
+    clear["ts_event"] = msgs["ts_event"][0] if msgs.size else 0
+    clear["ts_recv"] = clear["ts_event"]
+    clear["inst"] = index
+    clear["action"] = bk.ACT_CLEAR
+    clear["flags"] = bk.IN_LAST
+    places = np.r_[book.places[:1] if book.places.size else np.ones(1, np.uint64), book.places]
+    return Rows(
+        MBO, {"msgs": np.concatenate([clear, msgs])}, places.astype(np.uint64), book.refused
+    )

@@ -88,6 +88,11 @@ class MappedReader:
     def __init__(self, mapping: dict[str, str] | None = None) -> None:
         self.mapping = {f: (mapping or {}).get(f, f) for f in FIELDS}
 
+    def prepare(self, sources: list[Path]) -> None:
+        """Rows are told by line in CSV files, by row in Parquet files."""
+        if all(s.suffix.lower() == ".parquet" for s in sources):
+            self.place = "row"
+
     def kinds(self, path: Path) -> tuple[str, ...]:
         return (MBO,)
 
@@ -107,7 +112,6 @@ class MappedReader:
             raise DataError(
                 f"{path}: no column for {', '.join(missing)}; map one with --map FIELD=COLUMN"
             )
-        self.place = "line" if is_csv else "row"
         first = 2 if is_csv else 1  # (line 1 is the header)
         selected = scan.select([pl.col(c).alias(f) for f, c in columns.items()])
         try:
@@ -162,9 +166,9 @@ class MappedReader:
         px = price.fill_null(0.0).to_numpy()
         sz = size.fill_null(0.0).to_numpy()
         for r in np.flatnonzero(placing & ~((px > 0) & np.isfinite(px) & (px < 9e9))).tolist():
-            bad.setdefault(r, f"price is {px[r]!r}; expected a positive price below 9e9")
+            bad.setdefault(r, f"price is {float(px[r])!r}; expected a positive price below 9e9")
         for r in np.flatnonzero(orderly & ~((sz >= 0) & np.isfinite(sz) & (sz < 9e10))).tolist():
-            bad.setdefault(r, f"size is {sz[r]!r}; expected a size from 0 to 9e10")
+            bad.setdefault(r, f"size is {float(sz[r])!r}; expected a size from 0 to 9e10")
         keep = np.ones(n, dtype=np.bool_)
         keep[list(bad)] = False
         msgs = np.zeros(int(keep.sum()), dtype=bk.MBO_DTYPE)

@@ -256,6 +256,11 @@ def _read_all(
             messages += msgs.size
             for made in books.apply(msgs):
                 _stage_derived(made, first, rows.places, src, stages, reader, sources, notes)
+            last = (src, rows.places[-1:], books.messages - 1)
+    if books is not None:  # (updates still open at the stream's end are closed)
+        src, places, first = last
+        for made in books.finish():
+            _stage_derived(made, first, places, src, stages, reader, sources, notes)
     return messages
 
 

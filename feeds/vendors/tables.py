@@ -101,9 +101,13 @@ class Cells:
         return values.fill_null(0).to_numpy()
 
     def times(self, name: str, ns_per_unit: int) -> np.ndarray:
-        """Integer times in units of `ns_per_unit` ns, as int64 ns."""
+        """Integer times in units of `ns_per_unit` ns since the epoch, as int64 ns (times
+        before 1970 or beyond what int64 ns hold, the year 2262, refused)."""
         raw = self.number(name, pl.Int64)
-        return raw * ns_per_unit
+        bad = (raw < 0) | (raw > (2**63 - 1) // ns_per_unit)
+        for r in np.flatnonzero(bad).tolist():
+            self.bad.setdefault(r, f"{name} is {raw[r]}: not a time from 1970 to 2262")
+        return np.where(bad, 0, raw) * ns_per_unit
 
     def choice(
         self, name: str, values: dict[str, int], rows: np.ndarray | None = None, what: str = ""

@@ -35,11 +35,13 @@ from tickwise.engine.errors import DataError
 from tickwise.engine.schemas import BOOK_F_CLEAR, BOOK_F_LAST, BOOK_F_SNAPSHOT
 
 from .. import book_kernels as bk
-from . import Rows, Symbols, top_changes
+from . import Rows, Symbols, Tops
 from .tables import Cells, csv_chunks, first_line, open_binary
 
 US = 1_000  # ns per microsecond
 SIZE_SCALE = 1e8  # sizes are kept to 1e-8 between snapshots
+MAX_SIZE = 9e10  # (a size of 1e-8 units in 64 bits)
+MAX_PRICE = 9e9  # (a price of 1e-9 units in 64 bits)
 DEPTH_ROWS = 1 << 16
 _BASE = ["exchange", "symbol", "timestamp", "local_timestamp"]
 _SIDES = {"bid": 1, "buy": 1, "ask": -1, "sell": -1}
@@ -47,11 +49,14 @@ _TRADE_SIDES = {"buy": 1, "sell": -1, "unknown": 0}
 _BOOLS = {"true": 1, "false": 0}
 
 
-def dataset(names: list[str]) -> str | None:
-    """Which Tardis dataset a header is, or None."""
+def dataset(names: list[str], file_name: str = "") -> str | None:
+    """Which Tardis dataset a header (and the file's name, which Tardis makes
+    EXCHANGE_DATASET_DATE_SYMBOL.csv.gz) is, or None."""
     have = set(names)
     if not set(_BASE) <= have:
         return None
+    if "_liquidations_" in file_name or {"strike_price", "expiration"} & have:
+        return "other"  # (liquidations have the trades' columns; options_chain the quotes')
     if {"is_snapshot", "side", "price", "amount"} <= have:
         return "incremental_book_L2"
     if "asks[0].price" in have and "bids[0].price" in have:
@@ -73,8 +78,7 @@ class TardisReader:
     def __init__(self) -> None:
         self._notes: dict[str, int] = {}
         self._started: dict[int, bool] = {}  # incremental_book_L2: each symbol's book known
-        self._in_snapshot: dict[int, bool] = {}
-        self._tops: dict[int, tuple] = {}  # book_snapshot_N: last quote per instrument
+        self._tops = Tops()  # book_snapshot_N: last quote per instrument
         self._depth_px = np.zeros((0, 2, 1), dtype=np.int64)
         self._depth_qty = np.zeros((0, 2, 1), dtype=np.int64)
 
@@ -84,7 +88,7 @@ class TardisReader:
     def _header(self, path: Path) -> tuple[list[str], str]:
         with open_binary(path) as stream:
             names = [n.strip() for n in first_line(stream, path).split(",")]
-        kind = dataset(names)
+        kind = dataset(names, path.name)
         if kind is None:
             raise DataError(
                 f"{path}: not a Tardis.dev CSV (its header lacks "
@@ -93,7 +97,8 @@ class TardisReader:
         if kind == "other":
             raise DataError(
                 f"{path}: a Tardis.dev dataset that is not imported; these are: "
-                "incremental_book_L2, book_snapshot_N, quotes, trades"
+                "incremental_book_L2, book_snapshot_N, quotes, trades (not liquidations or "
+                "options_chain)"
             )
         return names, kind
 
@@ -249,13 +254,13 @@ class TardisReader:
             .to_numpy()
         )
         last = np.r_[key[1:] != key[:-1], True]  # (the chunk ends with a whole message)
+        start = np.r_[True, key[1:] != key[:-1]]  # (and begins with one)
         flags = np.where(last, BOOK_F_LAST, 0).astype(np.uint8)
         rows = np.flatnonzero(keep)
         out_keep = np.zeros(frame.height, dtype=np.bool_)
         for i in np.unique(inst[rows]).tolist():
             mine = rows[inst[rows] == i]
             s = snap[mine]
-            before = np.r_[self._in_snapshot.get(i, False), s[:-1]]
             started = np.logical_or.accumulate(np.r_[self._started.get(i, False), s])[1:]
             self._count(
                 "book updates before their symbol's first snapshot (left out: the "
@@ -263,10 +268,10 @@ class TardisReader:
                 int((~started).sum()),
             )
             flags[mine] |= np.where(s, BOOK_F_SNAPSHOT, 0).astype(np.uint8)
-            flags[mine] |= np.where(s & ~before, BOOK_F_CLEAR, 0).astype(np.uint8)
+            # Each snapshot message is a whole book: its first row clears the one before.
+            flags[mine] |= np.where(s & start[mine], BOOK_F_CLEAR, 0).astype(np.uint8)
             out_keep[mine[started]] = True
             self._started[i] = bool(started[-1])
-            self._in_snapshot[i] = bool(s[-1])
         pick = out_keep
         return Rows(
             "book",
@@ -301,8 +306,15 @@ class TardisReader:
                 given = ~frame[f"{side}[{j}].price"].is_null().to_numpy()
                 p = cells.number(f"{side}[{j}].price", rows=given)
                 a = cells.number(f"{side}[{j}].amount", rows=given)
-                px[:, s, j] = np.where(given, np.rint(p * 1e9), 0)
-                qty[:, s, j] = np.where(given, np.rint(a * SIZE_SCALE), 0)
+                for r in np.flatnonzero(given & ~((p > 0) & (p < MAX_PRICE))).tolist():
+                    cells.bad.setdefault(r, f"{side}[{j}].price is {float(p[r])!r}; expected a "
+                                            f"positive price below {MAX_PRICE:.0e}")  # fmt: skip
+                for r in np.flatnonzero(given & ~((a >= 0) & (a < MAX_SIZE))).tolist():
+                    cells.bad.setdefault(r, f"{side}[{j}].amount is {float(a[r])!r}; expected an "
+                                            f"amount from 0 to {MAX_SIZE:.0e}")  # fmt: skip
+                ok = given & (p > 0) & (p < MAX_PRICE) & (a >= 0) & (a < MAX_SIZE)
+                px[:, s, j] = np.where(ok, np.rint(p * 1e9), 0)
+                qty[:, s, j] = np.where(ok, np.rint(a * SIZE_SCALE), 0)
         keep = cells.keep()
         rows = np.flatnonzero(keep)
         inst = symbols.indices(frame["symbol"].to_numpy()[rows])
@@ -340,14 +352,8 @@ class TardisReader:
             )
             at = at_next
         top = (sub_qty[:, 0, 0] > 0) & (sub_qty[:, 1, 0] > 0)
-        changed = top_changes(
-            inst,
-            sub_px[:, 0, 0],
-            sub_px[:, 1, 0],
-            sub_qty[:, 0, 0],
-            sub_qty[:, 1, 0],
-            top,
-            self._tops,
+        changed = self._tops.changes(
+            inst, sub_px[:, 0, 0], sub_px[:, 1, 0], sub_qty[:, 0, 0], sub_qty[:, 1, 0], top
         )
         src = rows[changed]
         yield Rows(

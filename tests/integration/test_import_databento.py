@@ -60,10 +60,16 @@ def test_the_reader_decodes_databentos_samples_as_databento_dbn_does(name: str) 
 def test_an_mbo_file_becomes_book_quotes_and_trades(tmp_path: Path) -> None:
     tick = 250_000_000  # 0.25, ES's tick, in 1e-9 units
     px = 4_700 * 10**9
+    hour = 3_600 * 10**9
+    snap = dbn.F_SNAPSHOT
+    # The day's snapshot, as Databento writes it: a clear, then each resting order with the
+    # time it was placed (old, in priority order, not in time order), all received at T0.
     recs = [
-        mbo_record(T0, bk.ACT_CLEAR, 0, 0, dbn.UNDEF_PRICE, 0, flags=dbn.F_SNAPSHOT),
-        mbo_record(T0, bk.ACT_ADD, 1, 11, px, 5, flags=dbn.F_SNAPSHOT),
-        mbo_record(T0, bk.ACT_ADD, -1, 12, px + tick, 3, flags=dbn.F_SNAPSHOT | dbn.F_LAST),
+        mbo_record(T0 - 10, bk.ACT_CLEAR, 0, 0, dbn.UNDEF_PRICE, 0, flags=snap, recv=T0 - 1000),
+        mbo_record(T0 - hour, bk.ACT_ADD, 1, 11, px, 5, flags=snap, recv=T0 - 1000),
+        mbo_record(
+            T0 - 2 * hour, bk.ACT_ADD, -1, 12, px + tick, 3, flags=snap | dbn.F_LAST, recv=T0 - 1000
+        ),
         mbo_record(T0 + 100, bk.ACT_ADD, 1, 13, px, 2),
         mbo_record(T0 + 200, bk.ACT_TRADE, -1, 0, px, 4, flags=0),  # a seller takes 4 of 7
         mbo_record(T0 + 200, bk.ACT_NONE, 1, 11, px, 4, flags=0),  # (F: no effect)
@@ -89,8 +95,9 @@ def test_an_mbo_file_becomes_book_quotes_and_trades(tmp_path: Path) -> None:
     assert book.select(
         "ts_event", "ts_recv", "instrument", "seq", "side", "px", "sz", "flags"
     ).rows() == [
-        (T0, T0 + 1000, 0, 1, 1, 4700.0, 5.0, 2),
-        (T0, T0 + 1000, 0, 2, -1, 4700.25, 3.0, 3),  # (snapshot, and the event's last)
+        # (stamped when the snapshot was taken; the snapshot's first row, and its last)
+        (T0 - 1000, T0 - 1000, 0, 1, 1, 4700.0, 5.0, 2),
+        (T0 - 1000, T0 - 1000, 0, 2, -1, 4700.25, 3.0, 3),
         (T0 + 100, T0 + 1100, 0, 3, 1, 4700.0, 7.0, 1),
         (T0 + 200, T0 + 1200, 0, 4, 1, 4700.0, 3.0, 1),
         (T0 + 300, T0 + 1300, 0, 5, -1, 4700.25, 0.0, 0),
@@ -98,7 +105,7 @@ def test_an_mbo_file_becomes_book_quotes_and_trades(tmp_path: Path) -> None:
     ]
     quotes = pl.read_parquet(out / "quotes.parquet")
     assert quotes.select("ts_event", "seq", "bid_px", "ask_px", "bid_sz", "ask_sz").rows() == [
-        (T0, 1, 4700.0, 4700.25, 5.0, 3.0),
+        (T0 - 1000, 1, 4700.0, 4700.25, 5.0, 3.0),
         (T0 + 100, 2, 4700.0, 4700.25, 7.0, 3.0),
         (T0 + 200, 3, 4700.0, 4700.25, 3.0, 3.0),
         (T0 + 300, 4, 4700.0, 4700.5, 3.0, 3.0),
@@ -435,3 +442,40 @@ def test_rows_out_of_time_order_are_sorted_and_book_updates_going_back_are_refus
     assert pl.read_parquet(result.out).select("ts_event", "px", "sz").rows() == [
         (T0 + 10, 4700.0, 5.0), (T0 + 30, 4700.25, 5.0)]  # fmt: skip
     assert pl.read_csv(bad)["record"].to_list() == [3]
+
+
+def _mbp1(ts: int, bid: int, ask: int, venue: int = 1) -> dbn.MBP1Msg:
+    level = dbn.BidAskPair(bid_px=bid, ask_px=ask, bid_sz=5, ask_sz=5)
+    return dbn.MBP1Msg(publisher_id=venue, instrument_id=ES_ID, ts_event=ts, price=bid,
+                       size=1, action=dbn.Action.ADD, side=dbn.Side.BID, depth=0,
+                       ts_recv=ts + 10, flags=dbn.F_LAST, levels=level)  # fmt: skip
+
+
+def test_a_top_that_comes_back_after_a_side_went_missing_is_quoted_again(tmp_path: Path) -> None:
+    bid, ask, none = 4700 * 10**9, 4700_250_000_000, dbn.UNDEF_PRICE
+    recs = [_mbp1(T0, bid, ask), _mbp1(T0 + 1, bid, none), _mbp1(T0 + 2, bid, ask),
+            _mbp1(T0 + 3, bid, ask)]  # fmt: skip
+    source = write_dbn(tmp_path / "t.mbp-1.dbn", "mbp-1", recs)
+    result = import_vendor([source], tmp_path / "q.parquet", to=["quotes"], tick_size=0.25)
+    assert pl.read_parquet(result.out)["ts_event"].to_list() == [T0, T0 + 2]
+    assert result.notes["tops with one side empty (no quote: tickwise quotes have both)"].count == 1
+
+
+def test_records_of_one_instrument_from_two_venues_are_refused(tmp_path: Path) -> None:
+    bid, ask = 4700 * 10**9, 4700_250_000_000
+    recs = [_mbp1(T0, bid, ask, venue=39), _mbp1(T0 + 1, bid, ask, venue=40)]
+    source = write_dbn(tmp_path / "v.mbp-1.dbn", "mbp-1", recs)
+    with pytest.raises(
+        DataError, match="record 2: instrument 5482 comes from publishers 39 and 40"
+    ):
+        import_vendor([source], tmp_path / "q")
+
+
+def test_a_stream_that_ends_inside_an_event_has_its_last_update_flagged(tmp_path: Path) -> None:
+    px = 4700 * 10**9
+    recs = [mbo_record(T0, bk.ACT_ADD, 1, 1, px, 5),
+            mbo_record(T0 + 1, bk.ACT_ADD, 1, 2, px - 250_000_000, 5, flags=0)]  # fmt: skip
+    source = write_dbn(tmp_path / "e.mbo.dbn", "mbo", recs)
+    result = import_vendor([source], tmp_path / "b", to=["book"], tick_size=0.25)
+    book = pl.read_parquet(result.out).select("ts_event", "px", "sz", "flags").rows()
+    assert book == [(T0, 4700.0, 5.0, 1), (T0 + 1, 4699.75, 5.0, 0), (T0 + 1, 4699.75, 5.0, 1)]

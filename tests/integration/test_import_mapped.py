@@ -121,3 +121,16 @@ def test_a_missing_column_and_a_bad_mapping_are_one_line_each(
     assert cli(["data", "import", str(source), "--format", "csv", "--map", "a=b", "--kind",
                 "quotes", "--out", str(tmp_path / "o")]) == 1  # fmt: skip
     assert "--map is for vendor formats" in capsys.readouterr().err
+
+
+def test_a_parquet_source_names_its_rows_by_row(tmp_path: Path) -> None:
+    source = tmp_path / "venue.parquet"
+    frame = pl.read_csv(VENUE.encode(), infer_schema=False)
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("bogus"))
+                               .otherwise(pl.col("what")).alias("what"))  # fmt: skip
+    frame.write_parquet(source)
+    bad = tmp_path / "bad.csv"
+    argv = ["data", "import", str(source), "--format", "mbo", *MAP, "--out",
+            str(tmp_path / "o"), "--bad-rows", str(bad)]  # fmt: skip
+    assert cli(argv) == 0
+    assert pl.read_csv(bad).select("row").to_series().to_list() == [3]

@@ -315,3 +315,93 @@ def test_the_command_offers_every_vendor_format() -> None:
     from tickwise.feeds.vendors import readers
 
     assert set(FORMATS) == set(readers())
+
+
+def test_lobster_crosses_unknown_orders_masked_hidden_sides_and_a_second_day(
+    tmp_path: Path,
+) -> None:
+    """A cross has a negative id and is counted; an execution of an order resting before the
+    file began is still a print; from 2014-07-14 a hidden execution's side is masked (left
+    out); a second day's file starts from a cleared book."""
+    day1 = tmp_path / "MSFT_2015-03-02_34200000_57600000_message_1.csv"
+    day1.write_text(
+        "34200.1,4,999,30,450000,-1\n"  # (order 999 rested before 9:30: a print all the same)
+        "34200.2,5,0,10,450100,1\n"  # (hidden, 2015: side masked)
+        "34200.3,6,-1,5000,450050,1\n"  # (the opening cross)
+        "34200.4,1,1,100,449900,1\n"
+        "34200.5,1,2,100,450200,-1\n"
+    )
+    day2 = tmp_path / "MSFT_2015-03-03_34200000_57600000_message_1.csv"
+    day2.write_text("34200.1,1,7,40,451000,1\n34200.2,1,8,10,451100,-1\n")
+    result = import_vendor([day1, day2], tmp_path / "m", tick_size=0.01)
+    t1 = 1_425_306_600_000_000_000  # 2015-03-02 09:30 New York (EST) = 14:30 UTC
+    t2 = t1 + 86_400 * 10**9
+    trades = pl.read_parquet(result.paths["trades"]).select("ts_event", "px", "sz", "side")
+    assert trades.rows() == [(t1 + 100_000_000, 45.0, 30.0, 1)]
+    assert result.notes["cross (auction) trades (left out: no aggressor)"].count == 1
+    assert (
+        result.notes["hidden executions (left out: from 2014-07-14 Nasdaq masks their side)"].count
+        == 1
+    )
+    assert result.notes["unknown order (cancel, delete or fill of an order not resting)"].count == 1
+    book = pl.read_parquet(result.paths["book"]).select("ts_event", "side", "px", "sz")
+    assert book.rows() == [
+        (t1 + 400_000_000, 1, 44.99, 100.0),
+        (t1 + 500_000_000, -1, 45.02, 100.0),
+        (t2 + 100_000_000, 1, 44.99, 0.0),  # (the new day clears what the last one left)
+        (t2 + 100_000_000, -1, 45.02, 0.0),
+        (t2 + 100_000_000, 1, 45.1, 40.0),
+        (t2 + 200_000_000, -1, 45.11, 10.0),
+    ]
+    bad = tmp_path / "AAPL_2012-13-45_34200000_57600000_message_1.csv"
+    bad.write_text("34200.1,1,1,1,1,1\n")
+    with pytest.raises(DataError, match="2012-13-45 in the file name is not a date"):
+        import_vendor([bad], tmp_path / "x")
+
+
+def test_tardis_snapshots_each_reset_the_book_and_other_datasets_are_refused(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "deribit_incremental_book_L2_2024-01-01_BTC-PERPETUAL.csv"
+    source.write_text(
+        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n"
+        f"deribit,BTC-PERPETUAL,{US},{US},true,bid,100,1\n"
+        f"deribit,BTC-PERPETUAL,{US + 1},{US + 1},true,bid,99,1\n"
+        f"deribit,BTC-PERPETUAL,{US + 2},{US + 2},true,ask,101,1\n"
+    )
+    rows = pl.read_parquet(import_vendor([source], tmp_path / "b.parquet", tick_size=1).out)
+    snap, last, clear = BOOK_F_SNAPSHOT, BOOK_F_LAST, BOOK_F_CLEAR
+    assert rows["flags"].to_list() == [snap | clear | last] * 3
+    liquidations = tmp_path / "bitmex_liquidations_2024-01-01_XBTUSD.csv"
+    liquidations.write_text(
+        "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+        f"bitmex,XBTUSD,{US},{US},x,buy,42000,5\n"
+    )
+    with pytest.raises(DataError, match="not imported; these are"):
+        import_vendor([liquidations], tmp_path / "l.parquet")
+    huge = tmp_path / "s.csv"
+    huge.write_text(
+        "exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,"
+        "bids[0].price,bids[0].amount\n"
+        f"binance,PEPEUSDT,{US},{US},0.000001,95000000000,0.0000009,1000\n"
+    )
+    with pytest.raises(DataError, match=r"line 2: asks\[0\]\.amount is 95000000000.0; expected"):
+        import_vendor([huge], tmp_path / "h")
+
+
+def test_binance_times_beyond_2262_and_a_damaged_member_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    late = _binance(tmp_path, "BTCUSDT-trades-2024-01-03.zip",
+                    ["1,42000,1,42000,9300000000000,true,true"])  # fmt: skip
+    with pytest.raises(DataError, match="after 2262"):
+        import_vendor([late], tmp_path / "o")
+    rows = [f"{k},42000,1,42000,{1_704_067_200_000 + k},true,true" for k in range(5000)]
+    damaged = _binance(tmp_path, "BTCUSDT-trades-2024-01-04.zip", rows, checksum=False)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # (inside the compressed member)
+    damaged.write_bytes(bytes(data))
+    assert cli(["data", "import", str(damaged), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "BTCUSDT-trades-2024-01-04.zip" in err
+    assert len(err.strip().splitlines()) == 1

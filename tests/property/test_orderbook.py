@@ -158,3 +158,68 @@ def test_quotes_are_the_top_of_book_where_it_changed_and_updates_end_flagged(str
                 expected.append((k, inst, *top))
             last_top[inst] = top
     assert quotes == expected
+
+
+def _wide(seed: int, n: int) -> list[tuple]:
+    """A long random stream over many ids and prices, bids below asks so that books grow deep
+    (too big for Hypothesis to build and shrink item by item: drawn from a seed it chooses).
+    Its order table fills, sheds tombstones and grows; its level rows outgrow their room and
+    the pool is compacted."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        side = int(rng.choice([1, -1, 1, -1, 0]))
+        px = int(rng.integers(1, 201)) if side == 1 else int(rng.integers(201, 401))
+        act = int(
+            rng.choice(
+                [
+                    *[bk.ACT_ADD] * 6,
+                    bk.ACT_CANCEL,
+                    bk.ACT_DELETE,
+                    bk.ACT_MODIFY,
+                    bk.ACT_FILL,
+                    bk.ACT_TRADE,
+                    bk.ACT_NONE,
+                ]
+            )
+        )
+        if rng.random() < 0.001:
+            act = bk.ACT_CLEAR
+        out.append(
+            (
+                int(rng.integers(0, 3)),
+                act,
+                side,
+                int(rng.integers(1, 4001)),
+                px,
+                int(rng.integers(0, 7)),
+                bool(rng.integers(0, 2)),
+            )
+        )
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(500, 6000))
+def test_the_book_survives_its_tables_growing_and_being_rebuilt(seed, n) -> None:
+    stream = _wide(seed, n)
+    msgs = _msgs(stream)
+    books = OrderBooks(out_rows=64)
+    refs = [ReferenceBook(), ReferenceBook(), ReferenceBook()]
+    notes: list[list[int]] = [[], [], []]
+    for at in range(0, len(stream), 700):  # (chunks: state carried from call to call)
+        for made in books.apply(msgs[at : at + 700]):
+            for code, inst in zip(made.notes["code"].tolist(), made.notes["inst"].tolist(),
+                                  strict=True):  # fmt: skip
+                notes[inst].append(code)
+    for inst, act, side, oid, px, qty, last in stream:
+        refs[inst].apply(act, side, oid, px * 250, qty, last)
+    for i in range(3):
+        for s in (1, -1):
+            px_, qty_ = books.levels(i, s)
+            assert list(zip(px_.tolist(), qty_.tolist(), strict=True)) == refs[i].levels(s)
+        assert notes[i] == refs[i].notes
+    resting = books.resting()
+    assert sorted(zip(resting["inst"].tolist(), resting["order_id"].tolist(), strict=True)) == (
+        sorted((i, oid) for i in range(3) for oid in refs[i].orders)
+    )

@@ -300,3 +300,17 @@ def test_a_bad_rows_file_inside_the_output_is_refused_before_any_work(tmp_path: 
         import_history(write(tmp_path, GOOD), "quotes", out, partition=True,
                        bad_rows=out / "bad.csv")  # fmt: skip
     assert not out.exists()
+
+
+def test_values_with_spaces_import_alike_in_order_and_out_of_order(tmp_path: Path) -> None:
+    """The one-pass import reads values with their types (which allows spaces around a
+    number); the sorting import reads them as text: both take " 100.25" as 100.25."""
+    head = "ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n"
+    ordered = tmp_path / "a.csv"
+    ordered.write_text(head + "1000,ES, 100.25, 100.5,1,1\n2000,ES,100.25,100.5 ,1,1\n")
+    unordered = tmp_path / "b.csv"
+    unordered.write_text(head + "2000,ES,100.25,100.5 ,1,1\n1000,ES, 100.25, 100.5,1,1\n")
+    a = import_history(ordered, "quotes", tmp_path / "a.parquet", tick_size=0.25)
+    b = import_history(unordered, "quotes", tmp_path / "b.parquet", tick_size=0.25, sort=True)
+    assert a.rows == b.rows == 2
+    assert pq.read_table(a.path).equals(pq.read_table(b.path))

@@ -171,3 +171,27 @@ def test_the_tables_grow_past_their_first_size_without_losing_an_order() -> None
     assert qty.tolist() == [200] * 500
     assert books.resting().size == n
     assert sum(m.deltas.size for m in made) == n
+
+
+def test_one_message_with_three_notes_fits_the_smallest_buffers() -> None:
+    # A crossed book (no event end yet), then a duplicate add with no side that ends the
+    # event: a duplicate, a missing side and a repair, three notes from one message.
+    msgs = np.zeros(3, dtype=bk.MBO_DTYPE)
+    msgs[0] = (1, 1, 0, 1, 100, 1, bk.ACT_ADD, 1, 0)
+    msgs[1] = (2, 2, 0, 2, 99, 1, bk.ACT_ADD, -1, 0)
+    msgs[2] = (3, 3, 0, 1, 100, 1, bk.ACT_ADD, 0, bk.IN_LAST)
+    books = OrderBooks(out_rows=8)
+    made = [m.copy() for m in books.apply(msgs)]
+    notes = _all(made, "notes")
+    assert notes["code"].tolist() == [bk.NOTE_DUPLICATE_ADD, bk.NOTE_NO_SIDE, bk.NOTE_CROSSED]
+
+
+def test_an_update_still_open_when_the_stream_ends_is_closed_flagged() -> None:
+    books, made = _run((bk.ACT_ADD, 1, 1, 100, 5, False), (bk.ACT_ADD, 1, 2, 99, 5, False))
+    assert not (_all(made, "deltas")["flags"] & bk.OUT_LAST).any()
+    closing = [m.copy() for m in books.finish()]
+    deltas = _all(closing, "deltas")
+    assert [(int(d["px"]), int(d["qty"]), int(d["flags"])) for d in deltas] == [
+        (99, 5, bk.OUT_LAST)
+    ]
+    assert list(books.finish()) == []  # (nothing is left open)
