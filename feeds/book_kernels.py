@@ -127,8 +127,6 @@ INST_DTYPE = np.dtype(
         ("open_at", "<i8"),  # and its place there
         ("open_side", "i1"),
         ("open_px", "<i8"),
-        ("open_ts", "<i8"),  # the times of the update's last delta
-        ("open_recv", "<i8"),
     ],
     align=True,
 )
@@ -281,8 +279,6 @@ def _emit_delta(deltas, counters, insts, row, m, inst, side, px, qty, snapshot):
     st.open_at = k
     st.open_side = side
     st.open_px = px
-    st.open_ts = m.ts_event
-    st.open_recv = m.ts_recv
 
 
 @_inline
@@ -433,6 +429,28 @@ def _repair(rows, pool, deltas, notes, counters, insts, row, m, inst):
 
 
 @_inline
+def _close(rows, pool, deltas, counters, st, inst, row, ts_event, ts_recv):
+    """Close an instrument's open update: flag its last delta, or, when an earlier output
+    holds that delta, repeat it flagged (the level's size now; made by message `row`)."""
+    if st.open_gen == counters[C_GEN]:
+        deltas[st.open_at].flags |= OUT_LAST
+    else:
+        at = level_at(rows, pool, inst, st.open_side, st.open_px)
+        k = counters[C_DELTAS]
+        d = deltas[k]
+        d.row = row
+        d.ts_event = ts_event
+        d.ts_recv = ts_recv
+        d.inst = inst
+        d.side = st.open_side
+        d.px = st.open_px
+        d.qty = pool[at].qty if at >= 0 else 0
+        d.flags = OUT_LAST
+        counters[C_DELTAS] = k + 1
+    st.open = 0
+
+
+@_inline
 def _settle(rows, pool, deltas, quotes, notes, counters, insts, row, m, inst):
     """The end of one event of an instrument: repair a crossed book, close the update (its
     last delta flagged, repeated when an earlier chunk holds it), emit a changed quote."""
@@ -446,14 +464,7 @@ def _settle(rows, pool, deltas, quotes, notes, counters, insts, row, m, inst):
         _repair(rows, pool, deltas, notes, counters, insts, row, m, inst)
     st = insts[inst]
     if st.open:
-        if st.open_gen == counters[C_GEN]:
-            deltas[st.open_at].flags |= OUT_LAST
-        else:  # (its chunk was written out: the level's state now, again, closes the update)
-            at = level_at(rows, pool, inst, st.open_side, st.open_px)
-            qty = pool[at].qty if at >= 0 else 0
-            _emit_delta(deltas, counters, insts, row, m, inst, st.open_side, st.open_px, qty, False)
-            deltas[counters[C_DELTAS] - 1].flags |= OUT_LAST
-        st.open = 0
+        _close(rows, pool, deltas, counters, st, inst, row, m.ts_event, m.ts_recv)
     if bids.n == 0 or asks.n == 0:
         st.quoted = 0
         return
@@ -744,11 +755,11 @@ def depth_deltas_nb(inst, px, qty, start, prev_px, prev_qty, out):
 
 
 @njit(cache=True)
-def close_updates_nb(rows, pool, insts, counters, deltas, row):
+def close_updates_nb(rows, pool, insts, counters, deltas, row, ts_event, ts_recv):
     """At the stream's end, close every update still open (a stream that ends inside an
     event): its last delta is flagged, or repeated flagged (as made by message `row`, the
-    stream's last) when an earlier output holds it. Returns False when the deltas buffer
-    has no room for them all (nothing is done)."""
+    stream's last, at its times) when an earlier output holds it. Returns False when the
+    deltas buffer has no room for them all (nothing is done)."""
     need = 0
     for i in range(insts.size):
         need += insts[i].open
@@ -756,24 +767,8 @@ def close_updates_nb(rows, pool, insts, counters, deltas, row):
         return False
     for i in range(insts.size):
         st = insts[i]
-        if not st.open:
-            continue
-        if st.open_gen == counters[C_GEN]:
-            deltas[st.open_at].flags |= OUT_LAST
-        else:
-            at = level_at(rows, pool, i, st.open_side, st.open_px)
-            k = counters[C_DELTAS]
-            d = deltas[k]
-            d.row = row
-            d.ts_event = st.open_ts
-            d.ts_recv = st.open_recv
-            d.inst = i
-            d.side = st.open_side
-            d.px = st.open_px
-            d.qty = pool[at].qty if at >= 0 else 0
-            d.flags = OUT_LAST
-            counters[C_DELTAS] = k + 1
-        st.open = 0
+        if st.open:
+            _close(rows, pool, deltas, counters, st, i, row, ts_event, ts_recv)
     return True
 
 

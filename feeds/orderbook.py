@@ -69,6 +69,7 @@ class OrderBooks:
         self.notes = np.zeros(out_rows, dtype=bk.NOTE_DTYPE)
         self.messages = 0  # messages applied so far (the next message's row)
         self.note_counts: dict[int, int] = {}
+        self._last_times = (0, 0)  # the last message's ts_event and ts_recv
         self._instruments(instruments)
 
     def apply(self, msgs: np.ndarray) -> Iterator[Derived]:
@@ -106,16 +107,18 @@ class OrderBooks:
             elif why == bk.POOL_FULL:
                 self._grow_pool()
         self.messages += msgs.size
+        if msgs.size:
+            self._last_times = (int(msgs["ts_event"][-1]), int(msgs["ts_recv"][-1]))
         if self._used():
             yield self._flush()
 
     def finish(self) -> Iterator[Derived]:
         """Close the updates still open at the stream's end (a stream that ends inside an
         event: its last delta is flagged, where a replay looks at the book); yields what
-        that made, as made by the stream's last message."""
+        that made, as made by the stream's last message, at its times."""
         last = max(self.messages - 1, 0)
         while not bk.close_updates_nb(self.rows, self.pool, self.insts, self.counters,
-                                      self.deltas, last):  # fmt: skip
+                                      self.deltas, last, *self._last_times):  # fmt: skip
             if self._used():
                 yield self._flush()
             else:

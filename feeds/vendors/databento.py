@@ -180,26 +180,22 @@ class DatabentoReader:
     def _one_venue(self, recs: np.ndarray, path: Path, first: int) -> None:
         """Refuse an instrument id seen from two publishers (venues): in multi-venue datasets
         (OPRA, equities) venues share ids, and their books must not be merged into one."""
-        pairs = np.unique(
-            np.stack(
-                [recs["instrument_id"].astype(np.int64), recs["publisher_id"].astype(np.int64)],
-                axis=1,
-            ),
-            axis=0,
-        )
-        for vendor_id, venue in pairs.tolist():
-            known = self._venue.setdefault(vendor_id, venue)
-            if known != venue:
-                at = int(
-                    np.flatnonzero(
-                        (recs["instrument_id"] == vendor_id) & (recs["publisher_id"] == venue)
-                    )[0]
-                )
-                raise DataError(
-                    f"{path}: record {first + at:,}: instrument {vendor_id} comes from "
-                    f"publishers {known} and {venue} (several venues); tickwise does not merge "
-                    "venues' books: import each venue's records on their own"
-                )
+        pubs = recs["publisher_id"]
+        ids = recs["instrument_id"]
+        if pubs.size and pubs.min() == pubs.max():  # (one venue in the chunk: the usual case)
+            groups = [(int(pubs[0]), np.unique(ids).tolist())]
+        else:
+            groups = [(int(p), np.unique(ids[pubs == p]).tolist()) for p in np.unique(pubs)]
+        for venue, vendor_ids in groups:
+            for vendor_id in vendor_ids:
+                known = self._venue.setdefault(vendor_id, venue)
+                if known != venue:
+                    at = int(np.flatnonzero((ids == vendor_id) & (pubs == venue))[0])
+                    raise DataError(
+                        f"{path}: record {first + at:,}: instrument {vendor_id} comes from "
+                        f"publishers {known} and {venue} (several venues); tickwise does not "
+                        "merge venues' books: import each venue's records on their own"
+                    )
 
     def _instruments(self, ids: np.ndarray, names: dict[int, str], symbols: Symbols) -> np.ndarray:
         uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)

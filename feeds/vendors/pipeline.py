@@ -59,6 +59,46 @@ class Note:
     places: list[str] = field(default_factory=list)
 
 
+class _Notes(dict):
+    """Notes by what they are (`Note`s), each with the first places; with a path, every
+    note of the books also goes to that CSV (file, place, note, count), which appears when
+    the import is complete."""
+
+    def __init__(self, path: Path | None, place: str) -> None:
+        super().__init__()
+        self.path = path
+        self._tmp: Path | None = None
+        self._file = None
+        self._csv = None
+        if path is not None:
+            make_folder(path.parent)
+            self._tmp = temporary_path(path)
+            self._file = open(self._tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(["file", place, "note", "count"])
+
+    def add(self, why: str, source: Path, place_word: str, place: int, count: int) -> None:
+        note = self.setdefault(why, Note())
+        note.count += 1
+        if len(note.places) < EXAMPLES:
+            note.places.append(f"{source}: {place_word} {place:,}")
+        if self._csv is not None:
+            self._csv.writerow([str(source), place, why, count])
+
+    def publish(self) -> None:
+        if self._file is not None and self._tmp is not None and self.path is not None:
+            self._file.close()
+            self._file = None
+            publish(self._tmp, self.path)
+            self._tmp = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._tmp is not None:
+            discard(self._tmp)
+
+
 @dataclass(frozen=True)
 class VendorImport:
     """What an import wrote."""
@@ -87,6 +127,7 @@ def import_vendor(
     partition: bool = False,
     overwrite: bool = False,
     bad_rows: Path | None = None,
+    notes_path: Path | None = None,
     options: dict | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> VendorImport:
@@ -95,9 +136,10 @@ def import_vendor(
     `to` names the kinds to write (by default every kind the files give; order-by-order
     messages give book, quotes and trades). One kind is written to `out` (a file, or a hive
     folder with `partition`); several make `out` a folder of kinds (`quotes.parquet`, ...).
-    Instruments are numbered in the order of `instruments_file` (CSV: symbol, tick_size,
-    lot_size) and then in the order met; tick and lot sizes come from that file, else from
-    the vendor's definitions, else `tick_size` and `lot_size`.
+    `notes_path` (CSV) takes every note of the books with its place (unknown orders,
+    repairs of crossed books). Instruments are numbered in the order of `instruments_file`
+    (CSV: symbol, tick_size, lot_size) and then in the order met; tick and lot sizes come
+    from that file, else from the vendor's definitions, else `tick_size` and `lot_size`.
     """
     began = time.perf_counter()
     sources = [Path(s) for s in sources]
@@ -115,6 +157,10 @@ def import_vendor(
     check_target(out, overwrite)
     if bad_rows is not None:
         _check_bad_rows_target(bad_rows, sources, out, overwrite)
+    if notes_path is not None:
+        _check_bad_rows_target(notes_path, sources, out, overwrite, "--notes")
+        if bad_rows is not None and notes_path.resolve() == bad_rows.resolve():
+            raise TickwiseError(f"--notes {notes_path} is also --bad-rows; name two files")
     symbols = Symbols()
     listed = _read_instruments_file(instruments_file) if instruments_file else {}
     for symbol in listed:
@@ -122,10 +168,10 @@ def import_vendor(
     make_folder(out.parent)
     work = temporary_path(out.with_name(out.name + ".import"))
     work.mkdir()
+    notes = _Notes(notes_path, reader.place)
     try:
         with _BadRows(bad_rows, sources, reader.place) as refused:
             stages = {k: _Stage(work / f"{k}.parquet", k, refused) for k in kinds}
-            notes: dict[str, Note] = {}
             messages = _read_all(reader, sources, symbols, stages, refused, notes)
             for stage in stages.values():
                 stage.close()
@@ -138,7 +184,9 @@ def import_vendor(
                 stages, table, out, partition, overwrite, work, refused, chunk_rows
             )
             refused.publish()
+            notes.publish()
     finally:
+        notes.close()
         discard(work)
     return VendorImport(
         out,
@@ -215,14 +263,15 @@ def _kinds_out(found: list[str], to: Sequence[str] | None, sources: list[Path]) 
     return [k for k in KINDS if k in to]
 
 
-def _check_bad_rows_target(path: Path, sources: list[Path], out: Path, overwrite: bool) -> None:
+def _check_bad_rows_target(path: Path, sources: list[Path], out: Path, overwrite: bool,
+                           flag: str = "--bad-rows") -> None:  # fmt: skip
     if path.suffix.lower() != ".csv":
-        raise TickwiseError(f"--bad-rows {path}: the refused rows are written as CSV; name a .csv")
+        raise TickwiseError(f"{flag} {path}: it is written as CSV; name a .csv")
     for other in (*sources, out):
         if path.resolve() == other.resolve():
-            raise TickwiseError(f"--bad-rows {path} is {other}; name another file")
+            raise TickwiseError(f"{flag} {path} is {other}; name another file")
     if out.resolve() in path.resolve().parents:
-        raise TickwiseError(f"--bad-rows {path} is inside the output {out}; name a file outside")
+        raise TickwiseError(f"{flag} {path} is inside the output {out}; name a file outside")
     check_target(path, overwrite)
 
 
@@ -232,7 +281,7 @@ def _read_all(
     symbols: Symbols,
     stages: dict[str, _Stage],
     refused: _BadRows,
-    notes: dict[str, Note],
+    notes: _Notes,
 ) -> int:
     """Read every source into the stages; the order-by-order messages read."""
     if hasattr(reader, "definitions"):
@@ -272,7 +321,7 @@ def _stage_derived(
     stages: dict[str, _Stage],
     reader,
     sources: list[Path],
-    notes: dict[str, Note],
+    notes: _Notes,
 ) -> None:
     """Stage what the books made of one chunk of messages (rows: the messages' places)."""
     scale = float(getattr(reader, "size_scale", 1.0))
@@ -320,11 +369,10 @@ def _stage_derived(
             src,
             places[t["row"] - first],
         )
-    for code, row in zip(made.notes["code"].tolist(), made.notes["row"].tolist(), strict=True):
-        note = notes.setdefault(NOTE_NAMES[code], Note())
-        note.count += 1
-        if len(note.places) < EXAMPLES:
-            note.places.append(f"{sources[src]}: {reader.place} {int(places[row - first]):,}")
+    n = made.notes
+    for code, row, count in zip(n["code"].tolist(), n["row"].tolist(), n["count"].tolist(),
+                                strict=True):  # fmt: skip
+        notes.add(NOTE_NAMES[code], sources[src], reader.place, int(places[row - first]), count)
 
 
 class _Stage:

@@ -479,3 +479,22 @@ def test_a_stream_that_ends_inside_an_event_has_its_last_update_flagged(tmp_path
     result = import_vendor([source], tmp_path / "b", to=["book"], tick_size=0.25)
     book = pl.read_parquet(result.out).select("ts_event", "px", "sz", "flags").rows()
     assert book == [(T0, 4700.0, 5.0, 1), (T0 + 1, 4699.75, 5.0, 0), (T0 + 1, 4699.75, 5.0, 1)]
+
+
+def test_every_note_of_the_books_goes_to_the_notes_file_with_its_place(tmp_path: Path) -> None:
+    px = 4700 * 10**9
+    recs = [mbo_record(T0, bk.ACT_ADD, -1, 1, px + 250_000_000, 5),
+            mbo_record(T0 + 1, bk.ACT_CANCEL, 0, 99, 0, 1),  # (never added)
+            mbo_record(T0 + 2, bk.ACT_ADD, 1, 2, px + 500_000_000, 1),  # (crosses the ask)
+            mbo_record(T0 + 3, bk.ACT_CANCEL, 0, 1, 0, 5)]  # (removed by the repair)  # fmt: skip
+    source = write_dbn(tmp_path / "n.mbo.dbn", "mbo", recs)
+    notes = tmp_path / "notes.csv"
+    argv = ["data", "import", str(source), "--tick-size", "0.25", "--notes", str(notes),
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert cli(argv) == 0
+    rows = pl.read_csv(notes).select("record", "note", "count").rows()
+    assert [(r, n.split(" (")[0], c) for r, n, c in rows] == [
+        (2, "unknown order", 1),
+        (3, "crossed or locked book", 1),
+        (4, "unknown order", 1),
+    ]

@@ -155,7 +155,7 @@ def test_a_quote_is_made_only_when_the_top_changes_and_both_sides_have_a_level()
 
 
 def test_the_tables_grow_past_their_first_size_without_losing_an_order() -> None:
-    n = 100_000  # (the order table starts at 65,536 slots, each level row at 16)
+    n = 100_000  # (the order table starts at 4,096 slots, each level row at 16)
     msgs = np.zeros(n, dtype=bk.MBO_DTYPE)
     msgs["ts_event"] = np.arange(n)
     msgs["order_id"] = np.arange(1, n + 1)

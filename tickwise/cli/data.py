@@ -137,6 +137,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="set refused rows aside in this CSV (file, line, reason, values) and import the rest",
     )
+    imp.add_argument(
+        "--notes",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="write every note of the order-by-order books to this CSV (file, line or record, "
+        "what: unknown orders, crossed books repaired)",
+    )
     imp.add_argument("--partition", action="store_true", help="write hive directories")
     imp.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     imp.add_argument(
@@ -268,7 +276,7 @@ def _import_csv(args: argparse.Namespace) -> int:
         )
     if len(args.source) > 1:
         raise TickwiseError("--format csv imports one file at a time; give one SOURCE")
-    for flag, value in (("--to", args.to), ("--map", args.map)):
+    for flag, value in (("--to", args.to), ("--map", args.map), ("--notes", args.notes)):
         if value:
             raise TickwiseError(f"{flag} is for vendor formats ({', '.join(FORMATS)}), not csv")
     source = args.source[0]
@@ -323,6 +331,7 @@ def _import_vendor(args: argparse.Namespace, fmt: str | None) -> int:
             partition=args.partition,
             overwrite=args.overwrite,
             bad_rows=args.bad_rows,
+            notes_path=args.notes,
             options=options,
         )
     rate = (f" ({fmt_rate(result.messages, result.wall_s, 'messages')} over the whole import)"
@@ -338,6 +347,8 @@ def _import_vendor(args: argparse.Namespace, fmt: str | None) -> int:
     for why, note in result.notes.items():
         first = f" (first: {'; '.join(note.places)})" if note.places else ""
         stdout.print(f"note: {note.count:,} {why}{first}", markup=False)
+    if args.notes is not None:
+        stdout.print(f"every note of the books, with its place: {args.notes}", markup=False)
     if args.bad_rows is not None:
         where = (
             f" to {result.bad_rows_path} (file, place and reason each)" if result.bad_rows else ""
