@@ -464,7 +464,11 @@ def _settle(rows, pool, deltas, quotes, notes, counters, insts, row, m, inst):
         _repair(rows, pool, deltas, notes, counters, insts, row, m, inst)
     st = insts[inst]
     if st.open:
-        _close(rows, pool, deltas, counters, st, inst, row, m.ts_event, m.ts_recv)
+        if st.open_gen == counters[C_GEN]:  # (the common case, kept in line)
+            deltas[st.open_at].flags |= OUT_LAST
+            st.open = 0
+        else:
+            _close(rows, pool, deltas, counters, st, inst, row, m.ts_event, m.ts_recv)
     if bids.n == 0 or asks.n == 0:
         st.quoted = 0
         return
