@@ -22,10 +22,27 @@ def check_target(out: Path, overwrite: bool) -> None:
 
 
 def temporary_path(out: Path) -> Path:
-    """A hidden path beside `out` to build it in (removed first if a crash left one)."""
+    """A hidden path beside `out` to build it in (removed first if a crash left one, and so
+    is every other one of `out` whose process is gone: a killed import's staging can be
+    gigabytes)."""
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     _remove(tmp)
+    for left in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdecimal() and not _running(int(pid)):
+            _remove(left)
     return tmp
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of this id is running (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # (someone else's: running)
+        return True
+    return True
 
 
 def publish(tmp: Path, out: Path) -> None:

@@ -234,3 +234,35 @@ def test_strategies_lists_the_built_ins_with_parameters() -> None:
     listing = json.loads(run("strategies", "--json").stdout)
     assert listing["mean_reversion"]["params"]["window"]["default"] == 100
     assert listing["sma_cross"]["kinds"] == ["quotes", "bars"]
+
+
+def test_an_import_killed_midway_leaves_nothing_the_next_one_does_not_clear(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL leaves a staging folder (it can be gigabytes); the next import of the same
+    output removes it, as its process is gone, and nothing half-written is at OUT."""
+    rows = 3_000_000
+    ts = np.arange(rows, dtype=np.int64)[::-1] * 1000 + 1_700_000_000_000_000_000  # (unsorted)
+    source = tmp_path / "big.csv"
+    with open(source, "w") as f:
+        f.write("ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n")
+        f.writelines(f"{t},ES,100.25,100.5,1,1\n" for t in ts.tolist())
+    out = tmp_path / "q.parquet"
+    proc = subprocess.Popen([TICKWISE, "data", "import", str(source), "--kind", "quotes",
+                             "--sort", "--tick-size", "0.25", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    staging = f".q.parquet.import.tmp-{proc.pid}"
+    deadline = time.monotonic() + 120
+    while not (tmp_path / staging / "staged.parquet").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, "the import ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (tmp_path / staging).exists()
+    assert not out.exists()
+    small = tmp_path / "small.csv"
+    small.write_text("ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n1,ES,100.25,100.5,1,1\n")
+    done = run("data", "import", str(small), "--kind", "quotes", "--tick-size", "0.25",
+               "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "q.parquet", "small.csv"]

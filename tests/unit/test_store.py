@@ -82,3 +82,27 @@ def test_progress_is_silent_off_a_terminal(monkeypatch) -> None:
     with console.progress("synth quotes", 10) as advance:
         advance(10)
     assert screen.getvalue() == ""
+
+
+def test_building_an_output_removes_what_killed_processes_left_beside_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tickwise.engine.atomic import temporary_path
+
+    out = tmp_path / "quotes.parquet"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = tmp_path / f".quotes.parquet.tmp-{gone.stdout.strip()}"  # (its process has ended)
+    dead.mkdir()
+    (dead / "staged.parquet").write_bytes(b"x" * 1000)
+    live = tmp_path / f".quotes.parquet.tmp-{os.getppid()}"  # (a running process's: kept)
+    live.mkdir()
+    other = tmp_path / f".trades.parquet.tmp-{gone.stdout.strip()}"  # (another output's)
+    other.mkdir()
+    tmp = temporary_path(out)
+    assert tmp.name == f".quotes.parquet.tmp-{os.getpid()}"
+    assert not dead.exists()
+    assert live.exists()
+    assert other.exists()
