@@ -20,6 +20,7 @@ interleave); with it, any order is put right, ties kept in the order of the sour
 from __future__ import annotations
 
 import csv
+import errno
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -160,6 +161,13 @@ def import_history(
                     refused.publish()
                     raise DataError(f"{source}: no rows to import" + refused.why_none())
                 refused.publish()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = "the disk is full" if exc.errno != errno.EFBIG else "File too large"
+            raise TickwiseError(f"{out.parent}: the import could not be written ({why}); "
+                                "nothing was imported, and what was there is as it was"
+                                ) from None  # fmt: skip
+        raise
     finally:
         discard(work)
     return ImportResult(out, kind, rows, instruments, time.perf_counter() - began,

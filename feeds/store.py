@@ -8,6 +8,7 @@ destroys what was there before.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from types import TracebackType
@@ -119,11 +120,13 @@ class HistoryWriter:
         publish(self._tmp, self.out)
 
     def abort(self) -> None:
-        """Drop everything written; whatever was at `out` before stays untouched."""
-        if self._single is not None:
-            self._single.close()
-        for writer in self._writers.values():
-            writer.close()
+        """Drop everything written; whatever was at `out` before stays untouched (even when
+        the files will not close: a full disk)."""
+        for writer in [self._single, *self._writers.values()]:
+            if writer is not None:
+                with contextlib.suppress(OSError):
+                    writer.close()
+        self._single = None
         self._writers.clear()
         discard(self._tmp)
 

@@ -20,7 +20,9 @@ repaired) and what a format's rules left out are counted and told, with the firs
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,9 +171,10 @@ def import_vendor(
     work = temporary_path(out.with_name(out.name + ".import"))
     work.mkdir()
     notes = _Notes(notes_path, reader.place)
+    stages: dict[str, _Stage] = {}
     try:
         with _BadRows(bad_rows, sources, reader.place) as refused:
-            stages = {k: _Stage(work / f"{k}.parquet", k, refused) for k in kinds}
+            stages.update({k: _Stage(work / f"{k}.parquet", k, refused) for k in kinds})
             messages = _read_all(reader, sources, symbols, stages, refused, notes)
             for stage in stages.values():
                 stage.close()
@@ -185,7 +188,16 @@ def import_vendor(
             )
             refused.publish()
             notes.publish()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = "the disk is full" if exc.errno != errno.EFBIG else "File too large"
+            raise TickwiseError(f"{out.parent}: the import could not be written ({why}); "
+                                "nothing was imported, and what was there is as it was"
+                                ) from None  # fmt: skip
+        raise
     finally:
+        for stage in stages.values():
+            stage.abort()
         notes.close()
         discard(work)
     return VendorImport(
@@ -441,7 +453,15 @@ class _Stage:
         return {n: np.asarray(c)[keep] for n, c in cols.items()}, places[keep]
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def abort(self) -> None:
+        """Close without a word (the import failed; its folder goes)."""
+        with contextlib.suppress(OSError):
+            self.close()
+        self._writer = None
 
 
 def _instruments(

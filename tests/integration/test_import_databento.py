@@ -498,3 +498,32 @@ def test_every_note_of_the_books_goes_to_the_notes_file_with_its_place(tmp_path:
         (3, "crossed or locked book", 1),
         (4, "unknown order", 1),
     ]
+
+
+def _limit_file_size(size: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_an_import_that_cannot_be_written_says_so_in_one_line_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    px = 4700 * 10**9
+    recs = [mbo_record(T0 + k, bk.ACT_ADD, 1 if k % 2 else -1, k + 1,
+                       px - 250_000_000 * (k % 40) if k % 2 else px + 250_000_000 * (1 + k % 40),
+                       1 + k % 7) for k in range(20_000)]  # fmt: skip
+    source = write_dbn(tmp_path / "big.mbo.dbn", "mbo", recs)
+    out = tmp_path / "out"
+    tickwise = str(Path(sys.executable).with_name("tickwise"))
+    done = subprocess.run([tickwise, "data", "import", str(source), "--tick-size", "0.25",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: _limit_file_size(64 * 1024))  # fmt: skip
+    assert done.returncode == 1
+    said = done.stderr.strip().splitlines()
+    assert said == [f"tickwise: error: {tmp_path}: the import could not be written (File too "
+                    "large); nothing was imported, and what was there is as it was"]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.mbo.dbn"]
