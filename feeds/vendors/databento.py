@@ -39,6 +39,7 @@ from .. import book_kernels as bk
 from . import MBO, Rows, Symbols, Tops
 
 CHUNK_RECORDS = 1 << 18
+MAX_METADATA = 1 << 28  # bytes of a file's metadata (symbol mappings) read at most
 DEPTH = 10  # levels of MBP-10
 DEPTH_ROWS = 1 << 16  # deltas made at a time from MBP-10 records
 _PREFIX = struct.Struct("<3sBI")  # b"DBN", version, metadata length
@@ -440,6 +441,9 @@ def _metadata(stream: _Stream, path: Path):
     if len(head) < _PREFIX.size or head[:3] != b"DBN":
         raise DataError(f"{path}: not a DBN file (it does not begin with 'DBN')")
     _, version, length = _PREFIX.unpack(head)
+    if length > MAX_METADATA:  # (a damaged or hostile header: never read gigabytes for it)
+        raise DataError(f"{path}: its header announces {length:,} bytes of metadata (at most "
+                        f"{MAX_METADATA:,} are read): a damaged file")  # fmt: skip
     body = stream.read(length)
     if len(body) < length:
         raise DataError(f"{path}: truncated: the metadata is cut short")

@@ -307,11 +307,14 @@ def test_broken_files_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFi
     unknown.write_bytes(b"\x00" * 64)
     not_dbn = tmp_path / "fake.dbn"
     not_dbn.write_bytes(b"hello, world")
+    lying = tmp_path / "lying.dbn"
+    lying.write_bytes(b"DBN\x03\xff\xff\xff\xff" + good[8:])
     cases = {
         cut: "truncated: record 2 is cut short",
         damaged: "truncated: the zstd archive ends inside a frame",
         unknown: "cannot tell its format",
         not_dbn: "not a DBN file",
+        lying: "announces 4,294,967,295 bytes of metadata",
     }
     for path, message in cases.items():
         assert cli(["data", "import", str(path), "--out", str(tmp_path / "o")]) != 0
