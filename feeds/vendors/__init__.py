@@ -161,7 +161,7 @@ def readers() -> dict[str, type]:
 def detect_format(path: Path) -> str | None:
     """The format a file's name, first bytes or header make unambiguous, or None."""
     from .lobster import _NAME as LOBSTER_NAME
-    from .tables import first_line, open_binary
+    from .tables import first_line, header_names, open_binary
     from .tardis import dataset
 
     name = path.name.lower()
@@ -180,7 +180,7 @@ def detect_format(path: Path) -> str | None:
         return "databento"
     if name.endswith((".csv", ".csv.gz")):
         with open_binary(path) as stream:
-            names = [n.strip() for n in first_line(stream, path).split(",")]
+            names = header_names(first_line(stream, path))
         if dataset(names) is not None:
             return "tardis"
     return None

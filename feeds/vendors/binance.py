@@ -170,6 +170,8 @@ class BinanceReader:
             try:
                 with archive.open(members[0]) as member:
                     head = member.readline().decode("utf-8", "replace").strip()
+                if not head:
+                    raise DataError(f"{path}: {members[0]} is empty")
                 header = not head[:1].isdigit()
                 n = len(head.split(","))
                 if n not in (len(columns), len(columns) - 1):
@@ -177,9 +179,15 @@ class BinanceReader:
                         f"{path}: {members[0]} has {n} columns; a Binance {what} "
                         f"file has {len(columns)} ({', '.join(columns)})"
                     )
+                malformed: list[tuple[int, str]] = []
                 with archive.open(members[0]) as member:
-                    for frame, lines in csv_chunks(member, path, columns[:n], header):
-                        yield self._rows(what, frame, lines, index)
+                    for frame, lines in csv_chunks(member, path, columns[:n], header, malformed):
+                        rows = self._rows(what, frame, lines, index)
+                        rows.refused.extend(malformed)
+                        malformed.clear()
+                        yield rows
+                if malformed:
+                    yield Rows(_KINDS[what], {}, np.zeros(0, np.uint64), list(malformed))
             except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
                 raise DataError(f"{path}: the archive is damaged ({exc})") from None
 
@@ -229,8 +237,10 @@ class BinanceReader:
                 cells.refused(lines),
             )
         close = cells.number("close_time", pl.Int64)
-        times_ns(cells, "open_time")
+        opened = times_ns(cells, "open_time")
         closed = times_ns(cells, "close_time")
+        for r in np.flatnonzero(closed < opened).tolist():
+            cells.bad.setdefault(r, "close_time is before open_time")
         step = np.where(close < MS_BELOW, 1_000_000, 1_000)  # (one unit after close_time)
         cols = {c: cells.number(c) for c in ("open", "high", "low", "close", "volume")}
         keep = cells.keep()

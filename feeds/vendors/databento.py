@@ -146,9 +146,16 @@ class DatabentoReader:
             decoder = dbn.DBNDecoder(
                 has_metadata=False, ts_out=meta.ts_out, input_version=meta.version
             )
+            seen = 0
             while block := stream.read(1 << 20):
-                decoder.write(block)
-                for rec in decoder.decode():
+                try:
+                    decoder.write(block)
+                    records = decoder.decode()
+                except Exception as exc:  # (databento_dbn.DBNError: damaged records)
+                    raise DataError(f"{path}: cannot read the definitions after record "
+                                    f"{seen:,}: {exc}") from None  # fmt: skip
+                seen += len(records)
+                for rec in records:
                     if not isinstance(
                         rec, dbn.InstrumentDefMsg | dbn.InstrumentDefMsgV2 | dbn.InstrumentDefMsgV1
                     ):
@@ -160,6 +167,8 @@ class DatabentoReader:
                         float(lot) if 0 < lot < 2**32 - 1 else None,
                     )
                     self._ids[int(rec.instrument_id)] = rec.raw_symbol
+            if decoder.buffer():
+                raise DataError(f"{path}: truncated: record {seen + 1:,} is cut short")
 
     def read(self, path: Path, symbols: Symbols) -> Iterator[Rows]:
         with _open(path) as stream:
@@ -212,10 +221,12 @@ class DatabentoReader:
     ) -> Iterator[Rows]:
         ts_event = _times(recs["ts_event"], "ts_event")
         if schema in _OHLCV_NS:
+            step = _OHLCV_NS[schema]
+            fits = (ts_event >= 0) & (ts_event <= np.iinfo(np.int64).max - step)
             yield Rows(
                 "bars",
                 {
-                    "ts_event": ts_event + _OHLCV_NS[schema],
+                    "ts_event": np.where(fits, ts_event + step, -1),  # (-1: refused, no time)
                     "instrument": inst,
                     **{c: _prices(recs[c]) for c in ("open", "high", "low", "close")},
                     "volume": recs["volume"].astype(np.float64),

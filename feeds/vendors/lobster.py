@@ -42,6 +42,7 @@ from .tables import Cells, csv_chunks, open_binary
 PRICE_UNIT = 100_000  # LOBSTER's 1e-4 dollars in 1e-9 units
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 DUMMY = 9_999_999_999  # the price of an empty level in an orderbook file
+MAX_PRICE = 90_000_000_000_000  # (x 10,000: $9e9; beyond, 1e-9 units overflow 64 bits)
 DEPTH_ROWS = 1 << 16
 _NAME = re.compile(
     r"^(?P<ticker>[^_]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
@@ -140,6 +141,8 @@ class LobsterReader:
         paired = self._paired(path)
         level = int(m.group("level"))
         with open_binary(path) as stream:
+            # (a row that will not split stops the import: skipped, it would shift every
+            # message against its row of the orderbook file)
             messages = csv_chunks(stream, path, _MESSAGE, header=False)
             if not paired:
                 first = True
@@ -169,7 +172,10 @@ class LobsterReader:
                     self._depth[index] = state  # (kept: the next day's book follows this one's)
                 carry: pl.DataFrame | None = None  # (book rows read past the messages)
                 for frame, lines in messages:
-                    yield self._messages(frame, lines, index, base, masked)[1]
+                    book_msgs, trades = self._messages(frame, lines, index, base, masked)
+                    trades.refused = book_msgs.refused  # (rows refused are told, not lost)
+                    yield trades
+                    refused = {place for place, _ in book_msgs.refused}
                     need = frame.height
                     parts = [] if carry is None else [carry]
                     have = 0 if carry is None else carry.height
@@ -184,7 +190,8 @@ class LobsterReader:
                         have += got[0].height
                     block = pl.concat(parts)
                     carry = block[need:] if block.height > need else None
-                    yield from self._book(block[:need], frame, lines, index, base, level, state)
+                    yield from self._book(block[:need], frame, lines, index, base, level, state,
+                                          refused, other)  # fmt: skip
                 if carry is not None or next(books, None) is not None:
                     raise DataError(f"{other}: has more rows than {path.name}")
 
@@ -216,6 +223,8 @@ class LobsterReader:
             cells.bad.setdefault(r, f"order_id is {order_id[r]}; expected an id from 0")
         size = cells.number("size", pl.Int64)
         price = cells.number("price", pl.Int64)
+        for r in np.flatnonzero((np.abs(price) >= MAX_PRICE) | (size < 0)).tolist():
+            cells.bad.setdefault(r, f"price {price[r]} or size {size[r]} is beyond any")
         direction = cells.choice("direction", {"1": 1, "-1": -1}, what="1 or -1")
         keep = cells.keep()
         k = kind[keep].astype(np.int64)
@@ -260,7 +269,12 @@ class LobsterReader:
         base: int,
         level: int,
         state: tuple[np.ndarray, np.ndarray],
+        refused: set[int],
+        path: Path,
     ) -> Iterator[Rows]:
+        """The book rows of a chunk of messages (row k the book after message k): deltas
+        between the levels shown, and quotes. Rows of refused messages are passed over (the
+        next row's levels carry their change); a row that will not read is refused."""
         cells = Cells(book)
         ts = self._times(Cells(frame), base)
         px = np.zeros((book.height, 2, level), np.int64)
@@ -270,16 +284,19 @@ class LobsterReader:
                 p = cells.number(f"{side}_{k}_px", pl.Int64)
                 q = cells.number(f"{side}_{k}_sz", pl.Int64)
                 empty = (np.abs(p) >= DUMMY) | (q <= 0)
-                px[:, s, k - 1] = np.where(empty, 0, p * PRICE_UNIT)
+                for r in np.flatnonzero(~empty & (np.abs(p) >= MAX_PRICE)).tolist():
+                    cells.bad.setdefault(r, f"{side}_{k}_px is {p[r]}: beyond any price")
+                px[:, s, k - 1] = np.where(empty | (np.abs(p) >= MAX_PRICE), 0, p * PRICE_UNIT)
                 qty[:, s, k - 1] = np.where(empty, 0, q)
-        keep = cells.keep()
-        if not keep.all():
-            r = int(np.argmin(keep))
-            raise DataError(f"orderbook row of line {int(lines[r]):,}: {cells.bad[r]}")
-        inst = np.full(book.height, 0, dtype=np.uint32)
+        bad = [(place, f"{path.name}: {why}") for place, why in cells.refused(lines)]
+        keep = cells.keep() & ~np.isin(lines, np.array(sorted(refused), dtype=np.uint64))
+        yield Rows("book", {}, np.zeros(0, np.uint64), bad)  # (what will not read, told)
+        rows = np.flatnonzero(keep)
+        px, qty, ts, lines = px[rows], qty[rows], ts[rows], lines[rows]
+        inst = np.full(rows.size, 0, dtype=np.uint32)
         out = np.zeros(max(DEPTH_ROWS, 8 * level), dtype=bk.DELTA_DTYPE)
         at = 0
-        while at < book.height:
+        while at < rows.size:
             at_next, n = bk.depth_deltas_nb(inst, px, qty, at, state[0], state[1], out)
             d = out[:n]
             r = d["row"]
@@ -298,7 +315,7 @@ class LobsterReader:
             )
             at = at_next
         top = (qty[:, 0, 0] > 0) & (qty[:, 1, 0] > 0)
-        changed = self._tops.changes(np.full(book.height, index, np.uint32), px[:, 0, 0],
+        changed = self._tops.changes(np.full(rows.size, index, np.uint32), px[:, 0, 0],
                                      px[:, 1, 0], qty[:, 0, 0], qty[:, 1, 0], top)  # fmt: skip
         yield Rows(
             "quotes",

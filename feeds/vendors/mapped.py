@@ -86,7 +86,8 @@ class MappedReader:
     size_scale = SIZE_SCALE
 
     def __init__(self, mapping: dict[str, str] | None = None) -> None:
-        self.mapping = {f: (mapping or {}).get(f, f) for f in FIELDS}
+        self.mapped = dict(mapping or {})  # (what the user named: each must be a column)
+        self.mapping = {f: self.mapped.get(f, f) for f in FIELDS}
 
     def prepare(self, sources: list[Path]) -> None:
         """Rows are told by line in CSV files, by row in Parquet files."""
@@ -106,7 +107,15 @@ class MappedReader:
             names = scan.collect_schema().names()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from None
+        absent = [f"{f}={c}" for f, c in self.mapped.items() if c not in names]
+        if absent:
+            raise DataError(f"{path}: --map {absent[0]}: no column {absent[0].split('=', 1)[1]!r}"
+                            f"; the columns are {', '.join(names)}")  # fmt: skip
         columns = {f: c for f, c in self.mapping.items() if c in names}
+        for f, c in columns.items():
+            kind = scan.collect_schema()[c]
+            if f in ("ts_event", "ts_recv") and kind == pl.Date:
+                raise DataError(f"{path}: column {c!r} ({f}) holds dates, not times")
         missing = [f"{f} (column {self.mapping[f]!r})" for f in REQUIRED if f not in columns]
         if missing:
             raise DataError(
@@ -186,6 +195,14 @@ class MappedReader:
 
 
 def _column(chunk: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Series:
+    """A column as `dtype`, null where a value will not convert (an id with a fraction
+    too: a cast would drop it)."""
     if name not in chunk.columns:
         return pl.Series(name, [None] * chunk.height, dtype=dtype)
-    return chunk[name].cast(dtype, strict=False)
+    series = chunk[name]
+    if series.dtype == pl.String:
+        series = series.str.strip_chars()
+    cast = series.cast(dtype, strict=False)
+    if dtype.is_integer() and series.dtype.is_float():
+        cast = pl.select(pl.when(series == series.floor()).then(cast)).to_series()
+    return cast

@@ -150,6 +150,7 @@ def import_vendor(
     for source in sources:
         if not source.is_file():
             raise TickwiseError(f"{source}: no such file")
+    check_out(out, sources)
     name = _format(sources, fmt)
     reader = readers()[name](**(options or {}))
     if hasattr(reader, "prepare"):
@@ -168,11 +169,11 @@ def import_vendor(
     for symbol in listed:
         symbols.index(symbol)
     make_folder(out.parent)
-    work = temporary_path(out.with_name(out.name + ".import"))
-    work.mkdir()
     notes = _Notes(notes_path, reader.place)
+    work = temporary_path(out.with_name(out.name + ".import"))
     stages: dict[str, _Stage] = {}
     try:
+        work.mkdir()
         with _BadRows(bad_rows, sources, reader.place) as refused:
             stages.update({k: _Stage(work / f"{k}.parquet", k, refused) for k in kinds})
             messages = _read_all(reader, sources, symbols, stages, refused, notes)
@@ -212,6 +213,24 @@ def import_vendor(
         refused.count,
         bad_rows,
     )
+
+
+def check_out(out: Path, sources: Sequence[Path]) -> None:
+    """Refuse an output that would replace a source (or a folder holding one), a source
+    given twice, or the current folder."""
+    if out.name in ("", ".", "..") or out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise TickwiseError(f"--out {out} is the current folder or above it; name a file or a "
+                            "new folder")  # fmt: skip
+    seen: dict[Path, Path] = {}
+    for source in sources:
+        where = source.resolve()
+        if where in seen:
+            raise TickwiseError(f"{source} is given twice (as {seen[where]}); give each file "
+                                "once")  # fmt: skip
+        seen[where] = source
+        if where == out.resolve() or out.resolve() in where.parents:
+            raise TickwiseError(f"--out {out} would replace the source {source}; name "
+                                "another place")  # fmt: skip
 
 
 def _nothing(
@@ -351,6 +370,7 @@ def _stage_derived(
             },
             src,
             places[d["row"] - first],
+            forward=True,
         )
     if "quotes" in stages and made.quotes.size:
         q = made.quotes
@@ -366,6 +386,7 @@ def _stage_derived(
             },
             src,
             places[q["row"] - first],
+            forward=True,
         )
     if "trades" in stages and made.trades.size:
         t = made.trades
@@ -380,6 +401,7 @@ def _stage_derived(
             },
             src,
             places[t["row"] - first],
+            forward=True,
         )
     n = made.notes
     for code, row, count in zip(n["code"].tolist(), n["row"].tolist(), n["count"].tolist(),
@@ -407,15 +429,18 @@ class _Stage:
         self.ordered = True
         self._last = (np.iinfo(np.int64).min, -1)
 
-    def add(self, cols: dict[str, np.ndarray], src: int, places: np.ndarray) -> None:
+    def add(self, cols: dict[str, np.ndarray], src: int, places: np.ndarray,
+            forward: bool = False) -> None:  # fmt: skip
+        """Stage rows; book updates, and rows made by the books (`forward`), must not go
+        back in time for their instrument (a sort would move them where they are false)."""
+        if not len(places):
+            return
+        cols, places = self._in_time(cols, src, places)
+        if (self.kind == "book" or forward) and len(places):
+            cols, places = self._forward(cols, src, places)
         n = len(places)
         if not n:
             return
-        if self.kind == "book":
-            cols, places = self._forward(cols, src, places)
-            n = len(places)
-            if not n:
-                return
         dtype = market_dtype(self.kind)
         arrays = [pa.array(np.asarray(cols[c], dtype=dtype.fields[c][0])) for c in self.names]
         arrays += [pa.array(np.full(n, src, dtype=np.uint16)), pa.array(places.astype(np.uint64))]
@@ -432,10 +457,26 @@ class _Stage:
             self._last = (int(ts[-1]), int(inst[-1]))
         self.rows += n
 
+    def _in_time(self, cols: dict[str, np.ndarray], src: int,
+                 places: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+        """Rows stamped before 1970 (or undefined: a vendor's sentinel) are refused."""
+        bad = np.zeros(len(places), dtype=np.bool_)
+        for name in ("ts_event", "ts_recv"):
+            if name in cols:
+                bad |= np.asarray(cols[name], dtype=np.int64) < 0
+        if not bad.any():
+            return cols, places
+        for r in np.flatnonzero(bad).tolist():
+            self.refused.add(src, int(places[r]), "a time before 1970, or none (the vendor's "
+                             "undefined time)", self.kind,
+                             {n: c[r] for n, c in cols.items()})  # fmt: skip
+        return {n: np.asarray(c)[~bad] for n, c in cols.items()}, places[~bad]
+
     def _forward(self, cols: dict[str, np.ndarray], src: int,
                  places: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
-        """Book updates whose ts_event goes back for their instrument are refused: the sort
-        would move them before updates they followed, and change the book."""
+        """Rows whose ts_event goes back for their instrument are refused: the sort would
+        move them before rows they followed (a book update would change the book, a quote
+        made by the books would show a book it did not follow)."""
         inst = np.asarray(cols["instrument"], dtype=np.int64)
         top = int(inst.max()) + 1
         if top > self._last_ts.size:
@@ -447,7 +488,7 @@ class _Stage:
             return cols, places
         for r in np.flatnonzero(bad).tolist():
             self.refused.add(src, int(places[r]), "ts_event goes back in time for its "
-                             "instrument: an order book's updates cannot be put in another "
+                             "instrument: what an order book makes cannot be put in another "
                              "order", self.kind, {n: c[r] for n, c in cols.items()})  # fmt: skip
         keep = ~bad
         return {n: np.asarray(c)[keep] for n, c in cols.items()}, places[keep]
@@ -486,10 +527,13 @@ def _instruments(
 
 
 def _read_instruments_file(path: Path) -> dict[str, tuple[float, float]]:
+    """symbol -> (tick, lot) from an instruments CSV (symbol, tick_size, lot_size), each
+    value checked; vendor imports number instruments themselves, so an `id` column is
+    refused."""
     import polars as pl
 
     try:
-        frame = pl.read_csv(path)
+        frame = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TickwiseError(
             f"{path}: cannot read instruments: {str(exc).splitlines()[0]}"
@@ -497,10 +541,26 @@ def _read_instruments_file(path: Path) -> dict[str, tuple[float, float]]:
     missing = {"symbol", "tick_size", "lot_size"} - set(frame.columns)
     if missing:
         raise TickwiseError(f"{path}: instruments file lacks columns {sorted(missing)}")
-    return {
-        str(r["symbol"]): (float(r["tick_size"]), float(r["lot_size"]))
-        for r in frame.iter_rows(named=True)
-    }
+    if "id" in frame.columns:
+        raise TickwiseError(f"{path}: an id column is for --format csv; a vendor import "
+                            "numbers instruments in the file's order, then as met")  # fmt: skip
+    table: dict[str, tuple[float, float]] = {}
+    for line, row in enumerate(frame.iter_rows(named=True), start=2):
+        values = []
+        for name in ("tick_size", "lot_size"):
+            try:
+                value = float(row[name])
+            except (TypeError, ValueError):
+                value = float("nan")
+            if not (value > 0 and value < float("inf")):
+                shown = "empty" if row[name] in (None, "") else repr(row[name])
+                raise TickwiseError(f"{path}: line {line}: {name} is {shown}; expected a "
+                                    "positive number")  # fmt: skip
+            values.append(value)
+        if not row["symbol"]:
+            raise TickwiseError(f"{path}: line {line}: symbol is empty")
+        table[str(row["symbol"])] = (values[0], values[1])
+    return table
 
 
 def _write(

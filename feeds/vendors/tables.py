@@ -43,35 +43,59 @@ def first_line(stream: BinaryIO, path: Path) -> str:
         raise DataError(f"{path}: cannot read: {exc}") from None
     text = head.split(b"\n", 1)[0].rstrip(b"\r")
     try:
-        return text.decode("utf-8")
+        return text.decode("utf-8-sig")  # (a byte-order mark is no part of the first name)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text (CSV) file") from None
 
 
+def header_names(line: str) -> list[str]:
+    """A CSV header's names, unquoted and stripped."""
+    return [n.strip().strip('"').strip() for n in line.split(",")]
+
+
 def csv_chunks(
-    source: BinaryIO, path: Path, names: list[str], header: bool
+    source: BinaryIO,
+    path: Path,
+    names: list[str],
+    header: bool,
+    malformed: list[tuple[int, str]] | None = None,
 ) -> Iterator[tuple[pl.DataFrame, np.ndarray]]:
     """The rows of a CSV stream as text columns `names`, chunk by chunk, with each row's line
-    in the file (`header`: line 1 is a header, skipped; else line 1 is a row)."""
-    read = pacsv.ReadOptions(
-        block_size=BLOCK_BYTES, column_names=names, skip_rows=1 if header else 0
-    )
-    convert = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}, strings_can_be_null=True
-    )
-    parse = pacsv.ParseOptions(newlines_in_values=False)
+    in the file (`header`: line 1 is a header, skipped; else line 1 is a row).
+
+    A row with another number of fields stops the reading (naming it), or, given
+    `malformed`, is set aside there as (line, why): pyarrow's streaming reader does not
+    tell its line, so it is named by the first line of its block, and the rows after it in
+    that block are numbered one line early each."""
+    pending: list = []
+
+    def invalid(row: object) -> str:
+        if malformed is None:
+            return "error"
+        pending.append(row)
+        return "skip"
+
+    read = pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=names,
+                             skip_rows=1 if header else 0)  # fmt: skip
+    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                   strings_can_be_null=True, null_values=[""])  # fmt: skip
+    parse = pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=invalid)
     line = 2 if header else 1
     try:
-        reader = pacsv.open_csv(
-            source, read_options=read, parse_options=parse, convert_options=convert
-        )
+        reader = pacsv.open_csv(source, read_options=read, parse_options=parse,
+                                convert_options=convert)  # fmt: skip
         for batch in reader:
-            if not batch.num_rows:
-                continue
+            skipped = len(pending)
+            for row in pending:
+                malformed.append((line, f"a row of {row.actual_columns} fields, not "
+                                  f"{row.expected_columns} (somewhere from this line on): "
+                                  f"{row.text[:120]!r}"))  # fmt: skip
+            pending.clear()
             lines = np.arange(line, line + batch.num_rows, dtype=np.uint64)
-            line += batch.num_rows
-            yield pl.from_arrow(batch), lines
-    except (pa.ArrowInvalid, OSError) as exc:
+            line += batch.num_rows + skipped
+            if batch.num_rows:
+                yield pl.from_arrow(batch), lines
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         text = str(exc).splitlines()[0]
         raise DataError(f"{path}: cannot read near line {line:,}: {text}") from None
 

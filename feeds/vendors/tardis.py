@@ -36,7 +36,7 @@ from tickwise.engine.schemas import BOOK_F_CLEAR, BOOK_F_LAST, BOOK_F_SNAPSHOT
 
 from .. import book_kernels as bk
 from . import Rows, Symbols, Tops
-from .tables import Cells, csv_chunks, first_line, open_binary
+from .tables import Cells, csv_chunks, first_line, header_names, open_binary
 
 US = 1_000  # ns per microsecond
 SIZE_SCALE = 1e8  # sizes are kept to 1e-8 between snapshots
@@ -77,6 +77,7 @@ class TardisReader:
 
     def __init__(self) -> None:
         self._notes: dict[str, int] = {}
+        self._path = Path()
         self._started: dict[int, bool] = {}  # incremental_book_L2: each symbol's book known
         self._tops = Tops()  # book_snapshot_N: last quote per instrument
         self._depth_px = np.zeros((0, 2, 1), dtype=np.int64)
@@ -87,7 +88,7 @@ class TardisReader:
 
     def _header(self, path: Path) -> tuple[list[str], str]:
         with open_binary(path) as stream:
-            names = [n.strip() for n in first_line(stream, path).split(",")]
+            names = header_names(first_line(stream, path))
         kind = dataset(names, path.name)
         if kind is None:
             raise DataError(
@@ -112,12 +113,22 @@ class TardisReader:
 
     def read(self, path: Path, symbols: Symbols) -> Iterator[Rows]:
         names, kind = self._header(path)
+        self._path = path
         with open_binary(path) as stream:
-            chunks = csv_chunks(stream, path, names, header=True)
+            malformed: list[tuple[int, str]] = []
+            chunks = csv_chunks(stream, path, names, header=True, malformed=malformed)
             if kind == "incremental_book_L2":
-                yield from self._incremental(chunks, symbols)
+                for rows in self._incremental(chunks, symbols):
+                    rows.refused.extend(malformed)
+                    malformed.clear()
+                    yield rows
+                if malformed:
+                    yield Rows("book", {}, np.zeros(0, np.uint64), list(malformed))
                 return
             for frame, lines in chunks:
+                if malformed:  # (rows the reader could not split: told, with the next rows)
+                    yield Rows("book", {}, np.zeros(0, np.uint64), list(malformed))
+                    malformed.clear()
                 cells = Cells(frame)
                 sym = frame["symbol"]
                 for r in np.flatnonzero(sym.is_null().to_numpy()).tolist():
@@ -132,6 +143,8 @@ class TardisReader:
                     yield from self._snapshots(
                         cells, frame, names, lines, symbols, ts_event, ts_recv
                     )
+            if malformed:
+                yield Rows("book", {}, np.zeros(0, np.uint64), list(malformed))
 
     def _count(self, why: str, n: int) -> None:
         if n:
@@ -253,8 +266,15 @@ class TardisReader:
             .to_series()
             .to_numpy()
         )
-        last = np.r_[key[1:] != key[:-1], True]  # (the chunk ends with a whole message)
-        start = np.r_[True, key[1:] != key[:-1]]  # (and begins with one)
+        # Messages' ends and starts among the rows kept (a refused last row of a message
+        # must not take the message's end with it); the chunk holds whole messages.
+        kept = np.flatnonzero(keep)
+        last = np.zeros(frame.height, dtype=np.bool_)
+        start = np.zeros(frame.height, dtype=np.bool_)
+        if kept.size:
+            k = key[kept]
+            last[kept] = np.r_[k[1:] != k[:-1], True]
+            start[kept] = np.r_[True, k[1:] != k[:-1]]
         flags = np.where(last, BOOK_F_LAST, 0).astype(np.uint8)
         rows = np.flatnonzero(keep)
         out_keep = np.zeros(frame.height, dtype=np.bool_)
@@ -299,6 +319,15 @@ class TardisReader:
         ts_recv: np.ndarray,
     ) -> Iterator[Rows]:
         depth = 1 + max(int(m.group(1)) for n in names if (m := re.match(r"asks\[(\d+)\]", n)))
+        wanted = [f"{side}[{j}].{what}" for j in range(depth) for side in ("asks", "bids")
+                  for what in ("price", "amount")]  # fmt: skip
+        absent = [n for n in wanted if n not in names]
+        if absent:
+            raise DataError(f"{self._path}: a book_snapshot_{depth} file lacks the column "
+                            f"{absent[0]}")  # fmt: skip
+        if self._depth_px.shape[0] and self._depth_px.shape[2] != depth:
+            raise DataError(f"{self._path}: book_snapshot_{depth} after book_snapshot_"
+                            f"{self._depth_px.shape[2]}: give snapshots of one depth")  # fmt: skip
         px = np.zeros((frame.height, 2, depth), dtype=np.int64)
         qty = np.zeros((frame.height, 2, depth), dtype=np.int64)
         for j in range(depth):

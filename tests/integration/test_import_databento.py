@@ -530,3 +530,31 @@ def test_an_import_that_cannot_be_written_says_so_in_one_line_and_leaves_nothing
     assert said == [f"tickwise: error: {tmp_path}: the import could not be written (File too "
                     "large); nothing was imported, and what was there is as it was"]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.mbo.dbn"]
+
+
+def test_undefined_times_and_damaged_definitions_are_refused(tmp_path: Path) -> None:
+    undef = dbn.UNDEF_TIMESTAMP
+    prints = [
+        dbn.TradeMsg(publisher_id=1, instrument_id=ES_ID, ts_event=t, price=10**11, size=1,
+                     action=dbn.Action.TRADE, side=dbn.Side.BID, depth=0, ts_recv=T0,
+                     flags=dbn.F_LAST)
+        for t in (T0, undef)
+    ]  # fmt: skip
+    source = write_dbn(tmp_path / "t.dbn", "trades", prints)
+    with pytest.raises(DataError, match=r"record 2: a time before 1970, or none"):
+        import_vendor([source], tmp_path / "t.parquet")
+    definition = dbn.InstrumentDefMsg(
+        publisher_id=1, instrument_id=ES_ID, ts_event=T0, ts_recv=T0,
+        min_price_increment=250_000_000, display_factor=10**9, raw_symbol="ESH4", asset="ES",
+        security_type="FUT", instrument_class=dbn.InstrumentClass.FUTURE,
+        security_update_action=dbn.SecurityUpdateAction.ADD,
+    )  # fmt: skip
+    defs = write_dbn(tmp_path / "d.definition.dbn", "definition", [definition])
+    whole = defs.read_bytes()
+    good = write_dbn(tmp_path / "g.dbn", "trades", prints[:1])
+    defs.write_bytes(whole[:-30])
+    with pytest.raises(DataError, match=r"d\.definition\.dbn: truncated: record 1 is cut short"):
+        import_vendor([good, defs], tmp_path / "o")
+    defs.write_bytes(whole + b"\x07" * 40)
+    with pytest.raises(DataError, match=r"d\.definition\.dbn: cannot read the definitions"):
+        import_vendor([good, defs], tmp_path / "o")

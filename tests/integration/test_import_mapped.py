@@ -8,8 +8,9 @@ import polars as pl
 import pytest
 
 from tickwise.cli import main as cli
-from tickwise.engine.errors import TickwiseError
+from tickwise.engine.errors import DataError, TickwiseError
 from tickwise.feeds.vendors.mapped import parse_mapping
+from tickwise.feeds.vendors.pipeline import import_vendor
 
 VENUE = """\
 time,sym,id,what,dir,price,qty
@@ -134,3 +135,21 @@ def test_a_parquet_source_names_its_rows_by_row(tmp_path: Path) -> None:
             str(tmp_path / "o"), "--bad-rows", str(bad)]  # fmt: skip
     assert cli(argv) == 0
     assert pl.read_csv(bad).select("row").to_series().to_list() == [3]
+
+
+def test_a_mapped_column_that_is_not_there_and_quotes_going_back_are_refused(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "venue.csv"
+    source.write_text(VENUE)
+    mapping = parse_mapping([*MAP[1::2], "ts_recv=recvv"])  # (a misspelt column)
+    with pytest.raises(DataError, match="--map ts_recv=recvv: no column 'recvv'"):
+        import_vendor([source], tmp_path / "o", fmt="mbo", options={"mapping": mapping})
+    back = tmp_path / "back.csv"
+    back.write_text(
+        "ts_event,symbol,order_id,action,side,price,size\n"
+        "0,X,1,add,buy,100,1\n1,X,2,add,sell,101,1\n5,X,3,add,buy,100.5,1\n"
+        "2,X,4,add,sell,100.75,1\n"
+    )
+    with pytest.raises(DataError, match="line 5: ts_event goes back in time"):
+        import_vendor([back], tmp_path / "q", fmt="mbo", to=["quotes"], tick_size=0.25)

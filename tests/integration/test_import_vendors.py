@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from tickwise.cli import main as cli
-from tickwise.engine.errors import DataError
+from tickwise.engine.errors import DataError, TickwiseError
 from tickwise.engine.schemas import BOOK_F_CLEAR, BOOK_F_LAST, BOOK_F_SNAPSHOT
 from tickwise.feeds.vendors import detect_format
 from tickwise.feeds.vendors.pipeline import import_vendor
@@ -405,3 +405,43 @@ def test_binance_times_beyond_2262_and_a_damaged_member_are_refused(
     err = capsys.readouterr().err
     assert "BTCUSDT-trades-2024-01-04.zip" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_hostile_inputs_are_refused_by_name_and_nothing_is_lost(tmp_path: Path) -> None:
+    """What an adversary's trial found, one case each."""
+    head = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n"
+    rows = [f"x,S,{US},{US},true,bid,100,1", f"x,S,{US + 1},{US + 1},false,bid,100,2",
+            f"x,S,{US + 1},{US + 1},false,ask,101,abc", f"x,S,{US + 2},{US + 2},false,ask,102,1",
+            f"x,S,{US + 3},{US + 3},false,ask,103,1,extra"]  # fmt: skip
+    source = tmp_path / "l2.csv"
+    source.write_text("\ufeff" + head + "\n".join(rows) + "\n")  # (a byte-order mark too)
+    bad = tmp_path / "bad.csv"
+    result = import_vendor([source], tmp_path / "b.parquet", tick_size=1, bad_rows=bad)
+    book = pl.read_parquet(result.out).select("ts_event", "px", "sz", "flags").rows()
+    # The message of lines 3-4 lost its last row: line 3 now ends it.
+    assert book == [
+        (NS, 100.0, 1.0, BOOK_F_SNAPSHOT | BOOK_F_CLEAR | BOOK_F_LAST),
+        (NS + 1000, 100.0, 2.0, BOOK_F_LAST),
+        (NS + 2000, 102.0, 1.0, BOOK_F_LAST),
+    ]
+    refused = pl.read_csv(bad).select("line", "reason").rows()
+    assert refused[0] == (4, "amount is 'abc'; expected a number")
+    assert "a row of 9 fields, not 8" in refused[1][1]
+    assert "extra" in refused[1][1]
+    # --out must not replace a source, nor a folder holding one; a source is given once.
+    with pytest.raises(TickwiseError, match="would replace the source"):
+        import_vendor([source], tmp_path, overwrite=True)
+    with pytest.raises(TickwiseError, match="would replace the source"):
+        import_vendor([source], source, overwrite=True)
+    with pytest.raises(TickwiseError, match="given twice"):
+        import_vendor([source, tmp_path / "." / "l2.csv"], tmp_path / "o")
+    # An instruments file's values are checked, and ids are for --format csv.
+    table = tmp_path / "i.csv"
+    table.write_text("symbol,tick_size,lot_size\nS,,1\n")
+    with pytest.raises(TickwiseError, match=r"i\.csv: line 2: tick_size is empty"):
+        import_vendor([source], tmp_path / "o", instruments_file=table)
+    table.write_text("symbol,tick_size,lot_size,id\nS,1,1,7\n")
+    with pytest.raises(TickwiseError, match="an id column is for --format csv"):
+        import_vendor([source], tmp_path / "o", instruments_file=table)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet", "bad.csv", "i.csv",
+                                                         "l2.csv"]  # fmt: skip
