@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import errno
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +109,7 @@ def import_history(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     check_target(out, overwrite)
+    check_out(out, [source])
     if bad_rows is not None:
         _check_bad_rows_target(bad_rows, source, out, overwrite)
     is_csv = source.suffix.lower() in (".csv", ".gz", ".txt")
@@ -172,6 +173,24 @@ def import_history(
         discard(work)
     return ImportResult(out, kind, rows, instruments, time.perf_counter() - began,
                         refused.count, refused.path, sort)  # fmt: skip
+
+
+def check_out(out: Path, sources: Sequence[Path]) -> None:
+    """Refuse an output that would replace a source (or a folder holding one), a source
+    given twice, or the current folder."""
+    if out.name in ("", ".", "..") or out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise TickwiseError(f"--out {out} is the current folder or above it; name a file or a "
+                            "new folder")  # fmt: skip
+    seen: dict[Path, Path] = {}
+    for source in sources:
+        where = source.resolve()
+        if where in seen:
+            raise TickwiseError(f"{source} is given twice (as {seen[where]}); give each file "
+                                "once")  # fmt: skip
+        seen[where] = source
+        if where == out.resolve() or out.resolve() in where.parents:
+            raise TickwiseError(f"--out {out} would replace the source {source}; name "
+                                "another place")  # fmt: skip
 
 
 def _check_bad_rows_target(path: Path, source: Path, out: Path, overwrite: bool) -> None:

@@ -39,7 +39,7 @@ from tickwise.engine.instruments import Instruments
 from tickwise.engine.schemas import KINDS, market_dtype, market_schema
 
 from .. import validation_kernels as vk
-from ..importer import number_rows, sql_quoted
+from ..importer import check_out, number_rows, sql_quoted
 from ..orderbook import NOTE_NAMES, PRICE_SCALE, Derived, OrderBooks
 from ..store import HistoryWriter
 from ..validation import Validator
@@ -213,24 +213,6 @@ def import_vendor(
         refused.count,
         bad_rows,
     )
-
-
-def check_out(out: Path, sources: Sequence[Path]) -> None:
-    """Refuse an output that would replace a source (or a folder holding one), a source
-    given twice, or the current folder."""
-    if out.name in ("", ".", "..") or out.resolve() in (Path.cwd(), *Path.cwd().parents):
-        raise TickwiseError(f"--out {out} is the current folder or above it; name a file or a "
-                            "new folder")  # fmt: skip
-    seen: dict[Path, Path] = {}
-    for source in sources:
-        where = source.resolve()
-        if where in seen:
-            raise TickwiseError(f"{source} is given twice (as {seen[where]}); give each file "
-                                "once")  # fmt: skip
-        seen[where] = source
-        if where == out.resolve() or out.resolve() in where.parents:
-            raise TickwiseError(f"--out {out} would replace the source {source}; name "
-                                "another place")  # fmt: skip
 
 
 def _nothing(

@@ -314,3 +314,13 @@ def test_values_with_spaces_import_alike_in_order_and_out_of_order(tmp_path: Pat
     b = import_history(unordered, "quotes", tmp_path / "b.parquet", tick_size=0.25, sort=True)
     assert a.rows == b.rows == 2
     assert pq.read_table(a.path).equals(pq.read_table(b.path))
+
+
+def test_an_import_never_replaces_its_own_source(tmp_path: Path) -> None:
+    source = tmp_path / "q.csv"
+    source.write_text("ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz\n1,ES,100.25,100.5,1,1\n")
+    with pytest.raises(TickwiseError, match="would replace the source"):
+        import_history(source, "quotes", source, overwrite=True)
+    with pytest.raises(TickwiseError, match="would replace the source"):
+        import_history(source, "quotes", tmp_path, overwrite=True)
+    assert source.read_text().startswith("ts_event")
