@@ -7,7 +7,8 @@
    (file and line or record); whether they already are in the global order (ts_event,
    instrument, then the source's order) is followed as they pass.
 3. A kind whose rows are not in that order is sorted by DuckDB, out of core, ties kept in
-   the source's order (a book update is never reordered within itself).
+   the source's order; what an order book makes is refused where its ts_event goes back
+   for its instrument, so a sort never reorders it.
 4. The rows are numbered (`seq`), checked with the same compiled checks as replay (values,
    the tick grid, the order) and written; several kinds make a folder of kinds, which
    replays merged (feeds/merged.py).
