@@ -237,9 +237,24 @@ def test_a_definition_file_gives_symbols_ticks_and_lots(tmp_path: Path) -> None:
         security_type="FUT",
         instrument_class=dbn.InstrumentClass.FUTURE,
         security_update_action=dbn.SecurityUpdateAction.ADD,
-        min_lot_size_round_lot=1,
+        min_lot_size_round_lot=100,  # (a round lot: what is usual, not the least tradable)
+        min_trade_vol=2,
     )
-    defs = write_dbn(tmp_path / "es.definition.dbn", "definition", [definition], {"ESH4": ES_ID})
+    other = dbn.InstrumentDefMsg(
+        publisher_id=1,
+        instrument_id=99,
+        ts_event=T0,
+        ts_recv=T0,
+        min_price_increment=10**7,
+        display_factor=10**9,
+        raw_symbol="NQH4",
+        asset="NQ",
+        security_type="FUT",
+        instrument_class=dbn.InstrumentClass.FUTURE,
+        security_update_action=dbn.SecurityUpdateAction.ADD,
+    )  # (defined, but in no file's data: not an instrument of the import)
+    defs = write_dbn(tmp_path / "es.definition.dbn", "definition", [other, definition],
+                     {"ESH4": ES_ID})  # fmt: skip
     trades = write_dbn(
         tmp_path / "es.trades.dbn",
         "trades",
@@ -261,7 +276,7 @@ def test_a_definition_file_gives_symbols_ticks_and_lots(tmp_path: Path) -> None:
     )
     result = import_vendor([trades, defs], tmp_path / "t.parquet")
     [inst] = list(result.instruments)
-    assert (inst.symbol, inst.tick_size, inst.lot_size) == ("ESH4", 0.25, 1.0)
+    assert (inst.symbol, inst.tick_size, inst.lot_size) == ("ESH4", 0.25, 2.0)
     assert pl.read_parquet(result.out).select("px", "sz", "side").rows() == [(4700.25, 2.0, 1)]
 
 

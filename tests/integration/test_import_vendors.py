@@ -379,6 +379,14 @@ def test_tardis_snapshots_each_reset_the_book_and_other_datasets_are_refused(
     )
     with pytest.raises(DataError, match="not imported; these are"):
         import_vendor([liquidations], tmp_path / "l.parquet")
+    options = tmp_path / "deribit_options_chain_2024-01-01_OPTIONS.csv"
+    options.write_text(
+        "exchange,symbol,timestamp,local_timestamp,type,strike_price,expiration,"
+        "bid_price,bid_amount,ask_price,ask_amount\n"
+        f"deribit,BTC-5JAN24-40000-C,{US},{US},call,40000,{US},0.05,1,0.06,1\n"
+    )
+    with pytest.raises(DataError, match="not imported; these are"):
+        import_vendor([options], tmp_path / "o.parquet")
     huge = tmp_path / "s.csv"
     huge.write_text(
         "exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,"
