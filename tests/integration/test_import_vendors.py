@@ -453,3 +453,23 @@ def test_hostile_inputs_are_refused_by_name_and_nothing_is_lost(tmp_path: Path) 
         import_vendor([source], tmp_path / "o", instruments_file=table)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet", "bad.csv", "i.csv",
                                                          "l2.csv"]  # fmt: skip
+
+
+def test_lobster_a_second_days_orderbook_file_removes_what_the_first_day_left(
+    tmp_path: Path,
+) -> None:
+    files = []
+    for day, (bid, ask) in (("2012-06-21", (1000000, 1000100)), ("2012-06-22", (1000200, 1000300))):
+        msg = tmp_path / f"AAPL_{day}_34200000_57600000_message_1.csv"
+        msg.write_text(f"34200.1,1,1,10,{bid},1\n34200.2,1,2,10,{ask},-1\n")
+        book = tmp_path / f"AAPL_{day}_34200000_57600000_orderbook_1.csv"
+        book.write_text(f"9999999999,0,{bid},10\n{ask},10,{bid},10\n")
+        files += [msg, book]
+    result = import_vendor(files, tmp_path / "b", to=["book"], tick_size=0.01)
+    levels: dict = {}
+    for side, px, sz in pl.read_parquet(result.out).select("side", "px", "sz").rows():
+        if sz:
+            levels[(side, px)] = sz
+        else:
+            levels.pop((side, px), None)
+    assert levels == {(1, 100.02): 10.0, (-1, 100.03): 10.0}  # (day 1's levels removed)
