@@ -13,16 +13,32 @@ would still run the old gate. So compiled code lives in a folder named by a hash
 of every source file of the engine, the feeds and the backtester: any change
 compiles everything again, once, and the folders of the few engine versions
 used last are kept.
+
+Numba's cache is not safe for processes writing it at once (numba#10128): a
+writer reads the index, takes the next free file number and writes the index
+back, so two processes compiling different overloads of one kernel can take
+the same number, and the index then sends one signature to the other's code.
+That code is loaded and called with the wrong types (a typing error at best, a
+segmentation fault at worst), and every later run loads it again. Test workers,
+sweep workers and a live session's processes compile the engine's kernels for
+different strategies at the same time, so `lock_numba_cache_index` makes each
+write of an index a critical section (an exclusive `flock` on a file beside
+the index; readers take it shared) and refuses an entry whose code is not of
+the signature it is filed under.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 KEEP_VERSIONS = 4  # compiled code of this many engine versions is kept (the most recent)
 
@@ -73,10 +89,65 @@ def prune_versions(folder: Path, keep: int = KEEP_VERSIONS) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def _index_lock(index_path: str, exclusive: bool) -> Iterator[None]:
+    """Hold a lock on the cache index at `index_path` (a `.lock` file beside it): exclusive
+    for a writer, shared for a reader. Where the lock file cannot be made (no cache folder
+    yet, a read-only one) nobody can be writing there, and nothing is locked."""
+    try:
+        fd = os.open(index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        fd = -1
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
+
+
+def _filed_right(key: Any, data: Any) -> bool:
+    """Whether cached `data` (a reduced compile result: its fourth item is its signature)
+    holds the code of the signature `key` files it under. Other kinds of cached data (of
+    cfuncs, ufuncs) are not checked."""
+    if not (isinstance(data, tuple) and len(data) > 3 and hasattr(data[3], "args")):
+        return True
+    return tuple(data[3].args) == tuple(key[0])
+
+
+def lock_numba_cache_index() -> None:
+    """Make Numba's on-disk cache safe for processes compiling at once (see the module's
+    docstring): a write of an index and its data is done under an exclusive lock, a read
+    under a shared one, and an entry filed under the wrong signature is treated as missing
+    (compiled again, and filed right). Installed once per process, before anything of ours
+    compiles."""
+    from numba.core import caching
+
+    files = caching.IndexDataCacheFile
+    if getattr(files, "_tickwise_locked", False):
+        return
+    save, load = files.save, files.load
+
+    def locked_save(self: Any, key: Any, data: Any) -> None:
+        with _index_lock(self._index_path, exclusive=True):
+            save(self, key, data)
+
+    def locked_load(self: Any, key: Any) -> Any:
+        with _index_lock(self._index_path, exclusive=False):
+            data = load(self, key)
+        return data if data is None or _filed_right(key, data) else None
+
+    files.save, files.load = locked_save, locked_load
+    files._tickwise_locked = True
+
+
 def use_own_numba_cache() -> None:
     """Set NUMBA_CACHE_DIR to tickwise's cache unless the user set one of their own; with
     TICKWISE_PURE_PYTHON=1, compile nothing (NUMBA_DISABLE_JIT=1: kernels run as Python,
-    for pdb and coverage)."""
+    for pdb and coverage). Either way, Numba's cache is made safe for concurrent processes
+    (lock_numba_cache_index)."""
+    lock_numba_cache_index()
     changed = False
     if _flag("TICKWISE_PURE_PYTHON") and not _flag("NUMBA_DISABLE_JIT"):
         os.environ["NUMBA_DISABLE_JIT"] = "1"
