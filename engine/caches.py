@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.abc
+import importlib.util
 import os
 import shutil
 import sys
@@ -120,10 +122,37 @@ def lock_numba_cache_index() -> None:
     """Make Numba's on-disk cache safe for processes compiling at once (see the module's
     docstring): a write of an index and its data is done under an exclusive lock, a read
     under a shared one, and an entry filed under the wrong signature is treated as missing
-    (compiled again, and filed right). Installed once per process, before anything of ours
-    compiles."""
-    from numba.core import caching
+    (compiled again, and filed right). Installed once per process, before anything
+    compiles: at once if Numba is loaded, else as Numba's cache module loads (importing
+    tickwise must not load Numba: `tickwise kill` answers at once)."""
+    caching = sys.modules.get("numba.core.caching")
+    if caching is not None:
+        _lock_index_files(caching)
+    elif not any(isinstance(f, _LockOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _LockOnImport())
 
+
+class _LockOnImport(importlib.abc.MetaPathFinder):
+    """Locks Numba's cache index (`_lock_index_files`) as soon as its module has loaded."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "numba.core.caching":
+            return None
+        sys.meta_path.remove(self)  # (once; and the search below must not find us again)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            _lock_index_files(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _lock_index_files(caching: Any) -> None:
     files = caching.IndexDataCacheFile
     if getattr(files, "_tickwise_locked", False):
         return
