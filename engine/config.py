@@ -41,6 +41,10 @@ class LiveTable:
     control: str | None = None
     journal: str | None = None
     seconds: float | None = None
+    log_format: str | None = None  # text | json: the event lines on stderr
+    log_file: str | None = None  # the same lines appended to this file
+    on_event: str | None = None  # a shell command run with each event's JSON on stdin
+    metrics: str | None = None  # HOST:PORT (loopback) to serve Prometheus metrics on
 
 
 def live_from_table(table: Mapping[str, Any], where: str) -> LiveTable:

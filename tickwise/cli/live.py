@@ -64,6 +64,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     operator_option(live)
     live.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
                       help="stop once the feed has sent nothing for this long")  # fmt: skip
+    live.add_argument("--log-format", choices=("text", "json"), default=None,
+                      help="the event lines on stderr (start, trips, kills, resumes, reject "
+                      "storms, feed and exchange lost and back, stop): text for people "
+                      "(default) or json, one object per line")  # fmt: skip
+    live.add_argument("--log-file", default=None, metavar="PATH",
+                      help="also append the event lines to this file")  # fmt: skip
+    live.add_argument("--on-event", default=None, metavar="CMD",
+                      help="run this shell command for each event, with the event as JSON on "
+                      "its stdin (a pager, chat or e-mail script); never holds up trading: "
+                      "a failing or slow command is logged")  # fmt: skip
+    live.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                      help="serve Prometheus/OpenMetrics metrics at http://HOST:PORT/metrics "
+                      "(loopback only, e.g. 127.0.0.1:9464)")  # fmt: skip
     live.set_defaults(run=_cmd_live)
 
     exchange = subparser(
@@ -171,12 +184,15 @@ def _cmd_live(args: argparse.Namespace) -> int:
         print(f"live: {settings['strategy']} on {settings['feed']}, {where}, "
               f"control on {endpoint}", flush=True)  # fmt: skip
 
+    log_file = settings.get("log_file")
     summary = run_live(
         str(settings["strategy"]), str(settings["feed"]),
         instrument_table(str(settings["instruments"])), params, config,
         journal_dir=Path(settings["journal"]), control=str(settings["control"]), gateway=gateway,
         seconds=settings.get("seconds"), until_idle_s=args.until_idle, on_ready=ready,
-        operator=operator(args),
+        operator=operator(args), log_format=settings.get("log_format") or "text",
+        log_file=Path(log_file) if log_file else None, on_event=settings.get("on_event"),
+        metrics=settings.get("metrics"),
     )  # fmt: skip
     lat = summary.latency_us
     rows = [
@@ -200,6 +216,19 @@ def _cmd_live(args: argparse.Namespace) -> int:
              p50_p99(summary.round_trip_us)),
             ("orders the exchange had not confirmed gone at the end", f"{summary.left_open:,}"),
         ]  # fmt: skip
+    rows += [(f"position left open: {sym}",
+              f"{p['qty']:,.10g} @ {p['avg_px']:,.10g} (unrealised {p['unrealized']:,.2f})")
+             for sym, p in summary.positions_left.items()]  # fmt: skip
+    if not summary.positions_left:
+        rows.append(("positions left open", "none (flat)"))
+    automatic = [t for t in summary.trips if t["trigger"] not in ("manual", "stop")]
+    rows.append(("kill-switch trips (automatic) / changes of state",
+                 f"{len(automatic):,} / {len(summary.trips):,}"))  # fmt: skip
+    rows += [(f"  {fmt_ns(t['ts'], 3)}", f"{t['scope']}: {t['from']} -> {t['to']} by "
+              f"{t['trigger']}") for t in summary.trips[-10:]]  # fmt: skip
+    if summary.alerts_not_sent:
+        rows.append(("events the alert command failed on or never got",
+                     f"{summary.alerts_not_sent:,}"))  # fmt: skip
     rows.append(("wall clock", f"{summary.wall_s:.1f} s"))
     print_measures(f"live session, stopped by {summary.stopped_by}", rows)
     if summary.journal_failure is not None:

@@ -1,0 +1,274 @@
+"""A live session's events as they happen: one line each on stderr (and a log file), the
+journal, the recent ones for `status` and `tickwise top`, and a person's alert command.
+
+The journal has long kept what a session did; a trader watching its terminal saw a start
+line and, minutes later, a summary. Every event a person should hear of now (the start,
+warm-up done, the first batch, kill-switch trips, a person's kills and resumes, refusals,
+reject storms, feed gaps and silences, the exchange lost and back, the stop) goes through
+`EventLog.emit`, which:
+
+- queues it for the journal (durable at the turn's commit, as before);
+- writes one line to stderr, as text for people or JSON for log shippers
+  (`--log-format`), and the same line to `--log-file` if given. A log file that can no
+  longer be written (a full disk) is given up with one line on stderr: the session goes
+  on, its journal is the record that stops it when lost;
+- keeps the latest ones for `status` (what `top` shows);
+- hands it to the alert command (`--on-event CMD`), which runs in a thread of its own,
+  one event at a time, the event's JSON on its stdin. The session never waits for it: a
+  command that fails, hangs past its timeout or falls behind (its queue full) is reported
+  as an `alert_failed` event, which is not itself sent to the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+LEVELS = ("info", "warning", "critical")
+LOG_FORMATS = ("text", "json")
+RECENT_KEPT = 200  # events a status carries (top shows the latest)
+ALERT_QUEUE = 1_000  # events waiting for the alert command; more are dropped and said so
+ALERT_TIMEOUT_S = 10.0  # an alert command running longer is killed
+_ALERT_OUTPUT = 500  # characters of a failing command's stderr quoted
+
+
+class _Journal(Protocol):
+    def event(self, ts: int, what: str, detail: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event: when (wall clock, ns), what (its name), how grave, a line for people and
+    the figures behind it."""
+
+    ts: int
+    name: str
+    level: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON carries it (the alert command's stdin, a JSON log line)."""
+        return {
+            "ts": iso_time(self.ts),
+            "ts_ns": self.ts,
+            "level": self.level,
+            "event": self.name,
+            "message": self.message,
+            "detail": _plain(self.detail),
+        }
+
+    def text(self) -> str:
+        """One line for people: time (UTC), level, event name, what happened."""
+        return f"{iso_time(self.ts)} {self.level.upper():<8} {self.name:<14} {self.message}"
+
+
+class EventLog:
+    """Where a live session's events go (see the module's docstring). `emit` is called from
+    the session's thread only; `pump` (each turn) brings in what the alert thread reports."""
+
+    def __init__(
+        self,
+        journal: _Journal | None = None,
+        *,
+        log_format: str = "text",
+        stream: IO[str] | None = None,
+        log_file: Path | None = None,
+        on_event: str | None = None,
+        alert_timeout_s: float = ALERT_TIMEOUT_S,
+    ) -> None:
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log format {log_format!r}; allowed: {', '.join(LOG_FORMATS)}")
+        self.journal = journal
+        self.log_format = log_format
+        self.stream = sys.stderr if stream is None else stream
+        self.recent: deque[Event] = deque(maxlen=RECENT_KEPT)
+        self.counts: Counter[str] = Counter()  # events by name
+        self.by_level: Counter[tuple[str, str]] = Counter()  # events by (name, level)
+        self.log_file_failure: str | None = None
+        self._file: IO[str] | None = None
+        if log_file is not None:
+            self._file = open_log_file(log_file)
+        self._alerts = AlertCommand(on_event, alert_timeout_s) if on_event else None
+
+    def emit(self, name: str, message: str, level: str = "info", *, journal: bool = True,
+             ts: int | None = None, **detail: Any) -> Event:  # fmt: skip
+        """Record one event: journal (unless `journal=False`: already journaled in another
+        form), log line, recent list, alert command."""
+        assert level in LEVELS, level
+        event = Event(time.time_ns() if ts is None else int(ts), name, level, message, detail)
+        if journal and self.journal is not None:
+            self.journal.event(event.ts, name, detail | {"level": level, "message": message})
+        self.counts[name] += 1
+        self.by_level[name, level] += 1
+        self.recent.append(event)
+        line = event.text() if self.log_format == "text" else json.dumps(event.as_dict())
+        _write(self.stream, line)
+        if self._file is not None:
+            try:
+                _write(self._file, line, raise_errors=True)
+            except OSError as exc:
+                self._give_up_file(exc)
+        if self._alerts is not None:
+            self._alerts.send(event)
+        return event
+
+    def pump(self) -> None:
+        """Report what the alert command did wrong since the last call (as events of the
+        session's thread; never sent to the command again)."""
+        if self._alerts is None:
+            return
+        for problem in self._alerts.problems():
+            self.emit("alert_failed", problem, "warning")
+
+    def counts_by_level(self) -> dict[tuple[str, str], int]:
+        """Events so far by (name, level) (a copy: read from the metrics thread)."""
+        return dict(self.by_level)
+
+    @property
+    def alerts_not_sent(self) -> int:
+        """Events the alert command failed on, or never got."""
+        return 0 if self._alerts is None else self._alerts.failed + self._alerts.dropped
+
+    def recent_dicts(self, most: int = 50) -> list[dict[str, Any]]:
+        """The latest `most` events, oldest first, as JSON carries them."""
+        return [e.as_dict() for e in list(self.recent)[-most:]]
+
+    def close(self, wait_s: float = 2.0) -> None:
+        """Stop: the alert command gets up to `wait_s` to take what is queued (then the rest
+        is counted as not sent), and the log file is closed."""
+        if self._alerts is not None:
+            self._alerts.close(wait_s)
+            for problem in self._alerts.problems():
+                self.emit("alert_failed", problem, "warning")
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:
+                self._give_up_file(exc)
+            self._file = None
+
+    def _give_up_file(self, exc: OSError) -> None:
+        self.log_file_failure = f"{exc.strerror or exc}"
+        self._file = None
+        _write(
+            self.stream,
+            f"tickwise: the log file can no longer be written "
+            f"({self.log_file_failure}); events go on to stderr and the journal",
+        )
+
+
+def open_log_file(path: Path) -> IO[str]:
+    """`path` opened to append lines (made if missing), or an OSError naming why not."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder")
+    return path.open("a", encoding="utf-8", buffering=1)  # (line-buffered: a line at a time)
+
+
+class AlertCommand:
+    """Runs `command` (through the shell) once per event, with the event's JSON on stdin, in
+    a thread of its own; what went wrong is kept for `problems()`."""
+
+    def __init__(self, command: str, timeout_s: float = ALERT_TIMEOUT_S) -> None:
+        self.command = command
+        self.timeout_s = timeout_s
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self._queue: queue.Queue[Event | None] = queue.Queue(ALERT_QUEUE)
+        self._problems: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._dropped_said = 0
+        self._thread = threading.Thread(target=self._work, name="tickwise-alerts", daemon=True)
+        self._thread.start()
+
+    def send(self, event: Event) -> None:
+        """Queue `event` for the command (never waits: a full queue drops it, counted)."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def problems(self) -> list[str]:
+        """What went wrong since the last call, one line each."""
+        out = []
+        while True:
+            try:
+                out.append(self._problems.get_nowait())
+            except queue.Empty:
+                break
+        if self.dropped > self._dropped_said:
+            out.append(f"{self.dropped - self._dropped_said:,} event(s) not sent to the alert "
+                       f"command: {ALERT_QUEUE:,} were already waiting for it")  # fmt: skip
+            self._dropped_said = self.dropped
+        return out
+
+    def close(self, wait_s: float) -> None:
+        with contextlib.suppress(queue.Full):  # (a command hung: it gets no more events)
+            self._queue.put(None, timeout=wait_s)
+        self._thread.join(wait_s)
+        left = self._queue.qsize()
+        if self._thread.is_alive() and left:
+            self.dropped += left
+
+    def _work(self) -> None:
+        while (event := self._queue.get()) is not None:
+            problem = self._run(event)
+            if problem:
+                self.failed += 1
+                self._problems.put(problem)
+            else:
+                self.sent += 1
+
+    def _run(self, event: Event) -> str | None:
+        body = json.dumps(event.as_dict()) + "\n"
+        what = f"the alert command for {event.name}"
+        try:
+            done = subprocess.run(self.command, shell=True, input=body, text=True,
+                                  capture_output=True, timeout=self.timeout_s)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return f"{what} ran over {self.timeout_s:g} s and was stopped"
+        except OSError as exc:
+            return f"{what} could not start: {exc}"
+        if done.returncode != 0:
+            said = " ".join(done.stderr.split())[:_ALERT_OUTPUT]
+            return f"{what} exited with status {done.returncode}" + (f": {said}" if said else "")
+        return None
+
+
+def _write(stream: IO[str], line: str, raise_errors: bool = False) -> None:
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # (stderr closed or full: nothing to say it on)
+        if raise_errors:
+            raise
+
+
+def iso_time(ts_ns: int) -> str:
+    """A wall-clock time (ns since the epoch) as ISO 8601 UTC, to the millisecond."""
+    when = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: infinities and NaN as text, numpy scalars as Python numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return _plain(value.item())
+    return value

@@ -1,0 +1,249 @@
+"""What a trader and the desk's monitoring see of a live session as it runs: its events as
+log lines (text or JSON, on stderr and in a log file), an alert command run for each event,
+and Prometheus metrics scraped over HTTP; between real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+from prometheus_client.parser import text_string_to_metric_families as prometheus_text
+
+from tickwise.engine.live.metrics import HISTOGRAMS
+
+from .processes import TICKWISE, WAIT, spawn
+
+PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
+EVENT_KEYS = {"ts", "ts_ns", "level", "event", "message", "detail"}
+
+
+def _live(feed: str, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed", feed,
+                             "--instruments", "synth:3", *PARAMS, "--journal",
+                             str(tmp_path / "journal"), "--control", "tcp://127.0.0.1:*",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def _scrape(url: str, openmetrics_format: bool = True) -> tuple[str, str]:
+    accept = "application/openmetrics-text; version=1.0.0" if openmetrics_format else "text/plain"
+    asked = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(asked, timeout=30) as reply:
+        return reply.headers["Content-Type"], reply.read().decode()
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, labels) -> value, from an OpenMetrics exposition (the official parser)."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in openmetrics(text)
+        for s in family.samples
+    }
+
+
+class _Lines:
+    """Every line a stream gives, read by a thread of its own as they come (mixing a line
+    read with `communicate` would lose what the reader had buffered)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, test: Callable[[str], bool], timeout_s: float = 300.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while time.monotonic() < deadline:
+            for line in self.lines[seen:]:
+                if test(line):
+                    return line
+            seen = len(self.lines)
+            if not self._thread.is_alive() and seen == len(self.lines):
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"not seen within {timeout_s:g} s: {self.lines[-5:]}")
+
+    def all(self, timeout_s: float = 60.0) -> list[str]:
+        self._thread.join(timeout_s)
+        return self.lines
+
+
+def _end(*procs: subprocess.Popen) -> list[tuple[str, str]]:
+    """Stop each process (SIGINT, then SIGKILL after 60 s); what each printed since."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    said = []
+    for proc in procs:
+        try:
+            said.append(proc.communicate(timeout=60))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            said.append(proc.communicate(timeout=30))
+    return said
+
+
+def test_a_crash_is_told_as_it_happens_in_json_lines_a_log_file_an_alert_and_the_metrics(
+    tmp_path: Path,
+) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "1000",
+                           "--instruments", "3", "--seconds", "60", "--inject",
+                           "crash:at=3,drop_pct=12,down_s=1.5,recover_s=30", *WAIT)  # fmt: skip
+    alerts = tmp_path / "alerts.jsonl"
+    log_file = tmp_path / "events.log"
+    live = _live(endpoint, tmp_path, "--log-format", "json", "--log-file", str(log_file),
+                 "--on-event", f"cat >> '{alerts}'", "--metrics", "127.0.0.1:0",
+                 "--seconds", "60")  # fmt: skip
+    out, err = _Lines(live.stdout), _Lines(live.stderr)
+    try:
+        start = json.loads(err.wait_for(lambda line: '"event": "start"' in line))
+        url = start["detail"]["metrics"]
+        assert url.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 90
+        while True:  # until the crash has tripped the kill switch, as the scraper sees it
+            kind, text = _scrape(url)
+            samples = _samples(text)
+            state = samples[("tickwise_trading_state", (("scope", "session"),))]
+            if state == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        _, plain = _scrape(url, openmetrics_format=False)
+    finally:
+        live.send_signal(signal.SIGINT)
+        try:
+            live.wait(timeout=60)  # (its output is read by the threads: never communicate)
+        finally:
+            live.kill()
+            _end(feed)
+    lines = err.all()
+    assert live.returncode == 0, "".join(lines[-20:])
+    stdout = "".join(out.all())
+
+    # The scrape: OpenMetrics when asked (and the older text format too), every family.
+    assert kind.startswith("application/openmetrics-text")
+    assert state == 2  # halted
+    assert samples[("tickwise_trips_total", (("trigger", "price_jump"),))] == 1
+    assert samples[("tickwise_events_total", ())] > 0
+    assert samples[("tickwise_batches_total", ())] > 0
+    assert samples[("tickwise_orders_total", (("status", "new"),))] > 0
+    assert samples[("tickwise_log_events_total", (("event", "trip"), ("level", "critical")))] == 1
+    for name in HISTOGRAMS:
+        buckets = sorted(
+            (float(dict(labels)["le"]), value)
+            for (sample, labels), value in samples.items()
+            if sample == f"{name}_bucket"
+        )
+        counts = [v for _, v in buckets]
+        assert counts == sorted(counts)  # cumulative
+        assert buckets[-1][0] == float("inf")
+        assert samples[(f"{name}_count", ())] == counts[-1]
+    assert samples[("tickwise_batch_seconds_count", ())] > 0  # (the others need an exchange)
+    assert samples[("tickwise_batch_seconds_sum", ())] > 0
+    names = {f.name for f in prometheus_text(plain)}
+    assert {"tickwise_events", "tickwise_trading_state", "tickwise_batch_seconds"} <= names
+
+    # The log lines: one JSON object per event, as it happened, the same in the log file.
+    events = [json.loads(line) for line in lines]
+    assert all(set(e) == EVENT_KEYS for e in events)
+    names_in_order = [e["event"] for e in events]
+    assert names_in_order[:3] == ["start", "warmed_up", "first_batch"]
+    assert names_in_order[-1] == "end"
+    trip = next(e for e in events if e["event"] == "trip")
+    assert trip["level"] == "critical"
+    assert trip["detail"]["trigger"] == "price_jump"
+    assert "kill switch tripped by price_jump" in trip["message"]
+    assert "%" in trip["message"]  # (its value and limit with their unit)
+    end = events[-1]
+    assert end["detail"]["trips"][0]["trigger"] == "price_jump"
+    assert end["detail"]["positions_left"] == {
+        s: p for s, p in end["detail"]["positions_left"].items() if p["qty"] != 0
+    }
+    assert [json.loads(line) for line in log_file.read_text().splitlines()] == events
+    # The alert command had each event on its stdin, in order (it is given up to 2 s at the
+    # stop to take the last ones).
+    assert [json.loads(line) for line in alerts.read_text().splitlines()] == events
+    # The stop summary (stdout) names the trip, and what was left open.
+    assert "session: active -> halted by price_jump" in stdout
+    assert ("positions left open" in stdout) != bool(end["detail"]["positions_left"])
+
+
+def test_a_failing_alert_command_and_a_full_log_disk_are_said_and_trading_goes_on(
+    tmp_path: Path,
+) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "500",
+                           "--instruments", "3", "--seconds", "30", *WAIT)  # fmt: skip
+    live = _live(endpoint, tmp_path, "--on-event", "echo nope >&2; exit 3", "--log-file",
+                 "/dev/full", "--seconds", "4")  # fmt: skip
+    try:
+        out, err = live.communicate(timeout=300)
+    finally:
+        _end(live, feed)
+    assert live.returncode == 0, err
+    assert "stopped by 4 s passed" in out
+    assert "the log file can no longer be written (No space left on device)" in err
+    failed = [line for line in err.splitlines() if " alert_failed " in line]
+    assert failed
+    assert all("exited with status 3: nope" in line for line in failed)
+    assert " first_batch " in err  # it traded on
+    assert "events the alert command failed on or never got" in out
+
+
+def test_an_alert_command_that_hangs_never_holds_up_the_session(tmp_path: Path) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "500",
+                           "--instruments", "3", "--seconds", "60", *WAIT)  # fmt: skip
+    live = _live(endpoint, tmp_path, "--on-event", "sleep 60", "--seconds", "5")
+    try:
+        out, err = live.communicate(timeout=120)  # (its stop does not wait for the command)
+    finally:
+        _end(live, feed)
+    assert live.returncode == 0, err
+    assert " first_batch " in err  # the events went on as the command slept on the first
+    summary = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in out.splitlines()
+        if line.count("│") == 3
+    }
+    assert int(summary["events the alert command failed on or never got"]) >= 3
+    assert int(summary["feed messages / events"].split("/")[0].replace(",", "")) > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--metrics", "0.0.0.0:9464"], "--metrics binds to loopback only"),
+     (["--metrics", "9464"], "give HOST:PORT"),
+     (["--log-format", "xml"], "invalid choice: 'xml'"),
+     (["--on-event", " "], "--on-event needs a command")],
+)  # fmt: skip
+def test_bad_cockpit_options_are_refused_in_one_line_before_anything_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    done = subprocess.run([TICKWISE, "live", "--strategy", "mean_reversion", "--instruments",
+                           "synth:2", "--journal", str(tmp_path / "j"), *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "j").exists()
+
+
+def test_a_log_file_that_cannot_be_opened_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run([TICKWISE, "live", "--strategy", "mean_reversion", "--instruments",
+                           "synth:2", "--journal", str(tmp_path / "j"), "--log-file",
+                           str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert f"--log-file {tmp_path}" in done.stderr
+    assert not (tmp_path / "j").exists()
