@@ -33,15 +33,17 @@ from tickwise.engine.jit import cold_kernel, kernel
 
 from .context import JUMP_BUCKETS
 from .limits import GUARD_MARGIN, pnl_floor
-from .market import mid_price
+from .market import mid_price, round_to_tick
 from .orders import _request_cancel, submit_nb
 from .portfolio import unrealized_pnl
 from .quantities import MAX_LOTS, units
-from .risk import staying_lots
+from .risk import reference_price, staying_lots
 from .schemas import (
+    ORD_LIMIT,
     ORD_MARKET,
     STATE_ACTIVE,
     STATE_HALTED,
+    STATE_REDUCING,
     TIF_IOC,
     TRIP_FEED_LATENCY,
     TRIP_MAX_DRAWDOWN,
@@ -324,6 +326,69 @@ def person_halt_nb(ctx, instrument, state, now):
     the state machine (`states.halt_nb`), and cancel what it forbids now."""
     halt_nb(ctx, instrument, state, now)
     enforce_nb(ctx)
+
+
+NO_PRICE = -(1 << 62)  # person_flatten_nb: no reference price to close a position at
+
+
+@cold_kernel
+def person_flatten_nb(ctx, instrument, now, sent):
+    """A person's flatten at `now` of one instrument (or -1: all): the scope goes to REDUCING
+    (a stricter state is kept), every working order of it is cancelled, and each position
+    is closed by one reduce-only IOC limit order (`flatten_price_nb`). `sent[i]` gets the
+    id of instrument i's order (> 0), minus the id of one the risk gate refused, NO_PRICE
+    when no reference price allowed one, or 0 when it was flat."""
+    halt_nb(ctx, instrument, STATE_REDUCING, now)
+    enforce_nb(ctx)  # (cancels what REDUCING forbids: the orders of a scope that was ACTIVE)
+    k = ctx.clock[0].n_open - 1
+    while k >= 0:  # (and those a scope already reducing had working)
+        if instrument < 0 or ctx.open_orders[k].instrument == instrument:
+            _request_cancel(ctx, k)
+        k -= 1
+    g = ctx.guard[0]
+    g.flattening = 1  # (its orders pass a HALTED state, reduce-only, inside the collar)
+    for i in range(ctx.portfolio.size):
+        sent[i] = 0
+        pos = ctx.portfolio[i].lots
+        if pos == 0 or (instrument >= 0 and i != instrument):
+            continue
+        side = -1 if pos > 0 else 1
+        lots = min(abs(pos) - staying_lots(ctx, i, side), MAX_LOTS)
+        if lots <= 0:
+            continue
+        price = flatten_price_nb(ctx, i, side)
+        if price != price:
+            sent[i] = NO_PRICE
+            continue
+        sent[i] = submit_nb(ctx, i, side, units(lots, ctx.instruments[i]), lots, price,
+                            ORD_LIMIT, TIF_IOC)  # fmt: skip
+    g.flattening = 0
+
+
+@cold_kernel
+def flatten_price_nb(ctx, i, side):
+    """The limit of an order closing a position of instrument i on `side`: the far touch (the
+    ask to buy, the bid to sell), or the price collar's edge where the touch lies beyond it
+    or is missing, on the tick grid inside the collar; NaN without a reference price."""
+    ref = reference_price(ctx, i)
+    if ref != ref:
+        return np.nan
+    lim = ctx.limits[0]
+    m = ctx.market[i]
+    touch = m.ask_px if side > 0 else m.bid_px
+    edge = np.inf
+    if lim.collar_pct < np.inf:
+        edge = ref * lim.collar_pct * 0.01
+    if lim.collar_ticks < np.inf:
+        edge = min(edge, lim.collar_ticks * ctx.instruments[i].tick_size)
+    if edge == np.inf:
+        if touch == touch and touch > 0.0:
+            return touch
+        return np.nan
+    bound = ref + side * edge
+    price = bound if touch != touch else (min(touch, bound) if side > 0 else max(touch, bound))
+    price = round_to_tick(ctx, i, price, -side)  # (inward: down to buy, up to sell)
+    return price if price > 0.0 else np.nan
 
 
 @cold_kernel

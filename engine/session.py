@@ -29,7 +29,14 @@ from .context import (
 from .diagnose import explain
 from .errors import TickwiseError
 from .instruments import Instruments
-from .killswitch import blocked_resume, external_trip_nb, person_halt_nb, strategy_fault_nb
+from .killswitch import (
+    NO_PRICE,
+    blocked_resume,
+    external_trip_nb,
+    person_flatten_nb,
+    person_halt_nb,
+    strategy_fault_nb,
+)
 from .loops import compiled_loop
 from .portfolio import total_pnl
 from .schemas import (
@@ -38,6 +45,7 @@ from .schemas import (
     KINDS,
     OPEN_ORDER_DTYPE,
     ORDER_DTYPE,
+    REASON_NAMES,
     STATE_ACTIVE,
     STATE_HALTED,
     STATE_NAMES,
@@ -168,6 +176,7 @@ class Session:
         if controls:
             total_pnl(ctx)
             person_halt_nb(ctx, -1, STATE_HALTED, 0)
+            person_flatten_nb(ctx, -1, 0, np.zeros(ctx.portfolio.size, dtype=np.int64))
             external_trip_nb(ctx, TRIP_MANUAL, -1, 0.0, 0.0, 0)
             strategy_fault_nb(ctx)
             resume_nb(ctx, -1, STATE_ACTIVE, 0)
@@ -362,6 +371,59 @@ class Session:
         if instrument is None:
             self.fault = None
 
+    def flatten(self, instrument: int | None = None) -> dict[str, dict[str, Any]]:
+        """A person flattens the session (or one instrument): it goes to REDUCING (or stays
+        stricter), its working orders are cancelled and each position is closed by a
+        reduce-only IOC limit order at the far touch, inside the price collar
+        (`killswitch.person_flatten_nb`). Refused, saying why, while a data fault holds a
+        scope HALTED (a feed or exchange that cannot be trusted: no order may leave). Returns,
+        per symbol with a position, the quantity and the order sent (its id), or why none
+        left (`refused`: the risk gate's reason, or no reference price)."""
+        where = -1 if instrument is None else self._instrument(instrument)
+        faults = self.data_faults(where)
+        if faults:
+            raise TickwiseError(
+                f"cannot flatten: {'; '.join(faults)} (a data fault: no order may leave until "
+                "it has cleared and a person has resumed)"
+            )
+        ctx = self.ctx
+        held = {i: float(ctx.portfolio[i]["qty"]) for i in range(ctx.portfolio.size)
+                if ctx.portfolio[i]["lots"] != 0 and where in (-1, i)}  # fmt: skip
+        sent = np.zeros(ctx.portfolio.size, dtype=np.int64)
+        person_flatten_nb(ctx, where, self._now(), sent)
+        self._note_transitions()
+        log = ctx.order_log[: int(ctx.clock[0].n_order_log)]
+        out = {}
+        for i, qty in held.items():
+            oid = int(sent[i])
+            row = {"position": qty, "order": oid if oid > 0 else None, "refused": None}
+            if oid == NO_PRICE:
+                row["refused"] = "no_reference_price"
+            elif oid < 0:
+                reasons = log["reason"][log["id"] == -oid]
+                row["refused"] = REASON_NAMES.get(int(reasons[0]), "?") if reasons.size else "?"
+            elif oid == 0:
+                row["refused"] = "already_closing"  # (orders working already close it)
+            out[self.instruments.symbol(i)] = row
+        return out
+
+    def data_faults(self, instrument: int = -1) -> list[str]:
+        """The scopes (the session, and one instrument or all) HALTED now by a data fault:
+        a trigger that says the market data or the exchange cannot be trusted."""
+        ctx, said = self.ctx, []
+        g = ctx.guard[0]
+        if g["state"] == STATE_HALTED and TRIP_NAMES[int(g["trip"])] in DATA_FAULTS:
+            said.append(f"the session is HALTED by {TRIP_NAMES[int(g['trip'])]}")
+        for inst in self.instruments:
+            row = ctx.inst_guard[inst.id]
+            if (
+                instrument in (-1, inst.id)
+                and row["state"] == STATE_HALTED
+                and (TRIP_NAMES[int(row["trip"])] in DATA_FAULTS)
+            ):
+                said.append(f"{inst.symbol} is HALTED by {TRIP_NAMES[int(row['trip'])]}")
+        return said
+
     def status(self) -> dict[str, Any]:
         """The trading state of the session and each instrument, the cause that holds each now
         (what tripped it, when, by how much) and the latest changes of state."""
@@ -525,6 +587,12 @@ def _readonly(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 HISTORY_KEPT = 20  # the latest changes of trading state a status shows
+# Triggers that say the market data or the exchange cannot be trusted: a scope they halted
+# sends no order at all, a person's flatten neither.
+DATA_FAULTS = frozenset(
+    ("stale_feed", "seq_gap", "feed_latency", "bad_data", "gateway_lost", "reconcile",
+     "journal_lost")
+)  # fmt: skip
 _NO_ROWS = np.empty(0, dtype=np.int64)
 _NO_ORDERS = np.empty(0, dtype=ORDER_DTYPE)
 

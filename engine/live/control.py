@@ -2,10 +2,12 @@
 
 A session serves JSON requests on a ROUTER socket between batches (never in
 the middle of one): `status`, `kill` (halt now, or go to REDUCING; the whole
-session or one instrument) and `resume` (only with `confirm`, and refused,
-saying why, while the condition that tripped the kill switch persists).
-`tickwise status`, `tickwise kill` and `tickwise resume --confirm` are its
-clients.
+session or one instrument), `resume` (only with `confirm`, and refused,
+saying why, while the condition that tripped the kill switch persists) and
+`flatten` (only with `confirm`: cancel the working orders and close the
+positions, leaving the scope REDUCING; refused while a data fault holds it
+HALTED). `tickwise status`, `kill`, `resume --confirm`, `flatten --confirm`
+and `top` are its clients.
 
 It binds to loopback unless CurveZMQ keys are given: anything else would let
 anyone on the network halt, or resume, automated trading. Whatever arrives is
@@ -46,7 +48,12 @@ MAX_OPERATOR_CHARS = 64
 
 REQUEST_KEYS = ("cmd", "instrument", "state", "reason", "operator", "confirm")
 # The states each command may ask for; the first is what it means without one.
-COMMAND_STATES = {"status": (), "kill": ("halted", "reducing"), "resume": ("active", "reducing")}
+COMMAND_STATES = {
+    "status": (),
+    "kill": ("halted", "reducing"),
+    "resume": ("active", "reducing"),
+    "flatten": (),
+}
 
 # Control characters (which would rewrite a person's terminal) and halves of surrogate pairs
 # (which no terminal or UTF-8 file can take): never in a reason or an operator.
@@ -212,6 +219,8 @@ class ControlServer:
                 return self._kill(request)
             if request.cmd == "resume":
                 return self._resume(request)
+            if request.cmd == "flatten":
+                return self._flatten(request)
             return {"ok": True, **self.status()}
         except TickwiseError as exc:
             return _fail(str(exc))
@@ -253,7 +262,9 @@ class ControlServer:
         cmd = fields.get("cmd")
         if not (isinstance(cmd, str) and cmd in COMMAND_STATES):
             got = "nothing" if "cmd" not in fields else _shown(cmd)
-            raise TickwiseError(f"cmd: got {got}; the commands are status, kill and resume")
+            raise TickwiseError(
+                f"cmd: got {got}; the commands are status, kill, resume and flatten"
+            )
         allowed = COMMAND_STATES[cmd]
         state = fields.get("state", allowed[0] if allowed else None)
         if "state" in fields and not (isinstance(state, str) and state in allowed):
@@ -304,6 +315,20 @@ class ControlServer:
             self.reasons.pop(request.instrument, None)
         self._heard("resume", request.detail())
         return {"ok": True, **self.status()}
+
+    def _flatten(self, request: _Request) -> dict[str, Any]:
+        try:
+            if not request.confirm:
+                raise TickwiseError(
+                    "flattening sends orders that close every position in scope and leaves it "
+                    "REDUCING: it needs confirm: true (--confirm)"
+                )
+            sent = self.session.flatten(request.instrument_id)
+        except TickwiseError as exc:
+            self._heard("flatten_refused", request.detail() | {"error": str(exc)})
+            raise
+        self._heard("flatten", request.detail() | {"orders": sent})
+        return {"ok": True, "flatten": sent, **self.status()}
 
     def _heard(self, command: str, detail: dict[str, Any]) -> None:
         if self.on_command is not None:

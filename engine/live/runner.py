@@ -103,6 +103,8 @@ REJECT_CALM_S = 5.0  # a storm is over after this long without a reject
 FILLS_KEPT = 50  # recent fills a status shows
 WORKING_SHOWN = 100  # working orders a status lists (newest first)
 TRIPS_KEPT = 1_000  # changes of trading state a stop summary lists
+FLATTEN_RETRY_S = 0.2  # a flatten not yet flat sends again once its orders are done ...
+FLATTEN_ATTEMPTS = 10  # ... this many times at most, then says what is left
 # The unit of a trip's value and limit, by trigger (engine.killswitch, engine.risk).
 TRIP_UNITS = {
     "max_drawdown": " (price units)", "stale_feed": " ms", "seq_gap": " messages lost",
@@ -374,7 +376,8 @@ def _turn_until_stopped(link: _Link, watch: _Watch, server: ControlServer, secon
                     stop.append("the journal was lost")
                     break
                 server.serve(0)
-                link.flush()  # what a person's command or a trip sent (cancels)
+                link.check_flatten()
+                link.flush()  # what a person's command or a trip sent (cancels, a flatten)
                 link.commit()
                 if seconds is not None and time.monotonic() - began >= seconds:
                     summary.stopped_by = f"{seconds:g} s passed"
@@ -690,6 +693,8 @@ class _Link:
         self.trips_by_trigger: Counter[str] = Counter()
         self.histograms = {name: Histogram() for name in HISTOGRAMS}
         self.first_batch = False
+        self.flattening: dict[str, Any] | None = None  # a person's flatten not yet flat
+        self._ids = {inst.symbol: inst.id for inst in session.instruments}
 
     def market(self, sub: Subscriber, group: int) -> None:
         """Every market message waiting (up to `group`), as few compiled calls as their kinds
@@ -939,7 +944,23 @@ class _Link:
         who = detail.get("operator") or "an unnamed operator"
         scope = detail.get("instrument") or "the session"
         why = f": {detail['reason']}" if detail.get("reason") else ""
-        if cmd == "kill":
+        if cmd == "flatten":
+            orders = detail.get("orders") or {}
+            said = ", ".join(
+                f"{sym} {row['position']:,.10g}"
+                + (f" (not sent: {row['refused']})" if row["refused"] else "")
+                for sym, row in orders.items()
+            )
+            message = (f"{scope} flattening by {who}{why}: REDUCING, working orders cancelled, "
+                       f"closing {said or 'nothing (flat already)'}")  # fmt: skip
+            level = "warning"
+            symbol = detail.get("instrument")
+            self.flattening = {
+                "scope": -1 if symbol is None else self._ids[symbol],
+                "began": time.monotonic(), "sent": time.monotonic(), "attempts": 1,
+                "closing": list(orders), "who": who,
+            }  # fmt: skip
+        elif cmd == "kill":
             message = f"{scope} {str(detail.get('state')).upper()} by {who}{why}"
             level = "critical"
         elif cmd == "resume":
@@ -952,6 +973,52 @@ class _Link:
             message = f"{cmd} by {who}: {scope}{why}"
             level = "warning"
         self.events.emit(cmd, message, level, **detail)
+
+    def check_flatten(self) -> None:
+        """A person's flatten, until flat: said once flat; while a position is left and its
+        orders are done (IOC: filled what they could), sent again every FLATTEN_RETRY_S, at
+        most FLATTEN_ATTEMPTS times; a data fault meanwhile stops it, said with its reason."""
+        job = self.flattening
+        if job is None:
+            return
+        scope, session = job["scope"], self.session
+        ctx = session.ctx
+        lots = ctx.portfolio["lots"] if scope < 0 else ctx.portfolio["lots"][scope : scope + 1]
+        working = ctx.open_orders[: session.open_orders]["instrument"]
+        working = working.size if scope < 0 else int(np.count_nonzero(working == scope))
+        now = time.monotonic()
+        where = "the session" if scope < 0 else session.instruments.symbol(scope)
+        if not lots.any() and not working:
+            self.flattening = None
+            took = (now - job["began"]) * 1e3
+            self.events.emit("flat", f"{where} is flat: {', '.join(job['closing']) or 'nothing'}"
+                             f" closed in {took:,.0f} ms (wall clock, {job['attempts']} "
+                             "round(s) of orders); it stays REDUCING until a person resumes",
+                             scope=where, ms=took, attempts=job["attempts"])  # fmt: skip
+            return
+        if working or now - job["sent"] < FLATTEN_RETRY_S:
+            return
+        left = self.positions_open()
+        if scope >= 0:
+            left = {k: v for k, v in left.items() if k == where}
+        if job["attempts"] >= FLATTEN_ATTEMPTS:
+            self.flattening = None
+            self.events.emit("flatten_incomplete", f"{where} not flat after "
+                             f"{job['attempts']} round(s) of orders: "
+                             + ", ".join(f"{k} {v['qty']:,.10g}" for k, v in left.items())
+                             + " left (no liquidity inside the price collar?)", "critical",
+                             left=left)  # fmt: skip
+            return
+        try:
+            session.flatten(None if scope < 0 else scope)
+        except TickwiseError as exc:
+            self.flattening = None
+            self.events.emit("flatten_stopped", f"flatten of {where} stopped: {exc}",
+                             "critical", left=left)  # fmt: skip
+            return
+        job["attempts"] += 1
+        job["sent"] = now
+        self.flush()
 
     def catch_up(self) -> None:
         """Bring the metrics' histograms up to date with the latency rings (each turn of

@@ -247,3 +247,75 @@ def test_a_log_file_that_cannot_be_opened_is_refused(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"--log-file {tmp_path}" in done.stderr
     assert not (tmp_path / "j").exists()
+
+
+def _status(control: str) -> dict:
+    done = subprocess.run([TICKWISE, "status", "--json", "--control", control, "--timeout",
+                           "30"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_flatten_closes_a_live_session_s_positions_then_a_data_fault_refuses_it(
+    tmp_path: Path,
+) -> None:
+    feed, endpoint = spawn("feed", "synth", "--bind", "tcp://127.0.0.1:*", "--rate", "500",
+                           "--instruments", "3", "--seconds", "120", *WAIT)  # fmt: skip
+    config = tmp_path / "session.toml"
+    config.write_text("[killswitch]\nstale_feed_ms = 500.0\n")
+    live = _live(endpoint, tmp_path, "--config", str(config), "--seconds", "120")
+    out, err = _Lines(live.stdout), _Lines(live.stderr)
+    try:
+        control = out.wait_for(lambda line: " on tcp://" in line).rsplit(" on ", 1)[1].strip()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # until it holds a position
+            state = _status(control)
+            if any(r["position"] for r in state["by_instrument"]):
+                break
+            time.sleep(0.2)
+        assert any(r["position"] for r in state["by_instrument"]), state["by_instrument"]
+        unconfirmed = subprocess.run([TICKWISE, "flatten", "--control", control],
+                                     capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert unconfirmed.returncode == 1
+        assert "add --confirm" in unconfirmed.stderr
+
+        flat = subprocess.run([TICKWISE, "flatten", "--confirm", "--reason", "end of day",
+                               "--control", control, "--wait", "60", "--timeout", "30"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert flat.returncode == 0, flat.stderr
+        assert "the session is REDUCING; its working orders are cancelled" in flat.stdout
+        assert "the session is flat" in flat.stdout
+        state = _status(control)
+        assert state["state"] == "reducing"
+        assert [r["position"] for r in state["by_instrument"]] == [0.0, 0.0, 0.0]
+        assert state["working_orders"] == []
+        # Status for people: average prices and PnL by instrument, fills, strategy, uptime.
+        shown = subprocess.run([TICKWISE, "status", "--control", control], capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        for words in ("mean_reversion (window=30", "up since", "by instrument", "avg price",
+                      "unrealised", "recent fills", "latest events", "SYN0", "total"):
+            assert words in shown.stdout, words
+
+        feed.kill()  # no more data, no heartbeats: stale_feed halts it, a data fault
+        feed.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while _status(control)["halt_reason"] != "stale_feed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        refused = subprocess.run([TICKWISE, "flatten", "--confirm", "--control", control],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert refused.returncode == 1
+        assert "cannot flatten: the session is HALTED by stale_feed" in refused.stderr
+    finally:
+        live.send_signal(signal.SIGINT)
+        try:
+            live.wait(timeout=60)
+        finally:
+            live.kill()
+            _end(feed)
+    assert live.returncode == 0, "".join(err.all()[-20:])
+    said = "".join(err.all())
+    assert " flatten " in said
+    assert "end of day" in said
+    assert " flat " in said
+    assert " flatten_refused " in said

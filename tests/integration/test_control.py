@@ -306,7 +306,7 @@ def test_each_bad_field_is_refused_naming_the_key_what_it_got_and_what_is_allowe
         b'{"cmd": "status", "state": "halted"}': "state: got 'halted'; status takes no state",
         b'{"cmd": "resume", "confirm": 1}': "confirm: got the number 1; allowed: true or false",
         b'{"cmd": "kill", "sudo": true}': "unknown key 'sudo'; a request has only cmd,",
-        b'{"state": "halted"}': "cmd: got nothing; the commands are status, kill and resume",
+        b'{"state": "halted"}': "cmd: got nothing; the commands are status, kill, resume and",
         b'{"cmd": "kill", "cmd": "status"}': "got key 'cmd' twice",
         b'{"cmd": NaN}': "got NaN, which JSON does not have",
         b'{"cmd": "kill", "reason": -Infinity}': "got -Infinity, which JSON does not have",

@@ -143,6 +143,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     resume.add_argument("--reducing", action="store_true", help="resume to REDUCING, not ACTIVE")
     resume.set_defaults(run=_cmd_resume)
 
+    flatten = subparser(
+        commands, "flatten", "cancel a live session's working orders and close its positions "
+        "inside the price collar; it stays REDUCING (refused while a data fault halts it)",
+        "tickwise flatten --confirm   (one instrument: tickwise flatten --instrument SYN1 "
+        "--confirm)",
+    )  # fmt: skip
+    control_options(flatten)
+    flatten.add_argument(
+        "--confirm", action="store_true", help="required: orders will leave to close positions"
+    )
+    flatten.add_argument("--instrument", default=None, help="flatten only this symbol")
+    flatten.add_argument("--reason", default=None, help="why, in your words (journaled)")
+    operator_option(flatten)
+    flatten.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                         help="wait this long for the session to say it is flat (10; 0: do "
+                         "not wait); exit status 1 if it is not flat by then")  # fmt: skip
+    flatten.set_defaults(run=_cmd_flatten)
+
 
 _LIVE_DEFAULTS = {"feed": "tcp://127.0.0.1:5555", "control": "tcp://127.0.0.1:5560"}
 
@@ -306,7 +324,17 @@ def _print_status(reply: dict[str, Any]) -> None:
     table.add_column("what")
     table.add_column("value")
     reasons = reply.get("reasons") or {}
-    rows = [
+    params = reply.get("params") or {}
+    rows = []
+    if reply.get("strategy"):
+        rows += [
+            ("strategy", f"{reply['strategy']} ("
+             + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"),
+            ("up since (UTC) / for", f"{reply.get('started', '-')} / "
+             f"{_duration(reply.get('uptime_s', 0.0))}"),
+            ("started by", str(reply.get("operator") or "-")),
+        ]  # fmt: skip
+    rows += [
         ("state", state_line(reply)),
         (
             "a person's halt, because",
@@ -329,12 +357,65 @@ def _print_status(reply: dict[str, Any]) -> None:
             ("exchange", f"{gw['endpoint']}, last heard {gw['silent_ms']:,.0f} ms ago, "
                          f"{gw['in_flight']} request(s) unanswered"),
         ]  # fmt: skip
-    rows += [(f"position {sym}", f"{qty:,.4g}") for sym, qty in reply["positions"].items()]
+    if reply.get("rejects_by_reason"):
+        rows.append(("rejects by reason", counts(reply["rejects_by_reason"])))
+    if "by_instrument" not in reply:  # (a session of an older tickwise)
+        rows += [(f"position {sym}", f"{qty:,.4g}") for sym, qty in reply["positions"].items()]
     rows += [(f"{fmt_ns(h['ts'], 3)}", f"{h['scope']}: {h['from']} -> {h['to']} by {h['trigger']}")
              for h in reply.get("history", [])[-5:]]  # fmt: skip
     for name, value in rows:
         table.add_row(*plain(name, value))
     stdout.print(table)
+    if reply.get("by_instrument"):
+        _print_instruments(reply["by_instrument"])
+    if reply.get("working_orders"):
+        _print_rows(f"working orders ({reply['open_orders']:,}; newest first, at most 10)",
+                    ("id", "symbol", "side", "price", "qty", "left", "age (ms)", "cancelling"),
+                    [(o["id"], o["symbol"], o["side"], _px(o["price"]), f"{o['qty']:,.10g}",
+                      f"{o['left']:,.10g}", f"{o['age_ms']:,.0f}",
+                      "yes" if o["cancelling"] else "")
+                     for o in reply["working_orders"][:10]])  # fmt: skip
+    if reply.get("recent_fills"):
+        _print_rows("recent fills (latest 5; prices and fees in price units)",
+                    ("time (UTC)", "symbol", "side", "price", "qty", "fee", "liquidity"),
+                    [(f["ts"], f["symbol"], f["side"], _px(f["price"]), f"{f['qty']:,.10g}",
+                      f"{f['fee']:,.4f}", f["liquidity"])
+                     for f in reply["recent_fills"][-5:]])  # fmt: skip
+    if reply.get("events_log"):
+        _print_rows("latest events", ("time (UTC)", "level", "event", "what"),
+                    [(e["ts"], e["level"], e["event"], e["message"])
+                     for e in reply["events_log"][-5:]])  # fmt: skip
+
+
+def _print_instruments(rows: list[dict[str, Any]]) -> None:
+    """Positions, average prices and PnL by instrument, with a total (price units)."""
+    shown = [(r["symbol"], r["state"].upper() + (f" by {r['trigger']}" if r["trigger"] else ""),
+              f"{r['position']:,.10g}", _px(r["avg_px"]), _px(r["mark"]),
+              money(r["realized"]), money(r["unrealized"]), money(r["fees"]), money(r["pnl"]))
+             for r in rows]  # fmt: skip
+    total = [sum(r[k] for r in rows) for k in ("realized", "unrealized", "fees", "pnl")]
+    shown.append(("total", "", "", "", "", *(money(v) for v in total)))
+    _print_rows("by instrument (prices and PnL in price units; PnL = realised + unrealised at "
+                "the mark (mid) - fees)", ("symbol", "state", "position", "avg price", "mark",
+                "realised", "unrealised", "fees", "PnL"), shown)  # fmt: skip
+
+
+def _print_rows(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for name in header:
+        table.add_column(name, justify="left" if name in ("symbol", "what") else "right")
+    for row in rows:
+        table.add_row(*plain(*(str(v) for v in row)))
+    stdout.print(table)
+
+
+def _px(price: float | None) -> str:
+    return "-" if price is None else f"{price:,.10g}"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -352,6 +433,55 @@ def _cmd_kill(args: argparse.Namespace) -> int:
                "operator": operator(args)}  # fmt: skip
     _print_status(_control(args, payload))
     return 0
+
+
+def _cmd_flatten(args: argparse.Namespace) -> int:
+    import time
+
+    if not args.confirm:
+        raise TickwiseError("flatten sends orders that close positions: add --confirm")
+    if not args.wait >= 0:
+        raise TickwiseError(f"--wait must be 0 or more seconds, got {args.wait}")
+    payload = {"cmd": "flatten", "confirm": True, "instrument": args.instrument,
+               "reason": args.reason, "operator": operator(args)}  # fmt: skip
+    asked = time.monotonic()
+    reply = _control(args, payload)
+    sent = reply.get("flatten") or {}
+    where = args.instrument or "the session"
+    stdout.print(f"{where} is REDUCING; its working orders are cancelled", markup=False)
+    for symbol, row in sent.items():
+        done = f"order {row['order']}" if row["order"] else f"no order: {row['refused']}"
+        stdout.print(f"  closing {symbol} {row['position']:,.10g}: {done}", markup=False)
+    if not sent:
+        stdout.print("  no position to close", markup=False)
+    if args.wait == 0:
+        return 0
+    deadline = asked + args.wait
+    while True:
+        status = _control(args, {"cmd": "status"})
+        said = [e for e in status.get("events_log") or []
+                if e["event"] in ("flat", "flatten_incomplete", "flatten_stopped")
+                and e["ts_ns"] >= reply_time(reply)]  # fmt: skip
+        if said:
+            last = said[-1]
+            stdout.print(last["message"], markup=False)
+            if last["event"] != "flat":
+                raise TickwiseError(f"{where} is not flat: {last['message']}")
+            return 0
+        if time.monotonic() >= deadline:
+            left = [f"{r['symbol']} {r['position']:,.10g}" for r in status.get("by_instrument", [])
+                    if r["position"] and args.instrument in (None, r["symbol"])]  # fmt: skip
+            raise TickwiseError(
+                f"{where} not flat after {args.wait:g} s: {', '.join(left) or 'orders working'}"
+                " (the session goes on closing; `tickwise status` shows what is left)"
+            )
+        time.sleep(0.2)
+
+
+def reply_time(reply: dict[str, Any]) -> int:
+    """When the session took a command (ns): its latest event's time at the reply."""
+    events = reply.get("events_log") or []
+    return int(events[-1]["ts_ns"]) if events else 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
