@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tickwise import __version__
-from tickwise.cli import backtest, bench, data, feed, journal, live, strategies, sweep
+from tickwise.cli import backtest, bench, data, feed, journal, live, strategies, sweep, top
 from tickwise.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, Parser
 from tickwise.engine.console import stderr
 from tickwise.engine.errors import TickwiseError
 
 # The command groups in the order `tickwise --help` lists them: one module each.
-GROUPS = (data, backtest, sweep, feed, live, journal, bench, strategies)
+GROUPS = (data, backtest, sweep, feed, live, top, journal, bench, strategies)
 
 
 def build_parser() -> argparse.ArgumentParser:
