@@ -24,6 +24,9 @@ Suites, in the order they run:
   processes and Ray), a trial through a worker against the same backtest in
   process, and the SMA-cross grid against vectorbt's (a bench-only
   dependency: the `bench` extra) on the same bars.
+- cockpit: a live session's per-batch processing time and per-message feed-to-journal time
+  with `tickwise top` (headless) and a Prometheus scraper attached, against the same
+  session and feed with nobody watching.
 - import: `data import` of a CSV of quotes against polars' sink_parquet of it; order-by-order
   messages made into books per core against a bare pass; the peak memory of importing a
   >= 5 GB DBN file against a file 1/50 its size.
@@ -50,6 +53,7 @@ from tickwise.feeds import wire
 
 from . import (
     backtest,
+    cockpit,
     guard,
     imports,
     loop,
@@ -146,6 +150,9 @@ BOOK_GOAL = 5_000_000  # messages/s
 BOOK_TARGET = {"p50": 50.0}
 MBO_FILE_RECORDS = 96_000_000  # messages: 5.7 GB of DBN MBO records (fills are two)
 IMPORT_MEMORY_TARGET = {"p50": 1.25}
+# Budget: what watching costs a session (issue 20): a scrape a second and `top`'s four status
+# requests a second are answered between batches, never inside one.
+COCKPIT_TARGET = {"p50": 1.1, "p99": 1.5}
 
 
 def _quotes(rows: int) -> dict[str, np.ndarray]:
@@ -496,6 +503,31 @@ def import_cases(quick: bool) -> list[Case]:
     return cases
 
 
+def cockpit_cases(quick: bool) -> list[Case]:
+    r = cockpit.measure(quick)
+    how = (f"a live session (mean_reversion, paper trading in process, every guard, journal "
+           f"and control socket on) on `feed synth` at {r['rate']:,.0f} quotes/s, one per "
+           f"message, with `tickwise top` (headless, status every 0.25 s) and a scraper of "
+           f"--metrics (every 1 s) attached, against the same with nobody watching; "
+           f"{r['rounds']} round(s) of {r['seconds']:g} s each, alternating, first 5 % of "
+           f"each run left out; {r['scrapes']} scrapes and {r['status_answers']} control "
+           "answers in the watched runs")  # fmt: skip
+    cases = []
+    for key, what, unit in (("batch_us", "processing of one batch (boundary, loop, orders, "
+                             "journal queued)", "µs"),
+                            ("message_us", "feed send to the message's batch journaled",
+                             "µs")):  # fmt: skip
+        watched, bare = dict(r[f"watched.{key}"]), dict(r[f"bare.{key}"])
+        n = watched.pop("n")
+        bare.pop("n")
+        cases.append(Case(
+            name=f"cockpit.{key.removesuffix('_us')}", kind="latency", unit=unit,
+            how=f"{what}: {how}", ours=watched, floor=bare, target=dict(COCKPIT_TARGET),
+            samples=n,
+        ))  # fmt: skip
+    return cases
+
+
 # name -> the function that measures it (quick: fewer rounds); `tickwise bench` runs them all.
 SUITE: dict[str, Callable[[bool], list[Case]]] = {
     "wire": wire_cases,
@@ -506,6 +538,7 @@ SUITE: dict[str, Callable[[bool], list[Case]]] = {
     "sustained": sustained_cases,
     "parquet": parquet_cases,
     "sweep": sweep_cases,
+    "cockpit": cockpit_cases,
     "import": import_cases,
 }
 

@@ -187,6 +187,7 @@ class ControlServer:
             self.socket.close()
             raise TickwiseError(f"cannot bind the control socket to {endpoint}: {exc}") from None
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.answered = 0  # requests answered so far
 
     def serve(self, timeout_ms: int = 0) -> int:
         """Answer the requests waiting (waiting up to `timeout_ms` for the first), reading at
@@ -201,6 +202,7 @@ class ControlServer:
                 continue  # not [client, empty delimiter, request]: dropped unanswered
             self.socket.send_multipart([frames[0], b"", self._reply(frames[2])])
             answered += 1
+        self.answered += answered
         return answered
 
     def _reply(self, raw: bytes) -> bytes:

@@ -150,6 +150,10 @@ class LiveSummary:
     # and every change of trading state of the session, resumed ones too, in order.
     positions_left: dict[str, dict[str, float]] = field(default_factory=dict)
     trips: list[dict[str, Any]] = field(default_factory=list)
+    # The latest per-batch processing times and per-message feed send -> journaled times (µs).
+    batch_samples: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    latency_samples: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    status_answers: int = 0  # control requests answered (`status`, `top`, commands)
     events_logged: dict[str, int] = field(default_factory=dict)  # by event name
     alerts_not_sent: int = 0  # events the alert command failed on, or never got
     log_file_failure: str | None = None
@@ -334,6 +338,9 @@ def run_live(
     summary.latency_us = link.latencies.percentiles()
     summary.tick_to_order_us = link.tick_to_order.percentiles()
     summary.tick_to_order_samples = link.tick_to_order.samples()
+    summary.batch_samples = link.batch_us.samples()
+    summary.latency_samples = link.latencies.samples()
+    summary.status_answers = server.answered
     summary.events_logged = dict(events.counts)
     summary.alerts_not_sent = events.alerts_not_sent
     summary.log_file_failure = events.log_file_failure
@@ -900,7 +907,7 @@ class _Link:
         about = self.about
         extra = {
             "strategy": about.get("strategy"), "params": about.get("params"),
-            "operator": about.get("operator"), "metrics": about.get("metrics"),
+            "started_by": about.get("operator"), "metrics": about.get("metrics"),
             "started": _iso(self.started_ns), "uptime_s": (time.time_ns() - self.started_ns) / 1e9,
             "batches": summary.batches, "feed_gaps": len(sub.gaps),
             "malformed": dict(sub.malformed), "bad_rows": dict(self.screen.bad),

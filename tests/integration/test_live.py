@@ -303,15 +303,29 @@ def test_batches_lost_on_the_wire_trip_the_kill_switch_and_garbage_is_journaled(
     assert "unknown schema id 9" in malformed["detail"]
 
 
-def test_the_demo_shows_the_kill_switch_catching_a_crash_and_leaves_no_process_behind() -> None:
-    demo = subprocess.Popen([TICKWISE, "demo", "--seconds", "8"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+def test_the_demo_shows_the_kill_switch_catching_a_crash_and_leaves_no_process_behind(
+    tmp_path: Path,
+) -> None:
+    demo = subprocess.Popen([TICKWISE, "demo", "--seconds", "8", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
     try:
-        out, err = demo.communicate(timeout=240)
+        out, err = demo.communicate(timeout=600)
     finally:
         demo.kill()
     assert demo.returncode == 0, err
+    assert "strategy: mean_reversion (window=100, entry_z=2.0, exit_z=0.5, qty=100" in out
     assert "kill switch: tripped by price_jump, trading halted" in out
+    assert "tickwise top --control tcp://127.0.0.1:" in out
+    # Its journal is kept, and the commands printed to read it work as printed.
+    (session,) = tmp_path.iterdir()
+    journal = session / "journal"
+    assert f"tickwise journal events {journal}" in out
+    events = subprocess.run([TICKWISE, "journal", "events", str(journal), "--json"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert events.returncode == 0, events.stderr
+    assert '"price_jump"' in events.stdout
+    assert " trip " in (session / "events.log").read_text()
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):  # nothing left in the demo's process group
         os.killpg(demo.pid, 0)

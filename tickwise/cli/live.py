@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "the kill switch must catch", "tickwise demo --seconds 20",
     )  # fmt: skip
     demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (20)")
+    demo.add_argument("--out", type=Path, default=Path("demo-data/live"), metavar="FOLDER",
+                      help="keep each run's journal and logs in a new folder of this one "
+                      "(demo-data/live)")  # fmt: skip
+    demo.add_argument("--top", action="store_true",
+                      help="show the session in `tickwise top` (full screen, keys to kill, "
+                      "resume and flatten it) instead of the demo's table")  # fmt: skip
+    operator_option(demo)
     demo.set_defaults(run=_cmd_demo)
 
     status = subparser(
@@ -293,20 +301,39 @@ def _cmd_exchange(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tickwise.engine.live.demo import run_demo
+    from tickwise.engine.live.demo import run_demo, table_view
 
-    last = run_demo(args.seconds)
+    if args.top and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TickwiseError("--top is a full-screen view: run the demo in a terminal")
+    last, folder = run_demo(args.seconds, args.out, _top_view(args) if args.top else table_view)
     if not last:
         raise TickwiseError("the demo's live session never answered its control socket")
     trip = last.get("halt_reason")
     stdout.print()
     stdout.print(
         f"demo over: {last['events']:,} events in {last['batches']:,} batches, "
-        f"PnL {last['pnl']:,.2f}; kill switch: "
+        f"PnL {last['pnl']:,.2f} (price units); kill switch: "
         + (f"tripped by {trip}, trading {last['state']}" if trip else "not tripped"),
         markup=False,
     )
+    journal = folder / "journal"
+    stdout.print(f"its journal is kept in {journal}; read it with:\n"
+                 f"  tickwise journal replay {journal}   (positions, from the journal)\n"
+                 f"  tickwise journal events {journal}   (every kill-switch transition)\n"
+                 f"and its event log: {folder / 'events.log'}", markup=False)  # fmt: skip
     return 0
+
+
+def _top_view(args: argparse.Namespace) -> Any:
+    """`tickwise top` as the demo's view: it closes itself when the session ends."""
+    from tickwise.cli.top import Link, top_app
+
+    def view(control: str, live: Any, seconds: float, crash_at: float) -> dict[str, Any]:
+        app = top_app(Link(control), operator(args), stop_when=lambda: live.poll() is not None)
+        app.run()
+        return app.seen.status
+
+    return view
 
 
 def _control(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
@@ -332,7 +359,7 @@ def _print_status(reply: dict[str, Any]) -> None:
              + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"),
             ("up since (UTC) / for", f"{reply.get('started', '-')} / "
              f"{_duration(reply.get('uptime_s', 0.0))}"),
-            ("started by", str(reply.get("operator") or "-")),
+            ("started by", str(reply.get("started_by") or "-")),
         ]  # fmt: skip
     rows += [
         ("state", state_line(reply)),

@@ -20,7 +20,7 @@ import datetime as dt
 import math
 import sys
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +97,15 @@ class Link:
     timeout_s: float = 5.0
 
 
-def top_app(link: Link, operator: str, refresh_s: float = REFRESH_S) -> Any:
+def top_app(link: Link, operator: str, refresh_s: float = REFRESH_S,
+            stop_when: Callable[[], bool] | None = None) -> Any:  # fmt: skip
     """The Textual app of `tickwise top` (not yet running: `.run()`, or `.run_test()` in a
-    test). `operator` signs every command, as `--operator` does on the command line."""
+    test). `operator` signs every command, as `--operator` does on the command line. With
+    `stop_when`, the view closes itself once that says so (asked at each refresh: `tickwise
+    demo --top` closes it when its session ends); `.seen.status` is the last status heard."""
     from tickwise.cli.top_view import TopApp  # (Textual loads here, for `top` only)
 
-    return TopApp(link, operator, refresh_s)
+    return TopApp(link, operator, refresh_s, stop_when)
 
 
 # --- what the view knows: textual-free, so the command line loads none of it ---------------

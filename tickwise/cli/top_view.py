@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import zmq
@@ -156,9 +156,11 @@ class TopApp(App[None]):
     ]
     COMMANDS_KEYS = ("kill", "kill_instrument", "resume", "flatten")
 
-    def __init__(self, link: Link, who: str, refresh_s: float) -> None:
+    def __init__(self, link: Link, who: str, refresh_s: float,
+                 stop_when: Callable[[], bool] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.link, self.who, self.refresh_s = link, who, refresh_s
+        self.stop_when = stop_when
         self.seen = Seen()
         self.asking = False  # a status request is out: the next waits for its answer
         # When a command's reply (a status itself) was shown: a status asked before then
@@ -202,6 +204,9 @@ class TopApp(App[None]):
         self.zmq_context.term()  # (each request closes its socket as it wakes)
 
     def ask_status(self) -> None:
+        if self.stop_when is not None and self.stop_when():
+            self.exit()
+            return
         if self.asking:
             return
         self.asking = True
