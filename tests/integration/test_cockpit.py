@@ -293,8 +293,17 @@ def test_flatten_closes_a_live_session_s_positions_then_a_data_fault_refuses_it(
         shown = subprocess.run([TICKWISE, "status", "--control", control], capture_output=True,
                                text=True, timeout=60)  # fmt: skip
         assert shown.returncode == 0, shown.stderr
-        for words in ("mean_reversion (window=30", "up since", "by instrument", "avg price",
-                      "unrealised", "recent fills", "latest events", "SYN0", "total"):
+        for words in (
+            "mean_reversion (window=30",
+            "up since",
+            "by instrument",
+            "avg price",
+            "unrealised",
+            "recent fills",
+            "latest events",
+            "SYN0",
+            "total",
+        ):
             assert words in shown.stdout, words
 
         feed.kill()  # no more data, no heartbeats: stale_feed halts it, a data fault
