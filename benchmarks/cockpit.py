@@ -138,9 +138,11 @@ def measure(quick: bool, say: Any = print) -> dict[str, Any]:
             if setup == "watched":
                 scrapes += run["scrapes"]
                 answers += run["status_answers"]
-            say(f"  round {r + 1}, {setup}: {run['events']:,} events, "
+            say(
+                f"  round {r + 1}, {setup}: {run['events']:,} events, "
                 f"{run['batch_us'].size:,} batches, {run['scrapes']} scrapes, "
-                f"{run['status_answers']} status answers, {time.monotonic() - began:.1f} s")
+                f"{run['status_answers']} status answers, {time.monotonic() - began:.1f} s"
+            )
     out: dict[str, Any] = {"rate": RATE, "seconds": seconds, "rounds": rounds,
                            "scrapes": scrapes, "status_answers": answers}  # fmt: skip
     for setup, series in pooled.items():
