@@ -41,6 +41,20 @@ RECENT_KEPT = 200  # events a status carries (top shows the latest)
 ALERT_QUEUE = 1_000  # events waiting for the alert command; more are dropped and said so
 ALERT_TIMEOUT_S = 10.0  # an alert command running longer is killed
 _ALERT_OUTPUT = 500  # characters of a failing command's stderr quoted
+# Every event a live session logs, with the levels it comes at (docs/live.md has the table):
+# their counters start at 0, so that a scraper's rate() sees the first of each.
+KNOWN_EVENTS: dict[str, tuple[str, ...]] = {
+    "start": ("info",), "warmed_up": ("info",), "first_batch": ("info",),
+    "trip": ("critical", "warning"), "kill": ("critical",), "resume": ("warning",),
+    "resume_refused": ("warning",), "flatten": ("warning",), "flatten_refused": ("warning",),
+    "flat": ("info",), "flatten_incomplete": ("critical",), "flatten_stopped": ("critical",),
+    "reject_storm": ("warning",), "rejects_calm": ("info",), "seq_gap": ("critical",),
+    "feed_silent": ("critical", "warning"), "feed_back": ("info",),
+    "exchange_lost": ("critical",), "exchange_back": ("info",), "reconcile": ("critical",),
+    "malformed": ("warning",), "bad_data": ("warning",), "ignored": ("info",),
+    "journal_lost": ("critical",), "stop": ("info",), "end": ("info", "warning"),
+    "alert_failed": ("warning",),
+}  # fmt: skip
 
 
 class _Journal(Protocol):
@@ -95,7 +109,9 @@ class EventLog:
         self.stream = sys.stderr if stream is None else stream
         self.recent: deque[Event] = deque(maxlen=RECENT_KEPT)
         self.counts: Counter[str] = Counter()  # events by name
-        self.by_level: Counter[tuple[str, str]] = Counter()  # events by (name, level)
+        self.by_level: Counter[tuple[str, str]] = Counter(  # events by (name, level)
+            {(name, level): 0 for name, levels in KNOWN_EVENTS.items() for level in levels}
+        )
         self.log_file_failure: str | None = None
         self._file: IO[str] | None = None
         if log_file is not None:

@@ -102,6 +102,7 @@ class Reading:
     feed_age_s: float
     exchange_age_s: float | None  # None: no exchange process
     requests_in_flight: int
+    stopping: bool = False  # the session is stopping (its resting orders cancelled: HALTED)
     histograms: dict[str, Histogram] = field(default_factory=dict)
 
 
@@ -111,6 +112,8 @@ HISTOGRAMS = {
     "batch leaving for the exchange (wall clock, per batch that sent orders)",
     "tickwise_order_to_ack_seconds": "round trip of a request to the exchange, from sending "
     "to its reply (wall clock)",
+    "tickwise_feed_to_journal_seconds": "from the feed's send time to the message's batch "
+    "journaled, per feed message (wall clock; with or without an exchange)",
     "tickwise_batch_seconds": "processing of one batch: the boundary's checks, the compiled "
     "loop, orders out, journal queued (wall clock, per compiled call)",
 }
@@ -120,7 +123,8 @@ def families(r: Reading) -> Iterator[Metric]:
     """The metric families of one reading."""
     yield InfoMetricFamily("tickwise_session", "the session: strategy, parameters, feed", r.info)
     yield GaugeMetricFamily("tickwise_session_start_time_seconds",
-                            "when the session started (Unix time)", r.start_time_s)  # fmt: skip
+                            "when the session started (Unix time)", r.start_time_s,
+                            unit="seconds")  # fmt: skip
     yield _counter("tickwise_events", "market events processed by the compiled loop", r.events)
     yield _counter("tickwise_batches", "feed messages taken (not heartbeats)", r.batches)
     yield _counter("tickwise_fills", "fills booked", r.fills)
@@ -132,8 +136,8 @@ def families(r: Reading) -> Iterator[Metric]:
     yield _labelled(CounterMetricFamily, "tickwise_rejects", "orders rejected, by reason",
                     "reason", r.rejects_by_reason)  # fmt: skip
     yield _labelled(CounterMetricFamily, "tickwise_trips", "kill-switch trips (changes to a "
-                    "stricter trading state), by trigger (manual: a person)", "trigger",
-                    r.trips_by_trigger)  # fmt: skip
+                    "stricter trading state), by trigger (manual: a person; a session's stop "
+                    "is no trip)", "trigger", r.trips_by_trigger)  # fmt: skip
     yield _labelled(CounterMetricFamily, "tickwise_malformed_messages", "feed messages "
                     "dropped as malformed, by reason", "reason", r.malformed_by_reason)  # fmt: skip
     yield _labelled(CounterMetricFamily, "tickwise_bad_rows", "market rows dropped at the "
@@ -157,11 +161,14 @@ def families(r: Reading) -> Iterator[Metric]:
                     "the mid, in price units", "instrument", r.unrealized)  # fmt: skip
     yield GaugeMetricFamily("tickwise_open_orders", "orders working (or on their way)",
                             r.open_orders)  # fmt: skip
+    yield GaugeMetricFamily("tickwise_stopping", "1 once the session is stopping (it halts "
+                            "to cancel its resting orders: not a trip)",
+                            float(r.stopping))  # fmt: skip
     yield GaugeMetricFamily("tickwise_feed_age_seconds", "time since the feed's last message "
-                            "or heartbeat", r.feed_age_s)  # fmt: skip
+                            "or heartbeat", r.feed_age_s, unit="seconds")  # fmt: skip
     if r.exchange_age_s is not None:
         yield GaugeMetricFamily("tickwise_exchange_age_seconds", "time since the exchange's "
-                                "last message", r.exchange_age_s)  # fmt: skip
+                                "last message", r.exchange_age_s, unit="seconds")  # fmt: skip
         yield GaugeMetricFamily("tickwise_requests_in_flight", "requests to the exchange not "
                                 "yet answered", r.requests_in_flight)  # fmt: skip
     for name, hist in r.histograms.items():

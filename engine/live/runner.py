@@ -103,6 +103,10 @@ REJECT_CALM_S = 5.0  # a storm is over after this long without a reject
 FILLS_KEPT = 50  # recent fills a status shows
 WORKING_SHOWN = 100  # working orders a status lists (newest first)
 TRIPS_KEPT = 1_000  # changes of trading state a stop summary lists
+# What labelled counters are served with from the start (at 0): every trigger but a stop, and
+# every reason of a reject.
+_TRIGGERS = tuple(t for t in TRIP_NAMES.values() if t not in ("none", "stop"))
+_REJECT_REASONS = tuple(r for c, r in REASON_NAMES.items() if c)
 FLATTEN_RETRY_S = 0.2  # a flatten not yet flat sends again once its orders are done ...
 FLATTEN_ATTEMPTS = 10  # ... this many times at most, then says what is left
 # The unit of a trip's value and limit, by trigger (engine.killswitch, engine.risk).
@@ -404,6 +408,7 @@ def _stop(link: _Link) -> None:
     """A clean stop: no order left resting, everything journaled that can be. (The summary
     keeps the kill switch as it was: halting to cancel is the stop's, not a person's.)"""
     session, summary, events = link.session, link.summary, link.events
+    link.stopping = True
     summary.status = session.status()
     summary.cancelled_on_stop = session.open_orders
     if session.open_orders:
@@ -701,6 +706,7 @@ class _Link:
         self.histograms = {name: Histogram() for name in HISTOGRAMS}
         self.first_batch = False
         self.flattening: dict[str, Any] | None = None  # a person's flatten not yet flat
+        self.stopping = False  # (set at the stop: metrics say so)
         self._ids = {inst.symbol: inst.id for inst in session.instruments}
 
     def market(self, sub: Subscriber, group: int) -> None:
@@ -790,7 +796,7 @@ class _Link:
             self.journal.event(change["ts"], "transition", change)
             self.trip_history.append(change)
             stricter = STATE_VALUES[change["to"]] > STATE_VALUES[change["from"]]
-            if stricter:
+            if stricter and change["trigger"] != "stop":  # (a stop is the session ending)
                 self.trips_by_trigger[change["trigger"]] += 1
             if change["trigger"] in ("manual", "stop"):
                 continue
@@ -1034,6 +1040,8 @@ class _Link:
         h["tickwise_feed_to_order_seconds"].catch_up(self.tick_to_order.values,
                                                      self.tick_to_order.count)  # fmt: skip
         h["tickwise_batch_seconds"].catch_up(self.batch_us.values, self.batch_us.count)
+        h["tickwise_feed_to_journal_seconds"].catch_up(self.latencies.values,
+                                                       self.latencies.count)  # fmt: skip
         if self.gw is not None:
             h["tickwise_order_to_ack_seconds"].catch_up(self.gw.round_trips_us, self.gw.replies)
 
@@ -1125,10 +1133,12 @@ class _Link:
                   _params_text(about.get("params") or {}), "feed": str(about.get("feed")),
                   "operator": str(about.get("operator"))},
             start_time_s=self.started_ns / 1e9, events=session.events, batches=summary.batches,
-            fills=summary.fills, orders_by_status=self.orders_by_status(),
-            rejects_by_reason=self.rejects_by_reason(),
-            trips_by_trigger=dict(self.trips_by_trigger),
-            malformed_by_reason=dict(sub.malformed), bad_rows_by_reason=dict(self.screen.bad),
+            fills=summary.fills, orders_by_status=dict.fromkeys(STATUS_NAMES.values(), 0)
+            | self.orders_by_status(),
+            rejects_by_reason=dict.fromkeys(_REJECT_REASONS, 0) | self.rejects_by_reason(),
+            trips_by_trigger=dict.fromkeys(_TRIGGERS, 0) | dict(self.trips_by_trigger),
+            malformed_by_reason=dict.fromkeys(wire.REASONS, 0) | dict(sub.malformed),
+            bad_rows_by_reason=dict(self.screen.bad),
             log_events=logged, feed_gaps=len(sub.gaps), heartbeats=sub.heartbeats,
             states=states, positions={r["symbol"]: r["position"] for r in rows},
             pnl={r["symbol"]: r["pnl"] for r in rows},
@@ -1136,7 +1146,7 @@ class _Link:
             open_orders=session.open_orders, feed_age_s=sub.silent_for_ns() / 1e9,
             exchange_age_s=None if gw is None else (time.monotonic_ns() - gw.last_heard_ns) / 1e9,
             requests_in_flight=0 if gw is None else len(gw.in_flight),
-            histograms=self.histograms,
+            histograms=self.histograms, stopping=self.stopping,
         )  # fmt: skip
 
 

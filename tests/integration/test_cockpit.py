@@ -136,6 +136,17 @@ def test_a_crash_is_told_as_it_happens_in_json_lines_a_log_file_an_alert_and_the
     assert kind.startswith("application/openmetrics-text")
     assert state == 2  # halted
     assert samples[("tickwise_trips_total", (("trigger", "price_jump"),))] == 1
+    # Every trigger and reason is served from the start, at 0 (a scraper's rate() then sees
+    # the first one), and a stop is no trip.
+    trips = {
+        dict(labels)["trigger"] for (name, labels) in samples if name == "tickwise_trips_total"
+    }
+    assert {"max_loss", "stale_feed", "manual", "reject_rate", "seq_gap"} <= trips
+    assert "stop" not in trips
+    assert samples[("tickwise_rejects_total", (("reason", "price_collar"),))] == 0
+    assert samples[("tickwise_log_events_total", (("event", "kill"), ("level", "critical")))] == 0
+    assert samples[("tickwise_stopping", ())] == 0
+    assert samples[("tickwise_feed_to_journal_seconds_count", ())] > 0
     assert samples[("tickwise_events_total", ())] > 0
     assert samples[("tickwise_batches_total", ())] > 0
     assert samples[("tickwise_orders_total", (("status", "new"),))] > 0
