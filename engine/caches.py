@@ -96,10 +96,13 @@ def _index_lock(index_path: str, exclusive: bool) -> Iterator[None]:
     """Hold a lock on the cache index at `index_path` (a `.lock` file beside it): exclusive
     for a writer, shared for a reader. Where the lock file cannot be made (no cache folder
     yet, a read-only one) nobody can be writing there, and nothing is locked."""
-    try:
-        fd = os.open(index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        fd = -1
+    fd = -1
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # (flock works on either)
+        try:
+            fd = os.open(index_path + ".lock", flags, 0o644)
+            break
+        except OSError:
+            continue
     try:
         if fd >= 0:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -111,11 +114,18 @@ def _index_lock(index_path: str, exclusive: bool) -> Iterator[None]:
 
 def _filed_right(key: Any, data: Any) -> bool:
     """Whether cached `data` (a reduced compile result: its fourth item is its signature)
-    holds the code of the signature `key` files it under. Other kinds of cached data (of
-    cfuncs, ufuncs) are not checked."""
+    holds the code of the signature `key` files it under (an argument tuple, a signature
+    or its text, as given to `Dispatcher.compile`). Other kinds of cached data (of cfuncs,
+    ufuncs), or a key of another shape, are not judged: the entry is taken as Numba would."""
     if not (isinstance(data, tuple) and len(data) > 3 and hasattr(data[3], "args")):
         return True
-    return tuple(data[3].args) == tuple(key[0])
+    try:
+        from numba.core import sigutils
+
+        args = key[0] if isinstance(key[0], tuple) else sigutils.normalize_signature(key[0])[0]
+        return tuple(data[3].args) == tuple(args)
+    except Exception:  # (never fail a load over this check)
+        return True
 
 
 def lock_numba_cache_index() -> None:

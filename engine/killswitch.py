@@ -37,7 +37,7 @@ from .market import mid_price, round_to_tick
 from .orders import _request_cancel, submit_nb
 from .portfolio import unrealized_pnl
 from .quantities import MAX_LOTS, units
-from .risk import reference_price, staying_lots
+from .risk import reference_price, working_lots
 from .schemas import (
     ORD_LIMIT,
     ORD_MARKET,
@@ -313,7 +313,9 @@ def _enforce(ctx):
         if pos == 0 or trading_state(ctx, i) != STATE_HALTED:
             continue
         side = -1 if pos > 0 else 1
-        lots = min(abs(pos) - staying_lots(ctx, i, side), MAX_LOTS)  # (the most one order holds)
+        # Never beyond flat: orders already closing (their cancels on the way too: they may
+        # still fill) count. (MAX_LOTS: the most one order holds.)
+        lots = min(abs(pos) - working_lots(ctx, i, side), MAX_LOTS)
         if lots > 0:
             qty = units(lots, ctx.instruments[i])
             submit_nb(ctx, i, side, qty, lots, np.nan, ORD_MARKET, TIF_IOC)
@@ -335,9 +337,12 @@ NO_PRICE = -(1 << 62)  # person_flatten_nb: no reference price to close a positi
 def person_flatten_nb(ctx, instrument, now, sent):
     """A person's flatten at `now` of one instrument (or -1: all): the scope goes to REDUCING
     (a stricter state is kept), every working order of it is cancelled, and each position
-    is closed by one reduce-only IOC limit order (`flatten_price_nb`). `sent[i]` gets the
-    id of instrument i's order (> 0), minus the id of one the risk gate refused, NO_PRICE
-    when no reference price allowed one, or 0 when it was flat."""
+    is closed by one reduce-only IOC limit order (`flatten_price_nb`) for what orders
+    already closing it (their cancels on the way too: at an exchange they may still fill)
+    leave open: never beyond flat, however often it is asked.
+    `sent[i]` gets the id of instrument i's order (> 0), minus the id of one the risk gate
+    refused, NO_PRICE when no reference price allowed one, or 0 when it was flat or orders
+    working close it all."""
     halt_nb(ctx, instrument, STATE_REDUCING, now)
     enforce_nb(ctx)  # (cancels what REDUCING forbids: the orders of a scope that was ACTIVE)
     k = ctx.clock[0].n_open - 1
@@ -353,7 +358,7 @@ def person_flatten_nb(ctx, instrument, now, sent):
         if pos == 0 or (instrument >= 0 and i != instrument):
             continue
         side = -1 if pos > 0 else 1
-        lots = min(abs(pos) - staying_lots(ctx, i, side), MAX_LOTS)
+        lots = min(abs(pos) - working_lots(ctx, i, side), MAX_LOTS)
         if lots <= 0:
             continue
         price = flatten_price_nb(ctx, i, side)
@@ -417,13 +422,16 @@ def _jump_now(ctx: Any, i: int) -> float:
     return max(hi - mid, mid - lo, 0.0) / mid * 100.0 if np.isfinite(lo) else 0.0
 
 
-def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int, now: int
-                   ) -> list[str]:  # fmt: skip
+def blocked_resume(ctx: Any, symbol: Callable[[int], str], instrument: int, now: int,
+                   data_only: bool = False) -> list[str]:  # fmt: skip
     """The conditions behind the kill switch's triggers that still hold at `now` (ns), one
     clause each (none: trading may resume). For one instrument (-1: all), those of the
-    whole session and its own."""
+    whole session and its own. `data_only`: only those that say the market data cannot be
+    trusted (late events, a gap not yet followed by an event in sequence)."""
     lim, g = ctx.limits[0], ctx.guard[0]
     on = [lim.action[t] != STATE_ACTIVE for t in range(len(TRIP_NAMES))]
+    if data_only:
+        on = [on[t] and t in (TRIP_FEED_LATENCY, TRIP_SEQ_GAP) for t in range(len(on))]
     clauses = []
     if on[TRIP_MAX_LOSS] and -g.pnl > lim.max_loss:
         clauses.append(f"PnL {g.pnl:,.2f} is still below -max_loss ({-lim.max_loss:,.2f})")

@@ -109,6 +109,8 @@ class Session:
         # What only the caller can see that a resume must wait for (a live session's silent
         # feed or lost exchange): clauses for an instrument id, or -1 for the whole session.
         self.outside_conditions: Callable[[int], list[str]] | None = None
+        # Of those, what says the feed or the exchange cannot be trusted now (a flatten waits).
+        self.outside_faults: Callable[[int], list[str]] | None = None
         # The time of what happens between batches (a person's command, a trip seen outside
         # the loop): a live session's wall clock; else the latest event's.
         self.clock: Callable[[], int] | None = None
@@ -383,14 +385,19 @@ class Session:
         faults = self.data_faults(where)
         if faults:
             raise TickwiseError(
-                f"cannot flatten: {'; '.join(faults)} (a data fault: no order may leave until "
-                "it has cleared and a person has resumed)"
+                f"cannot flatten: {'; '.join(faults)} (a data fault: no order may leave while "
+                "the market data or the exchange cannot be trusted)"
             )
         ctx = self.ctx
         held = {i: float(ctx.portfolio[i]["qty"]) for i in range(ctx.portfolio.size)
                 if ctx.portfolio[i]["lots"] != 0 and where in (-1, i)}  # fmt: skip
         sent = np.zeros(ctx.portfolio.size, dtype=np.int64)
-        person_flatten_nb(ctx, where, self._now(), sent)
+        now = self._now()
+        if self.clock is not None:  # (live, between batches: the gate's clock is now, so
+            clock = ctx.clock[0]  # that a reference price gone stale is seen as such, the
+            clock.recv = max(int(clock.recv), now)  # throttle counts from now, and the
+            clock.now = max(int(clock.now), now)  # orders carry the time they left)
+        person_flatten_nb(ctx, where, now, sent)
         self._note_transitions()
         log = ctx.order_log[: int(ctx.clock[0].n_order_log)]
         out = {}
@@ -403,13 +410,15 @@ class Session:
                 reasons = log["reason"][log["id"] == -oid]
                 row["refused"] = REASON_NAMES.get(int(reasons[0]), "?") if reasons.size else "?"
             elif oid == 0:
-                row["refused"] = "already_closing"  # (orders working already close it)
+                row["refused"] = "already_closing"  # (orders on their way close it all)
             out[self.instruments.symbol(i)] = row
         return out
 
     def data_faults(self, instrument: int = -1) -> list[str]:
-        """The scopes (the session, and one instrument or all) HALTED now by a data fault:
-        a trigger that says the market data or the exchange cannot be trusted."""
+        """Why the market data or the exchange cannot be trusted now, for the session and one
+        instrument (or all): a scope HALTED by such a trigger, and such a condition holding
+        now whatever halted the scope first (a trip never replaces the cause of a scope
+        already halted: a gap after a person's kill keeps the cause `manual`)."""
         ctx, said = self.ctx, []
         g = ctx.guard[0]
         if g["state"] == STATE_HALTED and TRIP_NAMES[int(g["trip"])] in DATA_FAULTS:
@@ -422,6 +431,10 @@ class Session:
                 and (TRIP_NAMES[int(row["trip"])] in DATA_FAULTS)
             ):
                 said.append(f"{inst.symbol} is HALTED by {TRIP_NAMES[int(row['trip'])]}")
+        now = self.clock() if self.clock is not None else int(ctx.clock[0].recv)
+        said += blocked_resume(ctx, self.instruments.symbol, instrument, now, data_only=True)
+        if self.outside_faults is not None:
+            said += self.outside_faults(instrument)
         return said
 
     def status(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import math
 import queue
@@ -37,7 +38,7 @@ from typing import IO, Any, Protocol
 
 LEVELS = ("info", "warning", "critical")
 LOG_FORMATS = ("text", "json")
-RECENT_KEPT = 200  # events a status carries (top shows the latest)
+RECENT_KEPT = 200  # events kept for status (which carries the latest 50: top shows them)
 ALERT_QUEUE = 1_000  # events waiting for the alert command; more are dropped and said so
 ALERT_TIMEOUT_S = 10.0  # an alert command running longer is killed
 _ALERT_OUTPUT = 500  # characters of a failing command's stderr quoted
@@ -47,7 +48,8 @@ KNOWN_EVENTS: dict[str, tuple[str, ...]] = {
     "start": ("info",), "warmed_up": ("info",), "first_batch": ("info",),
     "trip": ("critical", "warning"), "kill": ("critical",), "resume": ("warning",),
     "resume_refused": ("warning",), "flatten": ("warning",), "flatten_refused": ("warning",),
-    "flat": ("info",), "flatten_incomplete": ("critical",), "flatten_stopped": ("critical",),
+    "flat": ("info",), "flatten_incomplete": ("critical",),
+    "flatten_stopped": ("critical", "warning"),
     "reject_storm": ("warning",), "rejects_calm": ("info",), "seq_gap": ("critical",),
     "feed_silent": ("critical", "warning"), "feed_back": ("info",),
     "exchange_lost": ("critical",), "exchange_back": ("info",), "reconcile": ("critical",),
@@ -136,7 +138,7 @@ class EventLog:
                 _write(self._file, line, raise_errors=True)
             except OSError as exc:
                 self._give_up_file(exc)
-        if self._alerts is not None:
+        if self._alerts is not None and name != "alert_failed":  # (never to the command itself)
             self._alerts.send(event)
         return event
 
@@ -145,8 +147,10 @@ class EventLog:
         session's thread; never sent to the command again)."""
         if self._alerts is None:
             return
-        for problem in self._alerts.problems():
-            self.emit("alert_failed", problem, "warning")
+        problems = self._alerts.problems()
+        if problems:  # (one event for all since the last look: a dead pager is no flood)
+            more = f" (and {len(problems) - 1:,} more)" if len(problems) > 1 else ""
+            self.emit("alert_failed", problems[-1] + more, "warning", failures=len(problems))
 
     def counts_by_level(self) -> dict[tuple[str, str], int]:
         """Events so far by (name, level) (a copy: read from the metrics thread)."""
@@ -177,6 +181,9 @@ class EventLog:
 
     def _give_up_file(self, exc: OSError) -> None:
         self.log_file_failure = f"{exc.strerror or exc}"
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # (its buffer may be what cannot be written)
+                self._file.close()
         self._file = None
         _write(
             self.stream,
@@ -186,9 +193,11 @@ class EventLog:
 
 
 def open_log_file(path: Path) -> IO[str]:
-    """`path` opened to append lines (made if missing), or an OSError naming why not."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder")
+    """`path` opened to append lines (made if missing), or an OSError naming why not: a
+    folder, a FIFO or a socket is refused (a FIFO would hold the session up, at its opening
+    and at each line, until someone reads it); a file or a device (/dev/null) is taken."""
+    if path.is_dir() or path.is_fifo() or path.is_socket():
+        raise OSError(errno.EINVAL, "not a file (a folder, a FIFO or a socket)")
     return path.open("a", encoding="utf-8", buffering=1)  # (line-buffered: a line at a time)
 
 

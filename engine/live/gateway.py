@@ -166,12 +166,14 @@ class Gateway:
             return 0.0
         return (time.time_ns() - self.in_flight[0].sent_ns) / 1e6
 
-    def round_trip_percentiles(self) -> dict[str, float]:
-        """Request sent -> its reply received (wall clock, µs): p50/p90/p99/p99.9."""
-        n = min(self.replies, _KEEP)
+    def round_trip_percentiles(self, most: int | None = None) -> dict[str, float]:
+        """Request sent -> its reply received (wall clock, µs): p50/p90/p99/p99.9 of every
+        round trip kept, or of the latest `most`."""
+        n = min(self.replies, _KEEP, most or _KEEP)
         if n == 0:
             return {}
-        p = np.percentile(self.round_trips_us[:n], [50, 90, 99, 99.9])
+        at = (self.replies - n + np.arange(n)) % _KEEP
+        p = np.percentile(self.round_trips_us[at], [50, 90, 99, 99.9])
         return dict(zip(("p50", "p90", "p99", "p99.9"), map(float, p), strict=True))
 
     def round_trip_samples(self) -> np.ndarray:

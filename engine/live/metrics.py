@@ -188,11 +188,12 @@ def _labelled(kind: Callable[..., Metric], name: str, documentation: str, label:
 
 
 class _Collector(Collector):
-    def __init__(self, read: Callable[[], Reading]) -> None:
+    def __init__(self, read: Callable[[], Reading | None]) -> None:
         self.read = read
 
     def collect(self) -> Iterable[Metric]:
-        return list(families(self.read()))
+        reading = self.read()  # (None: the session is not yet up; an empty scrape)
+        return [] if reading is None else list(families(reading))
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -220,7 +221,7 @@ def parse_address(address: str) -> tuple[str, int]:
 class MetricsServer:
     """Serves `read()`'s metrics over HTTP at `address` (HOST:PORT, loopback) until closed."""
 
-    def __init__(self, address: str, read: Callable[[], Reading]) -> None:
+    def __init__(self, address: str, read: Callable[[], Reading | None]) -> None:
         host, port = parse_address(address)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(read))

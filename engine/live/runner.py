@@ -96,6 +96,7 @@ _WATCH_NS = 1_000_000  # the clock-driven checks and the control socket, at most
 _BAD_EVENT_NS = 100_000_000  # bad rows journaled at most this often
 _SECOND_NS = 1_000_000_000
 _STATUS_NS = 250_000_000  # latency percentiles for status worked out at most this often
+STATUS_SAMPLES = 10_000  # latencies a status's percentiles are of: the latest
 _LOG_EVERY_NS = 1_000_000_000  # bad rows and malformed messages logged at most this often
 SILENT_FEED_MS = 1_000.0  # a feed silent this long is said (when stale_feed_ms is off)
 REJECT_STORM = 10  # rejects within a second that make a reject storm (said, not a trip)
@@ -204,6 +205,15 @@ class _Ring:
     def percentiles(self) -> dict[str, float]:
         return _percentiles(self.values, self.count)
 
+    def recent_percentiles(self, most: int = STATUS_SAMPLES) -> dict[str, float]:
+        """Percentiles of the latest `most` values only: what a status shows (a percentile
+        of a full ring, a million values, takes tens of ms the session would wait)."""
+        n = min(self.count, self.values.size, most)
+        if n == 0:
+            return {}
+        at = (self.count - n + np.arange(n)) % self.values.size
+        return _percentiles(self.values[at], n)
+
     def samples(self) -> np.ndarray:
         return self.values[: min(self.count, self.values.size)].copy()
 
@@ -290,7 +300,7 @@ def run_live(
         link_box: list[_Link] = []
         scraped = None
         if metrics is not None:
-            scraped = MetricsServer(metrics, lambda: link_box[0].reading())
+            scraped = MetricsServer(metrics, lambda: link_box[0].reading() if link_box else None)
             stack.callback(scraped.close)
         journal = stack.enter_context(Journal(journal_dir, instruments, background=True))
         events = EventLog(journal, log_format=log_format, stream=log_stream, log_file=log_file,
@@ -313,6 +323,7 @@ def run_live(
                     "clock): no tick pays for compiling", seconds=round(warm_s, 3))  # fmt: skip
         watch = _Watch(link, config.killswitch)
         session.outside_conditions = watch.holding
+        session.outside_faults = watch.faults
         if config.feed_latency_us < 0:  # (a replay's clock is its data's: kept as it is)
             session.clock = time.time_ns
         server.extra_status = link.status
@@ -660,6 +671,11 @@ class _Watch:
         """The conditions outside the loop that still hold (for `Session.resume`)."""
         return holding(self.vitals(instrument), self.kill)
 
+    def faults(self, instrument: int) -> list[str]:
+        """Of those, what says the feed or the exchange cannot be trusted now (for
+        `Session.flatten`)."""
+        return holding(self.vitals(instrument), self.kill, data_only=True)
+
 
 class _Link:
     """Moves a live session's batches and orders: market data from the feed through the
@@ -705,7 +721,8 @@ class _Link:
         self.trips_by_trigger: Counter[str] = Counter()
         self.histograms = {name: Histogram() for name in HISTOGRAMS}
         self.first_batch = False
-        self.flattening: dict[str, Any] | None = None  # a person's flatten not yet flat
+        self.flattening: dict[int, dict[str, Any]] = {}  # by scope: flattens not yet flat
+        self.jobs = 0  # flattens asked so far (each event of one names its job)
         self.stopping = False  # (set at the stop: metrics say so)
         self._ids = {inst.symbol: inst.id for inst in session.instruments}
 
@@ -897,19 +914,21 @@ class _Link:
             self.gw.heartbeat_if_quiet()  # (or the exchange cancels them for silence)
 
     def status(self) -> dict[str, Any]:
-        """What only the live session knows, for `tickwise status`. Latency percentiles are
-        worked out at most every 250 ms: a burst of status requests must not hold up the
-        session (a percentile of a million samples takes tens of ms)."""
+        """What only the live session knows, for `tickwise status` and `top`. Latency
+        percentiles are of the latest STATUS_SAMPLES samples, worked out at most every 250
+        ms: a status, four a second from `top`, must not hold up the session (a percentile
+        of a full ring, a million samples, took tens of ms)."""
         summary, sub, gw = self.summary, self.sub, self.gw
         now = time.monotonic_ns()
         if now >= self.percentiles_due:
             self.percentiles_due = now + _STATUS_NS
-            self.percentiles = {"latency_us": self.latencies.percentiles()}
+            self.percentiles = {
+                "latency_us": self.latencies.recent_percentiles(),
+                "batch_us": self.batch_us.recent_percentiles(),
+            }
             if gw is not None:
-                self.percentiles["tick_to_order_us"] = self.tick_to_order.percentiles()
-                self.percentiles["round_trip_us"] = gw.round_trip_percentiles()
-        if now >= self.percentiles_due - _STATUS_NS + 1 or "batch_us" not in self.percentiles:
-            self.percentiles["batch_us"] = self.batch_us.percentiles()
+                self.percentiles["tick_to_order_us"] = self.tick_to_order.recent_percentiles()
+                self.percentiles["round_trip_us"] = gw.round_trip_percentiles(STATUS_SAMPLES)
         about = self.about
         extra = {
             "strategy": about.get("strategy"), "params": about.get("params"),
@@ -953,10 +972,12 @@ class _Link:
 
     def command(self, cmd: str, detail: dict[str, Any]) -> None:
         """A person's command took effect (or was refused): logged and journaled, naming the
-        operator."""
+        operator. A flatten starts a job (`check_flatten`) that the event names; a kill or a
+        resume ends every flatten still going (the person has taken the lever back)."""
         who = detail.get("operator") or "an unnamed operator"
         scope = detail.get("instrument") or "the session"
         why = f": {detail['reason']}" if detail.get("reason") else ""
+        extra: dict[str, Any] = {}
         if cmd == "flatten":
             orders = detail.get("orders") or {}
             said = ", ".join(
@@ -964,36 +985,55 @@ class _Link:
                 + (f" (not sent: {row['refused']})" if row["refused"] else "")
                 for sym, row in orders.items()
             )
-            message = (f"{scope} flattening by {who}{why}: REDUCING, working orders cancelled, "
+            state = "REDUCING" if self.session.status()["state"] != "halted" else "HALTED (kept)"
+            message = (f"{scope} flattening by {who}{why}: {state}, working orders cancelled, "
                        f"closing {said or 'nothing (flat already)'}")  # fmt: skip
             level = "warning"
             symbol = detail.get("instrument")
-            self.flattening = {
-                "scope": -1 if symbol is None else self._ids[symbol],
-                "began": time.monotonic(), "sent": time.monotonic(), "attempts": 1,
-                "closing": list(orders), "who": who,
+            where = -1 if symbol is None else self._ids[symbol]
+            if where in self.flattening:
+                self._end_flatten(self.flattening[where], "flatten_stopped",
+                                  "replaced by a new flatten", "warning")  # fmt: skip
+            self.jobs += 1
+            extra["job"] = self.jobs
+            self.flattening[where] = {
+                "job": self.jobs, "scope": where, "began": time.monotonic(),
+                "sent": time.monotonic(), "attempts": 1, "closing": list(orders), "who": who,
             }  # fmt: skip
-        elif cmd == "kill":
-            message = f"{scope} {str(detail.get('state')).upper()} by {who}{why}"
-            level = "critical"
-        elif cmd == "resume":
-            message = f"{scope} resumed to {str(detail.get('state')).upper()} by {who}{why}"
-            level = "warning"
+        elif cmd in ("kill", "resume"):
+            for job in list(self.flattening.values()):
+                self._end_flatten(job, "flatten_stopped", f"ended by {who}'s {cmd}", "warning")
+            if cmd == "kill":
+                message = f"{scope} {str(detail.get('state')).upper()} by {who}{why}"
+                level = "critical"
+            else:
+                message = f"{scope} resumed to {str(detail.get('state')).upper()} by {who}{why}"
+                level = "warning"
         elif cmd.endswith("_refused"):
             message = f"{cmd.removesuffix('_refused')} by {who} refused: {detail.get('error')}"
             level = "warning"
         else:
             message = f"{cmd} by {who}: {scope}{why}"
             level = "warning"
-        self.events.emit(cmd, message, level, **detail)
+        self.events.emit(cmd, message, level, **detail, **extra)
+
+    def _end_flatten(self, job: dict[str, Any], name: str, why: str, level: str) -> None:
+        del self.flattening[job["scope"]]
+        where = "the session" if job["scope"] < 0 else self.session.instruments.symbol(job["scope"])
+        left = {k: v for k, v in self.positions_open().items() if job["scope"] < 0 or k == where}
+        held = ", ".join(f"{k} {v['qty']:,.10g}" for k, v in left.items()) or "nothing"
+        self.events.emit(name, f"flatten of {where} {why}; left open: {held}", level,
+                         job=job["job"], scope=where, left=left)  # fmt: skip
 
     def check_flatten(self) -> None:
-        """A person's flatten, until flat: said once flat; while a position is left and its
-        orders are done (IOC: filled what they could), sent again every FLATTEN_RETRY_S, at
-        most FLATTEN_ATTEMPTS times; a data fault meanwhile stops it, said with its reason."""
-        job = self.flattening
-        if job is None:
-            return
+        """Each person's flatten still going, until its scope is flat: said once flat (with
+        its job); while a position is left and nothing of the scope works (IOCs: filled what
+        they could; cancels: confirmed), sent again every FLATTEN_RETRY_S, at most
+        FLATTEN_ATTEMPTS times; a data fault meanwhile stops it, said with its reason."""
+        for job in list(self.flattening.values()):
+            self._check_flatten(job)
+
+    def _check_flatten(self, job: dict[str, Any]) -> None:
         scope, session = job["scope"], self.session
         ctx = session.ctx
         lots = ctx.portfolio["lots"] if scope < 0 else ctx.portfolio["lots"][scope : scope + 1]
@@ -1002,32 +1042,25 @@ class _Link:
         now = time.monotonic()
         where = "the session" if scope < 0 else session.instruments.symbol(scope)
         if not lots.any() and not working:
-            self.flattening = None
+            del self.flattening[scope]
             took = (now - job["began"]) * 1e3
             self.events.emit("flat", f"{where} is flat: {', '.join(job['closing']) or 'nothing'}"
                              f" closed in {took:,.0f} ms (wall clock, {job['attempts']} "
                              "round(s) of orders); it stays REDUCING until a person resumes",
-                             scope=where, ms=took, attempts=job["attempts"])  # fmt: skip
+                             job=job["job"], scope=where, ms=took,
+                             attempts=job["attempts"])  # fmt: skip
             return
         if working or now - job["sent"] < FLATTEN_RETRY_S:
             return
-        left = self.positions_open()
-        if scope >= 0:
-            left = {k: v for k, v in left.items() if k == where}
         if job["attempts"] >= FLATTEN_ATTEMPTS:
-            self.flattening = None
-            self.events.emit("flatten_incomplete", f"{where} not flat after "
-                             f"{job['attempts']} round(s) of orders: "
-                             + ", ".join(f"{k} {v['qty']:,.10g}" for k, v in left.items())
-                             + " left (no liquidity inside the price collar?)", "critical",
-                             left=left)  # fmt: skip
+            self._end_flatten(job, "flatten_incomplete", f"not flat after {job['attempts']} "
+                              "round(s) of orders (no liquidity inside the price collar?)",
+                              "critical")  # fmt: skip
             return
         try:
             session.flatten(None if scope < 0 else scope)
         except TickwiseError as exc:
-            self.flattening = None
-            self.events.emit("flatten_stopped", f"flatten of {where} stopped: {exc}",
-                             "critical", left=left)  # fmt: skip
+            self._end_flatten(job, "flatten_stopped", f"stopped: {exc}", "critical")
             return
         job["attempts"] += 1
         job["sent"] = now

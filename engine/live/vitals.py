@@ -39,9 +39,11 @@ class Vitals:
     journal_failure: str | None = None
 
 
-def holding(v: Vitals, kill: KillSwitch) -> list[str]:
+def holding(v: Vitals, kill: KillSwitch, data_only: bool = False) -> list[str]:
     """The conditions outside the loop that still hold, one clause each (none: a resume may
-    go ahead as far as they are concerned). Triggers switched off are not judged."""
+    go ahead as far as they are concerned). Triggers switched off are not judged.
+    `data_only`: only those that say the feed or the exchange cannot be trusted now (what
+    refuses a person's flatten), not requests or cancels merely on their way."""
     clauses = []
     if v.journal_failure is not None:
         clauses.append(f"the journal is lost ({v.journal_failure}); the session must stop")
@@ -63,12 +65,12 @@ def holding(v: Vitals, kill: KillSwitch) -> list[str]:
             f"ms (ack_timeout_ms {kill.ack_timeout_ms:g}; if the exchange restarted, it never "
             "will be: stop the session and start it again)"
         )
-    if v.exchange and v.requests_in_flight:
+    if v.exchange and v.requests_in_flight and not data_only:
         clauses.append(
             f"{v.requests_in_flight} request(s) to the exchange not yet answered: what it holds "
             "is not known until they are"
         )
-    if v.unconfirmed_cancels:
+    if v.unconfirmed_cancels and not data_only:
         clauses.append(
             f"{v.unconfirmed_cancels} cancelled order(s) not yet confirmed gone"
             + (" by the exchange" if v.exchange else "")

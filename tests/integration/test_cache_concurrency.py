@@ -126,3 +126,45 @@ def test_an_entry_filed_under_another_signature_is_compiled_again_not_run(
 
     _finish(_start(tmp_path, cache, 1, 0.0))
     assert [e for e in _entries(cache) if e[0] != e[1]] == []
+
+
+EAGER = """
+from numba import float64, njit
+
+
+@njit(float64(float64), cache=True)
+def typed(x):
+    return x + 1.0
+
+
+@njit("float64(float64)", cache=True)
+def texted(x):
+    return x * 2.0
+"""
+
+RUN_EAGER = """
+import sys
+import tickwise  # noqa: F401  (installs the lock on Numba's cache)
+sys.path.insert(0, sys.argv[1])
+import eager
+print(eager.typed(1.0), eager.texted(2.0))
+"""
+
+
+def test_kernels_compiled_for_a_signature_given_up_front_load_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    """Any code in a process with tickwise loaded goes through the lock: a signature given
+    to `njit` (a type or its text) is a key of another shape, and must load as Numba
+    would (once refused as misfiled: compiled again at every run, or an import error)."""
+    (tmp_path / "eager.py").write_text(textwrap.dedent(EAGER))
+    env = _env(tmp_path / "cache") | {"NUMBA_DEBUG_CACHE": "1"}
+    said = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", RUN_EAGER, str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.splitlines()[-1].split() == ["2.0", "4.0"]  # (after Numba's notes)
+        said.append(done.stdout + done.stderr)
+    assert said[1].count("data loaded from") == 2
+    assert "data saved to" not in said[1]

@@ -171,15 +171,17 @@ def test_top_shows_a_live_session_and_its_keys_kill_resume_and_flatten_it(
             await until(pilot, lambda: "Kill the session" not in screen_text(app), "no modal")
             assert status(control)["state"] == after["state"]
 
-            # f: confirm, then the session's answer (a refusal from a session that does not
-            # know the command yet) is on screen, and the view goes on.
+            # f: confirm, then the flatten is done: the session is REDUCING (or stays HALTED
+            # when the resume was refused), as the screen and the session say.
             await pilot.press("f")
             await until(pilot, lambda: "Flatten every position" in screen_text(app),
                         "the flatten modal")  # fmt: skip
             await pilot.press("enter")
-            await until(pilot, lambda: re.search(r"flatten( refused: \S|: done)",
-                                                 screen_text(app)) is not None,
-                        "the flatten's outcome")  # fmt: skip
+            await until(pilot, lambda: "flatten: done" in screen_text(app), "flatten: done")
+            flattened = status(control)["state"]
+            assert flattened == ("reducing" if after["state"] == "active" else "halted")
+            await until(pilot, lambda: flattened.upper() in header_text(app),
+                        f"{flattened.upper()} in header")  # fmt: skip
             await pilot.press("q")
         seen["return_code"] = app.return_code
 
@@ -192,8 +194,9 @@ def test_top_shows_a_live_session_and_its_keys_kill_resume_and_flatten_it(
     live.send_signal(signal.SIGTERM)
     live.communicate(timeout=60)
     heard = [(e["what"], json.loads(e["detail"])) for e in replay_journal(journal).events
-             if e["what"] in ("kill", "resume", "resume_refused")]  # fmt: skip
-    assert [what for what, _ in heard] in (["kill", "resume"], ["kill", "resume_refused"])
+             if e["what"] in ("kill", "resume", "resume_refused", "flatten")]  # fmt: skip
+    assert [what for what, _ in heard] in (["kill", "resume", "flatten"],
+                                          ["kill", "resume_refused", "flatten"])  # fmt: skip
     assert all(detail["operator"] == OPERATOR for _, detail in heard)
     assert heard[0][1]["reason"] == REASON
 
@@ -235,11 +238,11 @@ def test_top_of_nothing_says_no_answer_keeps_asking_and_quits_at_once() -> None:
         seen["closed_at"] = time.monotonic()
         seen["return_code"] = app.return_code
 
-    began = time.monotonic()
     asyncio.run(scenario())  # (a crash in the app would raise here, with its traceback)
     assert seen["return_code"] == 0
-    assert seen["closed_at"] - seen["quit_at"] < 3.0
-    assert time.monotonic() - began < 60
+    # q closed the view without waiting out the pending request's 20 s (a behaviour, not a
+    # speed: the margin is wide for a loaded machine).
+    assert seen["closed_at"] - seen["quit_at"] < 15.0
 
 
 @pytest.mark.parametrize(

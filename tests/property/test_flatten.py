@@ -134,3 +134,69 @@ def test_one_instrument_s_flatten_leaves_the_others_alone() -> None:
     assert s.flatten(0)["I0"]["order"] is not None
     assert s.status()["instruments"]["I0"]["state"] == "reducing"
     assert s.status()["state"] == "active"
+
+
+def _shifted(q: dict, ms: float) -> dict:
+    """`q` `ms` later (its sequence numbers as they are)."""
+    return q | {"ts_event": q["ts_event"] + int(ms * MS), "ts_recv": q["ts_recv"] + int(ms * MS)}
+
+
+def _closing_lots(s, side: int) -> int:
+    """Unfilled lots of every open order on `side`, their cancels on the way included (they
+    may still fill at an exchange process)."""
+    o = s.ctx.open_orders[: s.open_orders]
+    o = o[o["side"] == side]
+    return int((o["lots"] - o["filled"]).sum())
+
+
+@given(
+    lots=st.integers(2, 500),
+    resting=st.lists(st.integers(1, 100), max_size=4),
+    rounds=st.integers(1, 4),
+    flatten_on_halt=st.booleans(),
+    halted=st.booleans(),
+)
+def test_through_an_exchange_a_flatten_never_sends_beyond_flat(
+    lots: int, resting: list[int], rounds: int, flatten_on_halt: bool, halted: bool
+) -> None:
+    """At an exchange process an order whose cancel is on its way can still fill, and an IOC
+    on its way has not filled yet: however often a person asks (`f` twice in top, the CLI
+    run again), with the strategy's own exit orders resting and the kill switch's own
+    flattening on, what works to close a position never exceeds it."""
+    resting = [q for q in resting if q <= lots][: max(0, lots // 100)] or resting[:0]
+    rows = [(1, 1, lots, np.nan)] + [(2, -1, q, round(10.05 + 0.01 * k, 2))
+                                     for k, q in enumerate(resting)]  # fmt: skip
+    s = session(rows, KillSwitch(flatten=flatten_on_halt), risk=COLLARED)
+    s.on_batch("quotes", quotes([10.0, 10.0], size=1e6))
+    assert s.ctx.portfolio[0]["lots"] == lots
+    s.trade_through_gateway()  # (from now on: cancels and orders wait for the exchange)
+    if halted:
+        s.halt()
+    for _ in range(rounds):
+        s.flatten()
+        assert _closing_lots(s, -1) <= lots
+    assert s.ctx.portfolio[0]["lots"] == lots  # (nothing fills until the exchange says so)
+
+
+def test_a_second_flatten_while_the_first_is_on_its_way_sends_nothing() -> None:
+    s = session([(1, 1, 10, np.nan)], risk=COLLARED)
+    s.on_batch("quotes", quotes([10.0, 10.0], size=1e6))
+    s.trade_through_gateway()
+    assert s.flatten()["I0"]["order"] is not None
+    again = s.flatten()["I0"]
+    assert (again["order"], again["refused"]) == (None, "already_closing")
+    assert _closing_lots(s, -1) == 10
+
+
+def test_a_gap_after_a_person_s_halt_refuses_a_flatten_though_the_cause_stays_manual() -> None:
+    """A trip never replaces the cause of a scope already halted: the data fault is judged
+    on what holds now."""
+    s = session([(1, 1, 10, np.nan)], KillSwitch(), risk=COLLARED)
+    s.on_batch("quotes", quotes([10.0, 10.0], size=1e6))
+    s.halt()
+    s.on_batch("quotes", _shifted(quotes([10.0], seqs=[9]), 5))  # seq 3 to 8 lost
+    assert s.status()["halt_reason"] == "manual"
+    with pytest.raises(TickwiseError, match="cannot flatten: I0 had no event in sequence"):
+        s.flatten()
+    s.on_batch("quotes", _shifted(quotes([10.0], seqs=[10]), 10))  # in sequence again
+    assert s.flatten()["I0"]["order"] is not None

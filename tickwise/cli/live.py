@@ -475,20 +475,25 @@ def _cmd_flatten(args: argparse.Namespace) -> int:
     reply = _control(args, payload)
     sent = reply.get("flatten") or {}
     where = args.instrument or "the session"
-    stdout.print(f"{where} is REDUCING; its working orders are cancelled", markup=False)
+    state = reply.get("state", "?")
+    if args.instrument:
+        state = next((r["state"] for r in reply.get("by_instrument") or []
+                      if r["symbol"] == args.instrument), state)  # fmt: skip
+    stdout.print(f"{where} is {state.upper()}; its working orders are cancelled", markup=False)
     for symbol, row in sent.items():
         done = f"order {row['order']}" if row["order"] else f"no order: {row['refused']}"
         stdout.print(f"  closing {symbol} {row['position']:,.10g}: {done}", markup=False)
     if not sent:
         stdout.print("  no position to close", markup=False)
-    if args.wait == 0:
+    job = _flatten_job(reply)
+    if args.wait == 0 or job is None:
         return 0
     deadline = asked + args.wait
     while True:
         status = _control(args, {"cmd": "status"})
         said = [e for e in status.get("events_log") or []
                 if e["event"] in ("flat", "flatten_incomplete", "flatten_stopped")
-                and e["ts_ns"] >= reply_time(reply)]  # fmt: skip
+                and (e.get("detail") or {}).get("job") == job]  # fmt: skip
         if said:
             last = said[-1]
             stdout.print(last["message"], markup=False)
@@ -505,10 +510,13 @@ def _cmd_flatten(args: argparse.Namespace) -> int:
         time.sleep(0.2)
 
 
-def reply_time(reply: dict[str, Any]) -> int:
-    """When the session took a command (ns): its latest event's time at the reply."""
-    events = reply.get("events_log") or []
-    return int(events[-1]["ts_ns"]) if events else 0
+def _flatten_job(reply: dict[str, Any]) -> int | None:
+    """The job of the flatten a reply answers (its events name it), from the event log the
+    reply carries."""
+    for event in reversed(reply.get("events_log") or []):
+        if event["event"] == "flatten":
+            return (event.get("detail") or {}).get("job")
+    return None
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
