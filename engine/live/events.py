@@ -9,14 +9,17 @@ reject storms, feed gaps and silences, the exchange lost and back, the stop) goe
 
 - queues it for the journal (durable at the turn's commit, as before);
 - writes one line to stderr, as text for people or JSON for log shippers
-  (`--log-format`), and the same line to `--log-file` if given. A log file that can no
-  longer be written (a full disk) is given up with one line on stderr: the session goes
-  on, its journal is the record that stops it when lost;
+  (`--log-format`), and the same line to `--log-file` if given, each from a thread of its
+  own (`LineWriter`): a reader that stalls (a pipe nobody drains, a terminal paused with
+  Ctrl-S) never holds the session up; lines it cannot take are dropped and counted. A log
+  file that can no longer be written (a full disk) is given up with one line on stderr:
+  the session goes on, its journal is the record that stops it when lost;
 - keeps the latest ones for `status` (what `top` shows);
 - hands it to the alert command (`--on-event CMD`), which runs in a thread of its own,
   one event at a time, the event's JSON on its stdin. The session never waits for it: a
-  command that fails, hangs past its timeout or falls behind (its queue full) is reported
-  as an `alert_failed` event, which is not itself sent to the command.
+  command that fails, hangs past its timeout (its whole process group is stopped) or falls
+  behind (its queue full; critical events keep a queue of their own) is reported as an
+  `alert_failed` event, which is not itself sent to the command.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import datetime as dt
 import errno
 import json
 import math
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -41,6 +46,8 @@ LOG_FORMATS = ("text", "json")
 RECENT_KEPT = 200  # events kept for status (which carries the latest 50: top shows them)
 ALERT_QUEUE = 1_000  # events waiting for the alert command; more are dropped and said so
 ALERT_TIMEOUT_S = 10.0  # an alert command running longer is killed
+URGENT_QUEUE = 100  # critical events waiting when the alert queue is full
+LINES_QUEUED = 10_000  # log lines waiting for a slow reader; more are dropped and counted
 _ALERT_OUTPUT = 500  # characters of a failing command's stderr quoted
 # Every event a live session logs, with the levels it comes at (docs/live.md has the table):
 # their counters start at 0, so that a scraper's rate() sees the first of each.
@@ -115,9 +122,11 @@ class EventLog:
             {(name, level): 0 for name, levels in KNOWN_EVENTS.items() for level in levels}
         )
         self.log_file_failure: str | None = None
-        self._file: IO[str] | None = None
+        self.log_file = log_file
+        self._out = LineWriter(self.stream)
+        self._file: LineWriter | None = None
         if log_file is not None:
-            self._file = open_log_file(log_file)
+            self._file = LineWriter(open_log_file(log_file), closing=True)
         self._alerts = AlertCommand(on_event, alert_timeout_s) if on_event else None
 
     def emit(self, name: str, message: str, level: str = "info", *, journal: bool = True,
@@ -132,12 +141,9 @@ class EventLog:
         self.by_level[name, level] += 1
         self.recent.append(event)
         line = event.text() if self.log_format == "text" else json.dumps(event.as_dict())
-        _write(self.stream, line)
+        self._out.write(line)
         if self._file is not None:
-            try:
-                _write(self._file, line, raise_errors=True)
-            except OSError as exc:
-                self._give_up_file(exc)
+            self._file.write(line)
         if self._alerts is not None and name != "alert_failed":  # (never to the command itself)
             self._alerts.send(event)
         return event
@@ -145,6 +151,8 @@ class EventLog:
     def pump(self) -> None:
         """Report what the alert command did wrong since the last call (as events of the
         session's thread; never sent to the command again)."""
+        if self._file is not None and self._file.failure is not None:
+            self._give_up_file()
         if self._alerts is None:
             return
         problems = self._alerts.problems()
@@ -157,6 +165,11 @@ class EventLog:
         return dict(self.by_level)
 
     @property
+    def lines_dropped(self) -> int:
+        """Log lines a stalled stderr or log file could not take (dropped, not waited for)."""
+        return self._out.dropped + (self._file.dropped if self._file is not None else 0)
+
+    @property
     def alerts_not_sent(self) -> int:
         """Events the alert command failed on, or never got."""
         return 0 if self._alerts is None else self._alerts.failed + self._alerts.dropped
@@ -167,29 +180,69 @@ class EventLog:
 
     def close(self, wait_s: float = 2.0) -> None:
         """Stop: the alert command gets up to `wait_s` to take what is queued (then the rest
-        is counted as not sent), and the log file is closed."""
+        is counted as not sent), the log lines up to `wait_s` to be written, and the log
+        file is closed."""
         if self._alerts is not None:
             self._alerts.close(wait_s)
-            for problem in self._alerts.problems():
-                self.emit("alert_failed", problem, "warning")
+            self.pump()
         if self._file is not None:
-            try:
-                self._file.close()
-            except OSError as exc:
-                self._give_up_file(exc)
+            self._file.close(wait_s)
+            if self._file.failure is not None:
+                self._give_up_file()
             self._file = None
+        self._out.close(wait_s)
 
-    def _give_up_file(self, exc: OSError) -> None:
-        self.log_file_failure = f"{exc.strerror or exc}"
-        if self._file is not None:
-            with contextlib.suppress(OSError):  # (its buffer may be what cannot be written)
-                self._file.close()
+    def _give_up_file(self) -> None:
+        assert self._file is not None
+        self.log_file_failure = self._file.failure
+        self._file.close(0.0)
         self._file = None
-        _write(
-            self.stream,
-            f"tickwise: the log file can no longer be written "
-            f"({self.log_file_failure}); events go on to stderr and the journal",
-        )
+        self._out.write(f"tickwise: the log file {self.log_file} can no longer be written "
+                        f"({self.log_file_failure}); events go on to stderr and the "
+                        "journal")  # fmt: skip
+
+
+class LineWriter:
+    """Writes lines to `stream` from a thread of its own, so that a reader that stalls never
+    holds the session up: beyond LINES_QUEUED lines waiting, lines are dropped and counted.
+    The first error writing (a full disk) is kept in `failure`, and later lines dropped."""
+
+    def __init__(self, stream: IO[str], closing: bool = False) -> None:
+        self.stream, self.closing = stream, closing
+        self.dropped = 0
+        self.failure: str | None = None
+        self._queue: queue.Queue[str | None] = queue.Queue(LINES_QUEUED)
+        self._thread = threading.Thread(target=self._work, name="tickwise-log", daemon=True)
+        self._thread.start()
+
+    def write(self, line: str) -> None:
+        if self.failure is not None:
+            self.dropped += 1
+            return
+        try:
+            self._queue.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def _work(self) -> None:
+        while (line := self._queue.get()) is not None:
+            if self.failure is not None:
+                continue
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except (OSError, ValueError) as exc:  # (a full disk; a stream closed)
+                self.failure = getattr(exc, "strerror", None) or str(exc)
+
+    def close(self, wait_s: float) -> None:
+        """Let the lines waiting be written (up to `wait_s`), then stop; a stream that is
+        the writer's own is closed."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=max(wait_s, 0.001))
+        self._thread.join(wait_s)
+        if self.closing and not self._thread.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
 
 
 def open_log_file(path: Path) -> IO[str]:
@@ -212,17 +265,22 @@ class AlertCommand:
         self.failed = 0
         self.dropped = 0
         self._queue: queue.Queue[Event | None] = queue.Queue(ALERT_QUEUE)
+        self._urgent: deque[Event] = deque(maxlen=URGENT_QUEUE)  # critical, when it is full
         self._problems: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._dropped_said = 0
         self._thread = threading.Thread(target=self._work, name="tickwise-alerts", daemon=True)
         self._thread.start()
 
     def send(self, event: Event) -> None:
-        """Queue `event` for the command (never waits: a full queue drops it, counted)."""
+        """Queue `event` for the command (never waits: a full queue drops it, counted, but
+        a critical event, which waits in a queue of its own and goes first)."""
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self.dropped += 1
+            if event.level == "critical" and len(self._urgent) < URGENT_QUEUE:
+                self._urgent.append(event)
+            else:
+                self.dropped += 1
 
     def problems(self) -> list[str]:
         """What went wrong since the last call, one line each."""
@@ -234,7 +292,8 @@ class AlertCommand:
                 break
         if self.dropped > self._dropped_said:
             out.append(f"{self.dropped - self._dropped_said:,} event(s) not sent to the alert "
-                       f"command: {ALERT_QUEUE:,} were already waiting for it")  # fmt: skip
+                       "command: it had fallen behind (its queue full) or the session was "
+                       "stopping")  # fmt: skip
             self._dropped_said = self.dropped
         return out
 
@@ -247,7 +306,16 @@ class AlertCommand:
             self.dropped += left
 
     def _work(self) -> None:
-        while (event := self._queue.get()) is not None:
+        while True:
+            if self._urgent:
+                event: Event | None = self._urgent.popleft()
+            else:
+                try:
+                    event = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+            if event is None:
+                return
             problem = self._run(event)
             if problem:
                 self.failed += 1
@@ -258,26 +326,23 @@ class AlertCommand:
     def _run(self, event: Event) -> str | None:
         body = json.dumps(event.as_dict()) + "\n"
         what = f"the alert command for {event.name}"
-        try:
-            done = subprocess.run(self.command, shell=True, input=body, text=True,
-                                  capture_output=True, timeout=self.timeout_s)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return f"{what} ran over {self.timeout_s:g} s and was stopped"
+        try:  # (a group of its own: a timeout stops the pipeline's children too)
+            proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)  # fmt: skip
         except OSError as exc:
             return f"{what} could not start: {exc}"
-        if done.returncode != 0:
-            said = " ".join(done.stderr.split())[:_ALERT_OUTPUT]
-            return f"{what} exited with status {done.returncode}" + (f": {said}" if said else "")
+        try:
+            _, err = proc.communicate(body, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return f"{what} ran over {self.timeout_s:g} s and was stopped (with its children)"
+        if proc.returncode != 0:
+            said = " ".join(err.split())[:_ALERT_OUTPUT]
+            return f"{what} exited with status {proc.returncode}" + (f": {said}" if said else "")
         return None
-
-
-def _write(stream: IO[str], line: str, raise_errors: bool = False) -> None:
-    try:
-        stream.write(line + "\n")
-        stream.flush()
-    except (OSError, ValueError):  # (stderr closed or full: nothing to say it on)
-        if raise_errors:
-            raise
 
 
 def iso_time(ts_ns: int) -> str:

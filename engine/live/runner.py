@@ -161,6 +161,7 @@ class LiveSummary:
     status_answers: int = 0  # control requests answered (`status`, `top`, commands)
     events_logged: dict[str, int] = field(default_factory=dict)  # by event name
     alerts_not_sent: int = 0  # events the alert command failed on, or never got
+    lines_dropped: int = 0  # log lines a stalled stderr or log file could not take
     log_file_failure: str | None = None
 
 
@@ -358,6 +359,7 @@ def run_live(
     summary.status_answers = server.answered
     summary.events_logged = dict(events.counts)
     summary.alerts_not_sent = events.alerts_not_sent
+    summary.lines_dropped = events.lines_dropped
     summary.log_file_failure = events.log_file_failure
     return summary
 
@@ -723,6 +725,7 @@ class _Link:
         self.first_batch = False
         self.flattening: dict[int, dict[str, Any]] = {}  # by scope: flattens not yet flat
         self.jobs = 0  # flattens asked so far (each event of one names its job)
+        self.refusals: dict[str, tuple[int, int]] = {}  # command -> (last said, not said since)
         self.stopping = False  # (set at the stop: metrics say so)
         self._ids = {inst.symbol: inst.id for inst in session.instruments}
 
@@ -1010,7 +1013,17 @@ class _Link:
                 message = f"{scope} resumed to {str(detail.get('state')).upper()} by {who}{why}"
                 level = "warning"
         elif cmd.endswith("_refused"):
-            message = f"{cmd.removesuffix('_refused')} by {who} refused: {detail.get('error')}"
+            # A flood of refused requests (anyone on this machine may send them) is said at
+            # most once a second per command: the journal and the alerts stay readable.
+            now = time.monotonic_ns()
+            last, quiet = self.refusals.get(cmd, (0, 0))
+            if now - last < _SECOND_NS:
+                self.refusals[cmd] = (last, quiet + 1)
+                return
+            self.refusals[cmd] = (now, 0)
+            more = f" ({quiet:,} more refused in the second before)" if quiet else ""
+            message = (f"{cmd.removesuffix('_refused')} by {who} refused: "
+                       f"{detail.get('error')}{more}")  # fmt: skip
             level = "warning"
         else:
             message = f"{cmd} by {who}: {scope}{why}"
@@ -1035,6 +1048,11 @@ class _Link:
 
     def _check_flatten(self, job: dict[str, Any]) -> None:
         scope, session = job["scope"], self.session
+        faults = session.data_faults(scope)
+        if faults:  # (its orders may never be answered: it ends now, saying why)
+            self._end_flatten(job, "flatten_stopped", f"stopped: {'; '.join(faults)}",
+                              "critical")  # fmt: skip
+            return
         ctx = session.ctx
         lots = ctx.portfolio["lots"] if scope < 0 else ctx.portfolio["lots"][scope : scope + 1]
         working = ctx.open_orders[: session.open_orders]["instrument"]
@@ -1044,9 +1062,13 @@ class _Link:
         if not lots.any() and not working:
             del self.flattening[scope]
             took = (now - job["began"]) * 1e3
+            state = (
+                session.status()["state"] if scope < 0 else STATE_NAMES[int(states_of(ctx)[scope])]
+            )
             self.events.emit("flat", f"{where} is flat: {', '.join(job['closing']) or 'nothing'}"
                              f" closed in {took:,.0f} ms (wall clock, {job['attempts']} "
-                             "round(s) of orders); it stays REDUCING until a person resumes",
+                             f"round(s) of orders); it stays {state.upper()} until a person "
+                             "resumes",
                              job=job["job"], scope=where, ms=took,
                              attempts=job["attempts"])  # fmt: skip
             return

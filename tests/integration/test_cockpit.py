@@ -204,7 +204,7 @@ def test_a_failing_alert_command_and_a_full_log_disk_are_said_and_trading_goes_o
         _end(live, feed)
     assert live.returncode == 0, err
     assert "stopped by 4 s passed" in out
-    assert "the log file can no longer be written (No space left on device)" in err
+    assert "the log file /dev/full can no longer be written (No space left on device)" in err
     failed = [line for line in err.splitlines() if " alert_failed " in line]
     assert failed
     assert all("exited with status 3: nope" in line for line in failed)

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tickwise.engine.live.events import KNOWN_EVENTS, EventLog, open_log_file
+from tickwise.engine.live.events import KNOWN_EVENTS, LINES_QUEUED, EventLog, open_log_file
 
 
 def test_a_text_line_and_a_json_line_say_the_same_event() -> None:
     text, js = io.StringIO(), io.StringIO()
-    EventLog(stream=text).emit("trip", "kill switch tripped", "critical", ts=10**18, value=5.0)
-    EventLog(stream=js, log_format="json").emit("trip", "kill switch tripped", "critical",
-                                                ts=10**18, value=5.0)  # fmt: skip
+    for stream, form in ((text, "text"), (js, "json")):
+        log = EventLog(stream=stream, log_format=form)
+        log.emit("trip", "kill switch tripped", "critical", ts=10**18, value=5.0)
+        log.close()  # (lines are written from a thread of their own)
     assert (
         text.getvalue() == "2001-09-09T01:46:40.000Z CRITICAL trip           kill switch tripped\n"
     )
@@ -68,3 +69,20 @@ def test_a_log_file_must_be_a_file_not_a_fifo_or_a_folder(tmp_path: Path) -> Non
     open_log_file(Path(os.devnull)).close()  # (a device is a file to write to)
     open_log_file(tmp_path / "new.log").close()
     assert (tmp_path / "new.log").is_file()
+
+
+@pytest.mark.timeout(60)
+def test_a_stderr_nobody_reads_never_holds_the_session_up() -> None:
+    """A pipe nobody drains (a stalled log shipper, `| less`, Ctrl-S) blocks its writer once
+    full: the lines wait for it in a thread of their own, and beyond LINES_QUEUED are
+    dropped and counted; `emit` never waits."""
+    read_end, write_end = os.pipe()
+    stalled = os.fdopen(write_end, "w")
+    try:
+        log = EventLog(stream=stalled)
+        for n in range(LINES_QUEUED + 2_000):  # (far more than the pipe and the queue hold)
+            log.emit("bad_data", f"row {n} dropped at the boundary", "warning", journal=False)
+        assert log.lines_dropped > 0
+        log.close(wait_s=0.2)  # (gives up on the stalled reader: the stop is not held either)
+    finally:
+        os.close(read_end)

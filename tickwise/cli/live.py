@@ -252,6 +252,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
                  f"{len(automatic):,} / {len(summary.trips):,}"))  # fmt: skip
     rows += [(f"  {fmt_ns(t['ts'], 3)}", f"{t['scope']}: {t['from']} -> {t['to']} by "
               f"{t['trigger']}") for t in summary.trips[-10:]]  # fmt: skip
+    if summary.lines_dropped:
+        rows.append(("event lines a stalled stderr or log file could not take (dropped)",
+                     f"{summary.lines_dropped:,}"))  # fmt: skip
     if summary.alerts_not_sent:
         rows.append(("events the alert command failed on or never got",
                      f"{summary.alerts_not_sent:,}"))  # fmt: skip

@@ -300,8 +300,8 @@ class TopApp(App[None]):
                 self.send("resume", {"cmd": "resume", "confirm": True, "state": "active"})
 
         self.push_screen(ConfirmScreen(
-            f"Resume the whole session to ACTIVE (as {self.who})? Automated orders will "
-            "leave again."
+            f"Resume the whole session and every instrument (those killed one by one too) to "
+            f"ACTIVE (as {self.who})? Automated orders will leave again."
         ), send)  # fmt: skip
 
     def action_flatten(self) -> None:
