@@ -236,7 +236,8 @@ def test_an_alert_command_that_hangs_never_holds_up_the_session(tmp_path: Path) 
     [(["--metrics", "0.0.0.0:9464"], "--metrics binds to loopback only"),
      (["--metrics", "9464"], "give HOST:PORT"),
      (["--log-format", "xml"], "invalid choice: 'xml'"),
-     (["--on-event", " "], "--on-event needs a command")],
+     (["--on-event", " "], "--on-event needs a command"),
+     (["--log-file", ""], "--log-file needs a file name")],
 )  # fmt: skip
 def test_bad_cockpit_options_are_refused_in_one_line_before_anything_starts(
     tmp_path: Path, args: list[str], message: str

@@ -317,6 +317,7 @@ def test_the_demo_shows_the_kill_switch_catching_a_crash_and_leaves_no_process_b
     assert "strategy: mean_reversion (window=100, entry_z=2.0, exit_z=0.5, qty=100" in out
     assert "kill switch: tripped by price_jump, trading halted" in out
     assert "tickwise top --control tcp://127.0.0.1:" in out
+    assert "positions left open: " in out
     # Its journal is kept, and the commands printed to read it work as printed.
     (session,) = tmp_path.iterdir()
     journal = session / "journal"

@@ -211,6 +211,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
               f"control on {endpoint}", flush=True)  # fmt: skip
 
     log_file = settings.get("log_file")
+    if log_file is not None and not str(log_file).strip():
+        raise TickwiseError("--log-file needs a file name (an empty one would write nowhere)")
     summary = run_live(
         str(settings["strategy"]), str(settings["feed"]),
         instrument_table(str(settings["instruments"])), params, config,
@@ -319,6 +321,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         + (f"tripped by {trip}, trading {last['state']}" if trip else "not tripped"),
         markup=False,
     )
+    held = [f"{r['symbol']} {r['position']:,.10g} @ {r['avg_px']:,.2f}"
+            for r in last.get("by_instrument") or [] if r["position"]]  # fmt: skip
+    stdout.print(f"positions left open: {', '.join(held) or 'none (flat)'} (as last heard)",
+                 markup=False)  # fmt: skip
     journal = folder / "journal"
     stdout.print(f"its journal is kept in {journal}; read it with:\n"
                  f"  tickwise journal replay {journal}   (positions, from the journal)\n"
