@@ -123,6 +123,7 @@ def run_ours(rate: float, seconds: float, transport: str = "tcp", packet_us: flo
                 STRATEGY, feed_ep, make_instruments(INSTRUMENTS), PARAMS,
                 journal_dir=Path(tmp) / "journal", control=bind["control"],
                 gateway=gateway, until_idle_s=1.0,
+                log_stream=open(Path(tmp) / "events.log", "w"),  # noqa: SIM115  (not the bench's)
             )  # fmt: skip
             rows, wall = _published(feed)
         finally:

@@ -182,6 +182,7 @@ def _trade(feed_ep: str, bind: dict[str, str], folder: Path) -> Any:
             PING, feed_ep, make_instruments(1), {"qty": 1.0}, CONFIG,
             journal_dir=folder / "journal", control=bind["control"], gateway=gateway,
             until_idle_s=1.0,
+            log_stream=open(folder / "events.log", "w"),  # noqa: SIM115  (not the bench's)
         )  # fmt: skip
     finally:
         exchange.terminate()
