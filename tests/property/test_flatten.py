@@ -117,10 +117,12 @@ def test_a_flatten_goes_ahead_while_a_person_or_the_loss_limit_halted_the_sessio
 
 
 def test_a_flatten_without_a_reference_price_says_so_and_sends_nothing() -> None:
+    """Between batches (a live session's clock is the wall clock) the gate judges the
+    reference's age by now, not by the last event: a mid a second old is stale here."""
     s = session([(1, 1, 10, np.nan)], risk=replace(COLLARED, reference_max_age_ms=1.0))
     s.on_batch("quotes", quotes([10.0, 10.0]))
-    s.clock = lambda: int(s.ctx.clock[0].recv) + 10**9  # a second later: the mid is stale
-    s.ctx.clock[0].recv += 10**9
+    later = int(s.ctx.clock[0].recv) + 10**9  # a second after the last event, no event since
+    s.clock = lambda: later
     assert s.flatten()["I0"] == {"position": 10.0, "order": None,
                                  "refused": "no_reference_price"}  # fmt: skip
     assert not np.any(s.drain_logs().orders["status"] == STATUS_NEW)
