@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -342,3 +343,44 @@ def test_flatten_closes_a_live_session_s_positions_then_a_data_fault_refuses_it(
     assert "end of day" in said
     assert " flat " in said
     assert " flatten_refused " in said
+
+
+FAKE_SESSION = r"""
+import json, sys, zmq
+replies = [json.loads(line) for line in sys.argv[1:]]
+sock = zmq.Context.instance().socket(zmq.ROUTER)
+sock.bind("tcp://127.0.0.1:*")
+print(sock.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+for reply in replies:  # one answer per request, then gone
+    if not sock.poll(60_000):
+        break
+    client, _, _ = sock.recv_multipart()
+    sock.send_multipart([client, b"", json.dumps(reply).encode()])
+"""
+
+
+def test_status_from_a_socket_that_is_no_tickwise_session_is_one_line_and_never_escapes(
+    tmp_path: Path,
+) -> None:
+    """A reply of the wrong shape is one line naming what is wrong, not a traceback; control
+    characters in it (an escape sequence would rewrite the terminal) are shown, not sent."""
+    odd = {"ok": True, "state": 3, "halted": "yes"}
+    spoof = {"ok": False, "error": "\x1b[2Jcleared"}
+    server = subprocess.Popen([sys.executable, "-c", FAKE_SESSION, json.dumps(odd),
+                               json.dumps(spoof)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        endpoint = server.stdout.readline().strip()
+        assert endpoint.startswith("tcp://127.0.0.1:")
+        shown = subprocess.run([TICKWISE, "status", "--control", endpoint, "--timeout", "30"],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        refused = subprocess.run([TICKWISE, "status", "--control", endpoint, "--timeout", "30"],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        server.kill()
+        server.wait(30)
+    assert shown.returncode == 1
+    assert "the answer is not a status this tickwise reads" in shown.stderr
+    assert "Traceback" not in shown.stderr
+    assert refused.returncode == 1
+    assert "\x1b" not in refused.stderr
+    assert "\\x1b[2Jcleared" in refused.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -150,3 +151,24 @@ def instrument_table(text: str) -> Any:
             raise TickwiseError(f"--instruments {text!r}: synth:N takes a count in 1..10000")
         return make_instruments(int(count))
     return open_history(text).instruments
+
+
+# Control characters (an escape sequence would rewrite the terminal) in what a reply says.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` from a reply with its control characters shown as escapes, never sent to the
+    terminal as they are (a socket that answers may not be a tickwise session)."""
+    return CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def scrubbed(value: Any) -> Any:
+    """`value` with every string in it `printable` (keys too)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {scrubbed(k): scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrubbed(v) for v in value]
+    return value

@@ -21,6 +21,8 @@ from tickwise.cli.common import (
     p50_p99,
     parse_params,
     print_measures,
+    printable,
+    scrubbed,
     state_line,
     subparser,
 )
@@ -351,11 +353,23 @@ def _control(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any
     key = args.server_key.encode() if args.server_key else None
     reply = request(args.control, payload, timeout_s=args.timeout, server_key=key)
     if not reply.get("ok"):
-        raise TickwiseError(f"the session refused: {reply.get('error')}")
+        raise TickwiseError(f"the session refused: {printable(str(reply.get('error')))}")
     return reply
 
 
 def _print_status(reply: dict[str, Any]) -> None:
+    """A status as tables; a reply this tickwise cannot read as a status (a socket that is not
+    a tickwise session's, or another version's) is one line naming what is wrong."""
+    try:
+        _print_status_tables(scrubbed(reply))
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise TickwiseError(
+            f"the answer is not a status this tickwise reads ({type(exc).__name__}: "
+            f"{printable(str(exc))[:200]}): is it a tickwise session's control socket?"
+        ) from None
+
+
+def _print_status_tables(reply: dict[str, Any]) -> None:
     table = Table(title="live session", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")

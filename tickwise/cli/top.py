@@ -27,7 +27,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from tickwise.cli.common import control_options, operator, operator_option, subparser
+from tickwise.cli.common import control_options, operator, operator_option, scrubbed, subparser
 from tickwise.engine.errors import TickwiseError
 
 REFRESH_S = 0.25
@@ -127,7 +127,9 @@ class Seen:
     )
 
     def heard(self, status: dict[str, Any]) -> None:
-        self.status, self.heard_at = status, _now()
+        # (control characters in what a socket says are shown as escapes, never sent to the
+        # terminal: it may not be a tickwise session)
+        self.status, self.heard_at = scrubbed(status), _now()
         self.silent_since = self.error = None
         for key, (p50s, p99s) in self.latency.items():
             figures = _dict(status.get(key))

@@ -24,6 +24,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Sparkline, Static
 
+from tickwise.cli.common import scrubbed
 from tickwise.cli.top import (
     LATENCIES,
     PANEL_TITLES,
@@ -326,7 +327,8 @@ class TopApp(App[None]):
 
     @on(Answered)
     def show_outcome(self, message: Answered) -> None:
-        text, taken = outcome(message.what, message.reply, message.error, message.symbol)
+        reply = None if message.reply is None else scrubbed(message.reply)  # (never raw)
+        text, taken = outcome(message.what, reply, message.error, message.symbol)
         self.query_one("#action", Static).update(text)
         self.notify(text.plain, severity="information" if taken else "error")
         if taken and message.reply is not None and "state" in message.reply:
