@@ -8,12 +8,9 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
@@ -21,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families as prometheu
 
 from tickwise.engine.live.metrics import HISTOGRAMS
 
-from .processes import TICKWISE, WAIT, spawn
+from .processes import TICKWISE, WAIT, Lines, spawn, stop
 
 PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
 EVENT_KEYS = {"ts", "ts_ns", "level", "event", "message", "detail"}
@@ -51,52 +48,6 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-class _Lines:
-    """Every line a stream gives, read by a thread of its own as they come (mixing a line
-    read with `communicate` would lose what the reader had buffered)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def wait_for(self, test: Callable[[str], bool], timeout_s: float = 300.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        seen = 0
-        while time.monotonic() < deadline:
-            for line in self.lines[seen:]:
-                if test(line):
-                    return line
-            seen = len(self.lines)
-            if not self._thread.is_alive() and seen == len(self.lines):
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"not seen within {timeout_s:g} s: {self.lines[-5:]}")
-
-    def all(self, timeout_s: float = 60.0) -> list[str]:
-        self._thread.join(timeout_s)
-        return self.lines
-
-
-def _end(*procs: subprocess.Popen) -> list[tuple[str, str]]:
-    """Stop each process (SIGINT, then SIGKILL after 60 s); what each printed since."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    said = []
-    for proc in procs:
-        try:
-            said.append(proc.communicate(timeout=60))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            said.append(proc.communicate(timeout=30))
-    return said
-
-
 def test_a_crash_is_told_as_it_happens_in_json_lines_a_log_file_an_alert_and_the_metrics(
     tmp_path: Path,
 ) -> None:
@@ -108,7 +59,7 @@ def test_a_crash_is_told_as_it_happens_in_json_lines_a_log_file_an_alert_and_the
     live = _live(endpoint, tmp_path, "--log-format", "json", "--log-file", str(log_file),
                  "--on-event", f"cat >> '{alerts}'", "--metrics", "127.0.0.1:0",
                  "--seconds", "60")  # fmt: skip
-    out, err = _Lines(live.stdout), _Lines(live.stderr)
+    out, err = Lines(live.stdout), Lines(live.stderr)
     try:
         start = json.loads(err.wait_for(lambda line: '"event": "start"' in line))
         url = start["detail"]["metrics"]
@@ -128,7 +79,7 @@ def test_a_crash_is_told_as_it_happens_in_json_lines_a_log_file_an_alert_and_the
             live.wait(timeout=60)  # (its output is read by the threads: never communicate)
         finally:
             live.kill()
-            _end(feed)
+            stop(feed)
     lines = err.all()
     assert live.returncode == 0, "".join(lines[-20:])
     stdout = "".join(out.all())
@@ -202,7 +153,7 @@ def test_a_failing_alert_command_and_a_full_log_disk_are_said_and_trading_goes_o
     try:
         out, err = live.communicate(timeout=300)
     finally:
-        _end(live, feed)
+        stop(live, feed)
     assert live.returncode == 0, err
     assert "stopped by 4 s passed" in out
     assert "the log file /dev/full can no longer be written (No space left on device)" in err
@@ -220,7 +171,7 @@ def test_an_alert_command_that_hangs_never_holds_up_the_session(tmp_path: Path) 
     try:
         out, err = live.communicate(timeout=120)  # (its stop does not wait for the command)
     finally:
-        _end(live, feed)
+        stop(live, feed)
     assert live.returncode == 0, err
     assert " first_batch " in err  # the events went on as the command slept on the first
     summary = {
@@ -279,7 +230,7 @@ def test_flatten_closes_a_live_session_s_positions_then_a_data_fault_refuses_it(
     # position; the dead feed below trips it all the same)
     config.write_text("[killswitch]\nstale_feed_ms = 2000.0\n")
     live = _live(endpoint, tmp_path, "--config", str(config), "--seconds", "120")
-    out, err = _Lines(live.stdout), _Lines(live.stderr)
+    out, err = Lines(live.stdout), Lines(live.stderr)
     try:
         control = out.wait_for(lambda line: " on tcp://" in line).rsplit(" on ", 1)[1].strip()
         deadline = time.monotonic() + 90
@@ -336,7 +287,7 @@ def test_flatten_closes_a_live_session_s_positions_then_a_data_fault_refuses_it(
             live.wait(timeout=60)
         finally:
             live.kill()
-            _end(feed)
+            stop(feed)
     assert live.returncode == 0, "".join(err.all()[-20:])
     said = "".join(err.all())
     assert " flatten " in said

@@ -33,7 +33,7 @@ from tickwise.engine.schemas import (
 from tickwise.feeds import wire
 
 from ..conftest import simple_instruments, write_rows
-from .processes import TICKWISE, WAIT, spawn
+from .processes import TICKWISE, WAIT, spawn, stop
 
 RESTING = str(Path(__file__).parents[1] / "resting.py") + ":Resting"
 PARAMS = ["--param", "window=30", "--param", "entry_z=1.0", "--param", "qty=100"]
@@ -61,18 +61,6 @@ def wait_until(control: str, check, deadline_s: float = 60.0) -> dict:
         if check(state) or time.monotonic() > deadline:
             return state
         time.sleep(0.2)
-
-
-def end(*procs: subprocess.Popen) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +111,7 @@ def test_feed_engine_exchange_fills_every_order_the_backtest_sends(
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
     finally:
-        end(feed, exchange)
+        stop(feed, exchange)
     assert live.returncode == 0, live.stderr
     journal = replay_journal(tmp_path / "journal")
     sent = journal.orders[journal.orders["status"] == STATUS_NEW]
@@ -171,7 +159,7 @@ def test_a_kill_cancels_the_orders_resting_at_the_exchange(tmp_path: Path) -> No
             "halted", "manual", 0)  # fmt: skip
         assert after["gateway"]["mismatches"] == 0
     finally:
-        end(live, feed, exchange)
+        stop(live, feed, exchange)
     orders = replay_journal(tmp_path / "journal").orders
     status = orders["status"]
     assert np.count_nonzero(status == STATUS_NEW) == 3
@@ -209,7 +197,7 @@ def test_a_lost_exchange_trips_the_kill_switch(tmp_path: Path) -> None:
         assert later["halted"]
         assert later["gateway"]["requests"] == sent
     finally:
-        end(live, feed, exchange)
+        stop(live, feed, exchange)
     events = replay_journal(tmp_path / "journal").events
     changes = [json.loads(e["detail"]) for e in events if e["what"] == "transition"]
     first = changes[0]
@@ -260,7 +248,7 @@ def test_reports_that_do_not_fit_what_was_sent_trip_the_kill_switch(tmp_path: Pa
             assert state["halt_reason"] == "reconcile", state
             assert state["halt_value"] == 999_999.0  # the order id that did not fit
         finally:
-            end(live, feed)
+            stop(live, feed)
     events = replay_journal(tmp_path / "journal").events
     mismatch = [e for e in events if e["what"] == "reconcile"]
     assert mismatch
@@ -303,7 +291,7 @@ def test_the_exchange_cancels_the_orders_of_a_client_gone_silent() -> None:
         exchange.send_signal(signal.SIGINT)
         out, err = exchange.communicate(timeout=60)
     finally:
-        end(exchange, feed)
+        stop(exchange, feed)
     assert exchange.returncode == 0, err
     assert "orders cancelled on a client's disconnect" in out
 
@@ -330,7 +318,7 @@ def test_a_session_killed_with_sigkill_replays_into_the_positions_it_reported(
         live.send_signal(signal.SIGKILL)
         live.wait(timeout=30)
     finally:
-        end(live, exchange)
+        stop(live, exchange)
     assert live.returncode == -signal.SIGKILL
     replayed = replay_journal(tmp_path / "journal").summary()
     positions = {sym: p["qty"] for sym, p in replayed["positions"].items() if p["qty"] != 0.0}

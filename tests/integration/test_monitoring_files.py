@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
-import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from tickwise.feeds import wire
 from tickwise.feeds.transport import Publisher
 
-from .processes import TICKWISE, WAIT, spawn
+from .processes import TICKWISE, WAIT, Lines, spawn, stop
 
 MONITORING = Path(__file__).parents[2] / "docs" / "monitoring"
 ALERTS = MONITORING / "alerts.yml"
@@ -171,33 +169,7 @@ def test_alert_rules_and_dashboard_queries_are_valid_promql() -> None:
 # --- the sessions --------------------------------------------------------------------------
 
 
-class _Lines:
-    """Every line a stream gives, read by a thread of its own as they come."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def wait_for(self, test: Callable[[str], bool], timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        seen = 0
-        while time.monotonic() < deadline:
-            for line in self.lines[seen:]:
-                if test(line):
-                    return line
-            seen = len(self.lines)
-            if not self._thread.is_alive() and seen == len(self.lines):
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"not seen within {timeout_s:g} s: {self.lines[-5:]}")
-
-
-def _live(tmp_path: Path, name: str, feed: str, *extra: str) -> tuple[subprocess.Popen, _Lines]:
+def _live(tmp_path: Path, name: str, feed: str, *extra: str) -> tuple[subprocess.Popen, Lines]:
     """A session serving metrics on a free loopback port, its event lines JSON on stderr."""
     live = subprocess.Popen([TICKWISE, "live", "--strategy", "mean_reversion", "--feed", feed,
                              "--instruments", "synth:3", *PARAMS, "--journal",
@@ -205,10 +177,10 @@ def _live(tmp_path: Path, name: str, feed: str, *extra: str) -> tuple[subprocess
                              "--metrics", "127.0.0.1:0", "--log-format", "json", "--seconds",
                              "900", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
-    return live, _Lines(live.stderr)
+    return live, Lines(live.stderr)
 
 
-def _metrics_url(err: _Lines) -> str:
+def _metrics_url(err: Lines) -> str:
     start = json.loads(err.wait_for(lambda line: '"event": "start"' in line, START_S))
     url = start["detail"]["metrics"]
     assert url.startswith("http://127.0.0.1:")
@@ -231,7 +203,7 @@ def _scrape(url: str) -> dict[str, dict[str, set[str]]]:
     return served
 
 
-def _scrape_until(url: str, err: _Lines, wanted: dict[str, dict[str, set[str]]]
+def _scrape_until(url: str, err: Lines, wanted: dict[str, dict[str, set[str]]]
                   ) -> dict[str, dict[str, set[str]]]:  # fmt: skip
     """The first scrape that serves each sample name of `wanted`, its labels taking (at
     least) the values given; within SEEN_S."""
@@ -261,19 +233,6 @@ def _quotes(n: int, **values: object) -> dict[str, np.ndarray]:
     base = {"ts_event": now, "ts_recv": now, "instrument": 0, "seq": 0, "bid_px": 100.0,
             "ask_px": 100.02, "bid_sz": 10.0, "ask_sz": 10.0} | values  # fmt: skip
     return {name: np.full(n, base[name], dtype=dtype.fields[name][0]) for name in dtype.names}
-
-
-def _stop(*procs: subprocess.Popen) -> None:
-    """SIGINT each process still running, then SIGKILL what has not ended within 60 s."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def _served_by_live_sessions(tmp_path: Path) -> dict[str, dict[str, set[str]]]:
@@ -320,7 +279,7 @@ def _served_by_live_sessions(tmp_path: Path) -> dict[str, dict[str, set[str]]]:
             for label, values in labels.items():
                 merged[label] |= values
     finally:
-        _stop(*reversed(procs))
+        stop(*reversed(procs), drain=False)
         hostile.close()
     sessions = [fed, trading]
     assert all(p.returncode == 0 for p in sessions), [p.returncode for p in sessions]
